@@ -1,0 +1,160 @@
+/* adapter.h: points, values, samples, and the adapter interface every transport implements. */
+#ifndef ADAPTER_H
+#define ADAPTER_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "../guardian/guardian.h"
+
+/* The type of a point as the device stores it. */
+enum value_type {
+	VALUE_BOOL,
+	VALUE_U16,
+	VALUE_I16,
+	VALUE_U32,
+	VALUE_I32,
+	VALUE_U64,
+	VALUE_I64,
+	VALUE_F32,
+	VALUE_F64,
+	VALUE_STRING,
+};
+
+/* Names as written in configs: "bool", "u16", ... NULL-terminated. */
+extern const char *const value_type_names[];
+
+/* Word and byte order of multi-byte values (see adapters/codec.h). */
+enum byte_order {
+	ORDER_ABCD, /* big-endian words, big-endian bytes (Modbus default) */
+	ORDER_CDAB, /* little-endian words, big-endian bytes ("word swap") */
+	ORDER_BADC, /* big-endian words, bytes swapped in each word */
+	ORDER_DCBA, /* fully little-endian */
+};
+extern const char *const byte_order_names[];
+
+/*
+ * A value in engineering units, after scale and offset. Integers stay integers
+ * while scale is 1 and offset 0; otherwise the value becomes VALUE_KIND_FLOAT.
+ * A string points into a buffer owned by the adapter, valid until its next poll.
+ */
+enum value_kind { VALUE_KIND_NONE, VALUE_KIND_BOOL, VALUE_KIND_INT, VALUE_KIND_UINT,
+		  VALUE_KIND_FLOAT, VALUE_KIND_STRING };
+
+struct value {
+	enum value_kind kind;
+	union {
+		bool b;
+		int64_t i;
+		uint64_t u;
+		double f;
+		const char *s;
+	};
+};
+
+/* Why a value is or is not good. */
+enum quality {
+	QUALITY_GOOD,
+	QUALITY_TIMEOUT,      /* the device did not answer in time */
+	QUALITY_EXCEPTION,    /* the device answered with an exception ('code') */
+	QUALITY_BAD_FRAME,    /* a malformed answer: CRC, length, wrong unit */
+	QUALITY_OFFLINE,      /* the unit is in backoff after failures */
+	QUALITY_DISCONNECTED, /* the link (socket, serial port) is down */
+	QUALITY_BAD_VALUE,    /* read fine, but not representable (NaN, infinity) */
+};
+extern const char *const quality_names[];
+
+/* A point as configured: one value on one device, named "adapter/point". */
+struct point {
+	char *name;       /* full name, "adapter/point"; owned */
+	uint32_t id;      /* index in the gateway's point table */
+	char *unit;       /* engineering unit, "" when none; owned */
+	enum value_type type;
+	double scale;     /* engineering = raw * scale + offset */
+	double offset;
+	bool writable;    /* may a downlink rule ever write it */
+};
+
+/* One reading of one point. */
+struct sample {
+	uint32_t point_id;
+	enum quality quality;
+	int32_t code;     /* exception code or errno, for quality != GOOD */
+	int64_t ts_ms;    /* UTC ms when the answer arrived */
+	struct value value; /* VALUE_KIND_NONE unless quality is GOOD */
+};
+
+struct adapter;
+
+/*
+ * Where an adapter delivers what it read. 'emit' is called once per poll
+ * cycle with every sample of that cycle, from the adapter's own thread; the
+ * samples are valid only during the call.
+ */
+struct point_sink {
+	void (*emit)(struct point_sink *sink, struct adapter *a, const struct sample *samples,
+		     size_t nsamples);
+	void *ctx;
+};
+
+/* Counters every adapter keeps; read from other threads without locks (relaxed). */
+struct adapter_stats {
+	uint64_t polls;        /* transactions attempted */
+	uint64_t polls_ok;
+	uint64_t timeouts;
+	uint64_t exceptions;
+	uint64_t bad_frames;   /* CRC, length, unexpected answer */
+	uint64_t io_errors;
+	uint64_t reconnects;
+	uint64_t samples;
+	int64_t last_ok_ms;    /* UTC ms of the last good answer, 0 if none */
+	int link_up;           /* 1 while the link is open */
+};
+
+/*
+ * One transport. Filled with designated initialisers; one per file.
+ * configure: reads the adapter's JSON object (a cJSON node, const void * so
+ *   this header does not need cJSON) into a->points / a->backend_data. Returns
+ *   the number of errors it added to 'c'. Called before anything starts.
+ * open: opens the link. 0 or a negative enum gd_err (errno kept).
+ * poll: does the transactions that are due at 'now_ms' (monotonic), emits one
+ *   batch to 'out', and sets a->next_due_ms. 0 or a negative enum gd_err.
+ * write: writes one value to one point. 0 or a negative enum gd_err.
+ * close: closes the link; the adapter may be opened again.
+ * destroy: frees backend_data. No operation if it is NULL.
+ */
+struct adapter_ops {
+	const char *type;
+	int (*configure)(struct adapter *a, struct conf *c, const void *json_obj, const char *path);
+	int (*open)(struct adapter *a);
+	int (*poll)(struct adapter *a, int64_t now_ms, struct point_sink *out);
+	int (*write)(struct adapter *a, const struct point *p, const struct value *v);
+	void (*close)(struct adapter *a);
+	void (*destroy)(struct adapter *a);
+};
+
+struct adapter {
+	char *name;                     /* owned */
+	const struct adapter_ops *ops;
+	void *backend_data;             /* the transport's own state */
+	struct point *points;           /* owned array */
+	size_t npoints;
+	int64_t next_due_ms;            /* monotonic; set by poll */
+	struct adapter_stats stats;
+};
+
+/* The transports, by their config "type". Returns NULL if unknown. */
+const struct adapter_ops *adapter_ops_find(const char *type);
+/* Lists the known types as "a, b, c" into 'buf' for error messages. */
+const char *adapter_types_text(char *buf, size_t len);
+
+/* Creates an adapter from its JSON object (the core checked "name" and "type"). */
+struct adapter *adapter_new(const char *name, const struct adapter_ops *ops);
+/* Frees 'a' and its points. No operation is performed if 'a' is NULL. */
+void adapter_free(struct adapter *a);
+
+/* Adds a point named "<adapter>/<point>" to 'a'. Returns it, or NULL on ENOMEM. */
+struct point *adapter_add_point(struct adapter *a, const char *point_name);
+
+#endif
