@@ -21,7 +21,10 @@
  *
  * Strings: 'length' characters, two per register, high byte first for ABCD and
  * CDAB, low byte first for BADC and DCBA. Decoding stops at the first NUL and
- * drops trailing spaces; bytes outside printable ASCII become '?'.
+ * drops trailing spaces; bytes outside printable ASCII become '?'. Over bytes
+ * (codec_*_bytes) the order applies to numbers only: strings keep their
+ * character order. NaN and infinities encode into f32/f64 as they are; bools
+ * are never scaled.
  */
 
 /* Registers a value of type 't' occupies; for strings, (length + 1) / 2. */
