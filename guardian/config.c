@@ -1,0 +1,312 @@
+/* config.c: loads the site config (JSON), validates all of it, and builds adapters, point table and policy. */
+#include <cjson/cJSON.h>
+#include <errno.h>
+#include <libgen.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "core.h"
+
+static const char *const log_level_names[] = { "error", "warn", "info", "debug", NULL };
+
+static const struct conf_key top_keys[] = {
+	{ .name = "device_id", .kind = CONF_STRING, .required = true,
+	  .offset = offsetof(struct gd_config, device_id), .expect = "the device's name" },
+	{ .name = "state_dir", .kind = CONF_STRING, .offset = offsetof(struct gd_config, state_dir),
+	  .expect = "a directory" },
+	{ .name = "policy", .kind = CONF_STRING, .required = true,
+	  .offset = offsetof(struct gd_config, policy_file), .expect = "the policy file" },
+	{ .name = "log_level", .kind = CONF_ENUM, .offset = offsetof(struct gd_config, log_level),
+	  .choices = log_level_names, .expect = "log level" },
+	{ .name = "uplink", .kind = CONF_OBJECT, .required = true },
+	{ .name = "adapters", .kind = CONF_ARRAY, .required = true,
+	  .expect = "an array of adapters" },
+	{ .name = NULL },
+};
+
+struct adapter_head {
+	char *name;
+	char *type;
+};
+
+/* Reads a whole file into a NUL-terminated buffer. NULL with errno on failure. */
+static char *read_file(const char *file)
+{
+	FILE *f = fopen(file, "rb");
+	char *buf = NULL;
+	size_t len = 0, cap = 0;
+
+	if (f == NULL)
+		return NULL;
+	for (;;) {
+		size_t n;
+
+		if (cap - len < 4096) {
+			char *grown = realloc(buf, cap ? cap * 2 : 65536);
+
+			if (grown == NULL) {
+				free(buf);
+				buf = NULL;
+				goto out;
+			}
+			buf = grown;
+			cap = cap ? cap * 2 : 65536;
+		}
+		n = fread(buf + len, 1, cap - len - 1, f);
+		len += n;
+		if (n == 0)
+			break;
+	}
+	if (ferror(f)) {
+		free(buf);
+		buf = NULL;
+		errno = EIO;
+		goto out;
+	}
+	buf[len] = '\0';
+out:
+	fclose(f);
+	return buf;
+}
+
+/* Returns 'path' made relative to 'dir' unless absolute; owned. */
+static char *resolve(const char *dir, const char *path)
+{
+	char *out = NULL;
+
+	if (path[0] == '/' || strcmp(dir, ".") == 0)
+		return strdup(path);
+	if (asprintf(&out, "%s/%s", dir, path) < 0)
+		return NULL;
+	return out;
+}
+
+/* Rewrites the file keys of 'obj' to be relative to the config's directory. */
+static void resolve_file_keys(cJSON *obj, const char *dir, const char *const *keys)
+{
+	for (size_t i = 0; keys[i] != NULL; i++) {
+		cJSON *item = cJSON_GetObjectItemCaseSensitive(obj, keys[i]);
+		char *resolved;
+
+		if (!cJSON_IsString(item))
+			continue;
+		resolved = resolve(dir, item->valuestring);
+		if (resolved == NULL)
+			continue;
+		cJSON_SetValuestring(item, resolved);
+		free(resolved);
+	}
+}
+
+/* Reports where cJSON stopped, as line and column. */
+static void json_error(struct conf *c, const char *text, const char *err_at)
+{
+	size_t line = 1, col = 1;
+
+	for (const char *q = text; err_at != NULL && q < err_at && *q; q++) {
+		if (*q == '\n') {
+			line++;
+			col = 1;
+		} else {
+			col++;
+		}
+	}
+	conf_error(c, NULL, "line %zu, column %zu: invalid JSON (expected a JSON object)", line,
+		   col);
+}
+
+static int read_adapters(struct gd_config *cfg, struct conf *c, const cJSON *arr)
+{
+	const cJSON *item;
+	char path[64], sub[96], types[256];
+	size_t i = 0, n = (size_t)cJSON_GetArraySize(arr);
+	int errors = 0;
+
+	if (n == 0) {
+		conf_error(c, "adapters", "empty (expected at least one adapter)");
+		return 1;
+	}
+	cfg->adapters = calloc(n, sizeof(*cfg->adapters));
+	if (cfg->adapters == NULL) {
+		conf_error(c, "adapters", "out of memory");
+		return 1;
+	}
+	cJSON_ArrayForEach(item, arr)
+	{
+		const cJSON *name, *type;
+		const struct adapter_ops *ops;
+		struct adapter *a;
+
+		conf_path_index(path, sizeof(path), "adapters", i++);
+		if (!cJSON_IsObject(item)) {
+			conf_error(c, path, "expected an adapter object");
+			errors++;
+			continue;
+		}
+		name = cJSON_GetObjectItemCaseSensitive(item, "name");
+		type = cJSON_GetObjectItemCaseSensitive(item, "type");
+		if (!cJSON_IsString(name) || !conf_valid_name(name->valuestring)) {
+			conf_error(c, conf_path_key(sub, sizeof(sub), path, "name"),
+				   "%s (expected 1 to 63 of A-Z a-z 0-9 _ . -)",
+				   name == NULL ? "missing" : "invalid adapter name");
+			errors++;
+			continue;
+		}
+		for (size_t j = 0; j < cfg->nadapters; j++) {
+			if (strcmp(cfg->adapters[j]->name, name->valuestring) == 0) {
+				conf_error(c, conf_path_key(sub, sizeof(sub), path, "name"),
+					   "adapter \"%s\" is defined twice (also adapters[%zu])",
+					   name->valuestring, j);
+				errors++;
+			}
+		}
+		if (!cJSON_IsString(type)) {
+			conf_error(c, conf_path_key(sub, sizeof(sub), path, "type"),
+				   "%s (expected one of %s)", type == NULL ? "missing" : "not a string",
+				   adapter_types_text(types, sizeof(types)));
+			errors++;
+			continue;
+		}
+		ops = adapter_ops_find(type->valuestring);
+		if (ops == NULL) {
+			conf_error(c, conf_path_key(sub, sizeof(sub), path, "type"),
+				   "unknown adapter type \"%s\" (expected one of %s)",
+				   type->valuestring, adapter_types_text(types, sizeof(types)));
+			errors++;
+			continue;
+		}
+		a = adapter_new(name->valuestring, ops);
+		if (a == NULL) {
+			conf_error(c, path, "out of memory");
+			return errors + 1;
+		}
+		cfg->adapters[cfg->nadapters++] = a;
+		errors += ops->configure(a, c, item, path);
+	}
+	return errors;
+}
+
+static int build_point_table(struct gd_config *cfg, struct conf *c)
+{
+	size_t n = 0, k = 0;
+
+	for (size_t i = 0; i < cfg->nadapters; i++)
+		n += cfg->adapters[i]->npoints;
+	cfg->points = calloc(n ? n : 1, sizeof(*cfg->points));
+	if (cfg->points == NULL) {
+		conf_error(c, "adapters", "out of memory");
+		return 1;
+	}
+	for (size_t i = 0; i < cfg->nadapters; i++) {
+		struct adapter *a = cfg->adapters[i];
+
+		for (size_t j = 0; j < a->npoints; j++) {
+			a->points[j].id = (uint32_t)k;
+			cfg->points[k++] = &a->points[j];
+		}
+	}
+	cfg->npoints = n;
+	return 0;
+}
+
+int gd_config_load(const char *file, struct conf *c, struct gd_config **out)
+{
+	static const char *const uplink_files[] = { "ca_file", "cert_file", "key_file", NULL };
+	struct gd_config *cfg = calloc(1, sizeof(*cfg));
+	const char *err_at = NULL;
+	cJSON *root = NULL;
+	cJSON *item;
+	char *text = NULL, *copy;
+	size_t before = c->nerrors;
+
+	*out = NULL;
+	if (cfg == NULL) {
+		conf_error(c, "", "out of memory");
+		return GD_ENOMEM;
+	}
+	cfg->log_level = LOG_LEVEL_INFO;
+	uplink_config_defaults(&cfg->uplink);
+	cfg->file = strdup(file);
+	copy = strdup(file);
+	cfg->dir = copy ? strdup(dirname(copy)) : NULL;
+	free(copy);
+	if (cfg->file == NULL || cfg->dir == NULL) {
+		conf_error(c, "", "out of memory");
+		goto out;
+	}
+	text = read_file(file);
+	if (text == NULL) {
+		conf_error(c, "", "cannot read: %s", strerror(errno));
+		goto out;
+	}
+	root = cJSON_ParseWithOpts(text, &err_at, 1);
+	if (root == NULL || !cJSON_IsObject(root)) {
+		json_error(c, text, root == NULL ? err_at : text);
+		goto out;
+	}
+	if (conf_read_object(c, root, "", top_keys, cfg) != 0 && cfg->device_id == NULL)
+		goto out;
+	if (cfg->device_id != NULL && !conf_valid_name(cfg->device_id))
+		conf_error(c, "device_id",
+			   "invalid device id \"%s\" (expected 1 to 63 of A-Z a-z 0-9 _ . -; it "
+			   "becomes part of MQTT topics)",
+			   cfg->device_id);
+	if (cfg->state_dir == NULL)
+		cfg->state_dir = strdup("/var/lib/guardian");
+	item = cJSON_GetObjectItemCaseSensitive(root, "uplink");
+	if (cJSON_IsObject(item)) {
+		resolve_file_keys(item, cfg->dir, uplink_files);
+		uplink_config_read(&cfg->uplink, c, item, "uplink");
+	}
+	item = cJSON_GetObjectItemCaseSensitive(root, "adapters");
+	if (cJSON_IsArray(item))
+		read_adapters(cfg, c, item);
+	if (c->nerrors != before)
+		goto out;
+	if (build_point_table(cfg, c) != 0)
+		goto out;
+	if (cfg->policy_file != NULL) {
+		char *resolved = resolve(cfg->dir, cfg->policy_file);
+		struct conf pc;
+
+		free(cfg->policy_file);
+		cfg->policy_file = resolved;
+		if (resolved == NULL) {
+			conf_error(c, "policy", "out of memory");
+			goto out;
+		}
+		/* Policy errors are reported against the policy file. */
+		conf_init(&pc, resolved);
+		cfg->policy = policy_load(&pc, resolved, cfg->points, cfg->npoints);
+		conf_take(c, &pc);
+		conf_release(&pc);
+	}
+out:
+	cJSON_Delete(root);
+	free(text);
+	if (c->nerrors != before) {
+		gd_config_free(cfg);
+		return GD_ECONFIG;
+	}
+	*out = cfg;
+	return 0;
+}
+
+void gd_config_free(struct gd_config *cfg)
+{
+	if (cfg == NULL)
+		return;
+	policy_free(cfg->policy);
+	for (size_t i = 0; i < cfg->nadapters; i++)
+		adapter_free(cfg->adapters[i]);
+	free(cfg->adapters);
+	free(cfg->points);
+	uplink_config_release(&cfg->uplink);
+	free(cfg->file);
+	free(cfg->dir);
+	free(cfg->device_id);
+	free(cfg->state_dir);
+	free(cfg->policy_file);
+	free(cfg);
+}

@@ -1,0 +1,47 @@
+/* core.h: private to guardian/: the loaded site config and the running gateway. */
+#ifndef GUARDIAN_CORE_H
+#define GUARDIAN_CORE_H
+
+#include "../adapters/adapter.h"
+#include "../policy/policy.h"
+#include "../uplink/uplink.h"
+#include "guardian.h"
+
+/* A site config, completely validated. Owns everything it points to. */
+struct gd_config {
+	char *file;
+	char *dir;                 /* relative paths in the config are relative to this */
+	char *device_id;
+	char *state_dir;
+	char *policy_file;         /* resolved */
+	int log_level;             /* enum log_level */
+	struct uplink_config uplink;
+	struct adapter **adapters;
+	size_t nadapters;
+	const struct point **points; /* the point table: points[id]; borrowed from adapters */
+	size_t npoints;
+	struct policy *policy;
+};
+
+/*
+ * Loads and validates 'file' and the policy it names. On any error, every
+ * error is in 'c', *out is NULL and the return is GD_ECONFIG; nothing has been
+ * opened or started.
+ */
+int gd_config_load(const char *file, struct conf *c, struct gd_config **out);
+/* Frees 'cfg'. No operation is performed if 'cfg' is NULL. */
+void gd_config_free(struct gd_config *cfg);
+
+struct gateway;
+
+/* Starts the uplink and one thread per adapter. NULL on failure (logged). */
+struct gateway *gateway_start(struct gd_config *cfg);
+/* Publishes the health document now. */
+void gateway_publish_health(struct gateway *gw);
+/* Stops the adapters, drains the uplink for up to 'drain_ms', frees 'gw'. */
+void gateway_stop(struct gateway *gw, int drain_ms);
+
+/* Writes the health JSON into 'buf'. Returns its length (truncated to cap - 1). */
+size_t gateway_health_json(struct gateway *gw, char *buf, size_t cap);
+
+#endif

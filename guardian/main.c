@@ -1,0 +1,170 @@
+/* main.c: the guardian command: check a config, or run the gateway until told to stop. */
+#include <errno.h>
+#include <getopt.h>
+#include <pthread.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include "core.h"
+
+#define SUBSYS "main"
+
+static void usage(FILE *out)
+{
+	fprintf(out,
+		"usage: guardian check -c FILE   validate a site config and its policy\n"
+		"       guardian run -c FILE     run the gateway (SIGINT/SIGTERM stop it)\n"
+		"       guardian version         print the version\n"
+		"options:\n"
+		"  -c, --config FILE   the site config (JSON)\n"
+		"  -v, --verbose       log debug lines (run)\n"
+		"  -h, --help          this text\n");
+}
+
+/* Loads the config, printing every error; NULL if there was any. */
+static struct gd_config *load(const char *file)
+{
+	struct gd_config *cfg = NULL;
+	struct conf c;
+
+	conf_init(&c, file);
+	if (gd_config_load(file, &c, &cfg) != 0) {
+		conf_print_errors(&c, stderr);
+		fprintf(stderr, "%s: %zu error%s; nothing started\n", file, c.nerrors,
+			c.nerrors == 1 ? "" : "s");
+	}
+	conf_release(&c);
+	return cfg;
+}
+
+static int cmd_check(const char *file)
+{
+	struct gd_config *cfg = load(file);
+	size_t npoints = 0;
+
+	if (cfg == NULL)
+		return 1;
+	for (size_t i = 0; i < cfg->nadapters; i++)
+		npoints += cfg->adapters[i]->npoints;
+	printf("configuration OK: device %s, %zu adapter%s, %zu points, policy %s with %zu "
+	       "rule%s\n",
+	       cfg->device_id, cfg->nadapters, cfg->nadapters == 1 ? "" : "s", npoints,
+	       cfg->policy_file, policy_rule_count(cfg->policy),
+	       policy_rule_count(cfg->policy) == 1 ? "" : "s");
+	gd_config_free(cfg);
+	return 0;
+}
+
+static int cmd_run(const char *file, bool verbose)
+{
+	struct gd_config *cfg = load(file);
+	struct gateway *gw;
+	sigset_t set;
+	int64_t next_health;
+
+	if (cfg == NULL)
+		return 1;
+	log_set_level(verbose ? LOG_LEVEL_DEBUG : (enum log_level)cfg->log_level);
+	/* Signals are taken synchronously by this thread; every other thread inherits the mask. */
+	sigemptyset(&set);
+	sigaddset(&set, SIGINT);
+	sigaddset(&set, SIGTERM);
+	sigaddset(&set, SIGHUP);
+	pthread_sigmask(SIG_BLOCK, &set, NULL);
+	signal(SIGPIPE, SIG_IGN);
+
+	log_info(SUBSYS, "guardian %s starting: device %s, %zu adapters, %zu points", GD_VERSION,
+		 cfg->device_id, cfg->nadapters, cfg->npoints);
+	gw = gateway_start(cfg);
+	if (gw == NULL) {
+		gd_config_free(cfg);
+		return 1;
+	}
+	next_health = gd_mono_ms() + cfg->uplink.health_interval_ms;
+	for (;;) {
+		int64_t wait_ms = next_health - gd_mono_ms();
+		struct timespec ts;
+		int sig;
+
+		if (wait_ms < 0)
+			wait_ms = 0;
+		ts = (struct timespec){ .tv_sec = wait_ms / 1000,
+					.tv_nsec = (wait_ms % 1000) * 1000000 };
+		sig = sigtimedwait(&set, NULL, &ts);
+		if (sig == SIGINT || sig == SIGTERM) {
+			log_info(SUBSYS, "%s: stopping", strsignal(sig));
+			break;
+		}
+		if (sig == SIGHUP) {
+			log_info(SUBSYS, "SIGHUP: reload is not supported yet; restart to apply changes");
+			continue;
+		}
+		if (gd_mono_ms() >= next_health) {
+			gateway_publish_health(gw);
+			next_health += cfg->uplink.health_interval_ms;
+		}
+	}
+	gateway_stop(gw, 3000);
+	gd_config_free(cfg);
+	log_info(SUBSYS, "stopped");
+	return 0;
+}
+
+int main(int argc, char **argv)
+{
+	static const struct option longopts[] = {
+		{ "config", required_argument, NULL, 'c' },
+		{ "verbose", no_argument, NULL, 'v' },
+		{ "help", no_argument, NULL, 'h' },
+		{ NULL, 0, NULL, 0 },
+	};
+	const char *cmd, *file = NULL;
+	bool verbose = false;
+	int ch;
+
+	if (argc < 2) {
+		usage(stderr);
+		return 2;
+	}
+	cmd = argv[1];
+	if (strcmp(cmd, "-h") == 0 || strcmp(cmd, "--help") == 0 || strcmp(cmd, "help") == 0) {
+		usage(stdout);
+		return 0;
+	}
+	if (strcmp(cmd, "version") == 0 || strcmp(cmd, "--version") == 0) {
+		printf("guardian %s\n", GD_VERSION);
+		return 0;
+	}
+	optind = 2;
+	while ((ch = getopt_long(argc, argv, "c:vh", longopts, NULL)) != -1) {
+		switch (ch) {
+		case 'c':
+			file = optarg;
+			break;
+		case 'v':
+			verbose = true;
+			break;
+		case 'h':
+			usage(stdout);
+			return 0;
+		default:
+			usage(stderr);
+			return 2;
+		}
+	}
+	if (file == NULL) {
+		fprintf(stderr, "guardian %s: missing -c FILE\n", cmd);
+		usage(stderr);
+		return 2;
+	}
+	if (strcmp(cmd, "check") == 0)
+		return cmd_check(file);
+	if (strcmp(cmd, "run") == 0)
+		return cmd_run(file, verbose);
+	fprintf(stderr, "guardian: unknown command \"%s\"\n", cmd);
+	usage(stderr);
+	return 2;
+}

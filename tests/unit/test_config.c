@@ -1,0 +1,350 @@
+/* test_config.c: every kind of config mistake yields its message, with file and JSON path. */
+#include <criterion/criterion.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "../../guardian/core.h"
+
+static char dir[64];
+static char cfgfile[128];
+
+static void write_file(const char *name, const char *text)
+{
+	char path[256];
+	FILE *f;
+
+	snprintf(path, sizeof(path), "%s/%s", dir, name);
+	f = fopen(path, "w");
+	cr_assert_not_null(f, "cannot write %s", path);
+	fputs(text, f);
+	fclose(f);
+}
+
+static void setup(void)
+{
+	strcpy(dir, "/tmp/gd-config-XXXXXX");
+	cr_assert_not_null(mkdtemp(dir));
+	snprintf(cfgfile, sizeof(cfgfile), "%s/site.json", dir);
+	write_file("ca.crt", "x");
+	write_file("dev.crt", "x");
+	write_file("dev.key", "x");
+	write_file("policy.json", "{\"version\":1,\"uplink\":[{\"points\":\"*\",\"action\":\"allow\"}]}");
+}
+
+static void teardown(void)
+{
+	char cmd[128];
+
+	snprintf(cmd, sizeof(cmd), "rm -rf %s", dir);
+	cr_assert_eq(system(cmd), 0);
+}
+
+TestSuite(config, .init = setup, .fini = teardown);
+
+#define UPLINK                                                                                     \
+	"\"uplink\":{\"host\":\"localhost\",\"ca_file\":\"ca.crt\",\"cert_file\":\"dev.crt\","  \
+	"\"key_file\":\"dev.key\"}"
+
+/* A valid config with 'points' (JSON array text) in a modbus-tcp adapter named plc1. */
+static void write_config_points(const char *extra_top, const char *adapter_extra,
+				const char *points)
+{
+	char text[8192];
+
+	snprintf(text, sizeof(text),
+		 "{\"device_id\":\"press-07\",\"policy\":\"policy.json\",%s%s,\n"
+		 "\"adapters\":[{\"name\":\"plc0\",\"type\":\"modbus-tcp\",\"host\":\"127.0.0.1\","
+		 "\"points\":[{\"name\":\"a\",\"address\":0}]},\n"
+		 "{\"name\":\"plc1\",\"type\":\"modbus-tcp\",\"host\":\"127.0.0.1\"%s,"
+		 "\"points\":%s}]}",
+		 extra_top, UPLINK, adapter_extra, points);
+	write_file("site.json", text);
+}
+
+/* Loads the config; returns the errors joined by newlines (caller frees), NULL if it loaded. */
+static char *load_errors(size_t *nerrors)
+{
+	struct gd_config *cfg = NULL;
+	struct conf c;
+	char *all = NULL;
+	size_t len = 0;
+	FILE *f;
+
+	conf_init(&c, cfgfile);
+	if (gd_config_load(cfgfile, &c, &cfg) == 0) {
+		cr_assert_not_null(cfg);
+		cr_assert_eq(c.nerrors, 0);
+		gd_config_free(cfg);
+		conf_release(&c);
+		*nerrors = 0;
+		return NULL;
+	}
+	cr_assert_null(cfg, "a bad config must not half-load");
+	f = open_memstream(&all, &len);
+	conf_print_errors(&c, f);
+	fclose(f);
+	*nerrors = c.nerrors;
+	conf_release(&c);
+	return all;
+}
+
+/* Asserts exactly one error, containing "<file>: <path>: <message part>". */
+static void expect_error(const char *path, const char *part)
+{
+	char want[512];
+	size_t n;
+	char *errs = load_errors(&n);
+
+	cr_assert_not_null(errs, "config was accepted; expected an error at %s", path);
+	snprintf(want, sizeof(want), "%s: %s: ", cfgfile, path);
+	cr_expect_eq(n, 1, "expected one error, got %zu:\n%s", n, errs);
+	cr_expect_not_null(strstr(errs, want), "no error at %s in:\n%s", path, errs);
+	cr_expect_not_null(strstr(errs, part), "no \"%s\" in:\n%s", part, errs);
+	free(errs);
+}
+
+Test(config, valid_config_loads_with_point_table)
+{
+	struct gd_config *cfg = NULL;
+	struct conf c;
+
+	write_config_points("", "",
+			    "[{\"name\":\"temp\",\"address\":2,\"type\":\"f32\",\"unit\":\"degC\"},"
+			    "{\"name\":\"run\",\"table\":\"coil\",\"address\":0,\"type\":\"bool\"}]");
+	conf_init(&c, cfgfile);
+	cr_assert_eq(gd_config_load(cfgfile, &c, &cfg), 0);
+	cr_assert_eq(c.nerrors, 0);
+	cr_assert_eq(cfg->npoints, 3);
+	cr_assert_str_eq(cfg->points[0]->name, "plc0/a");
+	cr_assert_str_eq(cfg->points[1]->name, "plc1/temp");
+	cr_assert_str_eq(cfg->points[1]->unit, "degC");
+	cr_assert_eq(cfg->points[2]->id, 2);
+	cr_assert_eq(cfg->points[1]->type, VALUE_F32);
+	cr_assert_str_eq(cfg->device_id, "press-07");
+	cr_assert_not_null(strstr(cfg->uplink.ca_file, dir), "relative paths resolve beside the config");
+	cr_assert_eq(cfg->uplink.port, 8883);
+	gd_config_free(cfg);
+	conf_release(&c);
+}
+
+Test(config, unknown_type_lists_expected_types)
+{
+	write_config_points("", "",
+			    "[{\"name\":\"a\",\"address\":0},{\"name\":\"b\",\"address\":1},"
+			    "{\"name\":\"c\",\"address\":2},{\"name\":\"d\",\"address\":3,\"type\":\"flaot\"}]");
+	expect_error("adapters[1].points[3].type",
+		     "unknown type \"flaot\" (expected one of bool, u16, i16, u32, i32, u64, i64, "
+		     "f32, f64, string)");
+}
+
+Test(config, unknown_key_is_an_error)
+{
+	write_config_points("", "", "[{\"name\":\"a\",\"adress\":0,\"address\":0}]");
+	expect_error("adapters[1].points[0].adress", "unknown key");
+}
+
+Test(config, unknown_top_level_key)
+{
+	write_config_points("\"log_levle\":\"debug\",", "", "[{\"name\":\"a\",\"address\":0}]");
+	expect_error("log_levle", "unknown key (expected one of device_id");
+}
+
+Test(config, missing_required_key)
+{
+	write_config_points("", "", "[{\"name\":\"a\"}]");
+	expect_error("adapters[1].points[0].address", "missing");
+}
+
+Test(config, wrong_json_type)
+{
+	write_config_points("", ",\"port\":\"502\"", "[{\"name\":\"a\",\"address\":0}]");
+	expect_error("adapters[1].port", "expected a TCP port, got a string");
+}
+
+Test(config, address_out_of_range)
+{
+	write_config_points("", "", "[{\"name\":\"a\",\"address\":70000}]");
+	expect_error("adapters[1].points[0].address", "out of range");
+}
+
+Test(config, value_runs_past_last_address)
+{
+	write_config_points("", "", "[{\"name\":\"a\",\"address\":65534,\"type\":\"u64\"}]");
+	expect_error("adapters[1].points[0].address", "runs past the last address");
+}
+
+Test(config, coil_must_be_bool)
+{
+	write_config_points("", "", "[{\"name\":\"a\",\"table\":\"coil\",\"address\":0,\"type\":\"u16\"}]");
+	expect_error("adapters[1].points[0].type", "expected type bool");
+}
+
+Test(config, unknown_table)
+{
+	write_config_points("", "", "[{\"name\":\"a\",\"table\":\"holdings\",\"address\":0}]");
+	expect_error("adapters[1].points[0].table",
+		     "unknown table \"holdings\" (expected one of coil, discrete, holding, input)");
+}
+
+Test(config, string_needs_length)
+{
+	write_config_points("", "", "[{\"name\":\"a\",\"address\":0,\"type\":\"string\"}]");
+	expect_error("adapters[1].points[0].length", "missing");
+}
+
+Test(config, duplicate_point_name)
+{
+	write_config_points("", "", "[{\"name\":\"a\",\"address\":0},{\"name\":\"a\",\"address\":1}]");
+	expect_error("adapters[1].points[1].name", "defined twice");
+}
+
+Test(config, invalid_point_name)
+{
+	write_config_points("", "", "[{\"name\":\"a/b\",\"address\":0}]");
+	expect_error("adapters[1].points[0].name", "invalid point name");
+}
+
+Test(config, unknown_poll_group)
+{
+	write_config_points("", ",\"poll_groups\":[{\"name\":\"fast\",\"interval_ms\":100}]",
+			    "[{\"name\":\"a\",\"address\":0,\"group\":\"fats\"}]");
+	expect_error("adapters[1].points[0].group", "unknown poll group \"fats\"");
+}
+
+Test(config, unit_not_listed)
+{
+	write_config_points("", ",\"units\":[{\"id\":1}]",
+			    "[{\"name\":\"a\",\"address\":0,\"unit_id\":2}]");
+	expect_error("adapters[1].points[0].unit_id", "unit 2 is not listed");
+}
+
+Test(config, zero_scale)
+{
+	write_config_points("", "", "[{\"name\":\"a\",\"address\":0,\"scale\":0}]");
+	expect_error("adapters[1].points[0].scale", "non-zero");
+}
+
+Test(config, input_register_not_writable)
+{
+	write_config_points("", "",
+			    "[{\"name\":\"a\",\"table\":\"input\",\"address\":0,\"writable\":true}]");
+	expect_error("adapters[1].points[0].writable", "read-only");
+}
+
+Test(config, unknown_adapter_type)
+{
+	write_file("site.json", "{\"device_id\":\"d\",\"policy\":\"policy.json\"," UPLINK
+				",\"adapters\":[{\"name\":\"x\",\"type\":\"modbus-tpc\",\"points\":[]}]}");
+	expect_error("adapters[0].type", "unknown adapter type \"modbus-tpc\" (expected one of "
+					 "modbus-tcp, modbus-rtu");
+}
+
+Test(config, missing_uplink_file_names_path)
+{
+	write_file("site.json", "{\"device_id\":\"d\",\"policy\":\"policy.json\","
+				"\"uplink\":{\"host\":\"localhost\",\"ca_file\":\"nope.crt\","
+				"\"cert_file\":\"dev.crt\",\"key_file\":\"dev.key\"},"
+				"\"adapters\":[{\"name\":\"x\",\"type\":\"modbus-tcp\","
+				"\"host\":\"h\",\"points\":[{\"name\":\"a\",\"address\":0}]}]}");
+	expect_error("uplink.ca_file", "nope.crt");
+}
+
+Test(config, invalid_json_names_the_line)
+{
+	write_file("site.json", "{\n\"device_id\": \"d\",\n\"policy\": \"p\"\n\"uplink\": {}\n}");
+	expect_error("line 4, column 1", "invalid JSON");
+}
+
+Test(config, every_error_is_reported_at_once)
+{
+	size_t n;
+	char *errs;
+
+	write_config_points("\"bogus\":1,", ",\"port\":0",
+			    "[{\"name\":\"a\",\"address\":-1},{\"name\":\"b\",\"type\":\"x\","
+			    "\"address\":1}]");
+	errs = load_errors(&n);
+	cr_assert_not_null(errs);
+	cr_expect_eq(n, 4, "expected 4 errors, got %zu:\n%s", n, errs);
+	cr_expect_not_null(strstr(errs, "bogus"));
+	cr_expect_not_null(strstr(errs, "adapters[1].port"));
+	cr_expect_not_null(strstr(errs, "adapters[1].points[0].address"));
+	cr_expect_not_null(strstr(errs, "adapters[1].points[1].type"));
+	free(errs);
+}
+
+Test(config, policy_rule_matching_nothing_is_an_error)
+{
+	char policy[128];
+
+	write_file("policy.json", "{\"version\":1,\"uplink\":[{\"points\":\"plc1/*\",\"action\":"
+				  "\"allow\"},{\"points\":\"plc9/*\",\"action\":\"allow\"}]}");
+	write_config_points("", "", "[{\"name\":\"a\",\"address\":0}]");
+	snprintf(policy, sizeof(policy), "%s/policy.json", dir);
+	{
+		size_t n;
+		char *errs = load_errors(&n);
+
+		cr_assert_not_null(errs);
+		cr_expect_eq(n, 1, "%s", errs);
+		cr_expect_not_null(strstr(errs, policy), "error names the policy file: %s", errs);
+		cr_expect_not_null(strstr(errs, "uplink[1].points: \"plc9/*\" decides no point"),
+				   "%s", errs);
+		free(errs);
+	}
+}
+
+Test(config, policy_shadowed_rule_is_an_error)
+{
+	size_t n;
+	char *errs;
+
+	write_file("policy.json", "{\"version\":1,\"uplink\":[{\"points\":\"*\",\"action\":"
+				  "\"allow\"},{\"points\":\"plc1/a\",\"action\":\"deny\"}]}");
+	write_config_points("", "", "[{\"name\":\"a\",\"address\":0}]");
+	errs = load_errors(&n);
+	cr_assert_not_null(errs);
+	cr_expect_not_null(strstr(errs, "uplink[1].points"), "%s", errs);
+	free(errs);
+}
+
+Test(config, policy_bad_action_and_version)
+{
+	size_t n;
+	char *errs;
+
+	write_file("policy.json", "{\"version\":2,\"uplink\":[{\"points\":\"*\",\"action\":\"permit\"}]}");
+	write_config_points("", "", "[{\"name\":\"a\",\"address\":0}]");
+	errs = load_errors(&n);
+	cr_assert_not_null(errs);
+	cr_expect_not_null(strstr(errs, "version: 2 is out of range"), "%s", errs);
+	free(errs);
+	write_file("policy.json", "{\"version\":1,\"uplink\":[{\"points\":\"*\",\"action\":\"permit\"}]}");
+	errs = load_errors(&n);
+	cr_assert_not_null(errs);
+	cr_expect_not_null(strstr(errs, "uplink[0].action: unknown action \"permit\" (expected one "
+					"of deny, allow)"),
+			   "%s", errs);
+	free(errs);
+}
+
+Test(config, missing_policy_file)
+{
+	size_t n;
+	char *errs;
+
+	write_config_points("", "", "[{\"name\":\"a\",\"address\":0}]");
+	{
+		char p[256];
+
+		snprintf(p, sizeof(p), "%s/policy.json", dir);
+		cr_assert_eq(unlink(p), 0);
+	}
+	errs = load_errors(&n);
+	cr_assert_not_null(errs);
+	cr_expect_not_null(strstr(errs, "cannot read policy: No such file"), "%s", errs);
+	free(errs);
+}
