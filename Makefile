@@ -6,18 +6,19 @@ SAN     ?=
 WARN    = -Wall -Wextra -Werror -Wshadow -Wpointer-arith -Wcast-qual -Wstrict-prototypes \
           -Wmissing-prototypes -Wformat=2
 CFLAGS  ?= -O2 -g
-CFLAGS  += -std=c11 -D_GNU_SOURCE $(WARN) -MMD -MP $(shell pkg-config --cflags libmodbus libcjson 2>/dev/null)
+# override: a CFLAGS given on the command line (make check) still gets these.
+override CFLAGS += -std=c11 -D_GNU_SOURCE $(WARN) -MMD -MP $(shell pkg-config --cflags libmodbus libcjson 2>/dev/null)
 ifeq ($(SAN),1)
-CFLAGS  += -fsanitize=address,undefined -fno-omit-frame-pointer -fno-sanitize-recover=undefined
+override CFLAGS += -fsanitize=address,undefined -fno-omit-frame-pointer -fno-sanitize-recover=undefined
 LDFLAGS += -fsanitize=address,undefined
 endif
 LIBS    = -lpaho-mqtt3as -lmbedtls -lmbedx509 -lmbedcrypto -lcjson -lmodbus -lserialport -lpthread -lm
 
 CORE_SRC  = $(filter-out guardian/main.c,$(wildcard guardian/*.c)) $(wildcard adapters/*.c) \
             $(wildcard policy/*.c) $(wildcard uplink/*.c)
-CORE_OBJ  = $(CORE_SRC:%.c=$(BUILD)/%.o)
+CORE_OBJ  = $(CORE_SRC:%.c=$(BUILD)/obj/%.o)
 HARN_SRC  = $(wildcard tests/harness/*.c)
-HARN_OBJ  = $(HARN_SRC:%.c=$(BUILD)/%.o)
+HARN_OBJ  = $(HARN_SRC:%.c=$(BUILD)/obj/%.o)
 UNIT_SRC  = $(wildcard tests/unit/*.c)
 INTEG_SRC = $(wildcard tests/integration/*.c)
 BENCH_SRC = $(wildcard bench/*.c)
@@ -28,7 +29,7 @@ all: $(BUILD)/guardian $(TOOLS)
 tests: $(BUILD)/test-unit $(BUILD)/test-integration
 .PHONY: all tests deps test test-run check demo bench fuzz clean format
 
-$(BUILD)/%.o: %.c
+$(BUILD)/obj/%.o: %.c
 	@mkdir -p $(dir $@)
 	$(CC) $(CFLAGS) -c $< -o $@
 
@@ -36,20 +37,20 @@ $(BUILD)/libguardian.a: $(CORE_OBJ)
 	@rm -f $@
 	ar rcs $@ $^
 
-$(BUILD)/guardian: $(BUILD)/guardian/main.o $(BUILD)/libguardian.a
+$(BUILD)/guardian: $(BUILD)/obj/guardian/main.o $(BUILD)/libguardian.a
 	$(CC) $(LDFLAGS) -o $@ $^ $(LIBS)
 
-$(BUILD)/%: $(BUILD)/tools/%.o $(BUILD)/libguardian.a
+$(BUILD)/%: $(BUILD)/obj/tools/%.o $(BUILD)/libguardian.a
 	$(CC) $(LDFLAGS) -o $@ $^ $(LIBS)
 
-$(BUILD)/test-unit: $(UNIT_SRC:%.c=$(BUILD)/%.o) $(BUILD)/libguardian.a
+$(BUILD)/test-unit: $(UNIT_SRC:%.c=$(BUILD)/obj/%.o) $(BUILD)/libguardian.a
 	$(CC) $(LDFLAGS) -o $@ $^ -lcriterion $(LIBS)
 
 # Integration tests drive real processes; they link only the harness.
-$(BUILD)/test-integration: $(INTEG_SRC:%.c=$(BUILD)/%.o) $(HARN_OBJ)
+$(BUILD)/test-integration: $(INTEG_SRC:%.c=$(BUILD)/obj/%.o) $(HARN_OBJ)
 	$(CC) $(LDFLAGS) -o $@ $^ -lcriterion -lcjson -lpthread
 
-$(BUILD)/bench_%: $(BUILD)/bench/bench_%.o $(HARN_OBJ) $(BUILD)/libguardian.a
+$(BUILD)/bench_%: $(BUILD)/obj/bench/bench_%.o $(HARN_OBJ) $(BUILD)/libguardian.a
 	$(CC) $(LDFLAGS) -o $@ $^ $(LIBS)
 
 # Installs the Debian packages that are missing (needs root or sudo).

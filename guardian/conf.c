@@ -198,8 +198,12 @@ static int read_key(struct conf *c, const cJSON *item, const char *path, const s
 		}
 		d = item->valuedouble;
 		if (d != floor(d) || d < (double)k->min || d > (double)k->max) {
-			conf_error(c, path, "%g is out of range (expected %s from %lld to %lld)", d,
-				   k->expect ? k->expect : "an integer", k->min, k->max);
+			if (d == floor(d) && fabs(d) < 1e18)
+				conf_error(c, path, "%.0f is out of range (expected %s from %lld to %lld)",
+					   d, k->expect ? k->expect : "an integer", k->min, k->max);
+			else
+				conf_error(c, path, "%g is not a whole number (expected %s from %lld to %lld)",
+					   d, k->expect ? k->expect : "an integer", k->min, k->max);
 			return 1;
 		}
 		store_int(field, k->size, k->min < 0, (long long)d);

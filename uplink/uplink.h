@@ -1,0 +1,106 @@
+/* uplink.h: the MQTT uplink: TLS connection, telemetry payloads, the bounded send queue, health. */
+#ifndef UPLINK_H
+#define UPLINK_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "../adapters/adapter.h"
+#include "../guardian/guardian.h"
+
+/* What to do with a new message when the queue is full. */
+enum queue_drop {
+	QUEUE_DROP_OLDEST, /* drop the oldest message not yet in flight (default) */
+	QUEUE_DROP_NEWEST, /* refuse the new message */
+};
+extern const char *const queue_drop_names[];
+
+struct uplink_config {
+	char *host;               /* broker host name; verified against its certificate */
+	int port;                 /* 8883 */
+	char *ca_file;            /* PEM: the CA that signed the broker (pinned) */
+	char *cert_file;          /* PEM: the device's client certificate */
+	char *key_file;           /* PEM: its private key */
+	char *client_id;          /* default: the device id */
+	int keepalive_s;          /* 30 */
+	int connect_timeout_s;    /* 10 */
+	int reconnect_min_ms;     /* 500: first retry delay, doubled per failure */
+	int reconnect_max_ms;     /* 30000 */
+	int max_inflight;         /* 64 QoS 1 messages awaiting acknowledgement */
+	long long queue_max_bytes;    /* 4 MiB of payload held while the broker is away */
+	int queue_drop;           /* enum queue_drop */
+	long long max_message_bytes;  /* 128 KiB: larger batches are split */
+	int health_interval_ms;   /* 10000 */
+	bool verify_hostname;     /* true; false only for brokers reached by IP without SAN */
+};
+
+/* Sets the defaults listed above (strings NULL). */
+void uplink_config_defaults(struct uplink_config *cfg);
+/* Reads the "uplink" object. Returns the number of errors added to 'c'. */
+int uplink_config_read(struct uplink_config *cfg, struct conf *c, const void *json_obj,
+		       const char *path);
+/* Frees the strings. No operation is performed if 'cfg' is NULL. */
+void uplink_config_release(struct uplink_config *cfg);
+
+/* Counters, for health and the console. */
+struct uplink_stats {
+	bool connected;
+	uint64_t connects;        /* successful connections */
+	uint64_t connect_failures;
+	uint64_t enqueued;        /* telemetry messages accepted into the queue */
+	uint64_t published;       /* acknowledged by the broker */
+	uint64_t dropped;         /* dropped because the queue was full */
+	uint64_t queued_msgs;     /* now in the queue (in flight included) */
+	uint64_t queued_bytes;
+	int64_t last_publish_ms;  /* UTC ms of the last acknowledgement */
+	char last_error[160];
+};
+
+struct uplink;
+
+/*
+ * Creates the uplink for 'device_id'. Does not connect yet. The config is
+ * copied. Returns NULL on ENOMEM or if Paho refuses the parameters.
+ */
+struct uplink *uplink_new(const struct uplink_config *cfg, const char *device_id);
+/* Starts connecting in the background (with reconnect and backoff). 0 or gd_err. */
+int uplink_start(struct uplink *u);
+/*
+ * Queues one telemetry payload (copied) for QoS 1 delivery on
+ * guardian/<device>/telemetry, in order. Thread-safe. Returns 0, or GD_EFULL
+ * when the queue was full and the drop policy dropped this message.
+ */
+int uplink_send_telemetry(struct uplink *u, const char *payload, size_t len);
+/*
+ * Sets the retained health document (copied) published on
+ * guardian/<device>/health now (if connected) and after every reconnect.
+ */
+void uplink_set_health(struct uplink *u, const char *json, size_t len);
+void uplink_get_stats(struct uplink *u, struct uplink_stats *out);
+/*
+ * Waits up to 'timeout_ms' for the queue to drain, publishes health "offline"
+ * (a clean stop does not fire the last will), and disconnects.
+ */
+void uplink_stop(struct uplink *u, int timeout_ms);
+/* Frees 'u'. No operation is performed if 'u' is NULL. */
+void uplink_free(struct uplink *u);
+
+/*
+ * Telemetry payloads. Writes samples [first, ...) as one JSON document into
+ * 'buf' (at most 'cap' bytes, NUL-terminated), stopping before the document
+ * would exceed 'cap'. Returns how many samples it wrote (at least one if any
+ * remain and one fits), and the length in *len. 'points' is the gateway's
+ * point table, indexed by sample.point_id.
+ *
+ *   {"device":"press-07","seq":12,"ts":1732200000000,"points":[
+ *     {"name":"plc1/temp","value":21.5,"unit":"degC","quality":"good","ts":1732200000000}]}
+ *
+ * A bad-quality point has "value":null and "quality":"timeout" (etc.), with
+ * "code" for exceptions. Strings are JSON-escaped.
+ */
+size_t payload_telemetry(char *buf, size_t cap, size_t *len, const char *device_id, uint64_t seq,
+			 int64_t ts_ms, const struct point *const *points, const struct sample *samples,
+			 size_t nsamples);
+
+#endif
