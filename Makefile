@@ -48,7 +48,7 @@ $(BUILD)/test-unit: $(UNIT_SRC:%.c=$(BUILD)/obj/%.o) $(BUILD)/libguardian.a
 
 # Integration tests drive real processes; they link only the harness.
 $(BUILD)/test-integration: $(INTEG_SRC:%.c=$(BUILD)/obj/%.o) $(HARN_OBJ)
-	$(CC) $(LDFLAGS) -o $@ $^ -lcriterion -lcjson -lpthread
+	$(CC) $(LDFLAGS) -o $@ $^ -lcriterion -lcjson -lpthread -lm
 
 $(BUILD)/bench_%: $(BUILD)/obj/bench/bench_%.o $(HARN_OBJ) $(BUILD)/libguardian.a
 	$(CC) $(LDFLAGS) -o $@ $^ $(LIBS)

@@ -252,8 +252,14 @@ int gd_config_load(const char *file, struct conf *c, struct gd_config **out)
 			   "invalid device id \"%s\" (expected 1 to 63 of A-Z a-z 0-9 _ . -; it "
 			   "becomes part of MQTT topics)",
 			   cfg->device_id);
-	if (cfg->state_dir == NULL)
+	if (cfg->state_dir == NULL) {
 		cfg->state_dir = strdup("/var/lib/guardian");
+	} else {
+		char *resolved = resolve(cfg->dir, cfg->state_dir);
+
+		free(cfg->state_dir);
+		cfg->state_dir = resolved;
+	}
 	item = cJSON_GetObjectItemCaseSensitive(root, "uplink");
 	if (cJSON_IsObject(item)) {
 		resolve_file_keys(item, cfg->dir, uplink_files);

@@ -76,8 +76,8 @@ static int cmd_run(const char *file, bool verbose)
 	pthread_sigmask(SIG_BLOCK, &set, NULL);
 	signal(SIGPIPE, SIG_IGN);
 
-	log_info(SUBSYS, "guardian %s starting: device %s, %zu adapters, %zu points", GD_VERSION,
-		 cfg->device_id, cfg->nadapters, cfg->npoints);
+	log_info(SUBSYS, "guardian %s starting: device %s, %zu adapter%s, %zu points", GD_VERSION,
+		 cfg->device_id, cfg->nadapters, cfg->nadapters == 1 ? "" : "s", cfg->npoints);
 	gw = gateway_start(cfg);
 	if (gw == NULL) {
 		gd_config_free(cfg);

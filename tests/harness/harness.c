@@ -1,0 +1,486 @@
+/* harness.c: starts and stops real parts for integration tests and benchmarks. */
+#include <arpa/inet.h>
+#include <cjson/cJSON.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <netinet/in.h>
+#include <pwd.h>
+#include <signal.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/prctl.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "harness.h"
+
+#define MAX_PROCS 32
+
+static char workdir[64];
+static pid_t procs[MAX_PROCS];
+static size_t nprocs;
+
+int64_t h_ms(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+void h_sleep_ms(int ms)
+{
+	struct timespec ts = { .tv_sec = ms / 1000, .tv_nsec = (long)(ms % 1000) * 1000000L };
+
+	while (nanosleep(&ts, &ts) != 0 && errno == EINTR)
+		;
+}
+
+const char *h_dir(void)
+{
+	if (workdir[0] == '\0') {
+		strcpy(workdir, "/tmp/gd-test-XXXXXX");
+		if (mkdtemp(workdir) == NULL) {
+			perror("mkdtemp");
+			abort();
+		}
+	}
+	return workdir;
+}
+
+const char *h_path(const char *name)
+{
+	static char bufs[8][256];
+	static unsigned next;
+	char *b = bufs[next++ % 8];
+
+	snprintf(b, sizeof(bufs[0]), "%s/%s", h_dir(), name);
+	return b;
+}
+
+const char *h_build(void)
+{
+	const char *b = getenv("GUARDIAN_BUILD");
+
+	return b && *b ? b : "build";
+}
+
+const char *h_src(void)
+{
+	const char *s = getenv("GUARDIAN_SRC");
+
+	return s && *s ? s : ".";
+}
+
+int h_free_port(void)
+{
+	struct sockaddr_in sa = { .sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK) };
+	socklen_t len = sizeof(sa);
+	int fd = socket(AF_INET, SOCK_STREAM, 0);
+	int port = -1;
+
+	if (fd < 0)
+		return -1;
+	if (bind(fd, (struct sockaddr *)&sa, sizeof(sa)) == 0 &&
+	    getsockname(fd, (struct sockaddr *)&sa, &len) == 0)
+		port = ntohs(sa.sin_port);
+	close(fd);
+	return port;
+}
+
+int h_wait_port(int port, int timeout_ms)
+{
+	int64_t end = h_ms() + timeout_ms;
+
+	do {
+		struct sockaddr_in sa = { .sin_family = AF_INET,
+					  .sin_port = htons((uint16_t)port),
+					  .sin_addr.s_addr = htonl(INADDR_LOOPBACK) };
+		int fd = socket(AF_INET, SOCK_STREAM, 0);
+		int ok = fd >= 0 && connect(fd, (struct sockaddr *)&sa, sizeof(sa)) == 0;
+
+		if (fd >= 0)
+			close(fd);
+		if (ok)
+			return 0;
+		h_sleep_ms(20);
+	} while (h_ms() < end);
+	return -1;
+}
+
+pid_t h_spawn(const char *logfile, const char *const argv[])
+{
+	pid_t parent = getpid();
+	pid_t pid;
+
+	if (nprocs == MAX_PROCS)
+		return -1;
+	pid = fork();
+	if (pid < 0)
+		return -1;
+	if (pid == 0) {
+		int fd;
+
+		prctl(PR_SET_PDEATHSIG, SIGKILL);
+		if (getppid() != parent)
+			_exit(127);
+		fd = open(logfile ? logfile : "/dev/null", O_WRONLY | O_CREAT | O_APPEND, 0644);
+		if (fd >= 0) {
+			dup2(fd, 1);
+			dup2(fd, 2);
+			close(fd);
+		}
+		fd = open("/dev/null", O_RDONLY);
+		if (fd >= 0) {
+			dup2(fd, 0);
+			close(fd);
+		}
+		{
+			/* exec wants writable strings; this is the child's own copy. */
+			char *args[64];
+			size_t n = 0;
+
+			while (argv[n] != NULL && n < 63) {
+				args[n] = strdup(argv[n]);
+				n++;
+			}
+			args[n] = NULL;
+			execvp(args[0], args);
+		}
+		fprintf(stderr, "exec %s: %s\n", argv[0], strerror(errno));
+		_exit(127);
+	}
+	procs[nprocs++] = pid;
+	return pid;
+}
+
+int h_stop(pid_t pid, int timeout_ms)
+{
+	int64_t end = h_ms() + timeout_ms;
+	int status = -1;
+
+	if (pid <= 0)
+		return -1;
+	for (size_t i = 0; i < nprocs; i++) {
+		if (procs[i] == pid) {
+			procs[i] = procs[--nprocs];
+			break;
+		}
+	}
+	kill(pid, SIGTERM);
+	while (h_ms() < end) {
+		pid_t r = waitpid(pid, &status, WNOHANG);
+
+		if (r == pid)
+			return status;
+		if (r < 0)
+			return -1;
+		h_sleep_ms(10);
+	}
+	kill(pid, SIGKILL);
+	waitpid(pid, &status, 0);
+	return status;
+}
+
+void h_cleanup(void)
+{
+	while (nprocs > 0)
+		h_stop(procs[nprocs - 1], 3000);
+	if (workdir[0] != '\0' && getenv("GUARDIAN_KEEP") == NULL) {
+		h_sh("rm -rf '%s'", workdir);
+		workdir[0] = '\0';
+	}
+}
+
+int h_sh(const char *fmt, ...)
+{
+	char cmd[2048];
+	va_list ap;
+	int rc;
+
+	va_start(ap, fmt);
+	vsnprintf(cmd, sizeof(cmd), fmt, ap);
+	va_end(ap);
+	rc = system(cmd);
+	return rc == -1 ? -1 : WEXITSTATUS(rc);
+}
+
+void h_write(const char *path, const char *text)
+{
+	FILE *f = fopen(path, "w");
+
+	if (f == NULL) {
+		perror(path);
+		abort();
+	}
+	fputs(text, f);
+	fclose(f);
+}
+
+char *h_read(const char *path)
+{
+	FILE *f = fopen(path, "rb");
+	char *buf = NULL;
+	size_t len = 0;
+	FILE *mem;
+	char chunk[65536];
+	size_t n;
+
+	if (f == NULL)
+		return NULL;
+	mem = open_memstream(&buf, &len);
+	while ((n = fread(chunk, 1, sizeof(chunk), f)) > 0)
+		fwrite(chunk, 1, n, mem);
+	fclose(mem);
+	fclose(f);
+	return buf;
+}
+
+size_t h_count(const char *path, const char *needle)
+{
+	char *text = h_read(path);
+	size_t n = 0;
+
+	for (const char *p = text; p != NULL && (p = strstr(p, needle)) != NULL; p++)
+		n++;
+	free(text);
+	return n;
+}
+
+int h_wait_contains(const char *path, const char *needle, int timeout_ms)
+{
+	int64_t end = h_ms() + timeout_ms;
+
+	do {
+		if (h_count(path, needle) > 0)
+			return 0;
+		h_sleep_ms(50);
+	} while (h_ms() < end);
+	return -1;
+}
+
+int h_pki(const char *device_id)
+{
+	return h_sh("sh '%s/tools/pki.sh' '%s' '%s' >'%s' 2>&1", h_src(), h_path("pki"), device_id,
+		    h_path("pki.log"));
+}
+
+pid_t h_mosquitto(int port)
+{
+	/* Started as root, mosquitto drops to user "mosquitto", which cannot read our 0600 key. */
+	const struct passwd *pw = getpwuid(getuid());
+	char conf[2048];
+	char portarg[16];
+	pid_t pid;
+
+	snprintf(conf, sizeof(conf),
+		 "per_listener_settings false\n"
+		 "allow_anonymous false\n"
+		 "user %s\n"
+		 "persistence true\n"
+		 "persistence_location %s/\n"
+		 "autosave_interval 1\n"
+		 "max_queued_messages 100000\n"
+		 "log_dest stderr\n"
+		 "log_type error\nlog_type warning\nlog_type notice\nlog_type information\n"
+		 "listener %d 127.0.0.1\n"
+		 "cafile %s/ca.crt\n"
+		 "certfile %s/broker.crt\n"
+		 "keyfile %s/broker.key\n"
+		 "require_certificate true\n"
+		 "use_identity_as_username true\n",
+		 pw ? pw->pw_name : "root", h_dir(), port, h_path("pki"), h_path("pki"),
+		 h_path("pki"));
+	h_write(h_path("mosquitto.conf"), conf);
+	snprintf(portarg, sizeof(portarg), "%d", port);
+	{
+		const char *argv[] = { "mosquitto", "-c", h_path("mosquitto.conf"), NULL };
+
+		pid = h_spawn(h_path("mosquitto.log"), argv);
+	}
+	if (pid > 0 && h_wait_port(port, 5000) != 0) {
+		h_stop(pid, 1000);
+		return -1;
+	}
+	return pid;
+}
+
+pid_t h_subscribe(int port, const char *topic, const char *outfile, bool persistent_session)
+{
+	char portarg[16], ca[256], cert[256], key[256];
+
+	snprintf(portarg, sizeof(portarg), "%d", port);
+	snprintf(ca, sizeof(ca), "%s/ca.crt", h_path("pki"));
+	snprintf(cert, sizeof(cert), "%s/viewer.crt", h_path("pki"));
+	snprintf(key, sizeof(key), "%s/viewer.key", h_path("pki"));
+	if (persistent_session) {
+		const char *argv[] = { "mosquitto_sub", "-h", "localhost", "-p", portarg, "--cafile", ca,
+				 "--cert", cert, "--key", key, "-q", "1", "-v", "-t", topic,
+				 "-c", "-i", "viewer", NULL };
+		return h_spawn(outfile, argv);
+	} else {
+		const char *argv[] = { "mosquitto_sub", "-h", "localhost", "-p", portarg, "--cafile", ca,
+				 "--cert", cert, "--key", key, "-q", "1", "-v", "-t", topic,
+				 NULL };
+		return h_spawn(outfile, argv);
+	}
+}
+
+pid_t h_plcsim(const char *args, const char *logfile)
+{
+	const char *argv[32];
+	char bin[256];
+	char *copy = strdup(args);
+	size_t n = 0;
+	pid_t pid;
+
+	snprintf(bin, sizeof(bin), "%s/plcsim", h_build());
+	argv[n++] = bin;
+	for (char *tok = strtok(copy, " "); tok != NULL && n < 30; tok = strtok(NULL, " "))
+		argv[n++] = tok;
+	argv[n] = NULL;
+	pid = h_spawn(logfile, argv);
+	free(copy);
+	if (pid > 0 && h_wait_contains(logfile, "plcsim: ready", 5000) != 0) {
+		h_stop(pid, 1000);
+		return -1;
+	}
+	return pid;
+}
+
+pid_t h_pty_pair(const char *a, const char *b)
+{
+	char la[300], lb[300];
+	pid_t pid;
+
+	snprintf(la, sizeof(la), "pty,raw,echo=0,link=%s", a);
+	snprintf(lb, sizeof(lb), "pty,raw,echo=0,link=%s", b);
+	{
+		const char *argv[] = { "socat", la, lb, NULL };
+
+		pid = h_spawn(h_path("socat.log"), argv);
+	}
+	for (int i = 0; i < 250; i++) {
+		if (access(a, F_OK) == 0 && access(b, F_OK) == 0)
+			return pid;
+		h_sleep_ms(20);
+	}
+	h_stop(pid, 1000);
+	return -1;
+}
+
+pid_t h_guardian(const char *config, const char *logfile)
+{
+	char bin[256];
+
+	snprintf(bin, sizeof(bin), "%s/guardian", h_build());
+	{
+		const char *argv[] = { bin, "run", "-c", config, NULL };
+
+		return h_spawn(logfile, argv);
+	}
+}
+
+static void add_point(struct h_telemetry *t, const cJSON *p, uint64_t seq)
+{
+	const cJSON *name = cJSON_GetObjectItemCaseSensitive(p, "name");
+	const cJSON *value = cJSON_GetObjectItemCaseSensitive(p, "value");
+	const cJSON *quality = cJSON_GetObjectItemCaseSensitive(p, "quality");
+	const cJSON *unit = cJSON_GetObjectItemCaseSensitive(p, "unit");
+	const cJSON *ts = cJSON_GetObjectItemCaseSensitive(p, "ts");
+	struct h_point *hp;
+	char *vtext;
+
+	if ((t->npoints & (t->npoints - 1)) == 0) {
+		size_t cap = t->npoints ? t->npoints * 2 : 64;
+
+		t->points = realloc(t->points, cap * sizeof(*t->points));
+	}
+	hp = &t->points[t->npoints++];
+	memset(hp, 0, sizeof(*hp));
+	hp->seq = seq;
+	if (cJSON_IsString(name))
+		snprintf(hp->name, sizeof(hp->name), "%s", name->valuestring);
+	if (cJSON_IsString(quality))
+		snprintf(hp->quality, sizeof(hp->quality), "%s", quality->valuestring);
+	if (cJSON_IsString(unit))
+		snprintf(hp->unit, sizeof(hp->unit), "%s", unit->valuestring);
+	if (cJSON_IsNumber(ts))
+		hp->ts = (int64_t)ts->valuedouble;
+	if (cJSON_IsString(value)) {
+		snprintf(hp->value, sizeof(hp->value), "%s", value->valuestring);
+	} else if (value != NULL) {
+		vtext = cJSON_PrintUnformatted(value);
+		snprintf(hp->value, sizeof(hp->value), "%s", vtext ? vtext : "?");
+		free(vtext);
+	} else {
+		strcpy(hp->value, "(missing)");
+	}
+}
+
+void h_telemetry_read(const char *file, struct h_telemetry *out)
+{
+	char *text = h_read(file);
+	char *save = NULL;
+
+	memset(out, 0, sizeof(*out));
+	if (text == NULL)
+		return;
+	for (char *line = strtok_r(text, "\n", &save); line != NULL;
+	     line = strtok_r(NULL, "\n", &save)) {
+		char *json = strchr(line, ' ');
+		const cJSON *points, *p, *seq;
+		cJSON *doc;
+		uint64_t s;
+
+		if (json == NULL || strstr(line, "/telemetry ") == NULL)
+			continue;
+		doc = cJSON_Parse(json + 1);
+		if (doc == NULL)
+			continue;
+		seq = cJSON_GetObjectItemCaseSensitive(doc, "seq");
+		s = cJSON_IsNumber(seq) ? (uint64_t)seq->valuedouble : 0;
+		out->seqs = realloc(out->seqs, (out->nmessages + 1) * sizeof(*out->seqs));
+		out->seqs[out->nmessages++] = s;
+		points = cJSON_GetObjectItemCaseSensitive(doc, "points");
+		cJSON_ArrayForEach(p, points)
+		{
+			add_point(out, p, s);
+		}
+		cJSON_Delete(doc);
+	}
+	free(text);
+}
+
+void h_telemetry_free(struct h_telemetry *t)
+{
+	free(t->points);
+	free(t->seqs);
+	memset(t, 0, sizeof(*t));
+}
+
+const struct h_point *h_telemetry_last(const struct h_telemetry *t, const char *name)
+{
+	for (size_t i = t->npoints; i-- > 0;) {
+		if (strcmp(t->points[i].name, name) == 0)
+			return &t->points[i];
+	}
+	return NULL;
+}
+
+size_t h_telemetry_count(const struct h_telemetry *t, const char *name, const char *quality)
+{
+	size_t n = 0;
+
+	for (size_t i = 0; i < t->npoints; i++) {
+		if (strcmp(t->points[i].name, name) == 0 &&
+		    (quality == NULL || strcmp(t->points[i].quality, quality) == 0))
+			n++;
+	}
+	return n;
+}

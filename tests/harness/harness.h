@@ -1,0 +1,98 @@
+/* harness.h: starts and stops real parts for integration tests and benchmarks: broker, simulator, guardian, pty pairs. */
+#ifndef HARNESS_H
+#define HARNESS_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <sys/types.h>
+
+/*
+ * Every process started here is registered and gets SIGKILL if the test
+ * process dies (PR_SET_PDEATHSIG); h_cleanup() stops them all (SIGTERM, then
+ * SIGKILL) and removes the work directory. Call it from a test's .fini.
+ */
+
+/* Creates the work directory (/tmp/gd-test-XXXXXX) once per process; returns it. */
+const char *h_dir(void);
+/* A path inside the work directory, in one of 8 rotating static buffers: copy it to keep it. */
+const char *h_path(const char *name);
+/* The build directory ($GUARDIAN_BUILD, else "build") and the source root ($GUARDIAN_SRC, else "."). */
+const char *h_build(void);
+const char *h_src(void);
+
+/* A TCP port on 127.0.0.1 that was free a moment ago. */
+int h_free_port(void);
+/* Waits until 127.0.0.1:port accepts a connection. 0 or -1 on timeout. */
+int h_wait_port(int port, int timeout_ms);
+
+/* Starts argv[0] with stdout and stderr appended to 'logfile'. Returns the pid or -1. */
+pid_t h_spawn(const char *logfile, const char *const argv[]);
+/* SIGTERM, wait up to 'timeout_ms', then SIGKILL. Returns the exit status (as waitpid) or -1. */
+int h_stop(pid_t pid, int timeout_ms);
+/* Stops every process started and removes the work directory. */
+void h_cleanup(void);
+
+/* Runs a shell command; returns its exit status (0 = success). */
+int h_sh(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+/* Writes 'text' to 'path'. */
+void h_write(const char *path, const char *text);
+/* Reads a whole file (caller frees), or NULL. */
+char *h_read(const char *path);
+/* Waits until 'path' contains 'needle'. 0 or -1 on timeout. */
+int h_wait_contains(const char *path, const char *needle, int timeout_ms);
+/* Counts occurrences of 'needle' in the file. */
+size_t h_count(const char *path, const char *needle);
+
+/* The demo PKI (tools/pki.sh) in <dir>/pki for 'device_id'. 0 or -1. */
+int h_pki(const char *device_id);
+
+/*
+ * mosquitto on 127.0.0.1:port, TLS with client certificates from the demo
+ * CA, persistence in the work directory (so an offline subscriber session
+ * survives a broker restart). Returns the pid or -1.
+ */
+pid_t h_mosquitto(int port);
+
+/* mosquitto_sub as the viewer, QoS 1, "topic payload" lines into 'outfile'. */
+pid_t h_subscribe(int port, const char *topic, const char *outfile, bool persistent_session);
+
+/* The PLC simulator; 'args' is extra arguments split on spaces. Waits for "ready". */
+pid_t h_plcsim(const char *args, const char *logfile);
+
+/* A pseudo-terminal pair linked at 'a' and 'b' (socat). Waits for both links. */
+pid_t h_pty_pair(const char *a, const char *b);
+
+/* guardian run -c 'config'. */
+pid_t h_guardian(const char *config, const char *logfile);
+
+/*
+ * Telemetry messages received by a subscriber, parsed from its output file.
+ * Each point: name, value as text ("null" for none), quality, seq of its message.
+ */
+struct h_point {
+	char name[96];
+	char value[96];
+	char quality[24];
+	char unit[24];
+	uint64_t seq;
+	int64_t ts;
+};
+struct h_telemetry {
+	struct h_point *points;
+	size_t npoints;
+	size_t nmessages;
+	uint64_t *seqs;          /* message sequence numbers in arrival order */
+};
+/* Parses every telemetry line of 'file'. */
+void h_telemetry_read(const char *file, struct h_telemetry *out);
+void h_telemetry_free(struct h_telemetry *t);
+/* The last value (text) of 'name', or NULL if it never arrived. */
+const struct h_point *h_telemetry_last(const struct h_telemetry *t, const char *name);
+size_t h_telemetry_count(const struct h_telemetry *t, const char *name, const char *quality);
+
+/* Monotonic milliseconds, and sleeping. */
+int64_t h_ms(void);
+void h_sleep_ms(int ms);
+
+#endif
