@@ -413,6 +413,32 @@ int codec_encode_regs(enum value_type t, enum byte_order o, size_t length, const
 	return 0;
 }
 
+/*
+ * Rounds 'v' to 15 significant digits, the precision a double holds for any
+ * decimal. raw * 0.1 - 40 gives 160.60000000000002 for raw 2006; an operator
+ * must see 160.6. round(v * 10^k) is an exact integer and dividing it by an
+ * exact power of ten is correctly rounded, so the result is the double
+ * nearest the 15-digit decimal. Values too large or small are left as they are.
+ */
+static double round_significant(double v)
+{
+	static const double pow10[] = { 1e0,  1e1,  1e2,  1e3,  1e4,  1e5,  1e6,  1e7,
+					1e8,  1e9,  1e10, 1e11, 1e12, 1e13, 1e14, 1e15,
+					1e16, 1e17, 1e18, 1e19, 1e20, 1e21, 1e22 };
+	double scaled;
+	int k;
+
+	if (v == 0 || !isfinite(v))
+		return v;
+	k = 14 - (int)floor(log10(fabs(v)));
+	if (k < 0 || k > 22)
+		return v;
+	scaled = round(v * pow10[k]);
+	if (fabs(scaled) >= 9007199254740992.0) /* 2^53: no longer exact */
+		return v;
+	return scaled / pow10[k];
+}
+
 int codec_scale(struct value *v, double scale, double offset)
 {
 	double d;
@@ -435,7 +461,7 @@ int codec_scale(struct value *v, double scale, double offset)
 	}
 	(void)as_double(v, &d); /* a number: checked above */
 	if (scale != 1 || offset != 0)
-		d = d * scale + offset;
+		d = round_significant(d * scale + offset);
 	*v = (struct value){.kind = VALUE_KIND_FLOAT, .f = d};
 	return isfinite(d) ? 0 : GD_ERANGE;
 }

@@ -55,7 +55,9 @@ int codec_encode_bytes(enum value_type t, enum byte_order o, size_t length, cons
  * Applies 'scale' and 'offset' to a raw value in place: integers stay integers
  * when scale == 1 and offset == 0, otherwise the value becomes a float. Float
  * results that are NaN or infinite make it return GD_ERANGE (the caller marks
- * the sample QUALITY_BAD_VALUE). Strings and bools pass unchanged.
+ * the sample QUALITY_BAD_VALUE). Strings and bools pass unchanged. A scaled
+ * result is rounded to 15 significant digits, so 2006 * 0.1 - 40 is 160.6 and
+ * not 160.60000000000002.
  */
 int codec_scale(struct value *v, double scale, double offset);
 

@@ -1075,3 +1075,45 @@ Test(codec, write_path_round_trip_signed_word_swapped)
 	cr_assert_eq(codec_scale(&back, 0.5, 0), 0);
 	assert_value(&back, &(struct value){.kind = VALUE_KIND_FLOAT, .f = -40.5}, "back");
 }
+
+/* Scaled values carry no binary noise: what an operator reads is the decimal the scale implies. */
+Test(codec_scale, scaled_values_are_the_nearest_decimal)
+{
+	static const struct {
+		int64_t raw;
+		double scale, offset;
+		const char *want;
+	} cases[] = {
+		{ 2006, 0.1, -40, "160.6" },	  /* plain arithmetic gives 160.60000000000002 */
+		{ 3, 0.1, 0, "0.3" },		  /* 0.30000000000000004 */
+		{ 123456789, 0.001, 0, "123456.789" },
+		{ -7, 0.01, 0, "-0.07" },
+		{ 65535, 0.0001, -3.2768, "3.2767" },
+		{ 1, 1e-9, 0, "1e-09" },
+	};
+
+	for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+		struct value v = { .kind = VALUE_KIND_INT, .i = cases[i].raw };
+		char text[64];
+
+		cr_assert_eq(codec_scale(&v, cases[i].scale, cases[i].offset), 0);
+		cr_assert_eq(v.kind, VALUE_KIND_FLOAT);
+		snprintf(text, sizeof(text), "%.17g", v.f);
+		cr_expect_eq(strtod(cases[i].want, NULL), v.f, "case %zu: got %s, want %s", i, text,
+			     cases[i].want);
+	}
+}
+
+Test(codec_scale, large_and_exact_values_keep_their_precision)
+{
+	/* 15 digits would cut a u64 counter scaled by 1 with an offset: beyond 2^53 it is left alone. */
+	struct value v = { .kind = VALUE_KIND_UINT, .u = 9007199254740993ULL };
+
+	volatile double plain = (double)9007199254740993ULL * 1.0 + 1.0;
+
+	cr_assert_eq(codec_scale(&v, 1, 1), 0);
+	cr_expect_eq(v.f, plain, "beyond 15 digits the value is the plain formula's");
+	v = (struct value){ .kind = VALUE_KIND_FLOAT, .f = 0.1 + 0.2 };
+	cr_assert_eq(codec_scale(&v, 1, 0), 0, "unscaled floats are not touched");
+	cr_expect_eq(v.f, 0.1 + 0.2);
+}
