@@ -892,13 +892,14 @@ static bool wait_for(struct uplink *u, bool (*done)(struct uplink *u, uint64_t a
 	return true;
 }
 
+/* Drained, or nothing will drain it: waiting while disconnected only delays the stop. */
 static bool queue_drained(struct uplink *u, uint64_t arg)
 {
 	struct queue_stats qs;
 
 	(void)arg;
 	queue_get_stats(u->queue, &qs);
-	return qs.msgs == 0;
+	return qs.msgs == 0 || u->state != LINK_CONNECTED;
 }
 
 static bool attempt_over(struct uplink *u, uint64_t arg)

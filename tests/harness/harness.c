@@ -187,14 +187,27 @@ int h_stop(pid_t pid, int timeout_ms)
 	return status;
 }
 
-void h_cleanup(void)
+int h_cleanup(void)
 {
+	int reports = 0;
+
 	while (nprocs > 0)
-		h_stop(procs[nprocs - 1], 3000);
-	if (workdir[0] != '\0' && getenv("GUARDIAN_KEEP") == NULL) {
+		h_stop(procs[nprocs - 1], 5000);
+	if (workdir[0] == '\0')
+		return 0;
+	/* A sanitizer report from a child lands only in its log: surface it here. */
+	reports = h_sh("! grep -l -E 'ERROR: (Address|Leak)Sanitizer|runtime error:' '%s'/*.log "
+		       ">/dev/null 2>&1",
+		       workdir);
+	if (reports != 0)
+		h_sh("grep -B2 -A30 -E 'ERROR: (Address|Leak)Sanitizer|runtime error:' '%s'/*.log "
+		     ">&2",
+		     workdir);
+	if (getenv("GUARDIAN_KEEP") == NULL) {
 		h_sh("rm -rf '%s'", workdir);
 		workdir[0] = '\0';
 	}
+	return reports;
 }
 
 int h_sh(const char *fmt, ...)

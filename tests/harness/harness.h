@@ -30,8 +30,12 @@ int h_wait_port(int port, int timeout_ms);
 pid_t h_spawn(const char *logfile, const char *const argv[]);
 /* SIGTERM, wait up to 'timeout_ms', then SIGKILL. Returns the exit status (as waitpid) or -1. */
 int h_stop(pid_t pid, int timeout_ms);
-/* Stops every process started and removes the work directory. */
-void h_cleanup(void);
+/*
+ * Stops every process started and removes the work directory. Returns
+ * non-zero if any log in it holds a sanitizer report (make check builds the
+ * children with ASan and UBSan), after printing the reports on stderr.
+ */
+int h_cleanup(void);
 
 /* Runs a shell command; returns its exit status (0 = success). */
 int h_sh(const char *fmt, ...) __attribute__((format(printf, 1, 2)));

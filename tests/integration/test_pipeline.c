@@ -18,7 +18,7 @@ static void setup(void)
 
 static void teardown(void)
 {
-	h_cleanup();
+	cr_expect_eq(h_cleanup(), 0, "a child process reported a sanitizer error (above)");
 }
 
 TestSuite(pipeline, .init = setup, .fini = teardown, .timeout = 90);
