@@ -1,6 +1,7 @@
 /* main.c: the guardian command: check a config, or run the gateway until told to stop. */
 #include <errno.h>
 #include <getopt.h>
+#include <malloc.h>
 #include <pthread.h>
 #include <signal.h>
 #include <stdio.h>
@@ -68,6 +69,8 @@ static int cmd_run(const char *file, bool verbose)
 	if (cfg == NULL)
 		return 1;
 	log_set_level(verbose ? LOG_LEVEL_DEBUG : (enum log_level)cfg->log_level);
+	/* The config's JSON tree is gone: give its pages back before the threads start. */
+	malloc_trim(0);
 	/* Signals are taken synchronously by this thread; every other thread inherits the mask. */
 	sigemptyset(&set);
 	sigaddset(&set, SIGINT);

@@ -1,0 +1,212 @@
+/* bench_e2e.c: points per second from the simulator to the broker, end to end, with guardian's CPU and peak RSS. */
+#include <dirent.h>
+#include <errno.h>
+#include <sys/stat.h>
+#include <time.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "../tests/harness/harness.h"
+
+#define DEVICE "bench-01"
+
+/*
+ * CPU time of every thread of 'pid' in nanoseconds (the first field of each
+ * /proc/<pid>/task/<tid>/schedstat): clock ticks are 10 ms, too coarse for a
+ * process that uses a fraction of a percent.
+ */
+static long long cpu_ns(pid_t pid)
+{
+	char path[64];
+	long long total = 0;
+	struct dirent *e;
+	DIR *d;
+
+	snprintf(path, sizeof(path), "/proc/%d/task", (int)pid);
+	d = opendir(path);
+	if (d == NULL)
+		return -1;
+	while ((e = readdir(d)) != NULL) {
+		char stat[352];
+		long long ns = 0;
+		FILE *f;
+
+		if (e->d_name[0] == '.')
+			continue;
+		snprintf(stat, sizeof(stat), "%s/%s/schedstat", path, e->d_name);
+		f = fopen(stat, "r");
+		if (f == NULL)
+			continue;
+		if (fscanf(f, "%lld", &ns) == 1)
+			total += ns;
+		fclose(f);
+	}
+	closedir(d);
+	return total;
+}
+
+/* A field of /proc/<pid>/status in kB (VmHWM, VmRSS). */
+static long status_kb(pid_t pid, const char *field)
+{
+	char path[64], line[256];
+	long kb = -1;
+	FILE *f;
+
+	snprintf(path, sizeof(path), "/proc/%d/status", (int)pid);
+	f = fopen(path, "r");
+	if (f == NULL)
+		return -1;
+	while (fgets(line, sizeof(line), f) != NULL) {
+		if (strncmp(line, field, strlen(field)) == 0 && line[strlen(field)] == ':')
+			kb = atol(line + strlen(field) + 1);
+	}
+	fclose(f);
+	return kb;
+}
+
+/*
+ * Counts the points of messages stamped within [from_ms, to_ms) (UTC), so the
+ * window is exact whatever the delivery delay. Each line is "topic {json}";
+ * the message's own "ts" follows its "seq".
+ */
+static void count_points(const char *file, int64_t from_ms, int64_t to_ms,
+			 unsigned long long *points, unsigned long long *msgs)
+{
+	static const char needle[] = "{\"name\":";
+	char *text = h_read(file);
+	char *save = NULL;
+
+	*points = *msgs = 0;
+	for (char *line = text ? strtok_r(text, "\n", &save) : NULL; line != NULL;
+	     line = strtok_r(NULL, "\n", &save)) {
+		char *ts = strstr(line, "\"ts\":");
+		long long t = ts ? atoll(ts + 5) : 0;
+
+		if (t < from_ms || t >= to_ms)
+			continue;
+		(*msgs)++;
+		for (char *q = line; (q = strstr(q, needle)) != NULL; q += sizeof(needle) - 1)
+			(*points)++;
+	}
+	free(text);
+}
+
+/* UTC milliseconds. */
+static int64_t wall_ms(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_REALTIME, &ts);
+	return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+struct result {
+	double points_per_s;
+	double expected_per_s;
+	double cpu_pct;
+	double rss_peak_mib;
+	double rss_idle_mib;
+};
+
+static int run(int npoints, int interval_ms, int warmup_s, int seconds, struct result *res)
+{
+	int bport = h_free_port(), mport = h_free_port();
+	char args[128], *text, *p;
+	size_t cap = (size_t)npoints * 96 + 4096, used;
+	pid_t gd;
+	long long t0, t1;
+	int64_t w0, w1;
+	unsigned long long pts = 0, msgs = 0;
+	int64_t m0, m1;
+
+	if (h_pki(DEVICE) != 0 || h_mosquitto(bport) <= 0)
+		return -1;
+	snprintf(args, sizeof(args), "--tcp 127.0.0.1:%d --bulk %d --step-ms 1000 --quiet", mport,
+		 npoints);
+	if (h_plcsim(args, h_path("plcsim.log")) <= 0)
+		return -1;
+	if (h_subscribe(bport, "guardian/" DEVICE "/telemetry", h_path("sub.out"), false) <= 0)
+		return -1;
+	h_write(h_path("policy.json"),
+		"{\"version\":1,\"uplink\":[{\"points\":\"plc/*\",\"action\":\"allow\"}]}");
+	text = malloc(cap);
+	used = (size_t)snprintf(
+		text, cap,
+		"{\"device_id\":\"" DEVICE "\",\"policy\":\"policy.json\","
+		"\"uplink\":{\"host\":\"localhost\",\"port\":%d,\"ca_file\":\"pki/ca.crt\","
+		"\"cert_file\":\"pki/device.crt\",\"key_file\":\"pki/device.key\"},"
+		"\"adapters\":[{\"name\":\"plc\",\"type\":\"modbus-tcp\",\"host\":\"127.0.0.1\","
+		"\"port\":%d,\"poll_interval_ms\":%d,\"points\":[",
+		bport, mport, interval_ms);
+	p = text + used;
+	for (int i = 0; i < npoints; i++)
+		p += sprintf(p, "%s{\"name\":\"r%d\",\"address\":%d}", i ? "," : "", i, 1000 + i);
+	strcpy(p, "]}]}");
+	h_write(h_path("site.json"), text);
+	free(text);
+	h_sleep_ms(300);
+	gd = h_guardian(h_path("site.json"), h_path("guardian.log"));
+	if (gd <= 0)
+		return -1;
+	h_sleep_ms(warmup_s * 1000);
+	w0 = wall_ms();
+	t0 = cpu_ns(gd);
+	m0 = h_ms();
+	h_sleep_ms(seconds * 1000);
+	t1 = cpu_ns(gd);
+	m1 = h_ms();
+	w1 = wall_ms();
+	/* Let what was published in the window arrive. */
+	h_sleep_ms(500);
+	count_points(h_path("sub.out"), w0, w1, &pts, &msgs);
+	res->rss_peak_mib = status_kb(gd, "VmHWM") / 1024.0;
+	res->points_per_s = (double)pts * 1000.0 / (double)(w1 - w0);
+	res->expected_per_s = (double)npoints * 1000.0 / interval_ms;
+	res->cpu_pct = 100.0 * (double)(t1 - t0) / 1e6 / (double)(m1 - m0);
+	if (h_count(h_path("guardian.log"), "error") > 0)
+		fprintf(stderr, "bench: guardian logged errors:\n%s", h_read(h_path("guardian.log")));
+	h_cleanup();
+	return 0;
+}
+
+/* Idle: the same process with one point polled once a minute. */
+static int run_idle(int seconds, struct result *res)
+{
+	return run(1, 60000, 2, seconds, res);
+}
+
+int main(int argc, char **argv)
+{
+	int seconds = argc > 1 ? atoi(argv[1]) : 20;
+	struct result idle = { 0 }, r1k = { 0 }, r10k = { 0 }, r10k100 = { 0 };
+
+	if (run_idle(seconds / 2 > 5 ? seconds / 2 : 5, &idle) != 0 ||
+	    run(1000, 1000, 3, seconds, &r1k) != 0 || run(10000, 1000, 5, seconds, &r10k) != 0 ||
+	    run(10000, 100, 5, seconds, &r10k100) != 0) {
+		fprintf(stderr, "bench: a run failed to start; see above\n");
+		h_cleanup();
+		return 1;
+	}
+	printf("end to end: plcsim (Modbus TCP) -> guardian -> mosquitto (TLS, QoS 1) -> mosquitto_sub\n");
+	printf("%d s measured per workload after warm-up; CPU is guardian's own, %% of one core\n",
+	       seconds);
+	printf("  %-34s %12s %10s %9s %10s\n", "workload", "points/s", "delivered", "CPU", "peak RSS");
+	printf("  %-34s %12s %10s %8.2f%% %7.1f MiB\n", "idle (1 point / 60 s)", "-", "-",
+	       idle.cpu_pct, idle.rss_peak_mib);
+	printf("  %-34s %12.0f %9.1f%% %8.2f%% %7.1f MiB\n", "1,000 registers every 1 s",
+	       r1k.points_per_s, 100 * r1k.points_per_s / r1k.expected_per_s, r1k.cpu_pct,
+	       r1k.rss_peak_mib);
+	printf("  %-34s %12.0f %9.1f%% %8.2f%% %7.1f MiB\n", "10,000 registers every 1 s",
+	       r10k.points_per_s, 100 * r10k.points_per_s / r10k.expected_per_s, r10k.cpu_pct,
+	       r10k.rss_peak_mib);
+	printf("  %-34s %12.0f %9.1f%% %8.2f%% %7.1f MiB\n", "10,000 registers every 100 ms",
+	       r10k100.points_per_s, 100 * r10k100.points_per_s / r10k100.expected_per_s,
+	       r10k100.cpu_pct, r10k100.rss_peak_mib);
+	printf("  CPU per 10,000 points/s at 10k/1 s: %.2f%% of a core (target < 5%%); "
+	       "peak RSS %.1f MiB (target < 16 MiB)\n",
+	       r10k.cpu_pct * 10000.0 / r10k.points_per_s, r10k.rss_peak_mib);
+	(void)errno;
+	return 0;
+}

@@ -1,0 +1,10 @@
+#!/bin/sh
+# run.sh: runs every benchmark and prints its figures (BENCH_SECONDS sets the measuring window).
+set -eu
+BUILD=${BUILD:-build}
+S=${BENCH_SECONDS:-20}
+echo "== machine: $(nproc) cores, $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | sed 's/^ //')"
+echo "== Modbus adapter vs bare libmodbus"
+"$BUILD/bench_modbus" "$(( S / 4 > 2 ? S / 4 : 2 ))"
+echo "== end to end"
+"$BUILD/bench_e2e" "$S"
