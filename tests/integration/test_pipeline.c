@@ -429,3 +429,97 @@ Test(pipeline, last_will_says_offline_when_guardian_dies)
 		     "the broker did not publish the last will");
 	h_stop(gd, 100);
 }
+
+Test(pipeline, tcp_link_that_drops_is_reconnected_without_restart)
+{
+	int bport = h_free_port(), mport = h_free_port();
+	char adapters[4096], simargs[128];
+	struct h_telemetry t;
+	pid_t sim, gd;
+	size_t before, disconnected;
+
+	cr_assert_gt(h_mosquitto(bport), 0);
+	cr_assert_gt(h_subscribe(bport, "guardian/" DEVICE "/telemetry", h_path("sub.out"), false),
+		     0);
+	snprintf(simargs, sizeof(simargs), "--tcp 127.0.0.1:%d --start 100 --step-ms 0", mport);
+	sim = h_plcsim(simargs, h_path("plcsim.log"));
+	cr_assert_gt(sim, 0);
+	snprintf(adapters, sizeof(adapters),
+		 "[{\"name\":\"plc1\",\"type\":\"modbus-tcp\",\"host\":\"127.0.0.1\",\"port\":%d,"
+		 "\"poll_interval_ms\":100,\"backoff_min_ms\":100,\"backoff_max_ms\":400,"
+		 "\"points\":[{\"name\":\"counter\",\"address\":0}]}]",
+		 mport);
+	h_sleep_ms(300);
+	gd = h_guardian(write_site(bport, adapters, allow_all, ""), h_path("guardian.log"));
+	cr_assert_gt(gd, 0);
+	wait_messages(h_path("sub.out"), 5, 10000);
+
+	/* The PLC goes away (link reset), then comes back with another value. */
+	h_stop(sim, 2000);
+	h_sleep_ms(1500);
+	h_telemetry_read(h_path("sub.out"), &t);
+	before = t.npoints;
+	disconnected = h_telemetry_count(&t, "plc1/counter", "disconnected");
+	h_telemetry_free(&t);
+	cr_expect_gt(disconnected, 0, "points of a dropped link are sent as disconnected");
+	snprintf(simargs, sizeof(simargs), "--tcp 127.0.0.1:%d --start 200 --step-ms 0", mport);
+	cr_assert_gt(h_plcsim(simargs, h_path("plcsim2.log")), 0);
+	{
+		int64_t end = h_ms() + 10000;
+		const struct h_point *p = NULL;
+
+		do {
+			h_sleep_ms(200);
+			h_telemetry_read(h_path("sub.out"), &t);
+			p = h_telemetry_last(&t, "plc1/counter");
+			if (p != NULL && strcmp(p->value, "200") == 0)
+				break;
+			h_telemetry_free(&t);
+			p = NULL;
+		} while (h_ms() < end);
+		cr_assert_not_null(p, "values did not resume after the PLC came back:\n%s",
+				   h_read(h_path("guardian.log")));
+		cr_expect_gt(t.npoints, before);
+		h_telemetry_free(&t);
+	}
+	cr_expect_eq(kill(gd, 0), 0, "guardian kept running");
+	cr_expect_gt(h_count(h_path("guardian.log"), "plc1: connected"), 1,
+		     "the log shows the reconnection");
+}
+
+Test(pipeline, exception_answers_arrive_with_their_code_and_do_not_stop_the_rest)
+{
+	int bport = h_free_port(), mport = h_free_port();
+	char adapters[4096], simargs[128];
+	struct h_telemetry t;
+	const struct h_point *p;
+
+	cr_assert_gt(h_mosquitto(bport), 0);
+	cr_assert_gt(h_subscribe(bport, "guardian/" DEVICE "/telemetry", h_path("sub.out"), false),
+		     0);
+	/* 100 bulk registers at 1000..1099: 5000 is outside the simulator's map. */
+	snprintf(simargs, sizeof(simargs), "--tcp 127.0.0.1:%d --start 3 --step-ms 0 --bulk 100",
+		 mport);
+	cr_assert_gt(h_plcsim(simargs, h_path("plcsim.log")), 0);
+	snprintf(adapters, sizeof(adapters),
+		 "[{\"name\":\"plc1\",\"type\":\"modbus-tcp\",\"host\":\"127.0.0.1\",\"port\":%d,"
+		 "\"poll_interval_ms\":100,\"points\":[{\"name\":\"counter\",\"address\":0},"
+		 "{\"name\":\"missing\",\"address\":15000}]}]",
+		 mport);
+	h_sleep_ms(300);
+	cr_assert_gt(h_guardian(write_site(bport, adapters, allow_all, ""), h_path("guardian.log")),
+		     0);
+	wait_messages(h_path("sub.out"), 10, 10000);
+	h_telemetry_read(h_path("sub.out"), &t);
+	p = h_telemetry_last(&t, "plc1/missing");
+	cr_assert_not_null(p);
+	cr_expect_str_eq(p->quality, "exception");
+	cr_expect_str_eq(p->value, "null");
+	cr_expect_eq(h_count(h_path("sub.out"), "\"quality\":\"exception\",\"code\":2"), t.nmessages,
+		     "every cycle reports exception 2 (illegal data address)");
+	/* An exception is an answer: no backoff, the good point keeps its rate. */
+	cr_expect_geq(h_telemetry_count(&t, "plc1/counter", "good"), 10);
+	cr_expect_geq(h_telemetry_count(&t, "plc1/missing", "exception"), 10);
+	expect_num(&t, "plc1/counter", 3);
+	h_telemetry_free(&t);
+}
