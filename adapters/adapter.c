@@ -1,4 +1,5 @@
-/* adapter.c: the adapter registry, point bookkeeping and the names of types, orders and qualities. */
+/* adapter.c: the adapter registry, point bookkeeping and the names of types, orders and qualities.
+ */
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -6,25 +7,32 @@
 #include "adapter.h"
 
 const char *const value_type_names[] = {
-	[VALUE_BOOL] = "bool", [VALUE_U16] = "u16", [VALUE_I16] = "i16", [VALUE_U32] = "u32",
-	[VALUE_I32] = "i32",   [VALUE_U64] = "u64", [VALUE_I64] = "i64", [VALUE_F32] = "f32",
-	[VALUE_F64] = "f64",   [VALUE_STRING] = "string", NULL,
+	[VALUE_BOOL] = "bool",
+	[VALUE_U16] = "u16",
+	[VALUE_I16] = "i16",
+	[VALUE_U32] = "u32",
+	[VALUE_I32] = "i32",
+	[VALUE_U64] = "u64",
+	[VALUE_I64] = "i64",
+	[VALUE_F32] = "f32",
+	[VALUE_F64] = "f64",
+	[VALUE_STRING] = "string",
+	NULL,
 };
 
 const char *const byte_order_names[] = {
-	[ORDER_ABCD] = "ABCD", [ORDER_CDAB] = "CDAB", [ORDER_BADC] = "BADC", [ORDER_DCBA] = "DCBA",
+	[ORDER_ABCD] = "ABCD",
+	[ORDER_CDAB] = "CDAB",
+	[ORDER_BADC] = "BADC",
+	[ORDER_DCBA] = "DCBA",
 	NULL,
 };
 
 const char *const quality_names[] = {
-	[QUALITY_GOOD] = "good",
-	[QUALITY_TIMEOUT] = "timeout",
-	[QUALITY_EXCEPTION] = "exception",
-	[QUALITY_BAD_FRAME] = "bad_frame",
-	[QUALITY_OFFLINE] = "offline",
-	[QUALITY_DISCONNECTED] = "disconnected",
-	[QUALITY_BAD_VALUE] = "bad_value",
-	NULL,
+	[QUALITY_GOOD] = "good",	   [QUALITY_TIMEOUT] = "timeout",
+	[QUALITY_EXCEPTION] = "exception", [QUALITY_BAD_FRAME] = "bad_frame",
+	[QUALITY_OFFLINE] = "offline",	   [QUALITY_DISCONNECTED] = "disconnected",
+	[QUALITY_BAD_VALUE] = "bad_value", NULL,
 };
 
 extern const struct adapter_ops adapter_modbus_tcp_ops;
@@ -51,7 +59,8 @@ const char *adapter_types_text(char *buf, size_t len)
 
 	buf[0] = '\0';
 	for (size_t i = 0; i < sizeof(transports) / sizeof(transports[0]) && used < len; i++) {
-		int n = snprintf(buf + used, len - used, "%s%s", i ? ", " : "", transports[i]->type);
+		int n = snprintf(buf + used, len - used, "%s%s", i ? ", " : "",
+				 transports[i]->type);
 
 		if (n < 0)
 			break;

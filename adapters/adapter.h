@@ -39,8 +39,14 @@ extern const char *const byte_order_names[];
  * while scale is 1 and offset 0; otherwise the value becomes VALUE_KIND_FLOAT.
  * A string points into a buffer owned by the adapter, valid until its next poll.
  */
-enum value_kind { VALUE_KIND_NONE, VALUE_KIND_BOOL, VALUE_KIND_INT, VALUE_KIND_UINT,
-		  VALUE_KIND_FLOAT, VALUE_KIND_STRING };
+enum value_kind {
+	VALUE_KIND_NONE,
+	VALUE_KIND_BOOL,
+	VALUE_KIND_INT,
+	VALUE_KIND_UINT,
+	VALUE_KIND_FLOAT,
+	VALUE_KIND_STRING
+};
 
 struct value {
 	enum value_kind kind;
@@ -67,21 +73,21 @@ extern const char *const quality_names[];
 
 /* A point as configured: one value on one device, named "adapter/point". */
 struct point {
-	char *name;       /* full name, "adapter/point"; owned */
-	uint32_t id;      /* index in the gateway's point table */
-	char *unit;       /* engineering unit, "" when none; owned */
+	char *name;  /* full name, "adapter/point"; owned */
+	uint32_t id; /* index in the gateway's point table */
+	char *unit;  /* engineering unit, "" when none; owned */
 	enum value_type type;
-	double scale;     /* engineering = raw * scale + offset */
+	double scale; /* engineering = raw * scale + offset */
 	double offset;
-	bool writable;    /* may a downlink rule ever write it */
+	bool writable; /* may a downlink rule ever write it */
 };
 
 /* One reading of one point. */
 struct sample {
 	uint32_t point_id;
 	enum quality quality;
-	int32_t code;     /* exception code or errno, for quality != GOOD */
-	int64_t ts_ms;    /* UTC ms when the answer arrived */
+	int32_t code;	    /* exception code or errno, for quality != GOOD */
+	int64_t ts_ms;	    /* UTC ms when the answer arrived */
 	struct value value; /* VALUE_KIND_NONE unless quality is GOOD */
 };
 
@@ -100,16 +106,16 @@ struct point_sink {
 
 /* Counters every adapter keeps; read from other threads without locks (relaxed). */
 struct adapter_stats {
-	uint64_t polls;        /* transactions attempted */
+	uint64_t polls; /* transactions attempted */
 	uint64_t polls_ok;
 	uint64_t timeouts;
 	uint64_t exceptions;
-	uint64_t bad_frames;   /* CRC, length, unexpected answer */
+	uint64_t bad_frames; /* CRC, length, unexpected answer */
 	uint64_t io_errors;
 	uint64_t reconnects;
 	uint64_t samples;
-	int64_t last_ok_ms;    /* UTC ms of the last good answer, 0 if none */
-	int link_up;           /* 1 while the link is open */
+	int64_t last_ok_ms; /* UTC ms of the last good answer, 0 if none */
+	int link_up;	    /* 1 while the link is open */
 };
 
 /*
@@ -135,12 +141,12 @@ struct adapter_ops {
 };
 
 struct adapter {
-	char *name;                     /* owned */
+	char *name; /* owned */
 	const struct adapter_ops *ops;
-	void *backend_data;             /* the transport's own state */
-	struct point *points;           /* owned array */
+	void *backend_data;   /* the transport's own state */
+	struct point *points; /* owned array */
 	size_t npoints;
-	int64_t next_due_ms;            /* monotonic; set by poll */
+	int64_t next_due_ms; /* monotonic; set by poll */
 	struct adapter_stats stats;
 };
 

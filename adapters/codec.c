@@ -17,19 +17,19 @@ struct type_info {
 };
 
 static const struct type_info type_infos[] = {
-    [VALUE_BOOL] = {.bytes = 1, .kind = VALUE_KIND_BOOL, .min = 0, .max = 1},
-    [VALUE_U16] = {.bytes = 2, .kind = VALUE_KIND_UINT, .min = 0, .max = UINT16_MAX},
-    [VALUE_I16] = {.bytes = 2, .kind = VALUE_KIND_INT, .min = INT16_MIN, .max = INT16_MAX},
-    [VALUE_U32] = {.bytes = 4, .kind = VALUE_KIND_UINT, .min = 0, .max = UINT32_MAX},
-    [VALUE_I32] = {.bytes = 4, .kind = VALUE_KIND_INT, .min = INT32_MIN, .max = INT32_MAX},
-    [VALUE_U64] = {.bytes = 8, .kind = VALUE_KIND_UINT, .min = 0, .max = UINT64_MAX},
-    [VALUE_I64] = {.bytes = 8, .kind = VALUE_KIND_INT, .min = INT64_MIN, .max = INT64_MAX},
-    [VALUE_F32] = {.bytes = 4, .kind = VALUE_KIND_FLOAT},
-    [VALUE_F64] = {.bytes = 8, .kind = VALUE_KIND_FLOAT},
-    [VALUE_STRING] = {.bytes = 0, .kind = VALUE_KIND_STRING},
+	[VALUE_BOOL] = { .bytes = 1, .kind = VALUE_KIND_BOOL, .min = 0, .max = 1 },
+	[VALUE_U16] = { .bytes = 2, .kind = VALUE_KIND_UINT, .min = 0, .max = UINT16_MAX },
+	[VALUE_I16] = { .bytes = 2, .kind = VALUE_KIND_INT, .min = INT16_MIN, .max = INT16_MAX },
+	[VALUE_U32] = { .bytes = 4, .kind = VALUE_KIND_UINT, .min = 0, .max = UINT32_MAX },
+	[VALUE_I32] = { .bytes = 4, .kind = VALUE_KIND_INT, .min = INT32_MIN, .max = INT32_MAX },
+	[VALUE_U64] = { .bytes = 8, .kind = VALUE_KIND_UINT, .min = 0, .max = UINT64_MAX },
+	[VALUE_I64] = { .bytes = 8, .kind = VALUE_KIND_INT, .min = INT64_MIN, .max = INT64_MAX },
+	[VALUE_F32] = { .bytes = 4, .kind = VALUE_KIND_FLOAT },
+	[VALUE_F64] = { .bytes = 8, .kind = VALUE_KIND_FLOAT },
+	[VALUE_STRING] = { .bytes = 0, .kind = VALUE_KIND_STRING },
 };
 
-#define NTYPES    (sizeof(type_infos) / sizeof(type_infos[0]))
+#define NTYPES	  (sizeof(type_infos) / sizeof(type_infos[0]))
 #define MAX_BYTES 8 /* the widest numeric type */
 
 static int type_valid(enum value_type t)
@@ -118,11 +118,11 @@ static struct value integer_value(enum value_type t, uint64_t x)
 	const struct type_info *ti = &type_infos[t];
 
 	if (ti->kind == VALUE_KIND_BOOL)
-		return (struct value){.kind = VALUE_KIND_BOOL, .b = x != 0};
+		return (struct value){ .kind = VALUE_KIND_BOOL, .b = x != 0 };
 	if (ti->kind == VALUE_KIND_INT)
-		return (struct value){.kind = VALUE_KIND_INT,
-		                      .i = sign_extend(x, (unsigned)(ti->bytes * 8))};
-	return (struct value){.kind = VALUE_KIND_UINT, .u = x};
+		return (struct value){ .kind = VALUE_KIND_INT,
+				       .i = sign_extend(x, (unsigned)(ti->bytes * 8)) };
+	return (struct value){ .kind = VALUE_KIND_UINT, .u = x };
 }
 
 /* Decodes a numeric type from its canonical big-endian bytes. */
@@ -135,12 +135,12 @@ static void decode_canonical(enum value_type t, const uint8_t *canon, struct val
 		float f;
 
 		memcpy(&f, &w, sizeof(f));
-		*out = (struct value){.kind = VALUE_KIND_FLOAT, .f = f};
+		*out = (struct value){ .kind = VALUE_KIND_FLOAT, .f = f };
 	} else if (t == VALUE_F64) {
 		double d;
 
 		memcpy(&d, &x, sizeof(d));
-		*out = (struct value){.kind = VALUE_KIND_FLOAT, .f = d};
+		*out = (struct value){ .kind = VALUE_KIND_FLOAT, .f = d };
 	} else {
 		*out = integer_value(t, x);
 	}
@@ -264,7 +264,7 @@ static void string_finish(char *s, size_t length, struct value *out)
 	while (n > 0 && s[n - 1] == ' ')
 		n--;
 	s[n] = '\0';
-	*out = (struct value){.kind = VALUE_KIND_STRING, .s = s};
+	*out = (struct value){ .kind = VALUE_KIND_STRING, .s = s };
 }
 
 /* Checks that 'in' is a string of at most 'length' characters; stores its length in 'n'. */
@@ -289,7 +289,7 @@ static int string_low_first(enum byte_order o)
  * in order, whatever 'o' says.
  */
 int codec_decode_bytes(enum value_type t, enum byte_order o, size_t length, const uint8_t *bytes,
-                       struct value *out, char *strbuf)
+		       struct value *out, char *strbuf)
 {
 	uint8_t canon[MAX_BYTES];
 	size_t n;
@@ -304,7 +304,7 @@ int codec_decode_bytes(enum value_type t, enum byte_order o, size_t length, cons
 		return 0;
 	}
 	if (t == VALUE_BOOL) {
-		*out = (struct value){.kind = VALUE_KIND_BOOL, .b = bytes[0] != 0};
+		*out = (struct value){ .kind = VALUE_KIND_BOOL, .b = bytes[0] != 0 };
 		return 0;
 	}
 	n = type_infos[t].bytes;
@@ -315,7 +315,7 @@ int codec_decode_bytes(enum value_type t, enum byte_order o, size_t length, cons
 }
 
 int codec_encode_bytes(enum value_type t, enum byte_order o, size_t length, const struct value *in,
-                       uint8_t *bytes)
+		       uint8_t *bytes)
 {
 	uint8_t canon[MAX_BYTES];
 	size_t n;
@@ -345,7 +345,7 @@ int codec_encode_bytes(enum value_type t, enum byte_order o, size_t length, cons
 }
 
 int codec_decode_regs(enum value_type t, enum byte_order o, size_t length, const uint16_t *regs,
-                      struct value *out, char *strbuf)
+		      struct value *out, char *strbuf)
 {
 	uint8_t wire[MAX_BYTES];
 	size_t nregs;
@@ -365,7 +365,7 @@ int codec_decode_regs(enum value_type t, enum byte_order o, size_t length, const
 		return 0;
 	}
 	if (t == VALUE_BOOL) {
-		*out = (struct value){.kind = VALUE_KIND_BOOL, .b = regs[0] != 0};
+		*out = (struct value){ .kind = VALUE_KIND_BOOL, .b = regs[0] != 0 };
 		return 0;
 	}
 	nregs = codec_registers(t, length);
@@ -377,7 +377,7 @@ int codec_decode_regs(enum value_type t, enum byte_order o, size_t length, const
 }
 
 int codec_encode_regs(enum value_type t, enum byte_order o, size_t length, const struct value *in,
-                      uint16_t *regs)
+		      uint16_t *regs)
 {
 	uint8_t wire[MAX_BYTES];
 	size_t nregs, n;
@@ -422,7 +422,7 @@ int codec_encode_regs(enum value_type t, enum byte_order o, size_t length, const
  */
 static double round_significant(double v)
 {
-	static const double pow10[] = { 1e0,  1e1,  1e2,  1e3,  1e4,  1e5,  1e6,  1e7,
+	static const double pow10[] = { 1e0,  1e1,  1e2,  1e3,	1e4,  1e5,  1e6,  1e7,
 					1e8,  1e9,  1e10, 1e11, 1e12, 1e13, 1e14, 1e15,
 					1e16, 1e17, 1e18, 1e19, 1e20, 1e21, 1e22 };
 	double scaled;
@@ -462,7 +462,7 @@ int codec_scale(struct value *v, double scale, double offset)
 	(void)as_double(v, &d); /* a number: checked above */
 	if (scale != 1 || offset != 0)
 		d = round_significant(d * scale + offset);
-	*v = (struct value){.kind = VALUE_KIND_FLOAT, .f = d};
+	*v = (struct value){ .kind = VALUE_KIND_FLOAT, .f = d };
 	return isfinite(d) ? 0 : GD_ERANGE;
 }
 
@@ -472,7 +472,7 @@ int codec_scale(struct value *v, double scale, double offset)
  * scale 1 and offset 0 are taken exactly, not through a double.
  */
 int codec_unscale(const struct value *eng, enum value_type t, double scale, double offset,
-                  struct value *raw)
+		  struct value *raw)
 {
 	const struct type_info *ti;
 	struct value v;
@@ -505,7 +505,7 @@ int codec_unscale(const struct value *eng, enum value_type t, double scale, doub
 		d = (d - offset) / scale;
 		if (is_integer_type(t))
 			d = round(d); /* ties away from zero */
-		v = (struct value){.kind = VALUE_KIND_FLOAT, .f = d};
+		v = (struct value){ .kind = VALUE_KIND_FLOAT, .f = d };
 	}
 	if (is_integer_type(t)) {
 		rc = fit_integer(&v, ti->min, ti->max, &bits);
@@ -517,6 +517,6 @@ int codec_unscale(const struct value *eng, enum value_type t, double scale, doub
 	rc = fit_float(&v, t, &d);
 	if (rc != 0)
 		return rc;
-	*raw = (struct value){.kind = VALUE_KIND_FLOAT, .f = d};
+	*raw = (struct value){ .kind = VALUE_KIND_FLOAT, .f = d };
 	return 0;
 }

@@ -1,4 +1,5 @@
-/* codec.h: value codecs: raw bytes and 16-bit registers to typed values and back, scale and offset. */
+/* codec.h: value codecs: raw bytes and 16-bit registers to typed values and back, scale and offset.
+ */
 #ifndef CODEC_H
 #define CODEC_H
 

@@ -20,10 +20,10 @@ static const char *const parity_names[] = { "none", "even", "odd", NULL };
 struct mb_unit {
 	uint8_t id;
 	int timeout_ms;
-	int failures;          /* consecutive failed transactions */
-	int64_t retry_at_ms;   /* monotonic; while in the future, the unit is skipped */
+	int failures;	     /* consecutive failed transactions */
+	int64_t retry_at_ms; /* monotonic; while in the future, the unit is skipped */
 	uint64_t polls, polls_ok, timeouts, exceptions, bad_frames;
-	int64_t last_ok_ms;    /* UTC */
+	int64_t last_ok_ms; /* UTC */
 };
 
 struct mb_group {
@@ -33,7 +33,7 @@ struct mb_group {
 	size_t first, npoints; /* range in the sorted point array */
 	struct mb_request *requests;
 	size_t nrequests;
-	uint64_t overruns;     /* cycles that started more than one interval late */
+	uint64_t overruns; /* cycles that started more than one interval late */
 };
 
 struct mb_backend {
@@ -47,7 +47,7 @@ struct mb_backend {
 	int parity;
 	int data_bits;
 	int stop_bits;
-	int frame_gap_us;      /* silence between frames on the bus; 0: from the baud rate */
+	int frame_gap_us; /* silence between frames on the bus; 0: from the baud rate */
 	/* common */
 	int timeout_ms;
 	int backoff_min_ms;
@@ -67,13 +67,13 @@ struct mb_backend {
 
 	modbus_t *ctx;
 	bool connected;
-	bool was_connected;        /* a later successful open counts as a reconnect */
+	bool was_connected; /* a later successful open counts as a reconnect */
 	int link_failures;
 	int64_t reconnect_at_ms;
 	int64_t last_frame_end_us; /* monotonic us; RTU inter-frame gap */
-	pthread_mutex_t lock;      /* one transaction at a time on the link */
+	pthread_mutex_t lock;	   /* one transaction at a time on the link */
 
-	struct sample *samples;    /* one group's batch */
+	struct sample *samples; /* one group's batch */
 	uint16_t regs[MB_MAX_READ_REGISTERS];
 	uint8_t bits[MB_MAX_READ_BITS];
 };
@@ -121,13 +121,14 @@ struct mb_point_conf {
 
 static const struct conf_key unit_keys[] = {
 	INT_KEY("id", struct mb_unit_conf, id, 0, 255, true, "a unit id"),
-	INT_KEY("timeout_ms", struct mb_unit_conf, timeout_ms, 10, 60000, false,
-		"a timeout in ms"),
+	INT_KEY("timeout_ms", struct mb_unit_conf, timeout_ms, 10, 60000, false, "a timeout in ms"),
 	{ .name = NULL },
 };
 
 static const struct conf_key group_keys[] = {
-	{ .name = "name", .kind = CONF_STRING, .required = true,
+	{ .name = "name",
+	  .kind = CONF_STRING,
+	  .required = true,
 	  .offset = offsetof(struct mb_group_conf, name) },
 	INT_KEY("interval_ms", struct mb_group_conf, interval_ms, 0, 86400000, true,
 		"an interval in ms"),
@@ -137,26 +138,41 @@ static const struct conf_key group_keys[] = {
 static const char *const table_choices[] = { "coil", "discrete", "holding", "input", NULL };
 
 static const struct conf_key point_keys[] = {
-	{ .name = "name", .kind = CONF_STRING, .required = true,
+	{ .name = "name",
+	  .kind = CONF_STRING,
+	  .required = true,
 	  .offset = offsetof(struct mb_point_conf, name) },
 	INT_KEY("unit_id", struct mb_point_conf, unit_id, 0, 255, false, "a unit id"),
-	{ .name = "table", .kind = CONF_ENUM, .offset = offsetof(struct mb_point_conf, table),
-	  .choices = table_choices, .expect = "table" },
+	{ .name = "table",
+	  .kind = CONF_ENUM,
+	  .offset = offsetof(struct mb_point_conf, table),
+	  .choices = table_choices,
+	  .expect = "table" },
 	INT_KEY("address", struct mb_point_conf, address, 0, 65535, true, "a register address"),
-	{ .name = "type", .kind = CONF_ENUM, .offset = offsetof(struct mb_point_conf, type),
-	  .choices = value_type_names, .expect = "type" },
-	{ .name = "order", .kind = CONF_ENUM, .offset = offsetof(struct mb_point_conf, order),
-	  .choices = byte_order_names, .expect = "order" },
+	{ .name = "type",
+	  .kind = CONF_ENUM,
+	  .offset = offsetof(struct mb_point_conf, type),
+	  .choices = value_type_names,
+	  .expect = "type" },
+	{ .name = "order",
+	  .kind = CONF_ENUM,
+	  .offset = offsetof(struct mb_point_conf, order),
+	  .choices = byte_order_names,
+	  .expect = "order" },
 	INT_KEY("length", struct mb_point_conf, length, 1, 2 * MB_MAX_READ_REGISTERS, false,
 		"a string length in bytes"),
 	{ .name = "scale", .kind = CONF_DOUBLE, .offset = offsetof(struct mb_point_conf, scale) },
-	{ .name = "offset", .kind = CONF_DOUBLE,
-	  .offset = offsetof(struct mb_point_conf, offset) },
-	{ .name = "unit", .kind = CONF_STRING, .offset = offsetof(struct mb_point_conf, unit),
+	{ .name = "offset", .kind = CONF_DOUBLE, .offset = offsetof(struct mb_point_conf, offset) },
+	{ .name = "unit",
+	  .kind = CONF_STRING,
+	  .offset = offsetof(struct mb_point_conf, unit),
 	  .expect = "an engineering unit" },
-	{ .name = "group", .kind = CONF_STRING, .offset = offsetof(struct mb_point_conf, group),
+	{ .name = "group",
+	  .kind = CONF_STRING,
+	  .offset = offsetof(struct mb_point_conf, group),
 	  .expect = "a poll group name" },
-	{ .name = "writable", .kind = CONF_BOOL,
+	{ .name = "writable",
+	  .kind = CONF_BOOL,
 	  .offset = offsetof(struct mb_point_conf, writable) },
 	{ .name = NULL },
 };
@@ -164,8 +180,11 @@ static const struct conf_key point_keys[] = {
 static const struct conf_key tcp_keys[] = {
 	{ .name = "name", .kind = CONF_ANY },
 	{ .name = "type", .kind = CONF_ANY },
-	{ .name = "host", .kind = CONF_STRING, .required = true,
-	  .offset = offsetof(struct mb_backend, host), .expect = "a host name or address" },
+	{ .name = "host",
+	  .kind = CONF_STRING,
+	  .required = true,
+	  .offset = offsetof(struct mb_backend, host),
+	  .expect = "a host name or address" },
 	INT_KEY("port", struct mb_backend, port, 1, 65535, false, "a TCP port"),
 	INT_KEY("timeout_ms", struct mb_backend, timeout_ms, 10, 60000, false, "a timeout in ms"),
 	INT_KEY("backoff_min_ms", struct mb_backend, backoff_min_ms, 10, 3600000, false,
@@ -189,11 +208,17 @@ static const struct conf_key tcp_keys[] = {
 static const struct conf_key rtu_keys[] = {
 	{ .name = "name", .kind = CONF_ANY },
 	{ .name = "type", .kind = CONF_ANY },
-	{ .name = "device", .kind = CONF_STRING, .required = true,
-	  .offset = offsetof(struct mb_backend, device), .expect = "a serial device path" },
+	{ .name = "device",
+	  .kind = CONF_STRING,
+	  .required = true,
+	  .offset = offsetof(struct mb_backend, device),
+	  .expect = "a serial device path" },
 	INT_KEY("baud", struct mb_backend, baud, 50, 4000000, false, "a baud rate"),
-	{ .name = "parity", .kind = CONF_ENUM, .offset = offsetof(struct mb_backend, parity),
-	  .choices = parity_names, .expect = "parity" },
+	{ .name = "parity",
+	  .kind = CONF_ENUM,
+	  .offset = offsetof(struct mb_backend, parity),
+	  .choices = parity_names,
+	  .expect = "parity" },
 	INT_KEY("data_bits", struct mb_backend, data_bits, 7, 8, false, "7 or 8"),
 	INT_KEY("stop_bits", struct mb_backend, stop_bits, 1, 2, false, "1 or 2"),
 	INT_KEY("frame_gap_us", struct mb_backend, frame_gap_us, 0, 1000000, false,
@@ -244,8 +269,7 @@ static int read_units(struct mb_backend *b, struct conf *c, const cJSON *arr, co
 	size_t i = 0;
 	int errors = 0;
 
-	cJSON_ArrayForEach(item, arr)
-	{
+	cJSON_ArrayForEach (item, arr) {
 		struct mb_unit_conf u = { .id = -1, .timeout_ms = b->timeout_ms };
 
 		conf_path_index(sub, sizeof(sub), path, i++);
@@ -273,8 +297,7 @@ static int read_groups(struct mb_backend *b, struct conf *c, const cJSON *arr, c
 	size_t i = 0;
 	int errors = 0;
 
-	cJSON_ArrayForEach(item, arr)
-	{
+	cJSON_ArrayForEach (item, arr) {
 		struct mb_group_conf g = { 0 };
 		struct mb_group *grown;
 
@@ -302,8 +325,8 @@ static int read_groups(struct mb_backend *b, struct conf *c, const cJSON *arr, c
 			return errors + 1;
 		}
 		b->groups = grown;
-		b->groups[b->ngroups++] = (struct mb_group){ .name = g.name,
-							     .interval_ms = g.interval_ms };
+		b->groups[b->ngroups++] =
+			(struct mb_group){ .name = g.name, .interval_ms = g.interval_ms };
 	}
 	return errors;
 }
@@ -321,8 +344,8 @@ static long default_group(struct mb_backend *b)
 	if (grown == NULL)
 		return -1;
 	b->groups = grown;
-	b->groups[b->ngroups] = (struct mb_group){ .name = strdup("default"),
-						   .interval_ms = b->poll_interval_ms };
+	b->groups[b->ngroups] =
+		(struct mb_group){ .name = strdup("default"), .interval_ms = b->poll_interval_ms };
 	if (b->groups[b->ngroups].name == NULL)
 		return -1;
 	return (long)b->ngroups++;
@@ -416,7 +439,8 @@ static int read_point(struct adapter *a, struct mb_backend *b, struct conf *c, c
 		}
 		if (group < 0) {
 			conf_error(c, conf_path_key(sub, sizeof(sub), path, "group"),
-				   "unknown poll group \"%s\" (define it in poll_groups)", pc.group);
+				   "unknown poll group \"%s\" (define it in poll_groups)",
+				   pc.group);
 			errors++;
 		}
 	}
@@ -488,9 +512,9 @@ static int plan_groups(struct mb_backend *b, struct conf *c, const char *path)
 			conf_error(c, path, "out of memory");
 			return 1;
 		}
-		grp->nrequests = mb_plan(b->mpoints + grp->first, grp->npoints, (unsigned)b->max_gap,
-					 (unsigned)b->max_registers, (unsigned)b->max_bits,
-					 grp->requests);
+		grp->nrequests =
+			mb_plan(b->mpoints + grp->first, grp->npoints, (unsigned)b->max_gap,
+				(unsigned)b->max_registers, (unsigned)b->max_bits, grp->requests);
 		for (size_t r = 0; r < grp->nrequests; r++)
 			grp->requests[r].first += grp->first;
 	}
@@ -556,8 +580,7 @@ static int mb_configure(struct adapter *a, struct conf *c, const void *json_obj,
 			conf_error(c, sub, "empty (expected at least one point)");
 			errors++;
 		}
-		cJSON_ArrayForEach(item, points)
-		{
+		cJSON_ArrayForEach (item, points) {
 			conf_path_index(isub, sizeof(isub), sub, i++);
 			errors += read_point(a, b, c, item, isub, units == NULL);
 		}
@@ -632,7 +655,8 @@ static int mb_open(struct adapter *a)
 			b->ctx = modbus_new_tcp_pi(b->host, port);
 		if (b->ctx == NULL)
 			return GD_ENOMEM;
-		/* Protocol recovery: flush stray bytes after an error; never sleep or reconnect inside libmodbus. */
+		/* Protocol recovery: flush stray bytes after an error; never sleep or reconnect
+		 * inside libmodbus. */
 		modbus_set_error_recovery(b->ctx, MODBUS_ERROR_RECOVERY_PROTOCOL);
 	}
 	if (modbus_connect(b->ctx) != 0) {
@@ -773,8 +797,8 @@ static void fill_bad(struct adapter *a, struct mb_backend *b, const struct mb_re
 }
 
 /* Polls one group: every request once, one batch to the sink. */
-static void poll_group(struct adapter *a, struct mb_backend *b, struct mb_group *g,
-		       int64_t now_ms, struct point_sink *out)
+static void poll_group(struct adapter *a, struct mb_backend *b, struct mb_group *g, int64_t now_ms,
+		       struct point_sink *out)
 {
 	size_t ns = 0;
 
@@ -822,11 +846,12 @@ static void poll_group(struct adapter *a, struct mb_backend *b, struct mb_group 
 			if (q == QUALITY_DISCONNECTED) {
 				mb_close(a);
 			} else if (q != QUALITY_EXCEPTION) {
-				/* Silence or garbage: back off so this unit cannot starve the bus. */
+				/* Silence or garbage: back off so this unit cannot starve the bus.
+				 */
 				unit->failures++;
-				unit->retry_at_ms =
-					gd_mono_ms() + backoff_ms(b->backoff_min_ms,
-								  b->backoff_max_ms, unit->failures);
+				unit->retry_at_ms = gd_mono_ms() + backoff_ms(b->backoff_min_ms,
+									      b->backoff_max_ms,
+									      unit->failures);
 				if (unit->failures == 1)
 					log_warnx(SUBSYS, "%s: unit %u: %s; retrying with backoff",
 						  a->name, unit->id, quality_names[q]);
@@ -853,12 +878,14 @@ static int mb_poll(struct adapter *a, int64_t now_ms, struct point_sink *out)
 			if (b->was_connected)
 				__atomic_add_fetch(&a->stats.reconnects, 1, __ATOMIC_RELAXED);
 			b->was_connected = true;
-			log_info(SUBSYS, "%s: connected to %s", a->name, b->rtu ? b->device : b->host);
+			log_info(SUBSYS, "%s: connected to %s", a->name,
+				 b->rtu ? b->device : b->host);
 			b->link_failures = 0;
 		} else {
 			b->link_failures++;
-			b->reconnect_at_ms = now_ms + backoff_ms(b->backoff_min_ms, b->backoff_max_ms,
-								 b->link_failures);
+			b->reconnect_at_ms =
+				now_ms +
+				backoff_ms(b->backoff_min_ms, b->backoff_max_ms, b->link_failures);
 			if (b->link_failures == 1)
 				log_warn(SUBSYS, "%s: cannot open %s", a->name,
 					 b->rtu ? b->device : b->host);

@@ -11,22 +11,22 @@
 enum mb_table { MB_COIL, MB_DISCRETE, MB_HOLDING, MB_INPUT };
 extern const char *const mb_table_names[];
 
-#define MB_MAX_READ_REGISTERS 125 /* FC 3 and 4, Modbus spec 6.3 */
+#define MB_MAX_READ_REGISTERS 125  /* FC 3 and 4, Modbus spec 6.3 */
 #define MB_MAX_READ_BITS      2000 /* FC 1 and 2, Modbus spec 6.1 */
 
 /* One configured point, as the planner and the decoder see it. */
 struct mb_point {
-	size_t point_index;     /* into adapter->points */
-	size_t unit_index;      /* into the backend's units */
+	size_t point_index; /* into adapter->points */
+	size_t unit_index;  /* into the backend's units */
 	uint8_t unit_id;
 	enum mb_table table;
 	uint16_t address;
-	uint16_t width;         /* registers (or 1 bit) it occupies */
+	uint16_t width; /* registers (or 1 bit) it occupies */
 	enum value_type type;
 	enum byte_order order;
-	uint16_t length;        /* string bytes */
-	size_t group;           /* index of its poll group */
-	char *strbuf;           /* length + 1 bytes for strings, else NULL */
+	uint16_t length; /* string bytes */
+	size_t group;	 /* index of its poll group */
+	char *strbuf;	 /* length + 1 bytes for strings, else NULL */
 };
 
 /* One read transaction: 'count' registers or bits from 'address'. */
@@ -36,7 +36,7 @@ struct mb_request {
 	enum mb_table table;
 	uint16_t address;
 	uint16_t count;
-	size_t first;           /* first point (index into the sorted point array) */
+	size_t first; /* first point (index into the sorted point array) */
 	size_t npoints;
 };
 

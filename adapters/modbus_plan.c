@@ -1,4 +1,5 @@
-/* modbus_plan.c: coalesces neighbouring Modbus points into as few read requests as the limits allow. */
+/* modbus_plan.c: coalesces neighbouring Modbus points into as few read requests as the limits
+ * allow. */
 #include "modbus.h"
 
 const char *const mb_table_names[] = {
@@ -36,7 +37,8 @@ size_t mb_plan(const struct mb_point *pts, size_t n, unsigned max_gap, unsigned 
 	for (size_t i = 0; i < n; i++) {
 		const struct mb_point *p = &pts[i];
 		struct mb_request *r = nreq ? &out[nreq - 1] : NULL;
-		unsigned limit = (p->table == MB_COIL || p->table == MB_DISCRETE) ? max_bits : max_regs;
+		unsigned limit =
+			(p->table == MB_COIL || p->table == MB_DISCRETE) ? max_bits : max_regs;
 		uint32_t p_end = (uint32_t)p->address + p->width;
 
 		if (r != NULL && r->unit_id == p->unit_id && r->table == p->table &&

@@ -1,4 +1,5 @@
-/* bench_e2e.c: points per second from the simulator to the broker, end to end, with guardian's CPU and peak RSS. */
+/* bench_e2e.c: points per second from the simulator to the broker, end to end, with guardian's CPU
+ * and peak RSS. */
 #include <dirent.h>
 #include <errno.h>
 #include <sys/stat.h>
@@ -166,7 +167,8 @@ static int run(int npoints, int interval_ms, int warmup_s, int seconds, struct r
 	res->expected_per_s = (double)npoints * 1000.0 / interval_ms;
 	res->cpu_pct = 100.0 * (double)(t1 - t0) / 1e6 / (double)(m1 - m0);
 	if (h_count(h_path("guardian.log"), "error") > 0)
-		fprintf(stderr, "bench: guardian logged errors:\n%s", h_read(h_path("guardian.log")));
+		fprintf(stderr, "bench: guardian logged errors:\n%s",
+			h_read(h_path("guardian.log")));
 	h_cleanup();
 	return 0;
 }
@@ -189,10 +191,12 @@ int main(int argc, char **argv)
 		h_cleanup();
 		return 1;
 	}
-	printf("end to end: plcsim (Modbus TCP) -> guardian -> mosquitto (TLS, QoS 1) -> mosquitto_sub\n");
+	printf("end to end: plcsim (Modbus TCP) -> guardian -> mosquitto (TLS, QoS 1) -> "
+	       "mosquitto_sub\n");
 	printf("%d s measured per workload after warm-up; CPU is guardian's own, %% of one core\n",
 	       seconds);
-	printf("  %-34s %12s %10s %9s %10s\n", "workload", "points/s", "delivered", "CPU", "peak RSS");
+	printf("  %-34s %12s %10s %9s %10s\n", "workload", "points/s", "delivered", "CPU",
+	       "peak RSS");
 	printf("  %-34s %12s %10s %8.2f%% %7.1f MiB\n", "idle (1 point / 60 s)", "-", "-",
 	       idle.cpu_pct, idle.rss_peak_mib);
 	printf("  %-34s %12.0f %9.1f%% %8.2f%% %7.1f MiB\n", "1,000 registers every 1 s",

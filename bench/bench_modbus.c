@@ -1,4 +1,5 @@
-/* bench_modbus.c: Modbus transactions per second through guardian's adapter, against a bare libmodbus loop in the same run. */
+/* bench_modbus.c: Modbus transactions per second through guardian's adapter, against a bare
+ * libmodbus loop in the same run. */
 #include <cjson/cJSON.h>
 #include <errno.h>
 #include <modbus.h>

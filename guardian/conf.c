@@ -1,4 +1,5 @@
-/* conf.c: table-driven reading of config objects, with errors that name file, path and expectation. */
+/* conf.c: table-driven reading of config objects, with errors that name file, path and expectation.
+ */
 #include <cjson/cJSON.h>
 #include <ctype.h>
 #include <math.h>
@@ -175,8 +176,8 @@ static int read_key(struct conf *c, const cJSON *item, const char *path, const s
 		char *copy;
 
 		if (!cJSON_IsString(item)) {
-			conf_error(c, path, "expected %s, got %s", k->expect ? k->expect : "a string",
-				   json_type_name(item));
+			conf_error(c, path, "expected %s, got %s",
+				   k->expect ? k->expect : "a string", json_type_name(item));
 			return 1;
 		}
 		copy = strdup(item->valuestring);
@@ -199,11 +200,14 @@ static int read_key(struct conf *c, const cJSON *item, const char *path, const s
 		d = item->valuedouble;
 		if (d != floor(d) || d < (double)k->min || d > (double)k->max) {
 			if (d == floor(d) && fabs(d) < 1e18)
-				conf_error(c, path, "%.0f is out of range (expected %s from %lld to %lld)",
+				conf_error(c, path,
+					   "%.0f is out of range (expected %s from %lld to %lld)",
 					   d, k->expect ? k->expect : "an integer", k->min, k->max);
 			else
-				conf_error(c, path, "%g is not a whole number (expected %s from %lld to %lld)",
-					   d, k->expect ? k->expect : "an integer", k->min, k->max);
+				conf_error(
+					c, path,
+					"%g is not a whole number (expected %s from %lld to %lld)",
+					d, k->expect ? k->expect : "an integer", k->min, k->max);
 			return 1;
 		}
 		store_int(field, k->size, k->min < 0, (long long)d);
@@ -213,8 +217,8 @@ static int read_key(struct conf *c, const cJSON *item, const char *path, const s
 		double d;
 
 		if (!cJSON_IsNumber(item)) {
-			conf_error(c, path, "expected %s, got %s", k->expect ? k->expect : "a number",
-				   json_type_name(item));
+			conf_error(c, path, "expected %s, got %s",
+				   k->expect ? k->expect : "a number", json_type_name(item));
 			return 1;
 		}
 		d = item->valuedouble;
@@ -253,15 +257,15 @@ static int read_key(struct conf *c, const cJSON *item, const char *path, const s
 		return 1;
 	case CONF_OBJECT:
 		if (!cJSON_IsObject(item)) {
-			conf_error(c, path, "expected %s, got %s", k->expect ? k->expect : "an object",
-				   json_type_name(item));
+			conf_error(c, path, "expected %s, got %s",
+				   k->expect ? k->expect : "an object", json_type_name(item));
 			return 1;
 		}
 		return 0;
 	case CONF_ARRAY:
 		if (!cJSON_IsArray(item)) {
-			conf_error(c, path, "expected %s, got %s", k->expect ? k->expect : "an array",
-				   json_type_name(item));
+			conf_error(c, path, "expected %s, got %s",
+				   k->expect ? k->expect : "an array", json_type_name(item));
 			return 1;
 		}
 		return 0;
@@ -283,8 +287,7 @@ int conf_read_object(struct conf *c, const void *json_obj, const char *path,
 		conf_error(c, path, "expected an object, got %s", json_type_name(obj));
 		return 1;
 	}
-	cJSON_ArrayForEach(item, obj)
-	{
+	cJSON_ArrayForEach (item, obj) {
 		const struct conf_key *k = NULL;
 
 		for (size_t i = 0; keys[i].name != NULL; i++) {
@@ -321,7 +324,8 @@ int conf_read_object(struct conf *c, const void *json_obj, const char *path,
 		errors += read_key(c, item, sub, k, out);
 	}
 	for (size_t i = 0; keys[i].name != NULL; i++) {
-		if (keys[i].required && cJSON_GetObjectItemCaseSensitive(obj, keys[i].name) == NULL) {
+		if (keys[i].required &&
+		    cJSON_GetObjectItemCaseSensitive(obj, keys[i].name) == NULL) {
 			conf_error(c, conf_path_key(sub, sizeof(sub), path, keys[i].name),
 				   "missing (expected %s)",
 				   keys[i].expect ? keys[i].expect : "this key");

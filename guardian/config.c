@@ -1,4 +1,5 @@
-/* config.c: loads the site config (JSON), validates all of it, and builds adapters, point table and policy. */
+/* config.c: loads the site config (JSON), validates all of it, and builds adapters, point table and
+ * policy. */
 #include <cjson/cJSON.h>
 #include <errno.h>
 #include <libgen.h>
@@ -11,16 +12,29 @@
 static const char *const log_level_names[] = { "error", "warn", "info", "debug", NULL };
 
 static const struct conf_key top_keys[] = {
-	{ .name = "device_id", .kind = CONF_STRING, .required = true,
-	  .offset = offsetof(struct gd_config, device_id), .expect = "the device's name" },
-	{ .name = "state_dir", .kind = CONF_STRING, .offset = offsetof(struct gd_config, state_dir),
+	{ .name = "device_id",
+	  .kind = CONF_STRING,
+	  .required = true,
+	  .offset = offsetof(struct gd_config, device_id),
+	  .expect = "the device's name" },
+	{ .name = "state_dir",
+	  .kind = CONF_STRING,
+	  .offset = offsetof(struct gd_config, state_dir),
 	  .expect = "a directory" },
-	{ .name = "policy", .kind = CONF_STRING, .required = true,
-	  .offset = offsetof(struct gd_config, policy_file), .expect = "the policy file" },
-	{ .name = "log_level", .kind = CONF_ENUM, .offset = offsetof(struct gd_config, log_level),
-	  .choices = log_level_names, .expect = "log level" },
+	{ .name = "policy",
+	  .kind = CONF_STRING,
+	  .required = true,
+	  .offset = offsetof(struct gd_config, policy_file),
+	  .expect = "the policy file" },
+	{ .name = "log_level",
+	  .kind = CONF_ENUM,
+	  .offset = offsetof(struct gd_config, log_level),
+	  .choices = log_level_names,
+	  .expect = "log level" },
 	{ .name = "uplink", .kind = CONF_OBJECT, .required = true },
-	{ .name = "adapters", .kind = CONF_ARRAY, .required = true,
+	{ .name = "adapters",
+	  .kind = CONF_ARRAY,
+	  .required = true,
 	  .expect = "an array of adapters" },
 	{ .name = NULL },
 };
@@ -132,8 +146,7 @@ static int read_adapters(struct gd_config *cfg, struct conf *c, const cJSON *arr
 		conf_error(c, "adapters", "out of memory");
 		return 1;
 	}
-	cJSON_ArrayForEach(item, arr)
-	{
+	cJSON_ArrayForEach (item, arr) {
 		const cJSON *name, *type;
 		const struct adapter_ops *ops;
 		struct adapter *a;
@@ -163,7 +176,8 @@ static int read_adapters(struct gd_config *cfg, struct conf *c, const cJSON *arr
 		}
 		if (!cJSON_IsString(type)) {
 			conf_error(c, conf_path_key(sub, sizeof(sub), path, "type"),
-				   "%s (expected one of %s)", type == NULL ? "missing" : "not a string",
+				   "%s (expected one of %s)",
+				   type == NULL ? "missing" : "not a string",
 				   adapter_types_text(types, sizeof(types)));
 			errors++;
 			continue;

@@ -10,11 +10,11 @@
 /* A site config, completely validated. Owns everything it points to. */
 struct gd_config {
 	char *file;
-	char *dir;                 /* relative paths in the config are relative to this */
+	char *dir; /* relative paths in the config are relative to this */
 	char *device_id;
 	char *state_dir;
-	char *policy_file;         /* resolved */
-	int log_level;             /* enum log_level */
+	char *policy_file; /* resolved */
+	int log_level;	   /* enum log_level */
 	struct uplink_config uplink;
 	struct adapter **adapters;
 	size_t nadapters;

@@ -1,4 +1,5 @@
-/* gateway.c: wires adapters to the policy and the uplink: one thread per adapter, health reports. */
+/* gateway.c: wires adapters to the policy and the uplink: one thread per adapter, health reports.
+ */
 #include <errno.h>
 #include <pthread.h>
 #include <stdio.h>
@@ -16,8 +17,8 @@ struct runner {
 	pthread_t thread;
 	bool started;
 	struct point_sink sink;
-	struct sample *allowed;   /* the samples of one batch that the policy lets out */
-	char *buf;                /* one payload */
+	struct sample *allowed; /* the samples of one batch that the policy lets out */
+	char *buf;		/* one payload */
 	size_t cap;
 };
 
@@ -29,8 +30,8 @@ struct gateway {
 	pthread_mutex_t lock;
 	pthread_cond_t wake;
 	bool stopping;
-	uint64_t seq;             /* telemetry message sequence, atomic */
-	uint64_t denied;          /* samples the policy kept in, atomic */
+	uint64_t seq;	 /* telemetry message sequence, atomic */
+	uint64_t denied; /* samples the policy kept in, atomic */
 	int64_t started_ms;
 };
 
@@ -58,7 +59,8 @@ static void runner_emit(struct point_sink *sink, struct adapter *a, const struct
 						 gw->cfg->points, r->allowed + done, n - done);
 
 		if (wrote == 0) {
-			/* One point larger than a whole message: counted and skipped, never a crash. */
+			/* One point larger than a whole message: counted and skipped, never a
+			 * crash. */
 			log_warnx(SUBSYS, "%s: point %s does not fit in max_message_bytes %zu",
 				  r->a->name, gw->cfg->points[r->allowed[done].point_id]->name,
 				  r->cap);

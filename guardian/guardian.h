@@ -13,15 +13,15 @@
 /* One error enum for the whole program. Functions return 0 or one of these. */
 enum gd_err {
 	GD_OK = 0,
-	GD_ENOMEM = -1,    /* out of memory */
-	GD_EINVAL = -2,    /* invalid argument or value */
-	GD_EIO = -3,       /* I/O error; errno has the system's reason */
+	GD_ENOMEM = -1,	   /* out of memory */
+	GD_EINVAL = -2,	   /* invalid argument or value */
+	GD_EIO = -3,	   /* I/O error; errno has the system's reason */
 	GD_ETIMEDOUT = -4, /* no answer in time */
-	GD_EPROTO = -5,    /* malformed frame or protocol violation */
+	GD_EPROTO = -5,	   /* malformed frame or protocol violation */
 	GD_EDENIED = -6,   /* refused by policy */
-	GD_EFULL = -7,     /* buffer full */
+	GD_EFULL = -7,	   /* buffer full */
 	GD_ECONFIG = -8,   /* invalid configuration */
-	GD_ETLS = -9,      /* TLS set-up or verification failed */
+	GD_ETLS = -9,	   /* TLS set-up or verification failed */
 	GD_ENOTCONN = -10, /* link is down */
 	GD_EDEVICE = -11,  /* the device answered with an exception */
 	GD_ERANGE = -12,   /* value does not fit the type */
@@ -44,7 +44,8 @@ void log_warnx(const char *subsys, const char *fmt, ...) __attribute__((format(p
 void log_error(const char *subsys, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 void log_info(const char *subsys, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 void log_debug(const char *subsys, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
-_Noreturn void fatal(const char *subsys, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+_Noreturn void fatal(const char *subsys, const char *fmt, ...)
+	__attribute__((format(printf, 2, 3)));
 _Noreturn void fatalx(const char *subsys, const char *fmt, ...)
 	__attribute__((format(printf, 2, 3)));
 
@@ -63,8 +64,8 @@ void gd_sleep_until_ms(int64_t deadline_ms);
  *   site.json: adapters[1].points[3].type: unknown type "flaot" (expected one of ...)
  */
 struct conf {
-	const char *file;   /* shown at the start of every error */
-	char **errors;      /* owned messages, in the order found */
+	const char *file; /* shown at the start of every error */
+	char **errors;	  /* owned messages, in the order found */
 	size_t nerrors;
 	size_t cap;
 };

@@ -75,7 +75,7 @@ static void log_vline(enum log_level level, const char *subsys, int errnum, cons
 	do {                                                                                       \
 		va_list ap;                                                                        \
 		va_start(ap, fmt);                                                                 \
-		log_vline(level, subsys, errnum, fmt, ap);                                        \
+		log_vline(level, subsys, errnum, fmt, ap);                                         \
 		va_end(ap);                                                                        \
 	} while (0)
 

@@ -15,14 +15,13 @@
 
 static void usage(FILE *out)
 {
-	fprintf(out,
-		"usage: guardian check -c FILE   validate a site config and its policy\n"
-		"       guardian run -c FILE     run the gateway (SIGINT/SIGTERM stop it)\n"
-		"       guardian version         print the version\n"
-		"options:\n"
-		"  -c, --config FILE   the site config (JSON)\n"
-		"  -v, --verbose       log debug lines (run)\n"
-		"  -h, --help          this text\n");
+	fprintf(out, "usage: guardian check -c FILE   validate a site config and its policy\n"
+		     "       guardian run -c FILE     run the gateway (SIGINT/SIGTERM stop it)\n"
+		     "       guardian version         print the version\n"
+		     "options:\n"
+		     "  -c, --config FILE   the site config (JSON)\n"
+		     "  -v, --verbose       log debug lines (run)\n"
+		     "  -h, --help          this text\n");
 }
 
 /* Loads the config, printing every error; NULL if there was any. */
@@ -102,7 +101,8 @@ static int cmd_run(const char *file, bool verbose)
 			break;
 		}
 		if (sig == SIGHUP) {
-			log_info(SUBSYS, "SIGHUP: reload is not supported yet; restart to apply changes");
+			log_info(SUBSYS,
+				 "SIGHUP: reload is not supported yet; restart to apply changes");
 			continue;
 		}
 		if (gd_mono_ms() >= next_health) {

@@ -9,7 +9,7 @@
 #include "policy.h"
 
 struct rule {
-	char *points;              /* glob */
+	char *points; /* glob */
 	enum policy_action action;
 	uint64_t hits;
 };
@@ -17,7 +17,8 @@ struct rule {
 struct policy {
 	struct rule *rules;
 	size_t nrules;
-	/* Compiled: per point, the index of the deciding rule (-1: default deny) and the decision. */
+	/* Compiled: per point, the index of the deciding rule (-1: default deny) and the decision.
+	 */
 	int32_t *uplink_rule;
 	uint8_t *uplink_allow;
 	size_t npoints;
@@ -31,10 +32,16 @@ struct rule_conf {
 };
 
 static const struct conf_key rule_keys[] = {
-	{ .name = "points", .kind = CONF_STRING, .required = true,
-	  .offset = offsetof(struct rule_conf, points), .expect = "a glob of point names" },
-	{ .name = "action", .kind = CONF_ENUM, .required = true,
-	  .offset = offsetof(struct rule_conf, action), .choices = action_names,
+	{ .name = "points",
+	  .kind = CONF_STRING,
+	  .required = true,
+	  .offset = offsetof(struct rule_conf, points),
+	  .expect = "a glob of point names" },
+	{ .name = "action",
+	  .kind = CONF_ENUM,
+	  .required = true,
+	  .offset = offsetof(struct rule_conf, action),
+	  .choices = action_names,
 	  .expect = "action" },
 	{ .name = NULL },
 };
@@ -44,10 +51,17 @@ struct top_conf {
 };
 
 static const struct conf_key top_keys[] = {
-	{ .name = "version", .kind = CONF_INT, .required = true,
-	  .offset = offsetof(struct top_conf, version), .size = sizeof(long long), .min = 1,
-	  .max = 1, .expect = "policy format version 1" },
-	{ .name = "uplink", .kind = CONF_ARRAY, .required = true,
+	{ .name = "version",
+	  .kind = CONF_INT,
+	  .required = true,
+	  .offset = offsetof(struct top_conf, version),
+	  .size = sizeof(long long),
+	  .min = 1,
+	  .max = 1,
+	  .expect = "policy format version 1" },
+	{ .name = "uplink",
+	  .kind = CONF_ARRAY,
+	  .required = true,
 	  .expect = "an array of uplink rules" },
 	{ .name = NULL },
 };
@@ -164,12 +178,11 @@ struct policy *policy_load(struct conf *c, const char *file, const struct point 
 	p = calloc(1, sizeof(*p));
 	uplink = cJSON_GetObjectItemCaseSensitive(root, "uplink");
 	if (p == NULL || (p->rules = calloc((size_t)cJSON_GetArraySize(uplink) + 1,
-					     sizeof(*p->rules))) == NULL) {
+					    sizeof(*p->rules))) == NULL) {
 		conf_error(c, "", "out of memory");
 		goto out;
 	}
-	cJSON_ArrayForEach(item, uplink)
-	{
+	cJSON_ArrayForEach (item, uplink) {
 		struct rule_conf rc = { 0 };
 		char path[64];
 

@@ -11,9 +11,9 @@
 #include "uplink.h"
 
 const char *const queue_drop_names[] = {
-    [QUEUE_DROP_OLDEST] = "oldest",
-    [QUEUE_DROP_NEWEST] = "newest",
-    NULL,
+	[QUEUE_DROP_OLDEST] = "oldest",
+	[QUEUE_DROP_NEWEST] = "newest",
+	NULL,
 };
 
 #define KIB 1024LL
@@ -64,17 +64,17 @@ static const struct conf_key uplink_keys[] = {
 void uplink_config_defaults(struct uplink_config *cfg)
 {
 	*cfg = (struct uplink_config){
-	    .port = 8883,
-	    .keepalive_s = 30,
-	    .connect_timeout_s = 10,
-	    .reconnect_min_ms = 500,
-	    .reconnect_max_ms = 30000,
-	    .max_inflight = 64,
-	    .queue_max_bytes = 4 * MIB,
-	    .queue_drop = QUEUE_DROP_OLDEST,
-	    .max_message_bytes = 128 * KIB,
-	    .health_interval_ms = 10000,
-	    .verify_hostname = true,
+		.port = 8883,
+		.keepalive_s = 30,
+		.connect_timeout_s = 10,
+		.reconnect_min_ms = 500,
+		.reconnect_max_ms = 30000,
+		.max_inflight = 64,
+		.queue_max_bytes = 4 * MIB,
+		.queue_drop = QUEUE_DROP_OLDEST,
+		.max_message_bytes = 128 * KIB,
+		.health_interval_ms = 10000,
+		.verify_hostname = true,
 	};
 }
 
@@ -105,7 +105,7 @@ static int check_file(struct conf *c, const char *path, const char *key, const c
 }
 
 int uplink_config_read(struct uplink_config *cfg, struct conf *c, const void *json_obj,
-                       const char *path)
+		       const char *path)
 {
 	const cJSON *obj = json_obj;
 	size_t before = c->nerrors;
@@ -116,28 +116,29 @@ int uplink_config_read(struct uplink_config *cfg, struct conf *c, const void *js
 		goto out; /* reported; nothing more to say */
 	if (cfg->host != NULL && cfg->host[0] == '\0')
 		conf_error(c, conf_path_key(where, sizeof(where), path, "host"),
-		           "empty (expected the broker's host name)");
+			   "empty (expected the broker's host name)");
 	if (cfg->client_id != NULL && cfg->client_id[0] == '\0')
 		conf_error(c, conf_path_key(where, sizeof(where), path, "client_id"),
-		           "empty (expected an MQTT client id, or no key for the device id)");
+			   "empty (expected an MQTT client id, or no key for the device id)");
 	if (cfg->reconnect_max_ms < cfg->reconnect_min_ms)
 		conf_error(
-		    c, conf_path_key(where, sizeof(where), path, "reconnect_max_ms"),
-		    "%d%s is less than reconnect_min_ms %d (expected the longest retry delay, "
-		    ">= the shortest)",
-		    cfg->reconnect_max_ms,
-		    cJSON_GetObjectItemCaseSensitive(obj, "reconnect_max_ms") ? ""
-		                                                              : " (the default)",
-		    cfg->reconnect_min_ms);
+			c, conf_path_key(where, sizeof(where), path, "reconnect_max_ms"),
+			"%d%s is less than reconnect_min_ms %d (expected the longest retry delay, "
+			">= the shortest)",
+			cfg->reconnect_max_ms,
+			cJSON_GetObjectItemCaseSensitive(obj, "reconnect_max_ms")
+				? ""
+				: " (the default)",
+			cfg->reconnect_min_ms);
 	if (cfg->max_message_bytes > cfg->queue_max_bytes)
 		conf_error(c, conf_path_key(where, sizeof(where), path, "max_message_bytes"),
-		           "%lld%s is more than queue_max_bytes %lld (expected a message to fit in "
-		           "the queue)",
-		           cfg->max_message_bytes,
-		           cJSON_GetObjectItemCaseSensitive(obj, "max_message_bytes")
-		               ? ""
-		               : " (the default)",
-		           cfg->queue_max_bytes);
+			   "%lld%s is more than queue_max_bytes %lld (expected a message to fit in "
+			   "the queue)",
+			   cfg->max_message_bytes,
+			   cJSON_GetObjectItemCaseSensitive(obj, "max_message_bytes")
+				   ? ""
+				   : " (the default)",
+			   cfg->queue_max_bytes);
 	check_file(c, path, "ca_file", cfg->ca_file);
 	check_file(c, path, "cert_file", cfg->cert_file);
 	check_file(c, path, "key_file", cfg->key_file);

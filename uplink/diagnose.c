@@ -60,8 +60,8 @@ static void on_trace(enum MQTTASYNC_TRACE_LEVELS level, char *message)
 		/* For an IP address Paho checks the IP next, which we cannot see. */
 		if (end != NULL && !is_ip_literal(host, (size_t)(end - host))) {
 			snprintf(fact, sizeof(fact),
-			         "the broker's certificate does not match the host name \"%.*s\"",
-			         (int)(end - host), host);
+				 "the broker's certificate does not match the host name \"%.*s\"",
+				 (int)(end - host), host);
 			note(fact);
 		}
 		return;
@@ -71,17 +71,17 @@ static void on_trace(enum MQTTASYNC_TRACE_LEVELS level, char *message)
 		const char *desc = p + strlen("SSL alert read:fatal:");
 
 		snprintf(fact, sizeof(fact), "the broker sent alert \"%s\"%s", desc,
-		         strstr(desc, "certificate") || strstr(desc, "CA") ||
-		                 strstr(desc, "access denied")
-		             ? " (it does not accept our client certificate)"
-		             : "");
+			 strstr(desc, "certificate") || strstr(desc, "CA") ||
+					 strstr(desc, "access denied")
+				 ? " (it does not accept our client certificate)"
+				 : "");
 		note(fact);
 		return;
 	}
 	p = strstr(message, "SSL alert write:fatal:");
 	if (p != NULL) {
 		snprintf(fact, sizeof(fact), "we sent alert \"%s\"",
-		         p + strlen("SSL alert write:fatal:"));
+			 p + strlen("SSL alert write:fatal:"));
 		note(fact);
 		return;
 	}
@@ -137,7 +137,7 @@ static int try_connect(const struct addrinfo *ai, int timeout_ms)
 	if (connect(fd, ai->ai_addr, ai->ai_addrlen) != 0) {
 		err = errno;
 		if (err == EINPROGRESS) {
-			pfd = (struct pollfd){.fd = fd, .events = POLLOUT};
+			pfd = (struct pollfd){ .fd = fd, .events = POLLOUT };
 			err = poll(&pfd, 1, timeout_ms);
 			if (err == 0)
 				err = ETIMEDOUT;
@@ -153,7 +153,7 @@ static int try_connect(const struct addrinfo *ai, int timeout_ms)
 
 int diagnose_tcp(const char *host, int port, int timeout_ms, char *out, size_t len)
 {
-	struct addrinfo hints = {.ai_family = AF_UNSPEC, .ai_socktype = SOCK_STREAM};
+	struct addrinfo hints = { .ai_family = AF_UNSPEC, .ai_socktype = SOCK_STREAM };
 	struct addrinfo *res = NULL;
 	char service[16];
 	int rc, err = 0, tried = 0;
@@ -162,7 +162,7 @@ int diagnose_tcp(const char *host, int port, int timeout_ms, char *out, size_t l
 	rc = getaddrinfo(host, service, &hints, &res);
 	if (rc != 0) {
 		snprintf(out, len, "cannot resolve \"%s\": %s", host,
-		         rc == EAI_SYSTEM ? strerror(errno) : gai_strerror(rc));
+			 rc == EAI_SYSTEM ? strerror(errno) : gai_strerror(rc));
 		return -1;
 	}
 	for (const struct addrinfo *ai = res; ai != NULL && tried < 2; ai = ai->ai_next, tried++) {

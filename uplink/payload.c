@@ -98,7 +98,7 @@ static void put_json_string(struct writer *w, const char *s)
 		if (*p == '\0')
 			break;
 		if (*p == '"' || *p == '\\') {
-			char esc[2] = {'\\', (char)*p};
+			char esc[2] = { '\\', (char)*p };
 
 			put(w, esc, 2);
 			p++;
@@ -187,11 +187,11 @@ static void put_sample(struct writer *w, const struct point *p, const struct sam
 }
 
 size_t payload_telemetry(char *buf, size_t cap, size_t *len, const char *device_id, uint64_t seq,
-                         int64_t ts_ms, const struct point *const *points,
-                         const struct sample *samples, size_t nsamples)
+			 int64_t ts_ms, const struct point *const *points,
+			 const struct sample *samples, size_t nsamples)
 {
 	static const char tail[] = "]}";
-	struct writer w = {.buf = buf, .cap = cap};
+	struct writer w = { .buf = buf, .cap = cap };
 	size_t written = 0;
 
 	*len = 0;

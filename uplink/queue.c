@@ -141,7 +141,7 @@ static void retire(struct uplink_queue *q, struct queue_msg *m, enum msg_state s
 }
 
 struct uplink_queue *queue_new(size_t max_bytes, enum queue_drop drop, void (*wake)(void *ctx),
-                               void *wake_ctx)
+			       void *wake_ctx)
 {
 	struct uplink_queue *q = calloc(1, sizeof(*q));
 
@@ -206,8 +206,9 @@ int queue_push(struct uplink_queue *q, const void *data, size_t len, uint64_t *s
 	}
 	memcpy(copy, data, len);
 	m = at(q, q->count);
-	*m =
-	    (struct queue_msg){.seq = ++q->last_seq, .data = copy, .len = len, .state = MSG_UNSENT};
+	*m = (struct queue_msg){
+		.seq = ++q->last_seq, .data = copy, .len = len, .state = MSG_UNSENT
+	};
 	q->count++;
 	q->live++;
 	q->bytes += len;
@@ -239,8 +240,9 @@ bool queue_take(struct uplink_queue *q, size_t max_inflight, struct queue_item *
 	m->sends++;
 	q->inflight++;
 	q->inflight_bytes += m->len;
-	*out =
-	    (struct queue_item){.seq = m->seq, .data = m->data, .len = m->len, .sends = m->sends};
+	*out = (struct queue_item){
+		.seq = m->seq, .data = m->data, .len = m->len, .sends = m->sends
+	};
 	taken = true;
 out:
 	pthread_mutex_unlock(&q->lock);
@@ -324,13 +326,13 @@ void queue_get_stats(struct uplink_queue *q, struct queue_stats *out)
 		if (!is_tombstone(at(q, i)))
 			oldest = at(q, i)->seq;
 	}
-	*out = (struct queue_stats){.enqueued = q->enqueued,
-	                            .acked = q->acked,
-	                            .dropped = q->dropped,
-	                            .msgs = q->live,
-	                            .bytes = q->bytes,
-	                            .inflight = q->inflight,
-	                            .oldest = oldest,
-	                            .last = q->last_seq};
+	*out = (struct queue_stats){ .enqueued = q->enqueued,
+				     .acked = q->acked,
+				     .dropped = q->dropped,
+				     .msgs = q->live,
+				     .bytes = q->bytes,
+				     .inflight = q->inflight,
+				     .oldest = oldest,
+				     .last = q->last_seq };
 	pthread_mutex_unlock(&q->lock);
 }

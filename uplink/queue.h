@@ -41,13 +41,13 @@ struct queue_item {
 
 struct queue_stats {
 	uint64_t enqueued; /* accepted */
-	uint64_t acked;    /* delivered and acknowledged */
+	uint64_t acked;	   /* delivered and acknowledged */
 	uint64_t dropped;  /* dropped or refused for room */
-	size_t msgs;       /* waiting or in flight */
-	size_t bytes;      /* their payload bytes */
+	size_t msgs;	   /* waiting or in flight */
+	size_t bytes;	   /* their payload bytes */
 	size_t inflight;   /* in flight */
 	uint64_t oldest;   /* sequence number of the oldest message held, 0 if none */
-	uint64_t last;     /* the last sequence number given out, 0 if none */
+	uint64_t last;	   /* the last sequence number given out, 0 if none */
 };
 
 /*
@@ -55,7 +55,7 @@ struct queue_stats {
  * NULL) is called with 'wake_ctx' after every push. Returns NULL on ENOMEM.
  */
 struct uplink_queue *queue_new(size_t max_bytes, enum queue_drop drop, void (*wake)(void *ctx),
-                               void *wake_ctx);
+			       void *wake_ctx);
 /* Frees 'q' and every message. No operation is performed if 'q' is NULL. */
 void queue_free(struct uplink_queue *q);
 

@@ -17,22 +17,22 @@ enum queue_drop {
 extern const char *const queue_drop_names[];
 
 struct uplink_config {
-	char *host;               /* broker host name; verified against its certificate */
-	int port;                 /* 8883 */
-	char *ca_file;            /* PEM: the CA that signed the broker (pinned) */
-	char *cert_file;          /* PEM: the device's client certificate */
-	char *key_file;           /* PEM: its private key */
-	char *client_id;          /* default: the device id */
-	int keepalive_s;          /* 30 */
-	int connect_timeout_s;    /* 10 */
-	int reconnect_min_ms;     /* 500: first retry delay, doubled per failure */
-	int reconnect_max_ms;     /* 30000 */
-	int max_inflight;         /* 64 QoS 1 messages awaiting acknowledgement */
-	long long queue_max_bytes;    /* 4 MiB of payload held while the broker is away */
-	int queue_drop;           /* enum queue_drop */
-	long long max_message_bytes;  /* 128 KiB: larger batches are split */
-	int health_interval_ms;   /* 10000 */
-	bool verify_hostname;     /* true; false only for brokers reached by IP without SAN */
+	char *host;		     /* broker host name; verified against its certificate */
+	int port;		     /* 8883 */
+	char *ca_file;		     /* PEM: the CA that signed the broker (pinned) */
+	char *cert_file;	     /* PEM: the device's client certificate */
+	char *key_file;		     /* PEM: its private key */
+	char *client_id;	     /* default: the device id */
+	int keepalive_s;	     /* 30 */
+	int connect_timeout_s;	     /* 10 */
+	int reconnect_min_ms;	     /* 500: first retry delay, doubled per failure */
+	int reconnect_max_ms;	     /* 30000 */
+	int max_inflight;	     /* 64 QoS 1 messages awaiting acknowledgement */
+	long long queue_max_bytes;   /* 4 MiB of payload held while the broker is away */
+	int queue_drop;		     /* enum queue_drop */
+	long long max_message_bytes; /* 128 KiB: larger batches are split */
+	int health_interval_ms;	     /* 10000 */
+	bool verify_hostname;	     /* true; false only for brokers reached by IP without SAN */
 };
 
 /* Sets the defaults listed above (strings NULL). */
@@ -46,14 +46,14 @@ void uplink_config_release(struct uplink_config *cfg);
 /* Counters, for health and the console. */
 struct uplink_stats {
 	bool connected;
-	uint64_t connects;        /* successful connections */
+	uint64_t connects; /* successful connections */
 	uint64_t connect_failures;
-	uint64_t enqueued;        /* telemetry messages accepted into the queue */
-	uint64_t published;       /* acknowledged by the broker */
-	uint64_t dropped;         /* dropped because the queue was full */
-	uint64_t queued_msgs;     /* now in the queue (in flight included) */
+	uint64_t enqueued;    /* telemetry messages accepted into the queue */
+	uint64_t published;   /* acknowledged by the broker */
+	uint64_t dropped;     /* dropped because the queue was full */
+	uint64_t queued_msgs; /* now in the queue (in flight included) */
 	uint64_t queued_bytes;
-	int64_t last_publish_ms;  /* UTC ms of the last acknowledgement */
+	int64_t last_publish_ms; /* UTC ms of the last acknowledgement */
 	char last_error[160];
 };
 
@@ -100,7 +100,7 @@ void uplink_free(struct uplink *u);
  * "code" for exceptions. Strings are JSON-escaped.
  */
 size_t payload_telemetry(char *buf, size_t cap, size_t *len, const char *device_id, uint64_t seq,
-			 int64_t ts_ms, const struct point *const *points, const struct sample *samples,
-			 size_t nsamples);
+			 int64_t ts_ms, const struct point *const *points,
+			 const struct sample *samples, size_t nsamples);
 
 #endif

@@ -79,7 +79,8 @@ const char *h_src(void)
 
 int h_free_port(void)
 {
-	struct sockaddr_in sa = { .sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK) };
+	struct sockaddr_in sa = { .sin_family = AF_INET,
+				  .sin_addr.s_addr = htonl(INADDR_LOOPBACK) };
 	socklen_t len = sizeof(sa);
 	int fd = socket(AF_INET, SOCK_STREAM, 0);
 	int port = -1;
@@ -332,14 +333,45 @@ pid_t h_subscribe(int port, const char *topic, const char *outfile, bool persist
 	snprintf(cert, sizeof(cert), "%s/viewer.crt", h_path("pki"));
 	snprintf(key, sizeof(key), "%s/viewer.key", h_path("pki"));
 	if (persistent_session) {
-		const char *argv[] = { "mosquitto_sub", "-h", "localhost", "-p", portarg, "--cafile", ca,
-				 "--cert", cert, "--key", key, "-q", "1", "-v", "-t", topic,
-				 "-c", "-i", "viewer", NULL };
+		const char *argv[] = { "mosquitto_sub",
+				       "-h",
+				       "localhost",
+				       "-p",
+				       portarg,
+				       "--cafile",
+				       ca,
+				       "--cert",
+				       cert,
+				       "--key",
+				       key,
+				       "-q",
+				       "1",
+				       "-v",
+				       "-t",
+				       topic,
+				       "-c",
+				       "-i",
+				       "viewer",
+				       NULL };
 		return h_spawn(outfile, argv);
 	} else {
-		const char *argv[] = { "mosquitto_sub", "-h", "localhost", "-p", portarg, "--cafile", ca,
-				 "--cert", cert, "--key", key, "-q", "1", "-v", "-t", topic,
-				 NULL };
+		const char *argv[] = { "mosquitto_sub",
+				       "-h",
+				       "localhost",
+				       "-p",
+				       portarg,
+				       "--cafile",
+				       ca,
+				       "--cert",
+				       cert,
+				       "--key",
+				       key,
+				       "-q",
+				       "1",
+				       "-v",
+				       "-t",
+				       topic,
+				       NULL };
 		return h_spawn(outfile, argv);
 	}
 }
@@ -461,8 +493,7 @@ void h_telemetry_read(const char *file, struct h_telemetry *out)
 		out->seqs = realloc(out->seqs, (out->nmessages + 1) * sizeof(*out->seqs));
 		out->seqs[out->nmessages++] = s;
 		points = cJSON_GetObjectItemCaseSensitive(doc, "points");
-		cJSON_ArrayForEach(p, points)
-		{
+		cJSON_ArrayForEach (p, points) {
 			add_point(out, p, s);
 		}
 		cJSON_Delete(doc);

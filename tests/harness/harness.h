@@ -1,4 +1,5 @@
-/* harness.h: starts and stops real parts for integration tests and benchmarks: broker, simulator, guardian, pty pairs. */
+/* harness.h: starts and stops real parts for integration tests and benchmarks: broker, simulator,
+ * guardian, pty pairs. */
 #ifndef HARNESS_H
 #define HARNESS_H
 
@@ -17,7 +18,8 @@
 const char *h_dir(void);
 /* A path inside the work directory, in one of 8 rotating static buffers: copy it to keep it. */
 const char *h_path(const char *name);
-/* The build directory ($GUARDIAN_BUILD, else "build") and the source root ($GUARDIAN_SRC, else "."). */
+/* The build directory ($GUARDIAN_BUILD, else "build") and the source root ($GUARDIAN_SRC, else
+ * "."). */
 const char *h_build(void);
 const char *h_src(void);
 
@@ -86,7 +88,7 @@ struct h_telemetry {
 	struct h_point *points;
 	size_t npoints;
 	size_t nmessages;
-	uint64_t *seqs;          /* message sequence numbers in arrival order */
+	uint64_t *seqs; /* message sequence numbers in arrival order */
 };
 /* Parses every telemetry line of 'file'. */
 void h_telemetry_read(const char *file, struct h_telemetry *out);

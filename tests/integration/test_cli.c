@@ -1,4 +1,5 @@
-/* test_cli.c: the guardian command as a user runs it: check says "configuration OK" or lists every error. */
+/* test_cli.c: the guardian command as a user runs it: check says "configuration OK" or lists every
+ * error. */
 #include <criterion/criterion.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -53,8 +54,9 @@ Test(cli, check_lists_every_error_and_exits_1)
 	write_site("[{\"name\":\"temp\",\"address\":0,\"type\":\"flaot\"},"
 		   "{\"name\":\"p\",\"addres\":1}]");
 	cr_assert_eq(run_check(), 1, "%s", h_read(h_path("check.out")));
-	cr_expect_eq(h_count(h_path("check.out"), "adapters[0].points[0].type: unknown type \"flaot\""),
-		     1, "%s", h_read(h_path("check.out")));
+	cr_expect_eq(
+		h_count(h_path("check.out"), "adapters[0].points[0].type: unknown type \"flaot\""),
+		1, "%s", h_read(h_path("check.out")));
 	cr_expect_eq(h_count(h_path("check.out"), "adapters[0].points[1].addres: unknown key"), 1);
 	cr_expect_eq(h_count(h_path("check.out"), "adapters[0].points[1].address: missing"), 1);
 	cr_expect_eq(h_count(h_path("check.out"), "configuration OK"), 0);

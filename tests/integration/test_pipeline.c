@@ -1,4 +1,5 @@
-/* test_pipeline.c: simulated PLC -> guardian -> mosquitto over TLS -> subscriber, with real parts on loopback. */
+/* test_pipeline.c: simulated PLC -> guardian -> mosquitto over TLS -> subscriber, with real parts
+ * on loopback. */
 #include <criterion/criterion.h>
 #include <math.h>
 #include <signal.h>
@@ -41,7 +42,8 @@ static const char *write_site(int broker_port, const char *adapters, const char 
 	return h_path("site.json");
 }
 
-static const char *allow_all = "{\"version\":1,\"uplink\":[{\"points\":\"*\",\"action\":\"allow\"}]}";
+static const char *allow_all =
+	"{\"version\":1,\"uplink\":[{\"points\":\"*\",\"action\":\"allow\"}]}";
 
 /* Waits until 'n' telemetry messages arrived in 'file'. */
 static void wait_messages(const char *file, size_t n, int timeout_ms)
@@ -102,7 +104,8 @@ static const char *every_type_points =
 	"{\"name\":\"f64_badc\",\"address\":78,\"type\":\"f64\",\"order\":\"BADC\"},"
 	"{\"name\":\"f64_dcba\",\"address\":82,\"type\":\"f64\",\"order\":\"DCBA\"},"
 	"{\"name\":\"tag\",\"address\":90,\"type\":\"string\",\"length\":16},"
-	"{\"name\":\"tag_badc\",\"address\":98,\"type\":\"string\",\"length\":16,\"order\":\"BADC\"},"
+	"{\"name\":\"tag_badc\",\"address\":98,\"type\":\"string\",\"length\":16,\"order\":"
+	"\"BADC\"},"
 	"{\"name\":\"temp\",\"address\":110,\"scale\":0.1,\"offset\":-40,\"unit\":\"degC\"},"
 	"{\"name\":\"i16_badc\",\"address\":111,\"type\":\"i16\",\"order\":\"BADC\"},"
 	"{\"name\":\"run\",\"table\":\"coil\",\"address\":0,\"type\":\"bool\"},"
@@ -115,7 +118,8 @@ static const char *every_type_points =
 	"{\"name\":\"d5\",\"table\":\"discrete\",\"address\":5,\"type\":\"bool\"},"
 	"{\"name\":\"in_u16\",\"table\":\"input\",\"address\":0},"
 	"{\"name\":\"in_f32\",\"table\":\"input\",\"address\":1,\"type\":\"f32\"},"
-	"{\"name\":\"in_u32\",\"table\":\"input\",\"address\":3,\"type\":\"u32\",\"order\":\"CDAB\"}]";
+	"{\"name\":\"in_u32\",\"table\":\"input\",\"address\":3,\"type\":\"u32\",\"order\":"
+	"\"CDAB\"}]";
 
 static void check_every_type(const struct h_telemetry *t, const char *a)
 {
@@ -269,7 +273,8 @@ Test(pipeline, point_not_allowed_never_reaches_the_broker)
 			char *text = h_read(h_path("sub.out"));
 			char *last = NULL;
 
-			for (char *p = text; p && (p = strstr(p, "\"uplink_denied\":")) != NULL; p++)
+			for (char *p = text; p && (p = strstr(p, "\"uplink_denied\":")) != NULL;
+			     p++)
 				last = p;
 			if (last != NULL)
 				denied = atol(last + strlen("\"uplink_denied\":"));
@@ -315,7 +320,8 @@ Test(pipeline, broker_down_at_start_then_backlog_delivered_in_order)
 		     "guardian should log its failed connects");
 	broker = h_mosquitto(bport);
 	cr_assert_gt(broker, 0);
-	cr_assert_gt(h_subscribe(bport, "guardian/" DEVICE "/telemetry", h_path("sub.out"), true), 0);
+	cr_assert_gt(h_subscribe(bport, "guardian/" DEVICE "/telemetry", h_path("sub.out"), true),
+		     0);
 	wait_messages(h_path("sub.out"), 40, 20000);
 	h_telemetry_read(h_path("sub.out"), &t);
 	n = t.nmessages;
@@ -396,10 +402,10 @@ Test(pipeline, device_certificate_from_another_ca_is_refused)
 	cr_assert_gt(h_guardian(write_site(bport, adapters, allow_all, "rogue-"),
 				h_path("guardian.log")),
 		     0);
-	cr_assert_eq(h_wait_contains(h_path("guardian.log"), "accept our client certificate", 10000),
-		     0,
-		     "no clear log line about the refused connection:\n%s",
-		     h_read(h_path("guardian.log")));
+	cr_assert_eq(
+		h_wait_contains(h_path("guardian.log"), "accept our client certificate", 10000), 0,
+		"no clear log line about the refused connection:\n%s",
+		h_read(h_path("guardian.log")));
 	h_sleep_ms(2000);
 	cr_expect_eq(h_count(h_path("sub.out"), "guardian/"), 0,
 		     "something from the rogue device reached the broker");
@@ -515,8 +521,8 @@ Test(pipeline, exception_answers_arrive_with_their_code_and_do_not_stop_the_rest
 	cr_assert_not_null(p);
 	cr_expect_str_eq(p->quality, "exception");
 	cr_expect_str_eq(p->value, "null");
-	cr_expect_eq(h_count(h_path("sub.out"), "\"quality\":\"exception\",\"code\":2"), t.nmessages,
-		     "every cycle reports exception 2 (illegal data address)");
+	cr_expect_eq(h_count(h_path("sub.out"), "\"quality\":\"exception\",\"code\":2"),
+		     t.nmessages, "every cycle reports exception 2 (illegal data address)");
 	/* An exception is an answer: no backoff, the good point keeps its rate. */
 	cr_expect_geq(h_telemetry_count(&t, "plc1/counter", "good"), 10);
 	cr_expect_geq(h_telemetry_count(&t, "plc1/missing", "exception"), 10);

@@ -11,56 +11,56 @@
 #define SENTINEL16 0xa5a5
 #define SENTINEL8  0xa5
 
-static const char *const order_names[] = {"ABCD", "CDAB", "BADC", "DCBA"};
-static const enum byte_order all_orders[] = {ORDER_ABCD, ORDER_CDAB, ORDER_BADC, ORDER_DCBA};
+static const char *const order_names[] = { "ABCD", "CDAB", "BADC", "DCBA" };
+static const enum byte_order all_orders[] = { ORDER_ABCD, ORDER_CDAB, ORDER_BADC, ORDER_DCBA };
 
 static struct value v_bool(bool b)
 {
-	return (struct value){.kind = VALUE_KIND_BOOL, .b = b};
+	return (struct value){ .kind = VALUE_KIND_BOOL, .b = b };
 }
 
 static struct value v_int(int64_t i)
 {
-	return (struct value){.kind = VALUE_KIND_INT, .i = i};
+	return (struct value){ .kind = VALUE_KIND_INT, .i = i };
 }
 
 static struct value v_uint(uint64_t u)
 {
-	return (struct value){.kind = VALUE_KIND_UINT, .u = u};
+	return (struct value){ .kind = VALUE_KIND_UINT, .u = u };
 }
 
 static struct value v_float(double f)
 {
-	return (struct value){.kind = VALUE_KIND_FLOAT, .f = f};
+	return (struct value){ .kind = VALUE_KIND_FLOAT, .f = f };
 }
 
 static struct value v_str(const char *s)
 {
-	return (struct value){.kind = VALUE_KIND_STRING, .s = s};
+	return (struct value){ .kind = VALUE_KIND_STRING, .s = s };
 }
 
 static void assert_value(const struct value *got, const struct value *want, const char *what)
 {
 	cr_assert_eq(got->kind, want->kind, "%s: kind %d, expected %d", what, (int)got->kind,
-	             (int)want->kind);
+		     (int)want->kind);
 	switch (want->kind) {
 	case VALUE_KIND_BOOL:
 		cr_assert_eq(got->b, want->b, "%s: %d, expected %d", what, got->b, want->b);
 		break;
 	case VALUE_KIND_INT:
 		cr_assert_eq(got->i, want->i, "%s: %lld, expected %lld", what, (long long)got->i,
-		             (long long)want->i);
+			     (long long)want->i);
 		break;
 	case VALUE_KIND_UINT:
 		cr_assert_eq(got->u, want->u, "%s: %llu, expected %llu", what,
-		             (unsigned long long)got->u, (unsigned long long)want->u);
+			     (unsigned long long)got->u, (unsigned long long)want->u);
 		break;
 	case VALUE_KIND_FLOAT:
 		cr_assert(got->f == want->f, "%s: %.17g, expected %.17g", what, got->f, want->f);
 		break;
 	case VALUE_KIND_STRING:
 		cr_assert_str_eq(got->s, want->s, "%s: \"%s\", expected \"%s\"", what, got->s,
-		                 want->s);
+				 want->s);
 		break;
 	default:
 		cr_assert_fail("%s: unexpected kind", what);
@@ -79,7 +79,7 @@ struct image {
  * registers and over bytes; the encoders must write nothing past the value.
  */
 static void check_images(const char *label, enum value_type t, struct value want,
-                         const struct image img[4])
+			 const struct image img[4])
 {
 	size_t nregs = codec_registers(t, 0), nbytes = codec_bytes(t, 0);
 
@@ -99,8 +99,8 @@ static void check_images(const char *label, enum value_type t, struct value want
 		cr_assert_eq(codec_encode_regs(t, o, 0, &want, regs), 0, "%s", what);
 		for (size_t k = 0; k < nregs; k++)
 			cr_assert_eq(regs[k], img[n].regs[k],
-			             "%s: encoded r%zu = 0x%04x, expected 0x%04x", what, k, regs[k],
-			             img[n].regs[k]);
+				     "%s: encoded r%zu = 0x%04x, expected 0x%04x", what, k, regs[k],
+				     img[n].regs[k]);
 		cr_assert_eq(regs[nregs], SENTINEL16, "%s: wrote past its registers", what);
 
 		snprintf(what, sizeof(what), "%s %s bytes", label, order_names[o]);
@@ -111,8 +111,8 @@ static void check_images(const char *label, enum value_type t, struct value want
 		cr_assert_eq(codec_encode_bytes(t, o, 0, &want, bytes), 0, "%s", what);
 		for (size_t k = 0; k < nbytes; k++)
 			cr_assert_eq(bytes[k], img[n].bytes[k],
-			             "%s: encoded b%zu = 0x%02x, expected 0x%02x", what, k,
-			             bytes[k], img[n].bytes[k]);
+				     "%s: encoded b%zu = 0x%02x, expected 0x%02x", what, k,
+				     bytes[k], img[n].bytes[k]);
 		cr_assert_eq(bytes[nbytes], SENTINEL8, "%s: wrote past its bytes", what);
 	}
 }
@@ -120,26 +120,26 @@ static void check_images(const char *label, enum value_type t, struct value want
 /* Encodes 'in' as 't' in ABCD and compares the registers with 'want' (nwant of them). */
 static void check_encode(enum value_type t, struct value in, const uint16_t *want, size_t nwant)
 {
-	uint16_t regs[4] = {SENTINEL16, SENTINEL16, SENTINEL16, SENTINEL16};
+	uint16_t regs[4] = { SENTINEL16, SENTINEL16, SENTINEL16, SENTINEL16 };
 
 	cr_assert_eq(codec_encode_regs(t, ORDER_ABCD, 0, &in, regs), 0);
 	for (size_t k = 0; k < nwant; k++)
 		cr_assert_eq(regs[k], want[k], "r%zu = 0x%04x, expected 0x%04x", k, regs[k],
-		             want[k]);
+			     want[k]);
 }
 
 /* Encoding 'in' as 't' fails with 'err' in every order and leaves the registers and bytes alone. */
 static void check_encode_fails(enum value_type t, struct value in, int err)
 {
 	for (int n = 0; n < 4; n++) {
-		uint16_t regs[4] = {SENTINEL16, SENTINEL16, SENTINEL16, SENTINEL16};
+		uint16_t regs[4] = { SENTINEL16, SENTINEL16, SENTINEL16, SENTINEL16 };
 		uint8_t bytes[8];
 
 		memset(bytes, SENTINEL8, sizeof(bytes));
 		cr_assert_eq(codec_encode_regs(t, all_orders[n], 0, &in, regs), err,
-		             "%s: expected %d", order_names[n], err);
+			     "%s: expected %d", order_names[n], err);
 		cr_assert_eq(codec_encode_bytes(t, all_orders[n], 0, &in, bytes), err,
-		             "%s bytes: expected %d", order_names[n], err);
+			     "%s bytes: expected %d", order_names[n], err);
 		for (size_t k = 0; k < 4; k++)
 			cr_assert_eq(regs[k], SENTINEL16, "a failed encode wrote r%zu", k);
 		for (size_t k = 0; k < 8; k++)
@@ -189,10 +189,10 @@ Test(codec, unknown_type_has_no_size)
 Test(codec, u16_every_order)
 {
 	const struct image img[4] = {
-	    {ORDER_ABCD, {0x1234}, {0x12, 0x34}},
-	    {ORDER_CDAB, {0x1234}, {0x12, 0x34}},
-	    {ORDER_BADC, {0x3412}, {0x34, 0x12}},
-	    {ORDER_DCBA, {0x3412}, {0x34, 0x12}},
+		{ ORDER_ABCD, { 0x1234 }, { 0x12, 0x34 } },
+		{ ORDER_CDAB, { 0x1234 }, { 0x12, 0x34 } },
+		{ ORDER_BADC, { 0x3412 }, { 0x34, 0x12 } },
+		{ ORDER_DCBA, { 0x3412 }, { 0x34, 0x12 } },
 	};
 
 	check_images("u16 0x1234", VALUE_U16, v_uint(0x1234), img);
@@ -202,10 +202,10 @@ Test(codec, i16_every_order)
 {
 	/* -12345 = 0x10000 - 12345 = 0xcfc7 */
 	const struct image img[4] = {
-	    {ORDER_ABCD, {0xcfc7}, {0xcf, 0xc7}},
-	    {ORDER_CDAB, {0xcfc7}, {0xcf, 0xc7}},
-	    {ORDER_BADC, {0xc7cf}, {0xc7, 0xcf}},
-	    {ORDER_DCBA, {0xc7cf}, {0xc7, 0xcf}},
+		{ ORDER_ABCD, { 0xcfc7 }, { 0xcf, 0xc7 } },
+		{ ORDER_CDAB, { 0xcfc7 }, { 0xcf, 0xc7 } },
+		{ ORDER_BADC, { 0xc7cf }, { 0xc7, 0xcf } },
+		{ ORDER_DCBA, { 0xc7cf }, { 0xc7, 0xcf } },
 	};
 
 	check_images("i16 -12345", VALUE_I16, v_int(-12345), img);
@@ -214,10 +214,10 @@ Test(codec, i16_every_order)
 Test(codec, u32_every_order)
 {
 	const struct image img[4] = {
-	    {ORDER_ABCD, {0x1234, 0x5678}, {0x12, 0x34, 0x56, 0x78}},
-	    {ORDER_CDAB, {0x5678, 0x1234}, {0x56, 0x78, 0x12, 0x34}},
-	    {ORDER_BADC, {0x3412, 0x7856}, {0x34, 0x12, 0x78, 0x56}},
-	    {ORDER_DCBA, {0x7856, 0x3412}, {0x78, 0x56, 0x34, 0x12}},
+		{ ORDER_ABCD, { 0x1234, 0x5678 }, { 0x12, 0x34, 0x56, 0x78 } },
+		{ ORDER_CDAB, { 0x5678, 0x1234 }, { 0x56, 0x78, 0x12, 0x34 } },
+		{ ORDER_BADC, { 0x3412, 0x7856 }, { 0x34, 0x12, 0x78, 0x56 } },
+		{ ORDER_DCBA, { 0x7856, 0x3412 }, { 0x78, 0x56, 0x34, 0x12 } },
 	};
 
 	check_images("u32 0x12345678", VALUE_U32, v_uint(0x12345678), img);
@@ -227,10 +227,10 @@ Test(codec, i32_every_order)
 {
 	/* -123456789: 123456789 = 0x075bcd15, ~ = 0xf8a432ea, + 1 = 0xf8a432eb */
 	const struct image img[4] = {
-	    {ORDER_ABCD, {0xf8a4, 0x32eb}, {0xf8, 0xa4, 0x32, 0xeb}},
-	    {ORDER_CDAB, {0x32eb, 0xf8a4}, {0x32, 0xeb, 0xf8, 0xa4}},
-	    {ORDER_BADC, {0xa4f8, 0xeb32}, {0xa4, 0xf8, 0xeb, 0x32}},
-	    {ORDER_DCBA, {0xeb32, 0xa4f8}, {0xeb, 0x32, 0xa4, 0xf8}},
+		{ ORDER_ABCD, { 0xf8a4, 0x32eb }, { 0xf8, 0xa4, 0x32, 0xeb } },
+		{ ORDER_CDAB, { 0x32eb, 0xf8a4 }, { 0x32, 0xeb, 0xf8, 0xa4 } },
+		{ ORDER_BADC, { 0xa4f8, 0xeb32 }, { 0xa4, 0xf8, 0xeb, 0x32 } },
+		{ ORDER_DCBA, { 0xeb32, 0xa4f8 }, { 0xeb, 0x32, 0xa4, 0xf8 } },
 	};
 
 	check_images("i32 -123456789", VALUE_I32, v_int(-123456789), img);
@@ -239,18 +239,18 @@ Test(codec, i32_every_order)
 Test(codec, u64_every_order)
 {
 	const struct image img[4] = {
-	    {ORDER_ABCD,
-	     {0x0123, 0x4567, 0x89ab, 0xcdef},
-	     {0x01, 0x23, 0x45, 0x67, 0x89, 0xab, 0xcd, 0xef}},
-	    {ORDER_CDAB,
-	     {0xcdef, 0x89ab, 0x4567, 0x0123},
-	     {0xcd, 0xef, 0x89, 0xab, 0x45, 0x67, 0x01, 0x23}},
-	    {ORDER_BADC,
-	     {0x2301, 0x6745, 0xab89, 0xefcd},
-	     {0x23, 0x01, 0x67, 0x45, 0xab, 0x89, 0xef, 0xcd}},
-	    {ORDER_DCBA,
-	     {0xefcd, 0xab89, 0x6745, 0x2301},
-	     {0xef, 0xcd, 0xab, 0x89, 0x67, 0x45, 0x23, 0x01}},
+		{ ORDER_ABCD,
+		  { 0x0123, 0x4567, 0x89ab, 0xcdef },
+		  { 0x01, 0x23, 0x45, 0x67, 0x89, 0xab, 0xcd, 0xef } },
+		{ ORDER_CDAB,
+		  { 0xcdef, 0x89ab, 0x4567, 0x0123 },
+		  { 0xcd, 0xef, 0x89, 0xab, 0x45, 0x67, 0x01, 0x23 } },
+		{ ORDER_BADC,
+		  { 0x2301, 0x6745, 0xab89, 0xefcd },
+		  { 0x23, 0x01, 0x67, 0x45, 0xab, 0x89, 0xef, 0xcd } },
+		{ ORDER_DCBA,
+		  { 0xefcd, 0xab89, 0x6745, 0x2301 },
+		  { 0xef, 0xcd, 0xab, 0x89, 0x67, 0x45, 0x23, 0x01 } },
 	};
 
 	check_images("u64 0x0123456789abcdef", VALUE_U64, v_uint(0x0123456789abcdefULL), img);
@@ -260,18 +260,18 @@ Test(codec, i64_every_order)
 {
 	/* -0x0123456789abcdef: ~ = 0xfedcba9876543210, + 1 = 0xfedcba9876543211 */
 	const struct image img[4] = {
-	    {ORDER_ABCD,
-	     {0xfedc, 0xba98, 0x7654, 0x3211},
-	     {0xfe, 0xdc, 0xba, 0x98, 0x76, 0x54, 0x32, 0x11}},
-	    {ORDER_CDAB,
-	     {0x3211, 0x7654, 0xba98, 0xfedc},
-	     {0x32, 0x11, 0x76, 0x54, 0xba, 0x98, 0xfe, 0xdc}},
-	    {ORDER_BADC,
-	     {0xdcfe, 0x98ba, 0x5476, 0x1132},
-	     {0xdc, 0xfe, 0x98, 0xba, 0x54, 0x76, 0x11, 0x32}},
-	    {ORDER_DCBA,
-	     {0x1132, 0x5476, 0x98ba, 0xdcfe},
-	     {0x11, 0x32, 0x54, 0x76, 0x98, 0xba, 0xdc, 0xfe}},
+		{ ORDER_ABCD,
+		  { 0xfedc, 0xba98, 0x7654, 0x3211 },
+		  { 0xfe, 0xdc, 0xba, 0x98, 0x76, 0x54, 0x32, 0x11 } },
+		{ ORDER_CDAB,
+		  { 0x3211, 0x7654, 0xba98, 0xfedc },
+		  { 0x32, 0x11, 0x76, 0x54, 0xba, 0x98, 0xfe, 0xdc } },
+		{ ORDER_BADC,
+		  { 0xdcfe, 0x98ba, 0x5476, 0x1132 },
+		  { 0xdc, 0xfe, 0x98, 0xba, 0x54, 0x76, 0x11, 0x32 } },
+		{ ORDER_DCBA,
+		  { 0x1132, 0x5476, 0x98ba, 0xdcfe },
+		  { 0x11, 0x32, 0x54, 0x76, 0x98, 0xba, 0xdc, 0xfe } },
 	};
 
 	check_images("i64 -0x0123456789abcdef", VALUE_I64, v_int(-0x0123456789abcdefLL), img);
@@ -281,10 +281,10 @@ Test(codec, f32_one_and_a_half_every_order)
 {
 	/* 1.5 = 1.1b x 2^0: sign 0, exponent 127 = 0x7f, fraction 0x400000 -> 0x3fc00000 */
 	const struct image img[4] = {
-	    {ORDER_ABCD, {0x3fc0, 0x0000}, {0x3f, 0xc0, 0x00, 0x00}},
-	    {ORDER_CDAB, {0x0000, 0x3fc0}, {0x00, 0x00, 0x3f, 0xc0}},
-	    {ORDER_BADC, {0xc03f, 0x0000}, {0xc0, 0x3f, 0x00, 0x00}},
-	    {ORDER_DCBA, {0x0000, 0xc03f}, {0x00, 0x00, 0xc0, 0x3f}},
+		{ ORDER_ABCD, { 0x3fc0, 0x0000 }, { 0x3f, 0xc0, 0x00, 0x00 } },
+		{ ORDER_CDAB, { 0x0000, 0x3fc0 }, { 0x00, 0x00, 0x3f, 0xc0 } },
+		{ ORDER_BADC, { 0xc03f, 0x0000 }, { 0xc0, 0x3f, 0x00, 0x00 } },
+		{ ORDER_DCBA, { 0x0000, 0xc03f }, { 0x00, 0x00, 0xc0, 0x3f } },
 	};
 
 	check_images("f32 1.5", VALUE_F32, v_float(1.5), img);
@@ -294,10 +294,10 @@ Test(codec, f32_negative_every_order)
 {
 	/* -1234.5 = -1.00110100101b x 2^10: sign 1, exponent 137 = 0x89 -> 0xc49a5000 */
 	const struct image img[4] = {
-	    {ORDER_ABCD, {0xc49a, 0x5000}, {0xc4, 0x9a, 0x50, 0x00}},
-	    {ORDER_CDAB, {0x5000, 0xc49a}, {0x50, 0x00, 0xc4, 0x9a}},
-	    {ORDER_BADC, {0x9ac4, 0x0050}, {0x9a, 0xc4, 0x00, 0x50}},
-	    {ORDER_DCBA, {0x0050, 0x9ac4}, {0x00, 0x50, 0x9a, 0xc4}},
+		{ ORDER_ABCD, { 0xc49a, 0x5000 }, { 0xc4, 0x9a, 0x50, 0x00 } },
+		{ ORDER_CDAB, { 0x5000, 0xc49a }, { 0x50, 0x00, 0xc4, 0x9a } },
+		{ ORDER_BADC, { 0x9ac4, 0x0050 }, { 0x9a, 0xc4, 0x00, 0x50 } },
+		{ ORDER_DCBA, { 0x0050, 0x9ac4 }, { 0x00, 0x50, 0x9a, 0xc4 } },
 	};
 
 	check_images("f32 -1234.5", VALUE_F32, v_float(-1234.5), img);
@@ -307,10 +307,10 @@ Test(codec, f32_pi_every_order)
 {
 	/* the float nearest pi is 0x40490fdb; decoded it widens exactly to double */
 	const struct image img[4] = {
-	    {ORDER_ABCD, {0x4049, 0x0fdb}, {0x40, 0x49, 0x0f, 0xdb}},
-	    {ORDER_CDAB, {0x0fdb, 0x4049}, {0x0f, 0xdb, 0x40, 0x49}},
-	    {ORDER_BADC, {0x4940, 0xdb0f}, {0x49, 0x40, 0xdb, 0x0f}},
-	    {ORDER_DCBA, {0xdb0f, 0x4940}, {0xdb, 0x0f, 0x49, 0x40}},
+		{ ORDER_ABCD, { 0x4049, 0x0fdb }, { 0x40, 0x49, 0x0f, 0xdb } },
+		{ ORDER_CDAB, { 0x0fdb, 0x4049 }, { 0x0f, 0xdb, 0x40, 0x49 } },
+		{ ORDER_BADC, { 0x4940, 0xdb0f }, { 0x49, 0x40, 0xdb, 0x0f } },
+		{ ORDER_DCBA, { 0xdb0f, 0x4940 }, { 0xdb, 0x0f, 0x49, 0x40 } },
 	};
 
 	check_images("f32 pi", VALUE_F32, v_float((double)3.14159265f), img);
@@ -320,18 +320,18 @@ Test(codec, f64_pi_every_order)
 {
 	/* the double nearest pi is 0x400921fb54442d18 */
 	const struct image img[4] = {
-	    {ORDER_ABCD,
-	     {0x4009, 0x21fb, 0x5444, 0x2d18},
-	     {0x40, 0x09, 0x21, 0xfb, 0x54, 0x44, 0x2d, 0x18}},
-	    {ORDER_CDAB,
-	     {0x2d18, 0x5444, 0x21fb, 0x4009},
-	     {0x2d, 0x18, 0x54, 0x44, 0x21, 0xfb, 0x40, 0x09}},
-	    {ORDER_BADC,
-	     {0x0940, 0xfb21, 0x4454, 0x182d},
-	     {0x09, 0x40, 0xfb, 0x21, 0x44, 0x54, 0x18, 0x2d}},
-	    {ORDER_DCBA,
-	     {0x182d, 0x4454, 0xfb21, 0x0940},
-	     {0x18, 0x2d, 0x44, 0x54, 0xfb, 0x21, 0x09, 0x40}},
+		{ ORDER_ABCD,
+		  { 0x4009, 0x21fb, 0x5444, 0x2d18 },
+		  { 0x40, 0x09, 0x21, 0xfb, 0x54, 0x44, 0x2d, 0x18 } },
+		{ ORDER_CDAB,
+		  { 0x2d18, 0x5444, 0x21fb, 0x4009 },
+		  { 0x2d, 0x18, 0x54, 0x44, 0x21, 0xfb, 0x40, 0x09 } },
+		{ ORDER_BADC,
+		  { 0x0940, 0xfb21, 0x4454, 0x182d },
+		  { 0x09, 0x40, 0xfb, 0x21, 0x44, 0x54, 0x18, 0x2d } },
+		{ ORDER_DCBA,
+		  { 0x182d, 0x4454, 0xfb21, 0x0940 },
+		  { 0x18, 0x2d, 0x44, 0x54, 0xfb, 0x21, 0x09, 0x40 } },
 	};
 
 	check_images("f64 pi", VALUE_F64, v_float(3.141592653589793), img);
@@ -341,18 +341,18 @@ Test(codec, f64_negative_every_order)
 {
 	/* -1234.5: sign 1, exponent 1023 + 10 = 0x409, fraction 0x34a0000000000 */
 	const struct image img[4] = {
-	    {ORDER_ABCD,
-	     {0xc093, 0x4a00, 0x0000, 0x0000},
-	     {0xc0, 0x93, 0x4a, 0x00, 0x00, 0x00, 0x00, 0x00}},
-	    {ORDER_CDAB,
-	     {0x0000, 0x0000, 0x4a00, 0xc093},
-	     {0x00, 0x00, 0x00, 0x00, 0x4a, 0x00, 0xc0, 0x93}},
-	    {ORDER_BADC,
-	     {0x93c0, 0x004a, 0x0000, 0x0000},
-	     {0x93, 0xc0, 0x00, 0x4a, 0x00, 0x00, 0x00, 0x00}},
-	    {ORDER_DCBA,
-	     {0x0000, 0x0000, 0x004a, 0x93c0},
-	     {0x00, 0x00, 0x00, 0x00, 0x00, 0x4a, 0x93, 0xc0}},
+		{ ORDER_ABCD,
+		  { 0xc093, 0x4a00, 0x0000, 0x0000 },
+		  { 0xc0, 0x93, 0x4a, 0x00, 0x00, 0x00, 0x00, 0x00 } },
+		{ ORDER_CDAB,
+		  { 0x0000, 0x0000, 0x4a00, 0xc093 },
+		  { 0x00, 0x00, 0x00, 0x00, 0x4a, 0x00, 0xc0, 0x93 } },
+		{ ORDER_BADC,
+		  { 0x93c0, 0x004a, 0x0000, 0x0000 },
+		  { 0x93, 0xc0, 0x00, 0x4a, 0x00, 0x00, 0x00, 0x00 } },
+		{ ORDER_DCBA,
+		  { 0x0000, 0x0000, 0x004a, 0x93c0 },
+		  { 0x00, 0x00, 0x00, 0x00, 0x00, 0x4a, 0x93, 0xc0 } },
 	};
 
 	check_images("f64 -1234.5", VALUE_F64, v_float(-1234.5), img);
@@ -361,16 +361,16 @@ Test(codec, f64_negative_every_order)
 Test(codec, bool_every_order)
 {
 	const struct image on[4] = {
-	    {ORDER_ABCD, {0x0001}, {0x01}},
-	    {ORDER_CDAB, {0x0001}, {0x01}},
-	    {ORDER_BADC, {0x0001}, {0x01}},
-	    {ORDER_DCBA, {0x0001}, {0x01}},
+		{ ORDER_ABCD, { 0x0001 }, { 0x01 } },
+		{ ORDER_CDAB, { 0x0001 }, { 0x01 } },
+		{ ORDER_BADC, { 0x0001 }, { 0x01 } },
+		{ ORDER_DCBA, { 0x0001 }, { 0x01 } },
 	};
 	const struct image off[4] = {
-	    {ORDER_ABCD, {0x0000}, {0x00}},
-	    {ORDER_CDAB, {0x0000}, {0x00}},
-	    {ORDER_BADC, {0x0000}, {0x00}},
-	    {ORDER_DCBA, {0x0000}, {0x00}},
+		{ ORDER_ABCD, { 0x0000 }, { 0x00 } },
+		{ ORDER_CDAB, { 0x0000 }, { 0x00 } },
+		{ ORDER_BADC, { 0x0000 }, { 0x00 } },
+		{ ORDER_DCBA, { 0x0000 }, { 0x00 } },
 	};
 
 	check_images("bool true", VALUE_BOOL, v_bool(true), on);
@@ -379,23 +379,24 @@ Test(codec, bool_every_order)
 
 Test(codec, bool_any_nonzero_is_true)
 {
-	const uint16_t regs[] = {0x0100, 0x8000, 0xffff, 0x0002};
-	const uint8_t bytes[] = {0x02, 0x80, 0xff};
+	const uint16_t regs[] = { 0x0100, 0x8000, 0xffff, 0x0002 };
+	const uint8_t bytes[] = { 0x02, 0x80, 0xff };
 	struct value v;
 
 	for (size_t n = 0; n < 4; n++) {
 		for (size_t k = 0; k < sizeof(regs) / sizeof(regs[0]); k++) {
 			v = v_bool(false);
 			cr_assert_eq(
-			    codec_decode_regs(VALUE_BOOL, all_orders[n], 0, &regs[k], &v, NULL), 0);
-			assert_value(&v, &(struct value){.kind = VALUE_KIND_BOOL, .b = true},
-			             "bool register");
+				codec_decode_regs(VALUE_BOOL, all_orders[n], 0, &regs[k], &v, NULL),
+				0);
+			assert_value(&v, &(struct value){ .kind = VALUE_KIND_BOOL, .b = true },
+				     "bool register");
 		}
 		for (size_t k = 0; k < sizeof(bytes); k++) {
 			v = v_bool(false);
-			cr_assert_eq(
-			    codec_decode_bytes(VALUE_BOOL, all_orders[n], 0, &bytes[k], &v, NULL),
-			    0);
+			cr_assert_eq(codec_decode_bytes(VALUE_BOOL, all_orders[n], 0, &bytes[k], &v,
+							NULL),
+				     0);
 			cr_assert(v.b, "byte 0x%02x is true", bytes[k]);
 		}
 	}
@@ -420,37 +421,40 @@ Test(codec, bool_encodes_from_numbers_zero_or_one)
 
 Test(codec, top_bit_set_decodes_by_signedness)
 {
-	const uint16_t ones[4] = {0xffff, 0xffff, 0xffff, 0xffff};
-	const uint16_t top[4] = {0x8000, 0x0000, 0x0000, 0x0000};
+	const uint16_t ones[4] = { 0xffff, 0xffff, 0xffff, 0xffff };
+	const uint16_t top[4] = { 0x8000, 0x0000, 0x0000, 0x0000 };
 	struct value v;
 
 	cr_assert_eq(codec_decode_regs(VALUE_U16, ORDER_ABCD, 0, ones, &v, NULL), 0);
-	assert_value(&v, &(struct value){.kind = VALUE_KIND_UINT, .u = 65535}, "u16 0xffff");
+	assert_value(&v, &(struct value){ .kind = VALUE_KIND_UINT, .u = 65535 }, "u16 0xffff");
 	cr_assert_eq(codec_decode_regs(VALUE_I16, ORDER_ABCD, 0, ones, &v, NULL), 0);
-	assert_value(&v, &(struct value){.kind = VALUE_KIND_INT, .i = -1}, "i16 0xffff");
+	assert_value(&v, &(struct value){ .kind = VALUE_KIND_INT, .i = -1 }, "i16 0xffff");
 	cr_assert_eq(codec_decode_regs(VALUE_I16, ORDER_ABCD, 0, top, &v, NULL), 0);
-	assert_value(&v, &(struct value){.kind = VALUE_KIND_INT, .i = -32768}, "i16 0x8000");
+	assert_value(&v, &(struct value){ .kind = VALUE_KIND_INT, .i = -32768 }, "i16 0x8000");
 	cr_assert_eq(codec_decode_regs(VALUE_U32, ORDER_ABCD, 0, top, &v, NULL), 0);
-	assert_value(&v, &(struct value){.kind = VALUE_KIND_UINT, .u = 2147483648u},
-	             "u32 0x80000000");
+	assert_value(&v, &(struct value){ .kind = VALUE_KIND_UINT, .u = 2147483648u },
+		     "u32 0x80000000");
 	cr_assert_eq(codec_decode_regs(VALUE_I32, ORDER_ABCD, 0, top, &v, NULL), 0);
-	assert_value(&v, &(struct value){.kind = VALUE_KIND_INT, .i = INT32_MIN}, "i32 0x80000000");
+	assert_value(&v, &(struct value){ .kind = VALUE_KIND_INT, .i = INT32_MIN },
+		     "i32 0x80000000");
 	cr_assert_eq(codec_decode_regs(VALUE_I32, ORDER_ABCD, 0, ones, &v, NULL), 0);
-	assert_value(&v, &(struct value){.kind = VALUE_KIND_INT, .i = -1}, "i32 0xffffffff");
+	assert_value(&v, &(struct value){ .kind = VALUE_KIND_INT, .i = -1 }, "i32 0xffffffff");
 	cr_assert_eq(codec_decode_regs(VALUE_U64, ORDER_ABCD, 0, ones, &v, NULL), 0);
-	assert_value(&v, &(struct value){.kind = VALUE_KIND_UINT, .u = UINT64_MAX}, "u64 all ones");
+	assert_value(&v, &(struct value){ .kind = VALUE_KIND_UINT, .u = UINT64_MAX },
+		     "u64 all ones");
 	cr_assert_eq(codec_decode_regs(VALUE_I64, ORDER_ABCD, 0, ones, &v, NULL), 0);
-	assert_value(&v, &(struct value){.kind = VALUE_KIND_INT, .i = -1}, "i64 all ones");
+	assert_value(&v, &(struct value){ .kind = VALUE_KIND_INT, .i = -1 }, "i64 all ones");
 	cr_assert_eq(codec_decode_regs(VALUE_I64, ORDER_ABCD, 0, top, &v, NULL), 0);
-	assert_value(&v, &(struct value){.kind = VALUE_KIND_INT, .i = INT64_MIN}, "i64 0x8000...");
+	assert_value(&v, &(struct value){ .kind = VALUE_KIND_INT, .i = INT64_MIN },
+		     "i64 0x8000...");
 }
 
 Test(codec, float_special_values_decode)
 {
-	const uint16_t nan32[2] = {0x7fc0, 0x0000}, inf32[2] = {0x7f80, 0x0000};
-	const uint16_t ninf32[2] = {0xff80, 0x0000}, negzero32[2] = {0x8000, 0x0000};
-	const uint16_t tiny32[2] = {0x0000, 0x0001};
-	const uint16_t nan64[4] = {0x7ff8, 0x0000, 0x0000, 0x0000};
+	const uint16_t nan32[2] = { 0x7fc0, 0x0000 }, inf32[2] = { 0x7f80, 0x0000 };
+	const uint16_t ninf32[2] = { 0xff80, 0x0000 }, negzero32[2] = { 0x8000, 0x0000 };
+	const uint16_t tiny32[2] = { 0x0000, 0x0001 };
+	const uint16_t nan64[4] = { 0x7ff8, 0x0000, 0x0000, 0x0000 };
 	struct value v;
 
 	cr_assert_eq(codec_decode_regs(VALUE_F32, ORDER_ABCD, 0, nan32, &v, NULL), 0);
@@ -473,13 +477,13 @@ Test(codec, float_special_values_decode)
 Test(codec, string_odd_length_every_order)
 {
 	/* "ABC" in 2 registers; the pad byte of the last one is NUL */
-	const uint16_t high_first[2] = {0x4142, 0x4300}, low_first[2] = {0x4241, 0x0043};
+	const uint16_t high_first[2] = { 0x4142, 0x4300 }, low_first[2] = { 0x4241, 0x0043 };
 
 	for (int n = 0; n < 4; n++) {
 		enum byte_order o = all_orders[n];
 		const uint16_t *want = o == ORDER_BADC || o == ORDER_DCBA ? low_first : high_first;
 		char buf[4];
-		uint16_t regs[3] = {SENTINEL16, SENTINEL16, SENTINEL16};
+		uint16_t regs[3] = { SENTINEL16, SENTINEL16, SENTINEL16 };
 		struct value v, in = v_str("ABC");
 
 		memset(buf, 'x', sizeof(buf));
@@ -498,7 +502,7 @@ Test(codec, string_odd_length_every_order)
 Test(codec, string_even_length_every_order)
 {
 	/* 'P' 0x50, 'u' 0x75, 'm' 0x6d, 'p' 0x70 */
-	const uint16_t high_first[2] = {0x5075, 0x6d70}, low_first[2] = {0x7550, 0x706d};
+	const uint16_t high_first[2] = { 0x5075, 0x6d70 }, low_first[2] = { 0x7550, 0x706d };
 
 	for (int n = 0; n < 4; n++) {
 		enum byte_order o = all_orders[n];
@@ -519,7 +523,7 @@ Test(codec, string_even_length_every_order)
 
 Test(codec, string_odd_length_ignores_pad_byte)
 {
-	const uint16_t high_first[2] = {0x4142, 0x43ff}, low_first[2] = {0x4241, 0xff43};
+	const uint16_t high_first[2] = { 0x4142, 0x43ff }, low_first[2] = { 0x4241, 0xff43 };
 	char buf[4];
 	struct value v;
 
@@ -532,8 +536,8 @@ Test(codec, string_odd_length_ignores_pad_byte)
 Test(codec, string_stops_at_first_nul)
 {
 	/* "AB" NUL "CDE" */
-	const uint16_t regs[3] = {0x4142, 0x0043, 0x4445};
-	const uint8_t bytes[4] = {'A', 'B', 0, 'C'};
+	const uint16_t regs[3] = { 0x4142, 0x0043, 0x4445 };
+	const uint8_t bytes[4] = { 'A', 'B', 0, 'C' };
 	char buf[7];
 	struct value v;
 
@@ -545,10 +549,10 @@ Test(codec, string_stops_at_first_nul)
 
 Test(codec, string_drops_trailing_spaces_only)
 {
-	const uint16_t trailing[2] = {0x4142, 0x2020};           /* "AB  " */
-	const uint16_t inner[3] = {0x2041, 0x2042, 0x2020};      /* " A B  " */
-	const uint16_t blank[2] = {0x2020, 0x2020};              /* "    " */
-	const uint16_t before_nul[3] = {0x4120, 0x0042, 0x2020}; /* "A " NUL "B  " */
+	const uint16_t trailing[2] = { 0x4142, 0x2020 };	   /* "AB  " */
+	const uint16_t inner[3] = { 0x2041, 0x2042, 0x2020 };	   /* " A B  " */
+	const uint16_t blank[2] = { 0x2020, 0x2020 };		   /* "    " */
+	const uint16_t before_nul[3] = { 0x4120, 0x0042, 0x2020 }; /* "A " NUL "B  " */
 	char buf[7];
 	struct value v;
 
@@ -565,8 +569,8 @@ Test(codec, string_drops_trailing_spaces_only)
 Test(codec, string_non_printable_becomes_question_mark)
 {
 	/* 'A' 0x01, 0x7f 'B', 0xc3 0xa9 (UTF-8 e acute), 0x09 (tab) 'C' */
-	const uint16_t regs[4] = {0x4101, 0x7f42, 0xc3a9, 0x0943};
-	const uint8_t bytes[5] = {'H', 'i', ' ', ' ', 0x07};
+	const uint16_t regs[4] = { 0x4101, 0x7f42, 0xc3a9, 0x0943 };
+	const uint8_t bytes[5] = { 'H', 'i', ' ', ' ', 0x07 };
 	char buf[9];
 	struct value v;
 
@@ -582,9 +586,9 @@ Test(codec, string_non_printable_becomes_question_mark)
 
 Test(codec, string_of_length_zero)
 {
-	const uint16_t regs[1] = {0x4142};
-	uint16_t out[1] = {SENTINEL16};
-	char buf[1] = {'x'};
+	const uint16_t regs[1] = { 0x4142 };
+	uint16_t out[1] = { SENTINEL16 };
+	char buf[1] = { 'x' };
 	struct value v, empty = v_str(""), one = v_str("A");
 
 	cr_assert_eq(codec_decode_regs(VALUE_STRING, ORDER_ABCD, 0, regs, &v, buf), 0);
@@ -597,7 +601,7 @@ Test(codec, string_of_length_zero)
 Test(codec, string_encode_pads_with_nul)
 {
 	const struct value ab = v_str("AB"), a = v_str("A");
-	uint16_t regs[4] = {SENTINEL16, SENTINEL16, SENTINEL16, SENTINEL16};
+	uint16_t regs[4] = { SENTINEL16, SENTINEL16, SENTINEL16, SENTINEL16 };
 
 	cr_assert_eq(codec_encode_regs(VALUE_STRING, ORDER_ABCD, 5, &ab, regs), 0);
 	cr_assert_eq(regs[0], 0x4142);
@@ -613,7 +617,7 @@ Test(codec, string_encode_pads_with_nul)
 Test(codec, string_too_long_is_erange)
 {
 	const struct value exact = v_str("ABCD"), longer = v_str("ABCDE");
-	uint16_t regs[3] = {SENTINEL16, SENTINEL16, SENTINEL16};
+	uint16_t regs[3] = { SENTINEL16, SENTINEL16, SENTINEL16 };
 	uint8_t bytes[5];
 
 	cr_assert_eq(codec_encode_regs(VALUE_STRING, ORDER_ABCD, 4, &longer, regs), GD_ERANGE);
@@ -629,7 +633,7 @@ Test(codec, string_too_long_is_erange)
 Test(codec, string_bytes_keep_character_order)
 {
 	/* over bytes the order applies to numbers only */
-	const uint8_t want[5] = {'H', 'i', '!', 0, 0};
+	const uint8_t want[5] = { 'H', 'i', '!', 0, 0 };
 	const struct value in = v_str("Hi!");
 
 	for (int n = 0; n < 4; n++) {
@@ -649,10 +653,10 @@ Test(codec, string_bytes_keep_character_order)
 
 Test(codec, string_errors)
 {
-	const uint16_t regs[2] = {0x4142, 0x4344};
-	const uint8_t bytes[4] = {'A', 'B', 'C', 'D'};
+	const uint16_t regs[2] = { 0x4142, 0x4344 };
+	const uint8_t bytes[4] = { 'A', 'B', 'C', 'D' };
 	struct value v = v_int(7), null_string = v_str(NULL), number = v_uint(1);
-	uint16_t out[2] = {SENTINEL16, SENTINEL16};
+	uint16_t out[2] = { SENTINEL16, SENTINEL16 };
 	uint8_t bout[4];
 
 	cr_assert_eq(codec_decode_regs(VALUE_STRING, ORDER_ABCD, 4, regs, &v, NULL), GD_EINVAL);
@@ -668,7 +672,7 @@ Test(codec, string_errors)
 
 Test(codec, encode_u16_range)
 {
-	const uint16_t max[1] = {0xffff}, zero[1] = {0}, one[1] = {1};
+	const uint16_t max[1] = { 0xffff }, zero[1] = { 0 }, one[1] = { 1 };
 
 	check_encode(VALUE_U16, v_int(65535), max, 1);
 	check_encode(VALUE_U16, v_uint(65535), max, 1);
@@ -687,7 +691,7 @@ Test(codec, encode_u16_range)
 
 Test(codec, encode_i16_range)
 {
-	const uint16_t min[1] = {0x8000}, max[1] = {0x7fff}, minus_one[1] = {0xffff};
+	const uint16_t min[1] = { 0x8000 }, max[1] = { 0x7fff }, minus_one[1] = { 0xffff };
 
 	check_encode(VALUE_I16, v_int(-32768), min, 1);
 	check_encode(VALUE_I16, v_float(-32768.0), min, 1);
@@ -702,8 +706,8 @@ Test(codec, encode_i16_range)
 
 Test(codec, encode_32_bit_ranges)
 {
-	const uint16_t umax[2] = {0xffff, 0xffff}, imin[2] = {0x8000, 0x0000};
-	const uint16_t imax[2] = {0x7fff, 0xffff};
+	const uint16_t umax[2] = { 0xffff, 0xffff }, imin[2] = { 0x8000, 0x0000 };
+	const uint16_t imax[2] = { 0x7fff, 0xffff };
 
 	check_encode(VALUE_U32, v_uint(4294967295u), umax, 2);
 	check_encode(VALUE_U32, v_float(4294967295.0), umax, 2);
@@ -719,9 +723,9 @@ Test(codec, encode_32_bit_ranges)
 
 Test(codec, encode_64_bit_ranges)
 {
-	const uint16_t ones[4] = {0xffff, 0xffff, 0xffff, 0xffff};
-	const uint16_t top[4] = {0x8000, 0x0000, 0x0000, 0x0000};
-	const uint16_t imax[4] = {0x7fff, 0xffff, 0xffff, 0xffff};
+	const uint16_t ones[4] = { 0xffff, 0xffff, 0xffff, 0xffff };
+	const uint16_t top[4] = { 0x8000, 0x0000, 0x0000, 0x0000 };
+	const uint16_t imax[4] = { 0x7fff, 0xffff, 0xffff, 0xffff };
 
 	check_encode(VALUE_U64, v_uint(UINT64_MAX), ones, 4);
 	check_encode(VALUE_U64, v_float(9223372036854775808.0), top, 4); /* 2^63 */
@@ -739,9 +743,9 @@ Test(codec, encode_64_bit_ranges)
 
 Test(codec, encode_f32_from_any_number)
 {
-	const uint16_t three[2] = {0x4040, 0x0000}, one[2] = {0x3f80, 0x0000};
-	const uint16_t max[2] = {0x7f7f, 0xffff}, inf[2] = {0x7f80, 0x0000};
-	const uint16_t tenth[2] = {0x3dcc, 0xcccd}; /* 0.1 rounded to float */
+	const uint16_t three[2] = { 0x4040, 0x0000 }, one[2] = { 0x3f80, 0x0000 };
+	const uint16_t max[2] = { 0x7f7f, 0xffff }, inf[2] = { 0x7f80, 0x0000 };
+	const uint16_t tenth[2] = { 0x3dcc, 0xcccd }; /* 0.1 rounded to float */
 	uint16_t regs[2];
 	struct value nan = v_float(NAN);
 
@@ -761,7 +765,7 @@ Test(codec, encode_f32_from_any_number)
 
 Test(codec, encode_f64_from_any_number)
 {
-	const uint16_t one[4] = {0x3ff0, 0, 0, 0}, minus_one[4] = {0xbff0, 0, 0, 0};
+	const uint16_t one[4] = { 0x3ff0, 0, 0, 0 }, minus_one[4] = { 0xbff0, 0, 0, 0 };
 	uint16_t regs[4];
 	struct value nan = v_float(NAN), large = v_float(1e39);
 
@@ -769,7 +773,7 @@ Test(codec, encode_f64_from_any_number)
 	check_encode(VALUE_F64, v_int(-1), minus_one, 4);
 	check_encode(VALUE_F64, v_bool(true), one, 4);
 	cr_assert_eq(codec_encode_regs(VALUE_F64, ORDER_ABCD, 0, &large, regs), 0,
-	             "1e39 fits a double");
+		     "1e39 fits a double");
 	cr_assert_eq(regs[0] >> 4, 0x480, "exponent 1023 + 129");
 	cr_assert_eq(codec_encode_regs(VALUE_F64, ORDER_ABCD, 0, &nan, regs), 0, "NaN is allowed");
 	cr_assert_eq(regs[0] & 0x7ff0, 0x7ff0);
@@ -777,36 +781,37 @@ Test(codec, encode_f64_from_any_number)
 
 Test(codec, string_value_for_a_number_is_einval)
 {
-	const enum value_type numeric[] = {VALUE_BOOL, VALUE_U16, VALUE_I16, VALUE_U32, VALUE_I32,
-	                                   VALUE_U64,  VALUE_I64, VALUE_F32, VALUE_F64};
+	const enum value_type numeric[] = { VALUE_BOOL, VALUE_U16, VALUE_I16, VALUE_U32, VALUE_I32,
+					    VALUE_U64,	VALUE_I64, VALUE_F32, VALUE_F64 };
 
 	for (size_t k = 0; k < sizeof(numeric) / sizeof(numeric[0]); k++) {
 		check_encode_fails(numeric[k], v_str("12"), GD_EINVAL);
-		check_encode_fails(numeric[k], (struct value){.kind = VALUE_KIND_NONE}, GD_EINVAL);
+		check_encode_fails(numeric[k], (struct value){ .kind = VALUE_KIND_NONE },
+				   GD_EINVAL);
 	}
 }
 
 Test(codec, bad_arguments_are_einval)
 {
-	const uint16_t regs[4] = {0};
-	const uint8_t bytes[8] = {0};
+	const uint16_t regs[4] = { 0 };
+	const uint8_t bytes[8] = { 0 };
 	struct value v = v_int(42), in = v_uint(1);
-	uint16_t out[4] = {SENTINEL16};
+	uint16_t out[4] = { SENTINEL16 };
 	uint8_t bout[8];
 	char buf[8];
 
 	cr_assert_eq(codec_decode_regs((enum value_type)99, ORDER_ABCD, 0, regs, &v, buf),
-	             GD_EINVAL);
+		     GD_EINVAL);
 	cr_assert_eq(codec_decode_regs(VALUE_U16, (enum byte_order)7, 0, regs, &v, buf), GD_EINVAL);
 	cr_assert_eq(codec_decode_regs(VALUE_U16, ORDER_ABCD, 0, NULL, &v, buf), GD_EINVAL);
 	cr_assert_eq(codec_decode_regs(VALUE_U16, ORDER_ABCD, 0, regs, NULL, buf), GD_EINVAL);
 	cr_assert_eq(codec_decode_bytes((enum value_type)99, ORDER_ABCD, 0, bytes, &v, buf),
-	             GD_EINVAL);
+		     GD_EINVAL);
 	cr_assert_eq(codec_decode_bytes(VALUE_U16, (enum byte_order)7, 0, bytes, &v, buf),
-	             GD_EINVAL);
+		     GD_EINVAL);
 	cr_assert_eq(codec_decode_bytes(VALUE_U16, ORDER_ABCD, 0, NULL, &v, buf), GD_EINVAL);
-	assert_value(&v, &(struct value){.kind = VALUE_KIND_INT, .i = 42},
-	             "a failed decode leaves 'out' alone");
+	assert_value(&v, &(struct value){ .kind = VALUE_KIND_INT, .i = 42 },
+		     "a failed decode leaves 'out' alone");
 
 	cr_assert_eq(codec_encode_regs((enum value_type)99, ORDER_ABCD, 0, &in, out), GD_EINVAL);
 	cr_assert_eq(codec_encode_regs(VALUE_U16, (enum byte_order)7, 0, &in, out), GD_EINVAL);
@@ -825,10 +830,10 @@ Test(codec, scale_identity_keeps_integers_exact)
 	struct value i = v_int(-5), u = v_uint(UINT64_MAX);
 
 	cr_assert_eq(codec_scale(&i, 1, 0), 0);
-	assert_value(&i, &(struct value){.kind = VALUE_KIND_INT, .i = -5}, "int");
+	assert_value(&i, &(struct value){ .kind = VALUE_KIND_INT, .i = -5 }, "int");
 	cr_assert_eq(codec_scale(&u, 1, 0), 0);
-	assert_value(&u, &(struct value){.kind = VALUE_KIND_UINT, .u = UINT64_MAX},
-	             "u64 max is not rounded through a double");
+	assert_value(&u, &(struct value){ .kind = VALUE_KIND_UINT, .u = UINT64_MAX },
+		     "u64 max is not rounded through a double");
 }
 
 Test(codec, scale_turns_integers_into_floats)
@@ -839,12 +844,12 @@ Test(codec, scale_turns_integers_into_floats)
 	cr_assert_eq(a.kind, VALUE_KIND_FLOAT);
 	cr_assert_float_eq(a.f, 1.5, 1e-12);
 	cr_assert_eq(codec_scale(&b, 0.5, 0), 0);
-	assert_value(&b, &(struct value){.kind = VALUE_KIND_FLOAT, .f = 500.0}, "scale only");
+	assert_value(&b, &(struct value){ .kind = VALUE_KIND_FLOAT, .f = 500.0 }, "scale only");
 	cr_assert_eq(codec_scale(&c, 1, 0.5), 0);
-	assert_value(&c, &(struct value){.kind = VALUE_KIND_FLOAT, .f = 10.5}, "offset only");
+	assert_value(&c, &(struct value){ .kind = VALUE_KIND_FLOAT, .f = 10.5 }, "offset only");
 	cr_assert_eq(codec_scale(&d, 2, 0), 0);
-	assert_value(&d, &(struct value){.kind = VALUE_KIND_FLOAT, .f = 20.0},
-	             "an integral result is still a float");
+	assert_value(&d, &(struct value){ .kind = VALUE_KIND_FLOAT, .f = 20.0 },
+		     "an integral result is still a float");
 }
 
 Test(codec, scale_floats)
@@ -852,14 +857,14 @@ Test(codec, scale_floats)
 	struct value a = v_float(2.5), b = v_float(2.5);
 
 	cr_assert_eq(codec_scale(&a, 2, -1), 0);
-	assert_value(&a, &(struct value){.kind = VALUE_KIND_FLOAT, .f = 4.0}, "2.5 * 2 - 1");
+	assert_value(&a, &(struct value){ .kind = VALUE_KIND_FLOAT, .f = 4.0 }, "2.5 * 2 - 1");
 	cr_assert_eq(codec_scale(&b, 1, 0), 0);
-	assert_value(&b, &(struct value){.kind = VALUE_KIND_FLOAT, .f = 2.5}, "identity");
+	assert_value(&b, &(struct value){ .kind = VALUE_KIND_FLOAT, .f = 2.5 }, "identity");
 }
 
 Test(codec, scale_nan_and_infinity_are_erange)
 {
-	const uint16_t nan32[2] = {0x7fc0, 0x0000}, inf32[2] = {0x7f80, 0x0000};
+	const uint16_t nan32[2] = { 0x7fc0, 0x0000 }, inf32[2] = { 0x7f80, 0x0000 };
 	struct value nan = v_float(NAN), inf = v_float(-INFINITY), big = v_float(1e308);
 	struct value huge = v_uint(UINT64_MAX), raw;
 
@@ -883,7 +888,7 @@ Test(codec, scale_passes_bools_and_strings)
 	const char *p = s.s;
 
 	cr_assert_eq(codec_scale(&b, 10, 5), 0);
-	assert_value(&b, &(struct value){.kind = VALUE_KIND_BOOL, .b = true}, "bool");
+	assert_value(&b, &(struct value){ .kind = VALUE_KIND_BOOL, .b = true }, "bool");
 	cr_assert_eq(codec_scale(&s, 10, 5), 0);
 	cr_assert_eq(s.kind, VALUE_KIND_STRING);
 	cr_assert_eq(s.s, p);
@@ -891,7 +896,7 @@ Test(codec, scale_passes_bools_and_strings)
 
 Test(codec, scale_errors)
 {
-	struct value none = {.kind = VALUE_KIND_NONE};
+	struct value none = { .kind = VALUE_KIND_NONE };
 
 	cr_assert_eq(codec_scale(&none, 2, 0), GD_EINVAL);
 	cr_assert_eq(none.kind, VALUE_KIND_NONE);
@@ -901,18 +906,18 @@ Test(codec, scale_errors)
 /* Unscale: engineering value to raw */
 
 static void check_unscale(struct value eng, enum value_type t, double scale, double offset,
-                          struct value want)
+			  struct value want)
 {
-	struct value raw = {.kind = VALUE_KIND_NONE};
+	struct value raw = { .kind = VALUE_KIND_NONE };
 
 	cr_assert_eq(codec_unscale(&eng, t, scale, offset, &raw), 0);
 	assert_value(&raw, &want, "unscale");
 }
 
 static void check_unscale_fails(struct value eng, enum value_type t, double scale, double offset,
-                                int err)
+				int err)
 {
-	struct value raw = {.kind = VALUE_KIND_NONE};
+	struct value raw = { .kind = VALUE_KIND_NONE };
 
 	cr_assert_eq(codec_unscale(&eng, t, scale, offset, &raw), err, "expected %d", err);
 	cr_assert_eq(raw.kind, VALUE_KIND_NONE, "a failed unscale leaves 'raw' alone");
@@ -1020,7 +1025,7 @@ Test(codec, unscale_bool)
 Test(codec, unscale_strings)
 {
 	const char *text = "hello";
-	struct value raw = {.kind = VALUE_KIND_NONE}, eng = v_str(text);
+	struct value raw = { .kind = VALUE_KIND_NONE }, eng = v_str(text);
 
 	cr_assert_eq(codec_unscale(&eng, VALUE_STRING, 1, 0, &raw), 0);
 	cr_assert_eq(raw.kind, VALUE_KIND_STRING);
@@ -1033,12 +1038,12 @@ Test(codec, unscale_strings)
 
 Test(codec, unscale_errors)
 {
-	struct value raw = {.kind = VALUE_KIND_NONE}, one = v_int(1);
+	struct value raw = { .kind = VALUE_KIND_NONE }, one = v_int(1);
 
 	check_unscale_fails(v_int(1), VALUE_U16, 0, 0, GD_EINVAL);
 	check_unscale_fails(v_float(1), VALUE_F32, 0, 0, GD_EINVAL);
 	check_unscale_fails(v_int(1), VALUE_U16, NAN, 0, GD_EINVAL);
-	check_unscale_fails((struct value){.kind = VALUE_KIND_NONE}, VALUE_U16, 1, 0, GD_EINVAL);
+	check_unscale_fails((struct value){ .kind = VALUE_KIND_NONE }, VALUE_U16, 1, 0, GD_EINVAL);
 	check_unscale_fails(v_int(1), (enum value_type)99, 1, 0, GD_EINVAL);
 	cr_assert_eq(codec_unscale(NULL, VALUE_U16, 1, 0, &raw), GD_EINVAL);
 	cr_assert_eq(codec_unscale(&one, VALUE_U16, 1, 0, NULL), GD_EINVAL);
@@ -1073,7 +1078,7 @@ Test(codec, write_path_round_trip_signed_word_swapped)
 	cr_assert_eq(regs[1], 0xffff);
 	cr_assert_eq(codec_decode_regs(VALUE_I32, ORDER_CDAB, 0, regs, &back, NULL), 0);
 	cr_assert_eq(codec_scale(&back, 0.5, 0), 0);
-	assert_value(&back, &(struct value){.kind = VALUE_KIND_FLOAT, .f = -40.5}, "back");
+	assert_value(&back, &(struct value){ .kind = VALUE_KIND_FLOAT, .f = -40.5 }, "back");
 }
 
 /* Scaled values carry no binary noise: what an operator reads is the decimal the scale implies. */
@@ -1084,8 +1089,8 @@ Test(codec_scale, scaled_values_are_the_nearest_decimal)
 		double scale, offset;
 		const char *want;
 	} cases[] = {
-		{ 2006, 0.1, -40, "160.6" },	  /* plain arithmetic gives 160.60000000000002 */
-		{ 3, 0.1, 0, "0.3" },		  /* 0.30000000000000004 */
+		{ 2006, 0.1, -40, "160.6" }, /* plain arithmetic gives 160.60000000000002 */
+		{ 3, 0.1, 0, "0.3" },	     /* 0.30000000000000004 */
 		{ 123456789, 0.001, 0, "123456.789" },
 		{ -7, 0.01, 0, "-0.07" },
 		{ 65535, 0.0001, -3.2768, "3.2767" },
@@ -1106,7 +1111,8 @@ Test(codec_scale, scaled_values_are_the_nearest_decimal)
 
 Test(codec_scale, large_and_exact_values_keep_their_precision)
 {
-	/* 15 digits would cut a u64 counter scaled by 1 with an offset: beyond 2^53 it is left alone. */
+	/* 15 digits would cut a u64 counter scaled by 1 with an offset: beyond 2^53 it is left
+	 * alone. */
 	struct value v = { .kind = VALUE_KIND_UINT, .u = 9007199254740993ULL };
 
 	volatile double plain = (double)9007199254740993ULL * 1.0 + 1.0;

@@ -31,7 +31,8 @@ static void setup(void)
 	write_file("ca.crt", "x");
 	write_file("dev.crt", "x");
 	write_file("dev.key", "x");
-	write_file("policy.json", "{\"version\":1,\"uplink\":[{\"points\":\"*\",\"action\":\"allow\"}]}");
+	write_file("policy.json",
+		   "{\"version\":1,\"uplink\":[{\"points\":\"*\",\"action\":\"allow\"}]}");
 }
 
 static void teardown(void)
@@ -45,7 +46,7 @@ static void teardown(void)
 TestSuite(config, .init = setup, .fini = teardown);
 
 #define UPLINK                                                                                     \
-	"\"uplink\":{\"host\":\"localhost\",\"ca_file\":\"ca.crt\",\"cert_file\":\"dev.crt\","  \
+	"\"uplink\":{\"host\":\"localhost\",\"ca_file\":\"ca.crt\",\"cert_file\":\"dev.crt\","     \
 	"\"key_file\":\"dev.key\"}"
 
 /* A valid config with 'points' (JSON array text) in a modbus-tcp adapter named plc1. */
@@ -111,9 +112,10 @@ Test(config, valid_config_loads_with_point_table)
 	struct gd_config *cfg = NULL;
 	struct conf c;
 
-	write_config_points("", "",
-			    "[{\"name\":\"temp\",\"address\":2,\"type\":\"f32\",\"unit\":\"degC\"},"
-			    "{\"name\":\"run\",\"table\":\"coil\",\"address\":0,\"type\":\"bool\"}]");
+	write_config_points(
+		"", "",
+		"[{\"name\":\"temp\",\"address\":2,\"type\":\"f32\",\"unit\":\"degC\"},"
+		"{\"name\":\"run\",\"table\":\"coil\",\"address\":0,\"type\":\"bool\"}]");
 	conf_init(&c, cfgfile);
 	cr_assert_eq(gd_config_load(cfgfile, &c, &cfg), 0);
 	cr_assert_eq(c.nerrors, 0);
@@ -124,7 +126,8 @@ Test(config, valid_config_loads_with_point_table)
 	cr_assert_eq(cfg->points[2]->id, 2);
 	cr_assert_eq(cfg->points[1]->type, VALUE_F32);
 	cr_assert_str_eq(cfg->device_id, "press-07");
-	cr_assert_not_null(strstr(cfg->uplink.ca_file, dir), "relative paths resolve beside the config");
+	cr_assert_not_null(strstr(cfg->uplink.ca_file, dir),
+			   "relative paths resolve beside the config");
 	cr_assert_eq(cfg->uplink.port, 8883);
 	gd_config_free(cfg);
 	conf_release(&c);
@@ -134,7 +137,8 @@ Test(config, unknown_type_lists_expected_types)
 {
 	write_config_points("", "",
 			    "[{\"name\":\"a\",\"address\":0},{\"name\":\"b\",\"address\":1},"
-			    "{\"name\":\"c\",\"address\":2},{\"name\":\"d\",\"address\":3,\"type\":\"flaot\"}]");
+			    "{\"name\":\"c\",\"address\":2},{\"name\":\"d\",\"address\":3,\"type\":"
+			    "\"flaot\"}]");
 	expect_error("adapters[1].points[3].type",
 		     "unknown type \"flaot\" (expected one of bool, u16, i16, u32, i32, u64, i64, "
 		     "f32, f64, string)");
@@ -178,7 +182,8 @@ Test(config, value_runs_past_last_address)
 
 Test(config, coil_must_be_bool)
 {
-	write_config_points("", "", "[{\"name\":\"a\",\"table\":\"coil\",\"address\":0,\"type\":\"u16\"}]");
+	write_config_points("", "",
+			    "[{\"name\":\"a\",\"table\":\"coil\",\"address\":0,\"type\":\"u16\"}]");
 	expect_error("adapters[1].points[0].type", "expected type bool");
 }
 
@@ -197,7 +202,8 @@ Test(config, string_needs_length)
 
 Test(config, duplicate_point_name)
 {
-	write_config_points("", "", "[{\"name\":\"a\",\"address\":0},{\"name\":\"a\",\"address\":1}]");
+	write_config_points("", "",
+			    "[{\"name\":\"a\",\"address\":0},{\"name\":\"a\",\"address\":1}]");
 	expect_error("adapters[1].points[1].name", "defined twice");
 }
 
@@ -229,15 +235,16 @@ Test(config, zero_scale)
 
 Test(config, input_register_not_writable)
 {
-	write_config_points("", "",
-			    "[{\"name\":\"a\",\"table\":\"input\",\"address\":0,\"writable\":true}]");
+	write_config_points(
+		"", "", "[{\"name\":\"a\",\"table\":\"input\",\"address\":0,\"writable\":true}]");
 	expect_error("adapters[1].points[0].writable", "read-only");
 }
 
 Test(config, unknown_adapter_type)
 {
-	write_file("site.json", "{\"device_id\":\"d\",\"policy\":\"policy.json\"," UPLINK
-				",\"adapters\":[{\"name\":\"x\",\"type\":\"modbus-tpc\",\"points\":[]}]}");
+	write_file("site.json",
+		   "{\"device_id\":\"d\",\"policy\":\"policy.json\"," UPLINK
+		   ",\"adapters\":[{\"name\":\"x\",\"type\":\"modbus-tpc\",\"points\":[]}]}");
 	expect_error("adapters[0].type", "unknown adapter type \"modbus-tpc\" (expected one of "
 					 "modbus-tcp, modbus-rtu");
 }
@@ -316,13 +323,15 @@ Test(config, policy_bad_action_and_version)
 	size_t n;
 	char *errs;
 
-	write_file("policy.json", "{\"version\":2,\"uplink\":[{\"points\":\"*\",\"action\":\"permit\"}]}");
+	write_file("policy.json",
+		   "{\"version\":2,\"uplink\":[{\"points\":\"*\",\"action\":\"permit\"}]}");
 	write_config_points("", "", "[{\"name\":\"a\",\"address\":0}]");
 	errs = load_errors(&n);
 	cr_assert_not_null(errs);
 	cr_expect_not_null(strstr(errs, "version: 2 is out of range"), "%s", errs);
 	free(errs);
-	write_file("policy.json", "{\"version\":1,\"uplink\":[{\"points\":\"*\",\"action\":\"permit\"}]}");
+	write_file("policy.json",
+		   "{\"version\":1,\"uplink\":[{\"points\":\"*\",\"action\":\"permit\"}]}");
 	errs = load_errors(&n);
 	cr_assert_not_null(errs);
 	cr_expect_not_null(strstr(errs, "uplink[0].action: unknown action \"permit\" (expected one "

@@ -1,12 +1,14 @@
-/* test_modbus_plan.c: the Modbus request planner merges neighbours and respects the protocol limits. */
+/* test_modbus_plan.c: the Modbus request planner merges neighbours and respects the protocol
+ * limits. */
 #include <criterion/criterion.h>
 
 #include "../../adapters/modbus.h"
 
 static struct mb_point pt(uint8_t unit, enum mb_table table, uint16_t address, uint16_t width)
 {
-	return (struct mb_point){ .unit_id = unit, .table = table, .address = address,
-				  .width = width };
+	return (struct mb_point){
+		.unit_id = unit, .table = table, .address = address, .width = width
+	};
 }
 
 static size_t plan(struct mb_point *pts, size_t n, unsigned gap, struct mb_request *out)
@@ -77,7 +79,7 @@ Test(modbus_plan, units_and_tables_never_merge)
 {
 	struct mb_point pts[] = {
 		pt(1, MB_HOLDING, 0, 1), pt(1, MB_HOLDING, 1, 1), pt(2, MB_HOLDING, 2, 1),
-		pt(1, MB_INPUT, 2, 1),   pt(1, MB_COIL, 3, 1),    pt(1, MB_DISCRETE, 4, 1),
+		pt(1, MB_INPUT, 2, 1),	 pt(1, MB_COIL, 3, 1),	  pt(1, MB_DISCRETE, 4, 1),
 	};
 	struct mb_request req[6];
 	size_t n = plan(pts, 6, 10, req);

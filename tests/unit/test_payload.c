@@ -8,9 +8,9 @@
 
 #include "../../uplink/uplink.h"
 
-static struct point temp = {.name = "plc1/temp", .id = 0, .unit = "degC"};
-static struct point flag = {.name = "plc1/run", .id = 1, .unit = ""};
-static const struct point *const table[] = {&temp, &flag};
+static struct point temp = { .name = "plc1/temp", .id = 0, .unit = "degC" };
+static struct point flag = { .name = "plc1/run", .id = 1, .unit = "" };
+static const struct point *const table[] = { &temp, &flag };
 
 #define HEAD "{\"device\":\"press-07\",\"seq\":12,\"ts\":1732200000000,\"points\":["
 
@@ -20,7 +20,7 @@ static const char *doc1(char *buf, size_t cap, const struct sample *s)
 	size_t len = 0;
 
 	cr_assert_eq(payload_telemetry(buf, cap, &len, "press-07", 12, 1732200000000, table, s, 1),
-	             1);
+		     1);
 	cr_assert_eq(len, strlen(buf));
 	return buf;
 }
@@ -28,18 +28,19 @@ static const char *doc1(char *buf, size_t cap, const struct sample *s)
 static struct sample good(uint32_t id, struct value v)
 {
 	return (struct sample){
-	    .point_id = id, .quality = QUALITY_GOOD, .ts_ms = 1732200000001, .value = v};
+		.point_id = id, .quality = QUALITY_GOOD, .ts_ms = 1732200000001, .value = v
+	};
 }
 
 Test(payload, the_documented_example)
 {
 	char buf[512];
-	struct sample s = good(0, (struct value){.kind = VALUE_KIND_FLOAT, .f = 21.5});
+	struct sample s = good(0, (struct value){ .kind = VALUE_KIND_FLOAT, .f = 21.5 });
 
 	s.ts_ms = 1732200000000;
 	cr_assert_str_eq(doc1(buf, sizeof(buf), &s),
-	                 HEAD "{\"name\":\"plc1/temp\",\"value\":21.5,\"unit\":\"degC\","
-	                      "\"quality\":\"good\",\"ts\":1732200000000}]}");
+			 HEAD "{\"name\":\"plc1/temp\",\"value\":21.5,\"unit\":\"degC\","
+			      "\"quality\":\"good\",\"ts\":1732200000000}]}");
 }
 
 Test(payload, each_value_kind)
@@ -48,23 +49,23 @@ Test(payload, each_value_kind)
 		struct value v;
 		const char *json;
 	} cases[] = {
-	    {{.kind = VALUE_KIND_BOOL, .b = true}, "true"},
-	    {{.kind = VALUE_KIND_BOOL, .b = false}, "false"},
-	    {{.kind = VALUE_KIND_INT, .i = -42}, "-42"},
-	    {{.kind = VALUE_KIND_INT, .i = INT64_MIN}, "-9223372036854775808"},
-	    {{.kind = VALUE_KIND_UINT, .u = UINT64_MAX}, "18446744073709551615"},
-	    {{.kind = VALUE_KIND_FLOAT, .f = 0.1}, "0.1"},
-	    {{.kind = VALUE_KIND_FLOAT, .f = 1.0 / 3.0}, "0.3333333333333333"},
-	    {{.kind = VALUE_KIND_FLOAT, .f = 0.1 + 0.2}, "0.30000000000000004"},
-	    {{.kind = VALUE_KIND_FLOAT, .f = 1e300}, "1e+300"},
-	    {{.kind = VALUE_KIND_FLOAT, .f = -2.5e-7}, "-2.5e-07"},
-	    {{.kind = VALUE_KIND_FLOAT, .f = 3.0}, "3"},
-	    {{.kind = VALUE_KIND_FLOAT, .f = DBL_MAX}, "1.7976931348623157e+308"},
-	    {{.kind = VALUE_KIND_FLOAT, .f = NAN}, "null"},
-	    {{.kind = VALUE_KIND_FLOAT, .f = INFINITY}, "null"},
-	    {{.kind = VALUE_KIND_STRING, .s = "idle"}, "\"idle\""},
-	    {{.kind = VALUE_KIND_STRING, .s = NULL}, "null"},
-	    {{.kind = VALUE_KIND_NONE}, "null"},
+		{ { .kind = VALUE_KIND_BOOL, .b = true }, "true" },
+		{ { .kind = VALUE_KIND_BOOL, .b = false }, "false" },
+		{ { .kind = VALUE_KIND_INT, .i = -42 }, "-42" },
+		{ { .kind = VALUE_KIND_INT, .i = INT64_MIN }, "-9223372036854775808" },
+		{ { .kind = VALUE_KIND_UINT, .u = UINT64_MAX }, "18446744073709551615" },
+		{ { .kind = VALUE_KIND_FLOAT, .f = 0.1 }, "0.1" },
+		{ { .kind = VALUE_KIND_FLOAT, .f = 1.0 / 3.0 }, "0.3333333333333333" },
+		{ { .kind = VALUE_KIND_FLOAT, .f = 0.1 + 0.2 }, "0.30000000000000004" },
+		{ { .kind = VALUE_KIND_FLOAT, .f = 1e300 }, "1e+300" },
+		{ { .kind = VALUE_KIND_FLOAT, .f = -2.5e-7 }, "-2.5e-07" },
+		{ { .kind = VALUE_KIND_FLOAT, .f = 3.0 }, "3" },
+		{ { .kind = VALUE_KIND_FLOAT, .f = DBL_MAX }, "1.7976931348623157e+308" },
+		{ { .kind = VALUE_KIND_FLOAT, .f = NAN }, "null" },
+		{ { .kind = VALUE_KIND_FLOAT, .f = INFINITY }, "null" },
+		{ { .kind = VALUE_KIND_STRING, .s = "idle" }, "\"idle\"" },
+		{ { .kind = VALUE_KIND_STRING, .s = NULL }, "null" },
+		{ { .kind = VALUE_KIND_NONE }, "null" },
 	};
 	char buf[512], expect[512];
 
@@ -72,48 +73,50 @@ Test(payload, each_value_kind)
 		struct sample s = good(1, cases[i].v);
 
 		snprintf(expect, sizeof(expect),
-		         HEAD "{\"name\":\"plc1/run\",\"value\":%s,\"quality\":\"good\","
-		              "\"ts\":1732200000001}]}",
-		         cases[i].json);
+			 HEAD "{\"name\":\"plc1/run\",\"value\":%s,\"quality\":\"good\","
+			      "\"ts\":1732200000001}]}",
+			 cases[i].json);
 		cr_expect_str_eq(doc1(buf, sizeof(buf), &s), expect, "case %zu", i);
 	}
 }
 
 Test(payload, floats_read_back_exactly)
 {
-	double values[] = {0.1,    1.0 / 3.0,     2.0 / 3.0, 123456.789,         1e-310,
-	                   5e-324, 6.02214076e23, -0.0,      9007199254740993.0, 0.7};
+	double values[] = { 0.1,    1.0 / 3.0,	   2.0 / 3.0, 123456.789,	  1e-310,
+			    5e-324, 6.02214076e23, -0.0,      9007199254740993.0, 0.7 };
 	char buf[512];
 
 	for (size_t i = 0; i < sizeof(values) / sizeof(values[0]); i++) {
-		struct sample s = good(0, (struct value){.kind = VALUE_KIND_FLOAT, .f = values[i]});
+		struct sample s =
+			good(0, (struct value){ .kind = VALUE_KIND_FLOAT, .f = values[i] });
 		cJSON *root = cJSON_Parse(doc1(buf, sizeof(buf), &s));
 		cJSON *v;
 
 		cr_assert_not_null(root, "%s", buf);
 		v = cJSON_GetObjectItem(cJSON_GetArrayItem(cJSON_GetObjectItem(root, "points"), 0),
-		                        "value");
+					"value");
 		cr_expect(cJSON_IsNumber(v));
 		cr_expect_eq(v->valuedouble, values[i], "%.17g came back as %.17g from %s",
-		             values[i], v->valuedouble, buf);
+			     values[i], v->valuedouble, buf);
 		cJSON_Delete(root);
 	}
 }
 
 Test(payload, each_quality)
 {
-	static const char *const names[] = {"good",    "timeout",      "exception", "bad_frame",
-	                                    "offline", "disconnected", "bad_value"};
+	static const char *const names[] = { "good",	"timeout",	"exception", "bad_frame",
+					     "offline", "disconnected", "bad_value" };
 	char buf[512], expect[512];
 
 	for (int q = QUALITY_TIMEOUT; q <= QUALITY_BAD_VALUE; q++) {
 		struct sample s = {
-		    .point_id = 0, .quality = (enum quality)q, .code = 2, .ts_ms = 5};
+			.point_id = 0, .quality = (enum quality)q, .code = 2, .ts_ms = 5
+		};
 
 		snprintf(expect, sizeof(expect),
-		         HEAD "{\"name\":\"plc1/temp\",\"value\":null,\"unit\":\"degC\","
-		              "\"quality\":\"%s\"%s,\"ts\":5}]}",
-		         names[q], q == QUALITY_EXCEPTION ? ",\"code\":2" : "");
+			 HEAD "{\"name\":\"plc1/temp\",\"value\":null,\"unit\":\"degC\","
+			      "\"quality\":\"%s\"%s,\"ts\":5}]}",
+			 names[q], q == QUALITY_EXCEPTION ? ",\"code\":2" : "");
 		cr_expect_str_eq(doc1(buf, sizeof(buf), &s), expect, "quality %d", q);
 	}
 }
@@ -121,34 +124,34 @@ Test(payload, each_quality)
 Test(payload, bad_quality_hides_a_stale_value)
 {
 	char buf[512];
-	struct sample s = {.point_id = 1,
-	                   .quality = QUALITY_TIMEOUT,
-	                   .ts_ms = 9,
-	                   .value = {.kind = VALUE_KIND_INT, .i = 7}};
+	struct sample s = { .point_id = 1,
+			    .quality = QUALITY_TIMEOUT,
+			    .ts_ms = 9,
+			    .value = { .kind = VALUE_KIND_INT, .i = 7 } };
 
 	cr_assert_str_eq(doc1(buf, sizeof(buf), &s),
-	                 HEAD "{\"name\":\"plc1/run\",\"value\":null,\"quality\":\"timeout\","
-	                      "\"ts\":9}]}");
+			 HEAD "{\"name\":\"plc1/run\",\"value\":null,\"quality\":\"timeout\","
+			      "\"ts\":9}]}");
 }
 
 Test(payload, strings_are_escaped)
 {
-	struct point odd = {.name = "a\"b\\c",
-	                    .id = 0,
-	                    .unit = "\xc2\xb0"
-	                            "C"};
-	const struct point *const odd_table[] = {&odd};
+	struct point odd = { .name = "a\"b\\c",
+			     .id = 0,
+			     .unit = "\xc2\xb0"
+				     "C" };
+	const struct point *const odd_table[] = { &odd };
 	struct sample s =
-	    good(0, (struct value){.kind = VALUE_KIND_STRING,
-	                           .s = "tab\tnl\ncr\r\x01\x1f end \xff\xe2\x82\xac"});
+		good(0, (struct value){ .kind = VALUE_KIND_STRING,
+					.s = "tab\tnl\ncr\r\x01\x1f end \xff\xe2\x82\xac" });
 	char buf[512];
 	size_t len;
 
 	cr_assert_eq(payload_telemetry(buf, sizeof(buf), &len, "d\"1", 1, 2, odd_table, &s, 1), 1);
 	cr_assert_str_eq(buf, "{\"device\":\"d\\\"1\",\"seq\":1,\"ts\":2,\"points\":["
-	                      "{\"name\":\"a\\\"b\\\\c\",\"value\":\"tab\\u0009nl\\u000acr\\u000d"
-	                      "\\u0001\\u001f end \\ufffd\xe2\x82\xac\",\"unit\":\"\xc2\xb0"
-	                      "C\",\"quality\":\"good\",\"ts\":1732200000001}]}");
+			      "{\"name\":\"a\\\"b\\\\c\",\"value\":\"tab\\u0009nl\\u000acr\\u000d"
+			      "\\u0001\\u001f end \\ufffd\xe2\x82\xac\",\"unit\":\"\xc2\xb0"
+			      "C\",\"quality\":\"good\",\"ts\":1732200000001}]}");
 	cJSON *root = cJSON_Parse(buf);
 
 	cr_assert_not_null(root, "valid JSON: %s", buf);
@@ -160,13 +163,13 @@ static void make_batch(struct sample *s, size_t n)
 {
 	for (size_t i = 0; i < n; i++)
 		s[i] = good((uint32_t)(i % 2),
-		            (struct value){.kind = VALUE_KIND_INT, .i = (int64_t)i});
+			    (struct value){ .kind = VALUE_KIND_INT, .i = (int64_t)i });
 }
 
 Test(payload, a_batch_split_at_the_cap_yields_every_sample_once)
 {
 	struct sample batch[200];
-	size_t caps[] = {200, 333, 512, 1000, 4096};
+	size_t caps[] = { 200, 333, 512, 1000, 4096 };
 
 	make_batch(batch, 200);
 	for (size_t c = 0; c < sizeof(caps) / sizeof(caps[0]); c++) {
@@ -177,7 +180,7 @@ Test(payload, a_batch_split_at_the_cap_yields_every_sample_once)
 		while (done < 200) {
 			size_t len = 0;
 			size_t wrote = payload_telemetry(buf, caps[c], &len, "press-07", docs + 1,
-			                                 1, table, batch + done, 200 - done);
+							 1, table, batch + done, 200 - done);
 			cJSON *root, *item;
 
 			cr_assert_gt(wrote, 0, "cap %zu", caps[c]);
@@ -186,12 +189,12 @@ Test(payload, a_batch_split_at_the_cap_yields_every_sample_once)
 			root = cJSON_Parse(buf);
 			cr_assert_not_null(root, "cap %zu: %s", caps[c], buf);
 			cr_assert_eq(
-			    (size_t)cJSON_GetArraySize(cJSON_GetObjectItem(root, "points")), wrote);
-			cJSON_ArrayForEach(item, cJSON_GetObjectItem(root, "points"))
-			{
+				(size_t)cJSON_GetArraySize(cJSON_GetObjectItem(root, "points")),
+				wrote);
+			cJSON_ArrayForEach (item, cJSON_GetObjectItem(root, "points")) {
 				cr_assert_eq(
-				    (int64_t)cJSON_GetObjectItem(item, "value")->valuedouble, next,
-				    "cap %zu", caps[c]);
+					(int64_t)cJSON_GetObjectItem(item, "value")->valuedouble,
+					next, "cap %zu", caps[c]);
 				next++;
 			}
 			cJSON_Delete(root);
@@ -211,12 +214,12 @@ Test(payload, never_writes_past_cap)
 	size_t one_len, full_len;
 
 	make_batch(batch, 12);
-	cr_assert_eq(
-	    payload_telemetry(whole, sizeof(whole), &one_len, "press-07", 1, 1, table, batch, 1),
-	    1);
-	cr_assert_eq(
-	    payload_telemetry(whole, sizeof(whole), &full_len, "press-07", 1, 1, table, batch, 12),
-	    12);
+	cr_assert_eq(payload_telemetry(whole, sizeof(whole), &one_len, "press-07", 1, 1, table,
+				       batch, 1),
+		     1);
+	cr_assert_eq(payload_telemetry(whole, sizeof(whole), &full_len, "press-07", 1, 1, table,
+				       batch, 12),
+		     12);
 	cr_assert_lt(full_len, 1400, "the loop below passes the whole batch");
 	for (size_t cap = 0; cap < 1400; cap++) {
 		char buf[1536];
@@ -254,7 +257,7 @@ Test(payload, cap_is_filled_as_far_as_it_goes)
 	payload_telemetry(whole, sizeof(whole), &whole_len, "press-07", 1, 1, table, batch, 3);
 	/* Exactly the length plus the NUL: all three fit; one byte less: only two. */
 	cr_assert_eq(payload_telemetry(buf, whole_len + 1, &len, "press-07", 1, 1, table, batch, 3),
-	             3);
+		     3);
 	cr_assert_eq(len, whole_len);
 	cr_assert_eq(payload_telemetry(buf, whole_len, &len, "press-07", 1, 1, table, batch, 3), 2);
 }

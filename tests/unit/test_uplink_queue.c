@@ -60,7 +60,7 @@ Test(uplink_queue, keeps_order_and_copies_payloads)
 		cr_assert_eq(it.sends, 1);
 		queue_release(q, it.seq);
 	}
-	cr_assert_not(queue_take(q, 10, &(struct queue_item){0}), "all five are in flight");
+	cr_assert_not(queue_take(q, 10, &(struct queue_item){ 0 }), "all five are in flight");
 	cr_assert_eq(stats(q).msgs, 5, "nothing leaves before it is acknowledged");
 	cr_assert_eq(stats(q).inflight, 5);
 	queue_free(q);
@@ -261,7 +261,7 @@ Test(uplink_queue, drop_newest_refuses_the_new_message)
 
 Test(uplink_queue, refuses_a_message_larger_than_the_bound)
 {
-	enum queue_drop policies[] = {QUEUE_DROP_OLDEST, QUEUE_DROP_NEWEST};
+	enum queue_drop policies[] = { QUEUE_DROP_OLDEST, QUEUE_DROP_NEWEST };
 
 	for (size_t p = 0; p < 2; p++) {
 		struct uplink_queue *q = queue_new(100, policies[p], NULL, NULL);
@@ -360,7 +360,7 @@ static void *produce(void *arg)
 
 Test(uplink_queue, one_producer_one_sender_across_threads)
 {
-	struct producer p = {.q = queue_new(1 << 20, QUEUE_DROP_OLDEST, NULL, NULL), .n = 20000};
+	struct producer p = { .q = queue_new(1 << 20, QUEUE_DROP_OLDEST, NULL, NULL), .n = 20000 };
 	pthread_t thread;
 	int got = 0;
 
