@@ -177,37 +177,43 @@ static const struct conf_key point_keys[] = {
 	{ .name = NULL },
 };
 
+/* Keys both transports take, after the link keys of each. */
+#define MB_COMMON_KEYS                                                                             \
+	{ .name = "name", .kind = CONF_ANY }, { .name = "type", .kind = CONF_ANY },                \
+		INT_KEY("timeout_ms", struct mb_backend, timeout_ms, 10, 60000, false,             \
+			"a timeout in ms"),                                                        \
+		INT_KEY("backoff_min_ms", struct mb_backend, backoff_min_ms, 10, 3600000, false,   \
+			"a delay in ms"),                                                          \
+		INT_KEY("backoff_max_ms", struct mb_backend, backoff_max_ms, 10, 3600000, false,   \
+			"a delay in ms"),                                                          \
+		INT_KEY("max_gap", struct mb_backend, max_gap, 0, 124, false, "a register count"), \
+		INT_KEY("max_registers", struct mb_backend, max_registers, 1,                      \
+			MB_MAX_READ_REGISTERS, false, "registers per request"),                    \
+		INT_KEY("max_bits", struct mb_backend, max_bits, 1, MB_MAX_READ_BITS, false,       \
+			"bits per request"),                                                       \
+		INT_KEY("poll_interval_ms", struct mb_backend, poll_interval_ms, 0, 86400000,      \
+			false, "an interval in ms"),                                               \
+		INT_KEY("unit_id", struct mb_backend, default_unit_id, 0, 255, false,              \
+			"a unit id"),                                                              \
+		{ .name = "units", .kind = CONF_ARRAY },                                           \
+		{ .name = "poll_groups", .kind = CONF_ARRAY },                                     \
+	{                                                                                          \
+		.name = "points", .kind = CONF_ARRAY, .required = true,                            \
+		.expect = "an array of points"                                                     \
+	}
+
 static const struct conf_key tcp_keys[] = {
-	{ .name = "name", .kind = CONF_ANY },
-	{ .name = "type", .kind = CONF_ANY },
 	{ .name = "host",
 	  .kind = CONF_STRING,
 	  .required = true,
 	  .offset = offsetof(struct mb_backend, host),
 	  .expect = "a host name or address" },
 	INT_KEY("port", struct mb_backend, port, 1, 65535, false, "a TCP port"),
-	INT_KEY("timeout_ms", struct mb_backend, timeout_ms, 10, 60000, false, "a timeout in ms"),
-	INT_KEY("backoff_min_ms", struct mb_backend, backoff_min_ms, 10, 3600000, false,
-		"a delay in ms"),
-	INT_KEY("backoff_max_ms", struct mb_backend, backoff_max_ms, 10, 3600000, false,
-		"a delay in ms"),
-	INT_KEY("max_gap", struct mb_backend, max_gap, 0, 124, false, "a register count"),
-	INT_KEY("max_registers", struct mb_backend, max_registers, 1, MB_MAX_READ_REGISTERS, false,
-		"registers per request"),
-	INT_KEY("max_bits", struct mb_backend, max_bits, 1, MB_MAX_READ_BITS, false,
-		"bits per request"),
-	INT_KEY("poll_interval_ms", struct mb_backend, poll_interval_ms, 0, 86400000, false,
-		"an interval in ms"),
-	INT_KEY("unit_id", struct mb_backend, default_unit_id, 0, 255, false, "a unit id"),
-	{ .name = "units", .kind = CONF_ARRAY },
-	{ .name = "poll_groups", .kind = CONF_ARRAY },
-	{ .name = "points", .kind = CONF_ARRAY, .required = true, .expect = "an array of points" },
+	MB_COMMON_KEYS,
 	{ .name = NULL },
 };
 
 static const struct conf_key rtu_keys[] = {
-	{ .name = "name", .kind = CONF_ANY },
-	{ .name = "type", .kind = CONF_ANY },
 	{ .name = "device",
 	  .kind = CONF_STRING,
 	  .required = true,
@@ -223,22 +229,7 @@ static const struct conf_key rtu_keys[] = {
 	INT_KEY("stop_bits", struct mb_backend, stop_bits, 1, 2, false, "1 or 2"),
 	INT_KEY("frame_gap_us", struct mb_backend, frame_gap_us, 0, 1000000, false,
 		"a gap in microseconds"),
-	INT_KEY("timeout_ms", struct mb_backend, timeout_ms, 10, 60000, false, "a timeout in ms"),
-	INT_KEY("backoff_min_ms", struct mb_backend, backoff_min_ms, 10, 3600000, false,
-		"a delay in ms"),
-	INT_KEY("backoff_max_ms", struct mb_backend, backoff_max_ms, 10, 3600000, false,
-		"a delay in ms"),
-	INT_KEY("max_gap", struct mb_backend, max_gap, 0, 124, false, "a register count"),
-	INT_KEY("max_registers", struct mb_backend, max_registers, 1, MB_MAX_READ_REGISTERS, false,
-		"registers per request"),
-	INT_KEY("max_bits", struct mb_backend, max_bits, 1, MB_MAX_READ_BITS, false,
-		"bits per request"),
-	INT_KEY("poll_interval_ms", struct mb_backend, poll_interval_ms, 0, 86400000, false,
-		"an interval in ms"),
-	INT_KEY("unit_id", struct mb_backend, default_unit_id, 0, 255, false, "a unit id"),
-	{ .name = "units", .kind = CONF_ARRAY },
-	{ .name = "poll_groups", .kind = CONF_ARRAY },
-	{ .name = "points", .kind = CONF_ARRAY, .required = true, .expect = "an array of points" },
+	MB_COMMON_KEYS,
 	{ .name = NULL },
 };
 

@@ -44,46 +44,6 @@ struct adapter_head {
 	char *type;
 };
 
-/* Reads a whole file into a NUL-terminated buffer. NULL with errno on failure. */
-static char *read_file(const char *file)
-{
-	FILE *f = fopen(file, "rb");
-	char *buf = NULL;
-	size_t len = 0, cap = 0;
-
-	if (f == NULL)
-		return NULL;
-	for (;;) {
-		size_t n;
-
-		if (cap - len < 4096) {
-			char *grown = realloc(buf, cap ? cap * 2 : 65536);
-
-			if (grown == NULL) {
-				free(buf);
-				buf = NULL;
-				goto out;
-			}
-			buf = grown;
-			cap = cap ? cap * 2 : 65536;
-		}
-		n = fread(buf + len, 1, cap - len - 1, f);
-		len += n;
-		if (n == 0)
-			break;
-	}
-	if (ferror(f)) {
-		free(buf);
-		buf = NULL;
-		errno = EIO;
-		goto out;
-	}
-	buf[len] = '\0';
-out:
-	fclose(f);
-	return buf;
-}
-
 /* Returns 'path' made relative to 'dir' unless absolute; owned. */
 static char *resolve(const char *dir, const char *path)
 {
@@ -249,7 +209,7 @@ int gd_config_load(const char *file, struct conf *c, struct gd_config **out)
 		conf_error(c, "", "out of memory");
 		goto out;
 	}
-	text = read_file(file);
+	text = gd_read_file(file);
 	if (text == NULL) {
 		conf_error(c, "", "cannot read: %s", strerror(errno));
 		goto out;

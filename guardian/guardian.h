@@ -49,6 +49,9 @@ _Noreturn void fatal(const char *subsys, const char *fmt, ...)
 _Noreturn void fatalx(const char *subsys, const char *fmt, ...)
 	__attribute__((format(printf, 2, 3)));
 
+/* Reads a whole file into a NUL-terminated buffer (caller frees). NULL with errno on failure. */
+char *gd_read_file(const char *path);
+
 /* Clocks. gd_now_ms: UTC milliseconds since the epoch. gd_mono_ms: monotonic ms. */
 int64_t gd_now_ms(void);
 int64_t gd_mono_ms(void);

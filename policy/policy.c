@@ -78,31 +78,6 @@ void policy_free(struct policy *p)
 	free(p);
 }
 
-/* Reads a whole file into a NUL-terminated buffer. NULL with errno on failure. */
-static char *slurp(const char *file)
-{
-	FILE *f = fopen(file, "rb");
-	char *buf = NULL;
-	long len;
-
-	if (f == NULL)
-		return NULL;
-	if (fseek(f, 0, SEEK_END) != 0 || (len = ftell(f)) < 0 || fseek(f, 0, SEEK_SET) != 0)
-		goto out;
-	buf = malloc((size_t)len + 1);
-	if (buf == NULL)
-		goto out;
-	if (fread(buf, 1, (size_t)len, f) != (size_t)len) {
-		free(buf);
-		buf = NULL;
-		goto out;
-	}
-	buf[len] = '\0';
-out:
-	fclose(f);
-	return buf;
-}
-
 static int compile(struct policy *p, struct conf *c, const struct point *const *points,
 		   size_t npoints)
 {
@@ -159,7 +134,7 @@ struct policy *policy_load(struct conf *c, const char *file, const struct point 
 	size_t before = c->nerrors;
 	size_t i = 0;
 
-	text = slurp(file);
+	text = gd_read_file(file);
 	if (text == NULL) {
 		conf_error(c, "", "cannot read policy: %s", strerror(errno));
 		return NULL;

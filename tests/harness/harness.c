@@ -332,7 +332,8 @@ pid_t h_subscribe(int port, const char *topic, const char *outfile, bool persist
 	snprintf(ca, sizeof(ca), "%s/ca.crt", h_path("pki"));
 	snprintf(cert, sizeof(cert), "%s/viewer.crt", h_path("pki"));
 	snprintf(key, sizeof(key), "%s/viewer.key", h_path("pki"));
-	if (persistent_session) {
+	{
+		/* A persistent session ("-c -i viewer") keeps QoS 1 messages while it is away. */
 		const char *argv[] = { "mosquitto_sub",
 				       "-h",
 				       "localhost",
@@ -349,29 +350,11 @@ pid_t h_subscribe(int port, const char *topic, const char *outfile, bool persist
 				       "-v",
 				       "-t",
 				       topic,
-				       "-c",
+				       persistent_session ? "-c" : NULL,
 				       "-i",
 				       "viewer",
 				       NULL };
-		return h_spawn(outfile, argv);
-	} else {
-		const char *argv[] = { "mosquitto_sub",
-				       "-h",
-				       "localhost",
-				       "-p",
-				       portarg,
-				       "--cafile",
-				       ca,
-				       "--cert",
-				       cert,
-				       "--key",
-				       key,
-				       "-q",
-				       "1",
-				       "-v",
-				       "-t",
-				       topic,
-				       NULL };
+
 		return h_spawn(outfile, argv);
 	}
 }
