@@ -435,6 +435,12 @@ static int read_point(struct adapter *a, struct mb_backend *b, struct conf *c, c
 			errors++;
 		}
 	}
+	if (b->rtu && (pc.unit_id < 1 || pc.unit_id > 247)) {
+		conf_error(c, conf_path_key(sub, sizeof(sub), path, "unit_id"),
+			   "unit %d cannot answer on a serial line (expected 1 to 247; 0 is broadcast)",
+			   pc.unit_id);
+		errors++;
+	}
 	unit = unit_find(b, mp.unit_id);
 	if (unit == NULL && !implicit_units) {
 		conf_error(c, conf_path_key(sub, sizeof(sub), path, "unit_id"),
@@ -616,15 +622,21 @@ static int backoff_ms(int min_ms, int max_ms, int failures)
 }
 
 /* 3.5 character times of silence (Modbus over serial line, 2.5.1.1); 1750 us above 19200 baud. */
+int64_t mb_rtu_gap_us(int baud, int data_bits, bool parity, int stop_bits)
+{
+	int bits = 1 + data_bits + (parity ? 1 : 0) + stop_bits;
+
+	if (baud > 19200)
+		return 1750;
+	/* Rounded up: the gap is a minimum. */
+	return (int64_t)ceil(3.5 * bits * 1000000.0 / baud);
+}
+
 static int64_t rtu_gap_us(const struct mb_backend *b)
 {
-	int bits = 1 + b->data_bits + (b->parity != PARITY_NONE) + b->stop_bits;
-
 	if (b->frame_gap_us > 0)
 		return b->frame_gap_us;
-	if (b->baud > 19200)
-		return 1750;
-	return (int64_t)(3.5 * bits * 1000000.0 / b->baud + 0.5);
+	return mb_rtu_gap_us(b->baud, b->data_bits, b->parity != PARITY_NONE, b->stop_bits);
 }
 
 static int mb_open(struct adapter *a)

@@ -2,6 +2,7 @@
 #ifndef ADAPTERS_MODBUS_H
 #define ADAPTERS_MODBUS_H
 
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 
@@ -53,5 +54,12 @@ int mb_point_compare(const void *a, const void *b);
  */
 size_t mb_plan(const struct mb_point *pts, size_t n, unsigned max_gap, unsigned max_regs,
 	       unsigned max_bits, struct mb_request *out);
+
+/*
+ * The silence the Modbus serial line spec (2.5.1.1) requires between frames:
+ * 3.5 character times at this framing, in microseconds, rounded up; a fixed
+ * 1750 us above 19200 baud.
+ */
+int64_t mb_rtu_gap_us(int baud, int data_bits, bool parity, int stop_bits);
 
 #endif

@@ -11,6 +11,8 @@ SECONDS_TO_RUN=${DEMO_SECONDS:-0}
 PIDS=""
 
 stop_all() {
+	# tail -f feeds the viewer; it would outlive it, waiting for input that never comes.
+	pkill -P $$ tail 2>/dev/null
 	for p in $PIDS; do kill "$p" 2>/dev/null; done
 	for p in $PIDS; do wait "$p" 2>/dev/null; done
 	PIDS=""
@@ -67,8 +69,6 @@ PIDS="$PIDS $VIEW"
 if [ "$SECONDS_TO_RUN" -gt 0 ]; then
 	sleep "$SECONDS_TO_RUN"
 	n=$(grep -c '"points"' "$RUN/telemetry.log" 2>/dev/null || true)
-	# tail and gd-view are a pipeline: stop both.
-	pkill -P $$ tail 2>/dev/null
 	stop_all
 	if [ "${n:-0}" -gt 0 ]; then
 		echo "demo: OK: $n telemetry messages reached the broker in ${SECONDS_TO_RUN}s"

@@ -357,3 +357,12 @@ Test(config, missing_policy_file)
 	cr_expect_not_null(strstr(errs, "cannot read policy: No such file"), "%s", errs);
 	free(errs);
 }
+
+Test(config, rtu_broadcast_unit_is_refused)
+{
+	write_file("site.json", "{\"device_id\":\"d\",\"policy\":\"policy.json\"," UPLINK
+				",\"adapters\":[{\"name\":\"plc1\",\"type\":\"modbus-rtu\","
+				"\"device\":\"/dev/ttyUSB0\",\"points\":[{\"name\":\"a\","
+				"\"address\":0,\"unit_id\":0}]}]}");
+	expect_error("adapters[0].points[0].unit_id", "expected 1 to 247; 0 is broadcast");
+}

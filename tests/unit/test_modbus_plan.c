@@ -141,3 +141,16 @@ Test(modbus_plan, last_address_65535)
 	cr_assert_eq(req[0].address, 65534);
 	cr_assert_eq(req[0].count, 2);
 }
+
+Test(modbus_rtu, inter_frame_gap_is_three_and_a_half_characters)
+{
+	/* 8N1 = 10 bits a character: 3.5 * 10 / 9600 s = 3645.83 us. */
+	cr_expect_eq(mb_rtu_gap_us(9600, 8, false, 1), 3646);
+	/* 8E1 = 11 bits: 3.5 * 11 / 19200 s = 2005.2 us. */
+	cr_expect_eq(mb_rtu_gap_us(19200, 8, true, 1), 2006);
+	/* 7E2 = 11 bits at 1200 baud: 32083.3 us. */
+	cr_expect_eq(mb_rtu_gap_us(1200, 7, true, 2), 32084);
+	/* Above 19200 baud the spec fixes 1.75 ms. */
+	cr_expect_eq(mb_rtu_gap_us(38400, 8, true, 1), 1750);
+	cr_expect_eq(mb_rtu_gap_us(115200, 8, false, 1), 1750);
+}
