@@ -82,10 +82,15 @@ struct point {
 	bool writable; /* may a downlink rule ever write it */
 };
 
+/* Marks the policy may set on a sample that leaves (see policy/policy.h). */
+#define SAMPLE_CLAMPED      0x01 /* the value was clamped into the rule's range */
+#define SAMPLE_OUT_OF_RANGE 0x02 /* the value lies outside the rule's range, sent as it is */
+
 /* One reading of one point. */
 struct sample {
 	uint32_t point_id;
 	enum quality quality;
+	uint32_t flags;   /* SAMPLE_*; 0 from adapters */
 	int32_t code;	    /* exception code or errno, for quality != GOOD */
 	int64_t ts_ms;	    /* UTC ms when the answer arrived */
 	struct value value; /* VALUE_KIND_NONE unless quality is GOOD */
@@ -127,6 +132,9 @@ struct adapter_stats {
  * poll: does the transactions that are due at 'now_ms' (monotonic), emits one
  *   batch to 'out', and sets a->next_due_ms. 0 or a negative enum gd_err.
  * write: writes one value to one point. 0 or a negative enum gd_err.
+ * write_function: the Modbus function code a write of 'p' would use (5, 6
+ *   or 16), so that the policy can allow or refuse it; NULL for transports
+ *   without function codes.
  * close: closes the link; the adapter may be opened again.
  * destroy: frees backend_data. No operation if it is NULL.
  */
@@ -136,6 +144,7 @@ struct adapter_ops {
 	int (*open)(struct adapter *a);
 	int (*poll)(struct adapter *a, int64_t now_ms, struct point_sink *out);
 	int (*write)(struct adapter *a, const struct point *p, const struct value *v);
+	unsigned (*write_function)(const struct adapter *a, const struct point *p);
 	void (*close)(struct adapter *a);
 	void (*destroy)(struct adapter *a);
 };

@@ -921,18 +921,37 @@ static int mb_poll(struct adapter *a, int64_t now_ms, struct point_sink *out)
 	return rc;
 }
 
+static const struct mb_point *mb_point_of(const struct adapter *a, const struct point *p)
+{
+	const struct mb_backend *b = a->backend_data;
+
+	for (size_t i = 0; i < b->nmpoints; i++) {
+		if (&a->points[b->mpoints[i].point_index] == p)
+			return &b->mpoints[i];
+	}
+	return NULL;
+}
+
+/* FC 5 for a coil, 6 for one register, 16 for several (Modbus application protocol 6.5, 6.6, 6.12). */
+static unsigned mb_write_function(const struct adapter *a, const struct point *p)
+{
+	const struct mb_point *mp = mb_point_of(a, p);
+
+	if (mp == NULL)
+		return 0;
+	if (mp->table == MB_COIL)
+		return 5;
+	return mp->width == 1 ? 6 : 16;
+}
+
 static int mb_write(struct adapter *a, const struct point *p, const struct value *v)
 {
 	struct mb_backend *b = a->backend_data;
-	const struct mb_point *mp = NULL;
+	const struct mb_point *mp = mb_point_of(a, p);
 	uint16_t regs[MB_MAX_READ_REGISTERS];
 	struct value raw;
 	int rc, n = -1;
 
-	for (size_t i = 0; i < b->nmpoints; i++) {
-		if (&a->points[b->mpoints[i].point_index] == p)
-			mp = &b->mpoints[i];
-	}
 	if (mp == NULL || !p->writable)
 		return GD_EDENIED;
 	rc = codec_unscale(v, p->type, p->scale, p->offset, &raw);
@@ -1007,6 +1026,7 @@ const struct adapter_ops adapter_modbus_tcp_ops = {
 	.open = mb_open,
 	.poll = mb_poll,
 	.write = mb_write,
+	.write_function = mb_write_function,
 	.close = mb_close,
 	.destroy = mb_destroy,
 };
@@ -1017,6 +1037,7 @@ const struct adapter_ops adapter_modbus_rtu_ops = {
 	.open = mb_open,
 	.poll = mb_poll,
 	.write = mb_write,
+	.write_function = mb_write_function,
 	.close = mb_close,
 	.destroy = mb_destroy,
 };

@@ -130,12 +130,19 @@ static int run(int npoints, int interval_ms, int warmup_s, int seconds, struct r
 		return -1;
 	if (h_subscribe(bport, "guardian/" DEVICE "/telemetry", h_path("sub.out"), false) <= 0)
 		return -1;
-	h_write(h_path("policy.json"),
-		"{\"version\":1,\"uplink\":[{\"points\":\"plc/*\",\"action\":\"allow\"}]}");
+	{
+		char policy[256];
+
+		snprintf(policy, sizeof(policy),
+			 "{\"version\":1,\"connections\":[\"localhost:%d\"],"
+			 "\"uplink\":[{\"points\":\"plc/*\",\"action\":\"allow\"}]}",
+			 bport);
+		h_write(h_path("policy.json"), policy);
+	}
 	text = malloc(cap);
 	used = (size_t)snprintf(
 		text, cap,
-		"{\"device_id\":\"" DEVICE "\",\"policy\":\"policy.json\","
+		"{\"device_id\":\"" DEVICE "\",\"policy\":\"policy.json\",\"state_dir\":\"state\","
 		"\"uplink\":{\"host\":\"localhost\",\"port\":%d,\"ca_file\":\"pki/ca.crt\","
 		"\"cert_file\":\"pki/device.crt\",\"key_file\":\"pki/device.key\"},"
 		"\"adapters\":[{\"name\":\"plc\",\"type\":\"modbus-tcp\",\"host\":\"127.0.0.1\","

@@ -184,6 +184,30 @@ static int build_point_table(struct gd_config *cfg, struct conf *c)
 	return 0;
 }
 
+struct policy *gd_policy_load(const struct gd_config *cfg, struct conf *c)
+{
+	const char **names = calloc(cfg->nadapters ? cfg->nadapters : 1, sizeof(*names));
+	char endpoint[300];
+	struct policy *p = NULL;
+	struct conf pc;
+
+	if (names == NULL) {
+		conf_error(c, "policy", "out of memory");
+		return NULL;
+	}
+	for (size_t i = 0; i < cfg->nadapters; i++)
+		names[i] = cfg->adapters[i]->name;
+	snprintf(endpoint, sizeof(endpoint), "%s:%d", cfg->uplink.host ? cfg->uplink.host : "",
+		 cfg->uplink.port);
+	/* Policy errors are reported against the policy file. */
+	conf_init(&pc, cfg->policy_file);
+	p = policy_load(&pc, cfg->policy_file, cfg->points, cfg->npoints, names, cfg->nadapters,
+			endpoint);
+	conf_take(c, &pc);
+	free(names);
+	return p;
+}
+
 int gd_config_load(const char *file, struct conf *c, struct gd_config **out)
 {
 	static const char *const uplink_files[] = { "ca_file", "cert_file", "key_file", NULL };
@@ -248,7 +272,6 @@ int gd_config_load(const char *file, struct conf *c, struct gd_config **out)
 		goto out;
 	if (cfg->policy_file != NULL) {
 		char *resolved = resolve(cfg->dir, cfg->policy_file);
-		struct conf pc;
 
 		free(cfg->policy_file);
 		cfg->policy_file = resolved;
@@ -256,11 +279,7 @@ int gd_config_load(const char *file, struct conf *c, struct gd_config **out)
 			conf_error(c, "policy", "out of memory");
 			goto out;
 		}
-		/* Policy errors are reported against the policy file. */
-		conf_init(&pc, resolved);
-		cfg->policy = policy_load(&pc, resolved, cfg->points, cfg->npoints);
-		conf_take(c, &pc);
-		conf_release(&pc);
+		cfg->policy = gd_policy_load(cfg, c);
 	}
 out:
 	cJSON_Delete(root);

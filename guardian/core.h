@@ -31,6 +31,11 @@ struct gd_config {
 int gd_config_load(const char *file, struct conf *c, struct gd_config **out);
 /* Frees 'cfg'. No operation is performed if 'cfg' is NULL. */
 void gd_config_free(struct gd_config *cfg);
+/*
+ * Loads cfg->policy_file again against cfg's points, adapters and broker (for
+ * a reload). Errors go to 'c' (with the policy file's name); NULL if any.
+ */
+struct policy *gd_policy_load(const struct gd_config *cfg, struct conf *c);
 
 struct gateway;
 
@@ -40,6 +45,13 @@ struct gateway *gateway_start(struct gd_config *cfg);
 void gateway_publish_health(struct gateway *gw);
 /* Stops the adapters, drains the uplink for up to 'drain_ms', frees 'gw'. */
 void gateway_stop(struct gateway *gw, int drain_ms);
+
+/*
+ * Loads the policy file again and, only if all of it is valid, puts it in
+ * force for every following decision; otherwise the old one stays and the
+ * errors are logged. 0 or GD_ECONFIG.
+ */
+int gateway_reload_policy(struct gateway *gw);
 
 /* Writes the health JSON into 'buf'. Returns its length (truncated to cap - 1). */
 size_t gateway_health_json(struct gateway *gw, char *buf, size_t cap);

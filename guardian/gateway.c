@@ -5,35 +5,13 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <time.h>
 
 #include "core.h"
+#include "gateway_private.h"
 
 #define SUBSYS "gateway"
-
-struct runner {
-	struct gateway *gw;
-	struct adapter *a;
-	pthread_t thread;
-	bool started;
-	struct point_sink sink;
-	struct sample *allowed; /* the samples of one batch that the policy lets out */
-	char *buf;		/* one payload */
-	size_t cap;
-};
-
-struct gateway {
-	struct gd_config *cfg;
-	struct uplink *uplink;
-	struct runner *runners;
-	size_t nrunners;
-	pthread_mutex_t lock;
-	pthread_cond_t wake;
-	bool stopping;
-	uint64_t seq;	 /* telemetry message sequence, atomic */
-	uint64_t denied; /* samples the policy kept in, atomic */
-	int64_t started_ms;
-};
 
 /* The sink: policy first, then payloads of at most max_message_bytes, then the queue. */
 static void runner_emit(struct point_sink *sink, struct adapter *a, const struct sample *samples,
@@ -41,22 +19,51 @@ static void runner_emit(struct point_sink *sink, struct adapter *a, const struct
 {
 	struct runner *r = sink->ctx;
 	struct gateway *gw = r->gw;
-	const struct policy *pol = gw->cfg->policy;
-	size_t n = 0, done = 0;
+	size_t n = 0, done = 0, denied = 0, dropped = 0;
 	int64_t ts = gd_now_ms();
 
 	(void)a;
+	/* The current value of each point, for max_step of later writes. */
+	pthread_mutex_lock(&gw->current_lock);
 	for (size_t i = 0; i < nsamples; i++) {
-		if (policy_uplink_allowed(pol, samples[i].point_id))
-			r->allowed[n++] = samples[i];
+		if (samples[i].quality == QUALITY_GOOD &&
+		    samples[i].value.kind != VALUE_KIND_STRING)
+			gw->current[samples[i].point_id] = samples[i].value;
+		else
+			gw->current[samples[i].point_id].kind = VALUE_KIND_NONE;
 	}
-	if (n < nsamples)
-		__atomic_add_fetch(&gw->denied, nsamples - n, __ATOMIC_RELAXED);
+	pthread_mutex_unlock(&gw->current_lock);
+	pthread_rwlock_rdlock(&gw->policy_lock);
+	for (size_t i = 0; i < nsamples; i++) {
+		r->allowed[n] = samples[i];
+		switch (policy_uplink_decide(gw->cfg->policy, gw->pstate, &r->allowed[n], ts)) {
+		case POLICY_SEND:
+			n++;
+			break;
+		case POLICY_SEND_CLAMPED:
+			r->allowed[n++].flags |= SAMPLE_CLAMPED;
+			break;
+		case POLICY_SEND_FLAGGED:
+			r->allowed[n++].flags |= SAMPLE_OUT_OF_RANGE;
+			break;
+		case POLICY_DROP_DENIED:
+			denied++;
+			break;
+		default:
+			dropped++;
+			break;
+		}
+	}
+	if (denied > 0)
+		__atomic_add_fetch(&gw->denied, denied, __ATOMIC_RELAXED);
+	if (dropped > 0)
+		__atomic_add_fetch(&gw->dropped, dropped, __ATOMIC_RELAXED);
 	while (done < n) {
 		uint64_t seq = __atomic_add_fetch(&gw->seq, 1, __ATOMIC_RELAXED);
 		size_t len = 0;
-		size_t wrote = payload_telemetry(r->buf, r->cap, &len, gw->cfg->device_id, seq, ts,
-						 gw->cfg->points, r->allowed + done, n - done);
+		size_t wrote =
+			payload_telemetry(r->buf, r->cap, &len, gw->cfg->device_id, seq, ts,
+					  gw->cfg->points, gw->names, r->allowed + done, n - done);
 
 		if (wrote == 0) {
 			/* One point larger than a whole message: counted and skipped, never a
@@ -70,6 +77,55 @@ static void runner_emit(struct point_sink *sink, struct adapter *a, const struct
 		uplink_send_telemetry(gw->uplink, r->buf, len);
 		done += wrote;
 	}
+	pthread_rwlock_unlock(&gw->policy_lock);
+}
+
+/* The names every point leaves under, from 'p'. NULL on ENOMEM. */
+static const char **names_new(const struct gd_config *cfg, const struct policy *p)
+{
+	const char **names = calloc(cfg->npoints ? cfg->npoints : 1, sizeof(*names));
+
+	if (names == NULL)
+		return NULL;
+	for (size_t i = 0; i < cfg->npoints; i++)
+		names[i] = policy_uplink_name(p, cfg->points, (uint32_t)i);
+	return names;
+}
+
+int gateway_reload_policy(struct gateway *gw)
+{
+	struct policy *fresh, *old;
+	const char **names;
+	struct conf c;
+
+	conf_init(&c, gw->cfg->policy_file);
+	fresh = gd_policy_load(gw->cfg, &c);
+	if (fresh == NULL) {
+		for (size_t i = 0; i < c.nerrors; i++)
+			log_error(SUBSYS, "reload: %s",
+				  c.errors[i] ? c.errors[i] : "out of memory");
+		log_warnx(SUBSYS, "reload refused: %zu error%s in %s; the policy in force stays",
+			  c.nerrors, c.nerrors == 1 ? "" : "s", gw->cfg->policy_file);
+		conf_release(&c);
+		return GD_ECONFIG;
+	}
+	conf_release(&c);
+	names = names_new(gw->cfg, fresh);
+	if (names == NULL) {
+		policy_free(fresh);
+		log_warnx(SUBSYS, "reload refused: out of memory; the policy in force stays");
+		return GD_ENOMEM;
+	}
+	pthread_rwlock_wrlock(&gw->policy_lock);
+	old = gw->cfg->policy;
+	gw->cfg->policy = fresh;
+	free(gw->names);
+	gw->names = names;
+	pthread_rwlock_unlock(&gw->policy_lock);
+	policy_free(old);
+	log_info(SUBSYS, "policy reloaded from %s: %zu rules in force", gw->cfg->policy_file,
+		 policy_rule_count(fresh));
+	return 0;
 }
 
 static void *runner_main(void *arg)
@@ -98,6 +154,37 @@ static void *runner_main(void *arg)
 	return NULL;
 }
 
+/* The state directory exists, or is made 0700; one readable by others gets a warning. */
+static int ensure_state_dir(const char *dir)
+{
+	struct stat st;
+
+	if (mkdir(dir, 0700) != 0 && errno != EEXIST) {
+		log_warn(SUBSYS, "cannot create the state directory %s", dir);
+		return GD_EIO;
+	}
+	if (stat(dir, &st) != 0 || !S_ISDIR(st.st_mode)) {
+		log_warnx(SUBSYS, "the state directory %s is not a directory", dir);
+		return GD_EIO;
+	}
+	if ((st.st_mode & 077) != 0)
+		log_warnx(SUBSYS,
+			  "the state directory %s is open to other users (mode %03o); "
+			  "chmod 700 it",
+			  dir, (unsigned)(st.st_mode & 0777));
+	return 0;
+}
+
+long gateway_point_by_name(const struct gateway *gw, const char *name)
+{
+	for (size_t i = 0; i < gw->cfg->npoints; i++) {
+		if (strcmp(gw->cfg->points[i]->name, name) == 0 ||
+		    (gw->names != NULL && strcmp(gw->names[i], name) == 0))
+			return (long)i;
+	}
+	return -1;
+}
+
 struct gateway *gateway_start(struct gd_config *cfg)
 {
 	struct gateway *gw = calloc(1, sizeof(*gw));
@@ -108,16 +195,30 @@ struct gateway *gateway_start(struct gd_config *cfg)
 	gw->cfg = cfg;
 	gw->started_ms = gd_now_ms();
 	pthread_mutex_init(&gw->lock, NULL);
+	pthread_rwlock_init(&gw->policy_lock, NULL);
+	pthread_mutex_init(&gw->current_lock, NULL);
 	pthread_condattr_init(&attr);
 	pthread_condattr_setclock(&attr, CLOCK_MONOTONIC);
 	pthread_cond_init(&gw->wake, &attr);
 	pthread_condattr_destroy(&attr);
+	/* Everything gateway_stop tears down is initialised above this line. */
+	gw->names = names_new(cfg, cfg->policy);
+	gw->pstate = policy_state_new(cfg->npoints);
+	gw->current = calloc(cfg->npoints ? cfg->npoints : 1, sizeof(*gw->current));
+	if (gw->names == NULL || gw->pstate == NULL || gw->current == NULL)
+		goto fail;
+	if (ensure_state_dir(cfg->state_dir) != 0)
+		goto fail;
 	gw->uplink = uplink_new(&cfg->uplink, cfg->device_id);
 	if (gw->uplink == NULL) {
 		log_warnx(SUBSYS, "cannot create the uplink");
 		goto fail;
 	}
 	gateway_publish_health(gw);
+	/* Before the uplink connects, so that it subscribes to commands from the first connection.
+	 */
+	if (command_start(gw) != 0)
+		goto fail;
 	if (uplink_start(gw->uplink) != 0) {
 		log_warnx(SUBSYS, "cannot start the uplink");
 		goto fail;
@@ -166,12 +267,19 @@ void gateway_stop(struct gateway *gw, int drain_ms)
 		free(gw->runners[i].allowed);
 	}
 	free(gw->runners);
+	command_stop(gw);
 	if (gw->uplink != NULL) {
 		uplink_stop(gw->uplink, drain_ms);
 		uplink_free(gw->uplink);
 	}
+	command_free(gw);
 	pthread_cond_destroy(&gw->wake);
 	pthread_mutex_destroy(&gw->lock);
+	pthread_rwlock_destroy(&gw->policy_lock);
+	pthread_mutex_destroy(&gw->current_lock);
+	free(gw->current);
+	free(gw->names);
+	policy_state_free(gw->pstate);
 	free(gw);
 }
 
@@ -213,10 +321,27 @@ size_t gateway_health_json(struct gateway *gw, char *buf, size_t cap)
 		    (long long)LOAD(a->stats.last_ok_ms));
 	}
 	PUT("],\"uplink\":{\"queued\":%llu,\"queued_bytes\":%llu,\"published\":%llu,"
-	    "\"dropped\":%llu,\"connects\":%llu},\"policy\":{\"uplink_denied\":%llu}}",
+	    "\"dropped\":%llu,\"connects\":%llu},\"policy\":{\"uplink_denied\":%llu,"
+	    "\"uplink_dropped\":%llu,\"rules\":[",
 	    (unsigned long long)us.queued_msgs, (unsigned long long)us.queued_bytes,
 	    (unsigned long long)us.published, (unsigned long long)us.dropped,
-	    (unsigned long long)us.connects, (unsigned long long)LOAD(gw->denied));
+	    (unsigned long long)us.connects, (unsigned long long)LOAD(gw->denied),
+	    (unsigned long long)LOAD(gw->dropped));
+	{
+		struct policy_rule_stats rs[64];
+		size_t nr;
+
+		pthread_rwlock_rdlock(&gw->policy_lock);
+		nr = policy_rule_stats(gw->cfg->policy, rs, 64);
+		pthread_rwlock_unlock(&gw->policy_lock);
+		for (size_t i = 0; i < nr && i < 64; i++)
+			PUT("%s{\"rule\":\"%s\",\"hits\":%llu,\"drops\":%llu,\"refusals\":%llu}",
+			    i ? "," : "", rs[i].path, (unsigned long long)rs[i].hits,
+			    (unsigned long long)rs[i].drops, (unsigned long long)rs[i].refusals);
+		if (nr > 64)
+			PUT(",{\"rule\":\"...\",\"more\":%zu}", nr - 64);
+	}
+	PUT("]}}");
 #undef PUT
 	if (n >= cap)
 		n = cap ? cap - 1 : 0;
@@ -225,7 +350,7 @@ size_t gateway_health_json(struct gateway *gw, char *buf, size_t cap)
 
 void gateway_publish_health(struct gateway *gw)
 {
-	char buf[16384];
+	static char buf[65536]; /* only the main thread publishes health */
 	size_t n = gateway_health_json(gw, buf, sizeof(buf));
 
 	uplink_set_health(gw->uplink, buf, n);

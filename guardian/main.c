@@ -116,6 +116,81 @@ static int cmd_run(const char *file, bool verbose)
 	return 0;
 }
 
+/* Reads a value as a person writes it: true/false, a number, else a string. */
+static struct value parse_value(const char *text)
+{
+	char *end = NULL;
+	double d;
+
+	if (strcmp(text, "true") == 0 || strcmp(text, "false") == 0)
+		return (struct value){ .kind = VALUE_KIND_BOOL, .b = text[0] == 't' };
+	errno = 0;
+	if (strchr(text, '.') == NULL && strchr(text, 'e') == NULL && strchr(text, 'n') == NULL) {
+		long long i = strtoll(text, &end, 10);
+
+		if (errno == 0 && end != text && *end == '\0')
+			return (struct value){ .kind = VALUE_KIND_INT, .i = i };
+	}
+	d = strtod(text, &end);
+	if (end != text && *end == '\0')
+		return (struct value){ .kind = VALUE_KIND_FLOAT, .f = d };
+	return (struct value){ .kind = VALUE_KIND_STRING, .s = text };
+}
+
+static int cmd_audit_verify(const char *file)
+{
+	struct gd_config *cfg = load(file);
+	char path[1024], why[512] = "";
+	long bad;
+
+	if (cfg == NULL)
+		return 1;
+	snprintf(path, sizeof(path), "%s/audit.log", cfg->state_dir);
+	gd_config_free(cfg);
+	bad = audit_verify(path, why, sizeof(why));
+	if (bad == 0) {
+		printf("audit log OK: %s\n", path);
+		return 0;
+	}
+	if (bad < 0)
+		fprintf(stderr, "%s: cannot verify: %s\n", path, why);
+	else
+		fprintf(stderr, "%s: %s\n", path, why);
+	return 1;
+}
+
+static int cmd_explain(const char *file, int argc, char **argv)
+{
+	struct gd_config *cfg;
+	struct value v;
+	char buf[4096];
+	int rc = 1;
+
+	if (argc < 1 || argc > 2) {
+		fprintf(stderr, "guardian policy explain: expected POINT [VALUE]\n");
+		return 2;
+	}
+	cfg = load(file);
+	if (cfg == NULL)
+		return 1;
+	for (size_t i = 0; i < cfg->npoints; i++) {
+		if (strcmp(cfg->points[i]->name, argv[0]) != 0)
+			continue;
+		if (argc == 2)
+			v = parse_value(argv[1]);
+		policy_explain(cfg->policy, cfg->points, (uint32_t)i, argc == 2 ? &v : NULL, buf,
+			       sizeof(buf));
+		fputs(buf, stdout);
+		rc = 0;
+		break;
+	}
+	if (rc != 0)
+		fprintf(stderr, "%s: no point \"%s\" (points are named adapter/point)\n", file,
+			argv[0]);
+	gd_config_free(cfg);
+	return rc;
+}
+
 int main(int argc, char **argv)
 {
 	static const struct option longopts[] = {
@@ -141,8 +216,28 @@ int main(int argc, char **argv)
 		printf("guardian %s\n", GD_VERSION);
 		return 0;
 	}
+	if (strcmp(cmd, "audit") == 0) {
+		if (argc < 3 || strcmp(argv[2], "verify") != 0) {
+			fprintf(stderr, "guardian audit: expected \"verify\"\n");
+			usage(stderr);
+			return 2;
+		}
+		cmd = "audit verify";
+		argv++;
+		argc--;
+	}
+	if (strcmp(cmd, "policy") == 0) {
+		if (argc < 3 || strcmp(argv[2], "explain") != 0) {
+			fprintf(stderr, "guardian policy: expected \"explain\"\n");
+			usage(stderr);
+			return 2;
+		}
+		cmd = "policy explain";
+		argv++;
+		argc--;
+	}
 	optind = 2;
-	while ((ch = getopt_long(argc, argv, "c:vh", longopts, NULL)) != -1) {
+	while ((ch = getopt_long(argc, argv, "+c:vh", longopts, NULL)) != -1) {
 		switch (ch) {
 		case 'c':
 			file = optarg;
@@ -165,6 +260,10 @@ int main(int argc, char **argv)
 	}
 	if (strcmp(cmd, "check") == 0)
 		return cmd_check(file);
+	if (strcmp(cmd, "audit verify") == 0)
+		return cmd_audit_verify(file);
+	if (strcmp(cmd, "policy explain") == 0)
+		return cmd_explain(file, argc - optind, argv + optind);
 	if (strcmp(cmd, "run") == 0)
 		return cmd_run(file, verbose);
 	fprintf(stderr, "guardian: unknown command \"%s\"\n", cmd);

@@ -1,4 +1,4 @@
-/* policy.h: the declarative, default-deny policy: load, compile to a per-point table, decide. */
+/* policy.h: the declarative, default-deny policy: load, compile to a per-point table, decide, explain, audit. */
 #ifndef POLICY_H
 #define POLICY_H
 
@@ -10,34 +10,159 @@
 #include "../guardian/guardian.h"
 
 /*
- * The policy file (JSON):
- *   {"version": 1,
- *    "uplink": [ {"points": "plc1/t*", "action": "allow"},
- *                {"points": "plc1/secret*", "action": "deny"} ] }
- * Rules are read top to bottom, first match wins; a point no rule matches is
- * denied. "points" is a glob (fnmatch(3): * ? [...]; '*' also matches '/').
+ * The policy file (JSON), version 1. Default deny in both directions; rules
+ * are read top to bottom and the first rule that matches a point decides it.
+ *
+ * {
+ *   "version": 1,
+ *   "connections": ["localhost:8883"],          broker endpoints the uplink may use
+ *   "function_codes": {"plc1": [1, 2, 3, 4, 6]}, Modbus codes per adapter (default 1-4)
+ *   "uplink": [
+ *     {"points": "plc1/recipe_*", "action": "deny"},
+ *     {"adapter": "plc1", "points": "plc1/t*", "unit": "degC", "action": "allow",
+ *      "range": {"min": -40, "max": 150, "outside": "drop" | "clamp" | "flag"},
+ *      "deadband": {"abs": 0.5} | {"pct": 2.0},
+ *      "min_interval_ms": 1000,
+ *      "alias": "oven_temperature"}
+ *   ],
+ *   "downlink": [
+ *     {"points": "plc1/setpoint", "action": "allow",
+ *      "range": {"min": 0, "max": 1000}, "max_step": 50, "min_interval_ms": 5000}
+ *   ]
+ * }
+ *
+ * Matching: "points" is a glob (fnmatch(3), '*' also matches '/'); "adapter"
+ * and "unit" (engineering unit), when present, must also equal the point's.
+ * A rule with "alias" must match exactly one point. Every rule must decide at
+ * least one point (else it is a typo or shadowed: an error). "connections"
+ * is required: the uplink's host:port must be listed. Every error names the
+ * rule's path (uplink[2].range.min) and what was expected.
  */
 
 enum policy_action { POLICY_DENY = 0, POLICY_ALLOW = 1 };
 
+/* What happens to a value outside an uplink rule's range. */
+enum policy_outside { POLICY_OUTSIDE_DROP, POLICY_OUTSIDE_CLAMP, POLICY_OUTSIDE_FLAG };
+
+/* The outcome of one uplink decision. */
+enum policy_verdict {
+	POLICY_SEND,         /* leaves as it is */
+	POLICY_SEND_CLAMPED, /* leaves, value clamped into the range */
+	POLICY_SEND_FLAGGED, /* leaves, marked out of range */
+	POLICY_DROP_DENIED,  /* no rule allows it, or a deny rule matched */
+	POLICY_DROP_RANGE,   /* outside the range, "outside": "drop" */
+	POLICY_DROP_DEADBAND,/* changed less than the deadband since the last value sent */
+	POLICY_DROP_RATE,    /* sooner than min_interval_ms after the last value sent */
+};
+extern const char *const policy_verdict_names[];
+
+/* Why a write was refused (0 = accepted). */
+enum policy_refusal {
+	POLICY_ACCEPT = 0,
+	POLICY_REFUSE_NO_RULE,      /* default deny */
+	POLICY_REFUSE_DENIED,       /* a deny rule matched */
+	POLICY_REFUSE_NOT_WRITABLE, /* the adapter map does not mark it writable */
+	POLICY_REFUSE_RANGE,        /* outside the rule's range */
+	POLICY_REFUSE_STEP,         /* too far from the current value (max_step) */
+	POLICY_REFUSE_RATE,         /* sooner than min_interval_ms after the last write */
+	POLICY_REFUSE_TYPE,         /* not a number where the rule needs one (or NaN/inf) */
+	POLICY_REFUSE_NO_CURRENT,   /* max_step set but the current value is unknown */
+};
+extern const char *const policy_refusal_names[];
+
 struct policy;
 
+/* Per-point run-time state of the decisions (last value sent, last write). Owned by the caller. */
+struct policy_state;
+
 /*
- * Loads and compiles 'file' against the gateway's point table. Every error is
- * added to 'c' (with the rule's path, e.g. uplink[2].points); returns NULL if
- * there was any. A rule that matches no point is an error: it is almost
- * always a typo, and a typo in a policy must not pass silently.
+ * Loads and compiles 'file' against the gateway's point table ('points[i]->id
+ * == i'). 'adapter_names' lists the adapters (for "adapter" and
+ * "function_codes"). 'endpoint' is the uplink's "host:port" (checked against
+ * "connections"). Every error goes to 'c'; returns NULL if there was any.
  */
 struct policy *policy_load(struct conf *c, const char *file, const struct point *const *points,
-			   size_t npoints);
+			   size_t npoints, const char *const *adapter_names, size_t nadapters,
+			   const char *endpoint);
 /* Frees 'p'. No operation is performed if 'p' is NULL. */
 void policy_free(struct policy *p);
+size_t policy_rule_count(const struct policy *p); /* uplink + downlink rules */
 
-/* The hot path: may this point leave the appliance? A table lookup. */
+/* Fresh state for 'npoints' points (nothing sent, nothing written yet). NULL on ENOMEM. */
+struct policy_state *policy_state_new(size_t npoints);
+void policy_state_free(struct policy_state *st);
+
+/* The hot path, without state: may this point leave at all? A table lookup. */
 bool policy_uplink_allowed(const struct policy *p, uint32_t point_id);
 
-/* Index of the rule that decides 'point_id' uplink, or -1 for the default (deny). */
-int policy_uplink_rule(const struct policy *p, uint32_t point_id);
-size_t policy_rule_count(const struct policy *p);
+/*
+ * Decides one sample: default deny, then the deciding rule's range, deadband
+ * and rate. May change s->value (clamp). Bad-quality samples of an allowed
+ * point always pass (a change of quality must be visible) and do not count
+ * as a value sent. Non-numeric values: range does not apply, deadband means
+ * "only on change". Updates 'st' when the sample is sent, and the rule's
+ * counters. No allocation.
+ */
+enum policy_verdict policy_uplink_decide(const struct policy *p, struct policy_state *st,
+					 struct sample *s, int64_t now_ms);
+
+/* The name under which the point leaves ("alias" or its own). */
+const char *policy_uplink_name(const struct policy *p, const struct point *const *points,
+			       uint32_t point_id);
+
+/*
+ * Decides a write of 'requested' to 'point_id'. 'current' is the point's last
+ * good value (kind VALUE_KIND_NONE if unknown). Accepting records the write
+ * time in 'st' (for min_interval_ms). On refusal writes a sentence for a
+ * person into 'reason' ("value 1200 is above the rule's maximum 1000 (downlink[0].range.max)").
+ */
+enum policy_refusal policy_downlink_decide(const struct policy *p, struct policy_state *st,
+					   uint32_t point_id, const struct value *requested,
+					   const struct value *current, int64_t now_ms,
+					   char *reason, size_t reason_len);
+
+/* Is Modbus function code 'fc' allowed for adapter 'adapter_index'? */
+bool policy_function_allowed(const struct policy *p, size_t adapter_index, unsigned fc);
+
+/*
+ * Writes, for people, which rule decides 'point_id' in each direction (or the
+ * default) and, if 'value' is not NULL, the decision for that value as if it
+ * were the first value sent / the requested write with no current value.
+ * Returns the length written (snprintf-like).
+ */
+size_t policy_explain(const struct policy *p, const struct point *const *points,
+		      uint32_t point_id, const struct value *value, char *buf, size_t cap);
+
+/* Per-rule counters, for health: "uplink[0]" etc., hits, drops, refusals. */
+struct policy_rule_stats {
+	char path[24];
+	uint64_t hits;     /* samples or writes the rule decided */
+	uint64_t drops;    /* uplink samples it dropped */
+	uint64_t refusals; /* writes it refused */
+};
+/* Fills up to 'cap' entries; returns the number of rules. */
+size_t policy_rule_stats(const struct policy *p, struct policy_rule_stats *out, size_t cap);
+
+/*
+ * The audit log: an append-only file of JSON lines in the state directory,
+ * each carrying the SHA-256 of the previous line, so that removing or changing
+ * a record breaks the chain:
+ *   {"seq":1,"ts":1763744523118,"prev":"<64 hex>","event":"write_refused",...,"hash":"<64 hex>"}
+ * "hash" is SHA-256 over the line without its ,"hash":"..." tail.
+ */
+struct audit;
+/* Opens (creating, 0600) 'path' and reads its last hash. NULL with errno on failure. */
+struct audit *audit_open(const char *path);
+/* Appends one record: 'event' and 'fields_json' (the inner members, e.g. "\"point\":\"plc1/x\""). Thread-safe; fsyncs. 0 or gd_err. */
+int audit_append(struct audit *a, int64_t ts_ms, const char *event, const char *fields_json);
+/* The last record appended, as written (for publishing); valid until the next append. */
+const char *audit_last(struct audit *a);
+void audit_close(struct audit *a);
+/*
+ * Verifies the chain of 'path'. Returns 0 if every record is intact, else the
+ * 1-based line number of the first broken record, with a sentence in 'why'.
+ * -1 if the file cannot be read.
+ */
+long audit_verify(const char *path, char *why, size_t why_len);
 
 #endif

@@ -37,7 +37,7 @@ sh "$SRC/tools/pki.sh" "$RUN/pki" demo-01 || { echo "demo: PKI creation failed" 
 sh "$SRC/tools/mosquitto-conf.sh" "$RUN" "$BROKER_PORT" || exit 1
 sed -e "s/@BROKER_PORT@/$BROKER_PORT/" -e "s/@PLC_PORT@/$PLC_PORT/" \
 	"$SRC/configs/demo.json" >"$RUN/site.json"
-cp "$SRC/configs/demo-policy.json" "$RUN/policy.json"
+sed -e "s/@BROKER_PORT@/$BROKER_PORT/" "$SRC/configs/demo-policy.json" >"$RUN/policy.json"
 : >"$RUN/telemetry.log"
 
 echo "demo: broker  mosquitto on localhost:$BROKER_PORT (TLS, client certificates required)"

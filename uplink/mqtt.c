@@ -47,6 +47,17 @@ enum link_state {
 	LINK_STOPPED,
 };
 
+/* A message for guardian/<device>/<subtopic> outside the telemetry queue (command results, audit). */
+struct event {
+	struct event *next;
+	char *topic;
+	size_t len;
+	char payload[]; /* len bytes */
+};
+
+#define EVENT_SEQ  UINT64_MAX /* send_ctx.seq of an event message */
+#define MAX_EVENTS 256	      /* held while disconnected; the oldest go first */
+
 struct send_ctx {
 	struct uplink *u;
 	uint64_t seq;	/* queue sequence number; 0 for a health document */
@@ -61,6 +72,10 @@ struct uplink {
 	char *uri;	       /* ssl://host:port */
 	char *topic_telemetry;
 	char *topic_health;
+	char *topic_cmd;
+	char *topic_prefix; /* guardian/<device>/ */
+	uplink_command_fn *cmd_fn; /* set before start; called on Paho's thread */
+	void *cmd_ctx;
 	char *will_doc;
 	struct uplink_queue *queue;
 	MQTTAsync client; /* used by the thread only (by stop/free once it has ended) */
@@ -85,6 +100,11 @@ struct uplink {
 	bool health_dirty; /* to publish on the next chance */
 	uint64_t health_acks;
 	bool disconnect_done;
+	bool subscribe_pending; /* the command topic, after each connect */
+	struct event *events;	/* outbox of event messages, oldest first */
+	struct event *events_tail;
+	size_t nevents;
+	uint64_t events_dropped;
 	struct send_ctx *sends;
 
 	uint64_t connects, connect_failures, published;
@@ -285,6 +305,8 @@ static void on_publish_ok(void *context, MQTTAsync_successData *response)
 	pthread_mutex_lock(&u->lock);
 	if (ctx->seq == 0) {
 		u->health_acks++;
+	} else if (ctx->seq == EVENT_SEQ) {
+		/* best effort: nothing to account */
 	} else if (queue_ack(u->queue, ctx->seq)) {
 		u->published++;
 		u->last_publish_ms = gd_now_ms();
@@ -302,7 +324,7 @@ static void on_publish_failed(void *context, MQTTAsync_failureData *response)
 	(void)response;
 	pthread_mutex_lock(&u->lock);
 	/* Only the current send matters; resend from the head to keep the order. */
-	if (ctx->seq != 0 && queue_failed(u->queue, ctx->seq, ctx->sends))
+	if (ctx->seq != 0 && ctx->seq != EVENT_SEQ && queue_failed(u->queue, ctx->seq, ctx->sends))
 		u->ev_send_failed = true;
 	forget_send(u, ctx);
 	wake_locked(u);
@@ -326,6 +348,28 @@ static void on_disconnect_failed(void *context, MQTTAsync_failureData *response)
 	(void)response;
 }
 
+/* Paho's message callback: commands go to the handler; the rest is ignored. */
+static int on_message(void *context, char *topic, int topic_len, MQTTAsync_message *m)
+{
+	struct uplink *u = context;
+	size_t tlen = topic_len > 0 ? (size_t)topic_len : strlen(topic);
+
+	if (u->cmd_fn != NULL && tlen == strlen(u->topic_cmd) &&
+	    memcmp(topic, u->topic_cmd, tlen) == 0 && m->payloadlen >= 0)
+		u->cmd_fn(u->cmd_ctx, m->payload, (size_t)m->payloadlen);
+	MQTTAsync_freeMessage(&m);
+	MQTTAsync_free(topic);
+	return 1;
+}
+
+static void on_subscribe_failed(void *context, MQTTAsync_failureData *response)
+{
+	struct uplink *u = context;
+
+	log_warnx(SUBSYS, "cannot subscribe to %s (code %d); commands cannot arrive", u->topic_cmd,
+		  response ? response->code : 0);
+}
+
 /* --- Paho calls, made without 'lock' ------------------------------------ */
 
 static MQTTAsync client_create(struct uplink *u)
@@ -344,10 +388,9 @@ static MQTTAsync client_create(struct uplink *u)
 			  MQTTAsync_strerror(rc));
 		return NULL;
 	}
-	rc = MQTTAsync_setConnectionLostCallback(client, u, on_connection_lost);
+	rc = MQTTAsync_setCallbacks(client, u, on_connection_lost, on_message, NULL);
 	if (rc != MQTTASYNC_SUCCESS) {
-		log_warnx(SUBSYS, "cannot set the connection-lost callback: %s",
-			  MQTTAsync_strerror(rc));
+		log_warnx(SUBSYS, "cannot set the client's callbacks: %s", MQTTAsync_strerror(rc));
 		MQTTAsync_destroy(&client);
 		return NULL;
 	}
@@ -496,6 +539,7 @@ static void handle_connected(struct uplink *u, int64_t now)
 	u->connects++;
 	u->failures = 0;
 	u->health_dirty = true; /* every connection starts with the current health */
+	u->subscribe_pending = u->cmd_fn != NULL; /* a clean session forgets subscriptions */
 	u->pump_paused_until_ms = 0;
 	queue_requeue(u->queue);
 	queue_get_stats(u->queue, &qs);
@@ -617,6 +661,51 @@ static void handle_hung_attempt(struct uplink *u, int64_t now)
 	u->ev_connected = u->ev_connect_failed = false;
 }
 
+/* Subscribes to the command topic. Called with 'lock' held; releases it around Paho. */
+static void subscribe_locked(struct uplink *u)
+{
+	MQTTAsync_responseOptions opts = MQTTAsync_responseOptions_initializer;
+	MQTTAsync client = u->client;
+	int rc;
+
+	opts.onFailure = on_subscribe_failed;
+	opts.context = u;
+	u->subscribe_pending = false;
+	pthread_mutex_unlock(&u->lock);
+	rc = MQTTAsync_subscribe(client, u->topic_cmd, 1, &opts);
+	pthread_mutex_lock(&u->lock);
+	if (rc != MQTTASYNC_SUCCESS) {
+		u->subscribe_pending = true;
+		u->pump_paused_until_ms = gd_mono_ms() + PUMP_RETRY_MS;
+	}
+}
+
+/* Hands the outbox to Paho, oldest first. Called with 'lock' held. */
+static void publish_events_locked(struct uplink *u)
+{
+	while (u->events != NULL && u->state == LINK_CONNECTED) {
+		struct event *e = u->events;
+
+		u->events = e->next;
+		if (u->events == NULL)
+			u->events_tail = NULL;
+		u->nevents--;
+		if (publish_locked(u, e->topic, e->payload, e->len, false, EVENT_SEQ, 0) !=
+		    MQTTASYNC_SUCCESS) {
+			/* Put it back at the head and try again later. */
+			e->next = u->events;
+			u->events = e;
+			if (u->events_tail == NULL)
+				u->events_tail = e;
+			u->nevents++;
+			u->pump_paused_until_ms = gd_mono_ms() + PUMP_RETRY_MS;
+			return;
+		}
+		free(e->topic);
+		free(e);
+	}
+}
+
 static void publish_health_locked(struct uplink *u)
 {
 	char *doc = u->health ? strdup(u->health) : NULL;
@@ -720,6 +809,10 @@ static void *uplink_main(void *arg)
 		if (u->state == LINK_CONNECTED && now >= u->pump_paused_until_ms) {
 			if (u->health_dirty)
 				publish_health_locked(u);
+			if (u->subscribe_pending)
+				subscribe_locked(u);
+			if (u->events != NULL)
+				publish_events_locked(u);
 			pump_locked(u);
 		}
 		queue_get_stats(u->queue, &qs);
@@ -792,13 +885,16 @@ struct uplink *uplink_new(const struct uplink_config *cfg, const char *device_id
 					: dup_printf("ssl://%s:%d", cfg->host, cfg->port);
 	u->topic_telemetry = dup_printf("guardian/%s/telemetry", device_id);
 	u->topic_health = dup_printf("guardian/%s/health", device_id);
+	u->topic_cmd = dup_printf("guardian/%s/cmd", device_id);
+	u->topic_prefix = dup_printf("guardian/%s/", device_id);
 	u->will_doc = dup_printf(
 		"{\"device\":\"%s\",\"state\":\"offline\",\"reason\":\"connection lost\"}",
 		device_id);
 	u->queue = queue_new((size_t)cfg->queue_max_bytes, (enum queue_drop)cfg->queue_drop,
 			     queue_wake, u);
 	if (u->device_id == NULL || u->uri == NULL || u->topic_telemetry == NULL ||
-	    u->topic_health == NULL || u->will_doc == NULL || u->queue == NULL)
+	    u->topic_health == NULL || u->topic_cmd == NULL || u->topic_prefix == NULL ||
+	    u->will_doc == NULL || u->queue == NULL)
 		goto fail;
 	/* Created now so that bad parameters show at once. */
 	u->client = client_create(u);
@@ -830,6 +926,51 @@ int uplink_start(struct uplink *u)
 	}
 	u->thread_running = true;
 out:
+	pthread_mutex_unlock(&u->lock);
+	return rc;
+}
+
+void uplink_set_command_handler(struct uplink *u, uplink_command_fn *fn, void *ctx)
+{
+	pthread_mutex_lock(&u->lock);
+	u->cmd_fn = fn;
+	u->cmd_ctx = ctx;
+	pthread_mutex_unlock(&u->lock);
+}
+
+int uplink_publish_event(struct uplink *u, const char *subtopic, const char *payload, size_t len)
+{
+	struct event *e = malloc(sizeof(*e) + len);
+	int rc = 0;
+
+	if (e == NULL)
+		return GD_ENOMEM;
+	e->next = NULL;
+	e->len = len;
+	memcpy(e->payload, payload, len);
+	e->topic = dup_printf("%s%s", u->topic_prefix, subtopic);
+	if (e->topic == NULL) {
+		free(e);
+		return GD_ENOMEM;
+	}
+	pthread_mutex_lock(&u->lock);
+	if (u->nevents == MAX_EVENTS) {
+		struct event *old = u->events;
+
+		u->events = old->next;
+		u->nevents--;
+		u->events_dropped++;
+		free(old->topic);
+		free(old);
+		rc = GD_EFULL;
+	}
+	if (u->events_tail != NULL)
+		u->events_tail->next = e;
+	else
+		u->events = e;
+	u->events_tail = e;
+	u->nevents++;
+	wake_locked(u);
 	pthread_mutex_unlock(&u->lock);
 	return rc;
 }
@@ -1007,7 +1148,16 @@ void uplink_free(struct uplink *u)
 	queue_free(u->queue);
 	free(u->health);
 	free(u->will_doc);
+	while (u->events != NULL) {
+		struct event *e = u->events;
+
+		u->events = e->next;
+		free(e->topic);
+		free(e);
+	}
 	free(u->topic_health);
+	free(u->topic_cmd);
+	free(u->topic_prefix);
 	free(u->topic_telemetry);
 	free(u->uri);
 	free(u->device_id);

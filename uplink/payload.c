@@ -164,12 +164,13 @@ static void put_value(struct writer *w, const struct sample *s)
 	put_str(w, "null");
 }
 
-static void put_sample(struct writer *w, const struct point *p, const struct sample *s)
+static void put_sample(struct writer *w, const struct point *p, const char *name,
+		       const struct sample *s)
 {
 	unsigned q = (unsigned)s->quality;
 
 	put_str(w, "{\"name\":");
-	put_json_string(w, p->name);
+	put_json_string(w, name != NULL ? name : p->name);
 	put_str(w, ",\"value\":");
 	put_value(w, s);
 	if (p->unit != NULL && p->unit[0] != '\0') {
@@ -183,11 +184,15 @@ static void put_sample(struct writer *w, const struct point *p, const struct sam
 		put_fmt(w, "\"quality_%u\"", q);
 	if (s->quality == QUALITY_EXCEPTION)
 		put_fmt(w, ",\"code\":%" PRId32, s->code);
+	if (s->flags & SAMPLE_CLAMPED)
+		put_str(w, ",\"range\":\"clamped\"");
+	else if (s->flags & SAMPLE_OUT_OF_RANGE)
+		put_str(w, ",\"range\":\"outside\"");
 	put_fmt(w, ",\"ts\":%" PRId64 "}", s->ts_ms);
 }
 
 size_t payload_telemetry(char *buf, size_t cap, size_t *len, const char *device_id, uint64_t seq,
-			 int64_t ts_ms, const struct point *const *points,
+			 int64_t ts_ms, const struct point *const *points, const char *const *names,
 			 const struct sample *samples, size_t nsamples)
 {
 	static const char tail[] = "]}";
@@ -206,7 +211,8 @@ size_t payload_telemetry(char *buf, size_t cap, size_t *len, const char *device_
 
 		if (i > 0)
 			put(&w, ",", 1);
-		put_sample(&w, points[samples[i].point_id], &samples[i]);
+		put_sample(&w, points[samples[i].point_id],
+			   names != NULL ? names[samples[i].point_id] : NULL, &samples[i]);
 		/* The sample counts only if the closing brackets still fit after it. */
 		if (w.full || w.cap - w.len <= sizeof(tail) - 1) {
 			w.len = mark;

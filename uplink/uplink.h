@@ -78,6 +78,20 @@ int uplink_send_telemetry(struct uplink *u, const char *payload, size_t len);
  */
 void uplink_set_health(struct uplink *u, const char *json, size_t len);
 void uplink_get_stats(struct uplink *u, struct uplink_stats *out);
+
+/*
+ * Called for each message on guardian/<device>/cmd (QoS 1), on the MQTT
+ * client's thread: it must copy what it needs and return at once.
+ */
+typedef void uplink_command_fn(void *ctx, const char *payload, size_t len);
+/* Subscribes to the command topic on every connection. Call before uplink_start. */
+void uplink_set_command_handler(struct uplink *u, uplink_command_fn *fn, void *ctx);
+/*
+ * Queues one QoS 1 message (copied) for guardian/<device>/<subtopic>, outside
+ * the telemetry queue: command results, audit records. Kept while the broker
+ * is away, up to 256; beyond that the oldest goes (GD_EFULL). Thread-safe.
+ */
+int uplink_publish_event(struct uplink *u, const char *subtopic, const char *payload, size_t len);
 /*
  * Waits up to 'timeout_ms' for the queue to drain, publishes health "offline"
  * (a clean stop does not fire the last will), and disconnects.
@@ -91,16 +105,18 @@ void uplink_free(struct uplink *u);
  * 'buf' (at most 'cap' bytes, NUL-terminated), stopping before the document
  * would exceed 'cap'. Returns how many samples it wrote (at least one if any
  * remain and one fits), and the length in *len. 'points' is the gateway's
- * point table, indexed by sample.point_id.
+ * point table, indexed by sample.point_id; 'names', when not NULL, gives the
+ * name each point leaves under (the policy's aliases), indexed the same way.
  *
  *   {"device":"press-07","seq":12,"ts":1732200000000,"points":[
  *     {"name":"plc1/temp","value":21.5,"unit":"degC","quality":"good","ts":1732200000000}]}
  *
  * A bad-quality point has "value":null and "quality":"timeout" (etc.), with
- * "code" for exceptions. Strings are JSON-escaped.
+ * "code" for exceptions. A sample flagged by the policy carries
+ * "range":"clamped" or "range":"outside". Strings are JSON-escaped.
  */
 size_t payload_telemetry(char *buf, size_t cap, size_t *len, const char *device_id, uint64_t seq,
-			 int64_t ts_ms, const struct point *const *points,
+			 int64_t ts_ms, const struct point *const *points, const char *const *names,
 			 const struct sample *samples, size_t nsamples);
 
 #endif

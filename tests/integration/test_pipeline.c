@@ -29,8 +29,13 @@ static const char *write_site(int broker_port, const char *adapters, const char 
 			      const char *cert_prefix)
 {
 	char text[65536];
+	static const char head[] = "{\"version\":1,";
 
-	h_write(h_path("policy.json"), policy);
+	/* The policy must list the broker the uplink uses. */
+	cr_assert(strncmp(policy, head, sizeof(head) - 1) == 0);
+	snprintf(text, sizeof(text), "%s\"connections\":[\"localhost:%d\"],%s", head, broker_port,
+		 policy + sizeof(head) - 1);
+	h_write(h_path("policy.json"), text);
 	snprintf(text, sizeof(text),
 		 "{\"device_id\":\"" DEVICE "\",\"policy\":\"policy.json\",\"state_dir\":\"%s\","
 		 "\"uplink\":{\"host\":\"localhost\",\"port\":%d,\"ca_file\":\"pki/ca.crt\","

@@ -32,7 +32,7 @@ static void setup(void)
 	write_file("dev.crt", "x");
 	write_file("dev.key", "x");
 	write_file("policy.json",
-		   "{\"version\":1,\"uplink\":[{\"points\":\"*\",\"action\":\"allow\"}]}");
+		   "{\"version\":1,\"connections\":[\"localhost:8883\"],\"uplink\":[{\"points\":\"*\",\"action\":\"allow\"}]}");
 }
 
 static void teardown(void)
@@ -287,7 +287,7 @@ Test(config, policy_rule_matching_nothing_is_an_error)
 {
 	char policy[128];
 
-	write_file("policy.json", "{\"version\":1,\"uplink\":[{\"points\":\"plc1/*\",\"action\":"
+	write_file("policy.json", "{\"version\":1,\"connections\":[\"localhost:8883\"],\"uplink\":[{\"points\":\"plc1/*\",\"action\":"
 				  "\"allow\"},{\"points\":\"plc9/*\",\"action\":\"allow\"}]}");
 	write_config_points("", "", "[{\"name\":\"a\",\"address\":0}]");
 	snprintf(policy, sizeof(policy), "%s/policy.json", dir);
@@ -309,7 +309,7 @@ Test(config, policy_shadowed_rule_is_an_error)
 	size_t n;
 	char *errs;
 
-	write_file("policy.json", "{\"version\":1,\"uplink\":[{\"points\":\"*\",\"action\":"
+	write_file("policy.json", "{\"version\":1,\"connections\":[\"localhost:8883\"],\"uplink\":[{\"points\":\"*\",\"action\":"
 				  "\"allow\"},{\"points\":\"plc1/a\",\"action\":\"deny\"}]}");
 	write_config_points("", "", "[{\"name\":\"a\",\"address\":0}]");
 	errs = load_errors(&n);
@@ -331,7 +331,7 @@ Test(config, policy_bad_action_and_version)
 	cr_expect_not_null(strstr(errs, "version: 2 is out of range"), "%s", errs);
 	free(errs);
 	write_file("policy.json",
-		   "{\"version\":1,\"uplink\":[{\"points\":\"*\",\"action\":\"permit\"}]}");
+		   "{\"version\":1,\"connections\":[\"localhost:8883\"],\"uplink\":[{\"points\":\"*\",\"action\":\"permit\"}]}");
 	errs = load_errors(&n);
 	cr_assert_not_null(errs);
 	cr_expect_not_null(strstr(errs, "uplink[0].action: unknown action \"permit\" (expected one "

@@ -19,7 +19,7 @@ static const char *doc1(char *buf, size_t cap, const struct sample *s)
 {
 	size_t len = 0;
 
-	cr_assert_eq(payload_telemetry(buf, cap, &len, "press-07", 12, 1732200000000, table, s, 1),
+	cr_assert_eq(payload_telemetry(buf, cap, &len, "press-07", 12, 1732200000000, table, NULL, s, 1),
 		     1);
 	cr_assert_eq(len, strlen(buf));
 	return buf;
@@ -147,7 +147,7 @@ Test(payload, strings_are_escaped)
 	char buf[512];
 	size_t len;
 
-	cr_assert_eq(payload_telemetry(buf, sizeof(buf), &len, "d\"1", 1, 2, odd_table, &s, 1), 1);
+	cr_assert_eq(payload_telemetry(buf, sizeof(buf), &len, "d\"1", 1, 2, odd_table, NULL, &s, 1), 1);
 	cr_assert_str_eq(buf, "{\"device\":\"d\\\"1\",\"seq\":1,\"ts\":2,\"points\":["
 			      "{\"name\":\"a\\\"b\\\\c\",\"value\":\"tab\\u0009nl\\u000acr\\u000d"
 			      "\\u0001\\u001f end \\ufffd\xe2\x82\xac\",\"unit\":\"\xc2\xb0"
@@ -180,7 +180,7 @@ Test(payload, a_batch_split_at_the_cap_yields_every_sample_once)
 		while (done < 200) {
 			size_t len = 0;
 			size_t wrote = payload_telemetry(buf, caps[c], &len, "press-07", docs + 1,
-							 1, table, batch + done, 200 - done);
+							 1, table, NULL, batch + done, 200 - done);
 			cJSON *root, *item;
 
 			cr_assert_gt(wrote, 0, "cap %zu", caps[c]);
@@ -214,10 +214,10 @@ Test(payload, never_writes_past_cap)
 	size_t one_len, full_len;
 
 	make_batch(batch, 12);
-	cr_assert_eq(payload_telemetry(whole, sizeof(whole), &one_len, "press-07", 1, 1, table,
+	cr_assert_eq(payload_telemetry(whole, sizeof(whole), &one_len, "press-07", 1, 1, table, NULL,
 				       batch, 1),
 		     1);
-	cr_assert_eq(payload_telemetry(whole, sizeof(whole), &full_len, "press-07", 1, 1, table,
+	cr_assert_eq(payload_telemetry(whole, sizeof(whole), &full_len, "press-07", 1, 1, table, NULL,
 				       batch, 12),
 		     12);
 	cr_assert_lt(full_len, 1400, "the loop below passes the whole batch");
@@ -227,7 +227,7 @@ Test(payload, never_writes_past_cap)
 		size_t wrote;
 
 		memset(buf, '#', sizeof(buf));
-		wrote = payload_telemetry(buf, cap, &len, "press-07", 1, 1, table, batch, 12);
+		wrote = payload_telemetry(buf, cap, &len, "press-07", 1, 1, table, NULL, batch, 12);
 		for (size_t i = cap; i < sizeof(buf); i++)
 			cr_assert_eq(buf[i], '#', "cap %zu: byte %zu written", cap, i);
 		if (cap <= one_len) {
@@ -254,10 +254,30 @@ Test(payload, cap_is_filled_as_far_as_it_goes)
 	size_t whole_len, len;
 
 	make_batch(batch, 3);
-	payload_telemetry(whole, sizeof(whole), &whole_len, "press-07", 1, 1, table, batch, 3);
+	payload_telemetry(whole, sizeof(whole), &whole_len, "press-07", 1, 1, table, NULL, batch, 3);
 	/* Exactly the length plus the NUL: all three fit; one byte less: only two. */
-	cr_assert_eq(payload_telemetry(buf, whole_len + 1, &len, "press-07", 1, 1, table, batch, 3),
+	cr_assert_eq(payload_telemetry(buf, whole_len + 1, &len, "press-07", 1, 1, table, NULL, batch, 3),
 		     3);
 	cr_assert_eq(len, whole_len);
-	cr_assert_eq(payload_telemetry(buf, whole_len, &len, "press-07", 1, 1, table, batch, 3), 2);
+	cr_assert_eq(payload_telemetry(buf, whole_len, &len, "press-07", 1, 1, table, NULL, batch, 3), 2);
+}
+
+Test(payload, alias_names_and_range_marks)
+{
+	static const char *const names[] = { "oven_temp", "plc1/run" };
+	struct sample s[2] = { good(0, (struct value){ .kind = VALUE_KIND_FLOAT, .f = 150 }),
+			       good(1, (struct value){ .kind = VALUE_KIND_BOOL, .b = true }) };
+	char buf[512];
+	size_t len = 0;
+
+	s[0].flags = SAMPLE_CLAMPED;
+	s[1].flags = SAMPLE_OUT_OF_RANGE;
+	cr_assert_eq(payload_telemetry(buf, sizeof(buf), &len, "press-07", 12, 1732200000000, table,
+				       names, s, 2),
+		     2);
+	cr_assert_str_eq(buf, HEAD "{\"name\":\"oven_temp\",\"value\":150,\"unit\":\"degC\","
+				   "\"quality\":\"good\",\"range\":\"clamped\",\"ts\":1732200000001},"
+				   "{\"name\":\"plc1/run\",\"value\":true,\"quality\":\"good\","
+				   "\"range\":\"outside\",\"ts\":1732200000001}]}");
+	cr_assert_null(strstr(buf, "plc1/temp"), "the internal name must not leave under an alias");
 }
