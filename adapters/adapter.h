@@ -135,6 +135,9 @@ struct adapter_stats {
  * write_function: the Modbus function code a write of 'p' would use (5, 6
  *   or 16), so that the policy can allow or refuse it; NULL for transports
  *   without function codes.
+ * read_functions: marks in used[fc] every Modbus function code its polls
+ *   send, so that a policy that does not allow one is refused at load; NULL
+ *   for transports without function codes.
  * close: closes the link; the adapter may be opened again.
  * destroy: frees backend_data. No operation if it is NULL.
  */
@@ -145,6 +148,7 @@ struct adapter_ops {
 	int (*poll)(struct adapter *a, int64_t now_ms, struct point_sink *out);
 	int (*write)(struct adapter *a, const struct point *p, const struct value *v);
 	unsigned (*write_function)(const struct adapter *a, const struct point *p);
+	void (*read_functions)(const struct adapter *a, uint8_t used[128]);
 	void (*close)(struct adapter *a);
 	void (*destroy)(struct adapter *a);
 };

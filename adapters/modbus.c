@@ -437,7 +437,8 @@ static int read_point(struct adapter *a, struct mb_backend *b, struct conf *c, c
 	}
 	if (b->rtu && (pc.unit_id < 1 || pc.unit_id > 247)) {
 		conf_error(c, conf_path_key(sub, sizeof(sub), path, "unit_id"),
-			   "unit %d cannot answer on a serial line (expected 1 to 247; 0 is broadcast)",
+			   "unit %d cannot answer on a serial line (expected 1 to 247; 0 is "
+			   "broadcast)",
 			   pc.unit_id);
 		errors++;
 	}
@@ -932,7 +933,8 @@ static const struct mb_point *mb_point_of(const struct adapter *a, const struct 
 	return NULL;
 }
 
-/* FC 5 for a coil, 6 for one register, 16 for several (Modbus application protocol 6.5, 6.6, 6.12). */
+/* FC 5 for a coil, 6 for one register, 16 for several (Modbus application protocol 6.5, 6.6, 6.12).
+ */
 static unsigned mb_write_function(const struct adapter *a, const struct point *p)
 {
 	const struct mb_point *mp = mb_point_of(a, p);
@@ -942,6 +944,15 @@ static unsigned mb_write_function(const struct adapter *a, const struct point *p
 	if (mp->table == MB_COIL)
 		return 5;
 	return mp->width == 1 ? 6 : 16;
+}
+
+/* Tables 1..4 are read with the function code of the same number (mb_table + 1). */
+static void mb_read_functions(const struct adapter *a, uint8_t used[128])
+{
+	const struct mb_backend *b = a->backend_data;
+
+	for (size_t i = 0; i < b->nmpoints; i++)
+		used[b->mpoints[i].table + 1] = 1;
 }
 
 static int mb_write(struct adapter *a, const struct point *p, const struct value *v)
@@ -1027,6 +1038,7 @@ const struct adapter_ops adapter_modbus_tcp_ops = {
 	.poll = mb_poll,
 	.write = mb_write,
 	.write_function = mb_write_function,
+	.read_functions = mb_read_functions,
 	.close = mb_close,
 	.destroy = mb_destroy,
 };
@@ -1038,6 +1050,7 @@ const struct adapter_ops adapter_modbus_rtu_ops = {
 	.poll = mb_poll,
 	.write = mb_write,
 	.write_function = mb_write_function,
+	.read_functions = mb_read_functions,
 	.close = mb_close,
 	.destroy = mb_destroy,
 };

@@ -203,6 +203,29 @@ struct policy *gd_policy_load(const struct gd_config *cfg, struct conf *c)
 	conf_init(&pc, cfg->policy_file);
 	p = policy_load(&pc, cfg->policy_file, cfg->points, cfg->npoints, names, cfg->nadapters,
 			endpoint);
+	/* Every function code an adapter's polls send must be allowed. */
+	for (size_t i = 0; p != NULL && i < cfg->nadapters; i++) {
+		const struct adapter *a = cfg->adapters[i];
+		uint8_t used[128] = { 0 };
+		char path[96];
+
+		if (a->ops->read_functions == NULL)
+			continue;
+		a->ops->read_functions(a, used);
+		for (unsigned fc = 1; fc < 128; fc++) {
+			if (!used[fc] || policy_function_allowed(p, i, fc))
+				continue;
+			snprintf(path, sizeof(path), "function_codes.%s", a->name);
+			conf_error(&pc, path,
+				   "the map of %s reads with function code %u, which this list "
+				   "does not allow",
+				   a->name, fc);
+		}
+	}
+	if (p != NULL && pc.nerrors > 0) {
+		policy_free(p);
+		p = NULL;
+	}
 	conf_take(c, &pc);
 	free(names);
 	return p;

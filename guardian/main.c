@@ -1,4 +1,4 @@
-/* main.c: the guardian command: check a config, or run the gateway until told to stop. */
+/* main.c: the guardian command: check a config, run the gateway, explain the policy, verify the audit log. */
 #include <errno.h>
 #include <getopt.h>
 #include <malloc.h>
@@ -16,7 +16,12 @@
 static void usage(FILE *out)
 {
 	fprintf(out, "usage: guardian check -c FILE   validate a site config and its policy\n"
-		     "       guardian run -c FILE     run the gateway (SIGINT/SIGTERM stop it)\n"
+		     "       guardian run -c FILE     run the gateway (SIGINT/SIGTERM stop it,\n"
+		     "                                SIGHUP reloads the policy)\n"
+		     "       guardian policy explain -c FILE POINT [VALUE]\n"
+		     "                                which rule decides POINT; what it does with VALUE\n"
+		     "       guardian audit verify -c FILE\n"
+		     "                                check the audit log's hash chain\n"
 		     "       guardian version         print the version\n"
 		     "options:\n"
 		     "  -c, --config FILE   the site config (JSON)\n"
@@ -101,8 +106,9 @@ static int cmd_run(const char *file, bool verbose)
 			break;
 		}
 		if (sig == SIGHUP) {
-			log_info(SUBSYS,
-				 "SIGHUP: reload is not supported yet; restart to apply changes");
+			log_info(SUBSYS, "SIGHUP: reloading the policy");
+			gateway_reload_policy(gw);
+			gateway_publish_health(gw);
 			continue;
 		}
 		if (gd_mono_ms() >= next_health) {

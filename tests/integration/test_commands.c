@@ -1,6 +1,7 @@
 /* test_commands.c: writes from the cloud through the real broker: what the policy allows reaches
  * the PLC, the rest is refused, audited and explained. */
 #include <criterion/criterion.h>
+#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -10,6 +11,7 @@
 #define DEVICE "press-07"
 
 static int bport;
+static pid_t gd_pid;
 
 static void setup(void)
 {
@@ -53,7 +55,8 @@ static void start_all(const char *function_codes)
 		 bport, mport);
 	h_write(h_path("site.json"), text);
 	h_sleep_ms(300);
-	cr_assert_gt(h_guardian(h_path("site.json"), h_path("guardian.log")), 0);
+	gd_pid = h_guardian(h_path("site.json"), h_path("guardian.log"));
+	cr_assert_gt(gd_pid, 0);
 	cr_assert_eq(h_wait_contains(h_path("sub.out"), "\"plc1/setpoint\",\"value\":500", 10000),
 		     0, "no telemetry:\n%s", h_read(h_path("guardian.log")));
 	/* The subscription to cmd is made right after connecting; give it a moment. */
@@ -211,4 +214,57 @@ Test(commands, tampering_with_the_audit_log_is_detected)
 	cr_expect_neq(audit_verify(), 0, "a changed record passed verification");
 	cr_expect_gt(h_count(h_path("verify.out"), "line 2"), 0, "%s",
 		     h_read(h_path("verify.out")));
+}
+
+Test(commands, sighup_reloads_a_valid_policy_and_keeps_the_old_one_otherwise)
+{
+	char text[1024];
+	start_all("\"function_codes\":{\"plc1\":[1,2,3,4,6]},");
+	/* A broken policy: the old one stays in force and the log says why. */
+	h_write(h_path("policy.json"), "{\"version\":1,\"connections\":[],\"uplink\":[]}");
+	cr_assert_eq(kill(gd_pid, SIGHUP), 0);
+	cr_assert_eq(h_wait_contains(h_path("guardian.log"), "reload refused", 5000), 0, "%s",
+		     h_read(h_path("guardian.log")));
+	send_command("{\"id\":\"r1\",\"point\":\"plc1/setpoint\",\"value\":600}");
+	free(result_of("r1")); /* still decided by the old policy: accepted */
+	cr_expect_gt(h_count(h_path("sub.out"), "{\"id\":\"r1\",\"point\":\"plc1/setpoint\","
+						"\"value\":600,\"status\":\"accepted\""),
+		     0);
+	/* A valid one that denies the counter and allows no writes: in force at once. */
+	snprintf(text, sizeof(text),
+		 "{\"version\":1,\"connections\":[\"localhost:%d\"],"
+		 "\"uplink\":[{\"points\":\"plc1/setpoint\",\"action\":\"allow\"}]}",
+		 bport);
+	h_write(h_path("policy.json"), text);
+	cr_assert_eq(kill(gd_pid, SIGHUP), 0);
+	cr_assert_eq(h_wait_contains(h_path("guardian.log"), "policy reloaded", 5000), 0);
+	h_sleep_ms(2200);
+	send_command("{\"id\":\"r2\",\"point\":\"plc1/setpoint\",\"value\":650}");
+	expect_refused("r2", "default deny");
+}
+
+Test(commands, explain_names_the_deciding_rule_and_the_decision)
+{
+	int rc;
+
+	start_all("\"function_codes\":{\"plc1\":[1,2,3,4,6]},");
+	rc = h_sh("'%s/guardian' policy explain -c '%s' plc1/setpoint 1200 >'%s' 2>&1", h_build(),
+		  h_path("site.json"), h_path("explain.out"));
+	cr_assert_eq(rc, 0, "%s", h_read(h_path("explain.out")));
+	cr_expect_gt(h_count(h_path("explain.out"), "uplink:   uplink[0] (\"plc1/*\") allows it"),
+		     0, "%s", h_read(h_path("explain.out")));
+	cr_expect_gt(h_count(h_path("explain.out"), "downlink: downlink[0] (\"plc1/setpoint\") "
+						    "allows writes; range 0..1000; max_step 200"),
+		     0, "%s", h_read(h_path("explain.out")));
+	cr_expect_gt(h_count(h_path("explain.out"), "above the maximum 1000"), 0, "%s",
+		     h_read(h_path("explain.out")));
+	rc = h_sh("'%s/guardian' policy explain -c '%s' plc1/counter >'%s' 2>&1", h_build(),
+		  h_path("site.json"), h_path("explain.out"));
+	cr_assert_eq(rc, 0);
+	cr_expect_gt(
+		h_count(h_path("explain.out"), "downlink: no rule allows writes (default deny)"), 0,
+		"%s", h_read(h_path("explain.out")));
+	rc = h_sh("'%s/guardian' policy explain -c '%s' plc1/nope >'%s' 2>&1", h_build(),
+		  h_path("site.json"), h_path("explain.out"));
+	cr_expect_eq(rc, 1, "an unknown point is an error");
 }

@@ -31,8 +31,8 @@ static void setup(void)
 	write_file("ca.crt", "x");
 	write_file("dev.crt", "x");
 	write_file("dev.key", "x");
-	write_file("policy.json",
-		   "{\"version\":1,\"connections\":[\"localhost:8883\"],\"uplink\":[{\"points\":\"*\",\"action\":\"allow\"}]}");
+	write_file("policy.json", "{\"version\":1,\"connections\":[\"localhost:8883\"],\"uplink\":["
+				  "{\"points\":\"*\",\"action\":\"allow\"}]}");
 }
 
 static void teardown(void)
@@ -287,7 +287,8 @@ Test(config, policy_rule_matching_nothing_is_an_error)
 {
 	char policy[128];
 
-	write_file("policy.json", "{\"version\":1,\"connections\":[\"localhost:8883\"],\"uplink\":[{\"points\":\"plc1/*\",\"action\":"
+	write_file("policy.json", "{\"version\":1,\"connections\":[\"localhost:8883\"],\"uplink\":["
+				  "{\"points\":\"plc1/*\",\"action\":"
 				  "\"allow\"},{\"points\":\"plc9/*\",\"action\":\"allow\"}]}");
 	write_config_points("", "", "[{\"name\":\"a\",\"address\":0}]");
 	snprintf(policy, sizeof(policy), "%s/policy.json", dir);
@@ -309,7 +310,8 @@ Test(config, policy_shadowed_rule_is_an_error)
 	size_t n;
 	char *errs;
 
-	write_file("policy.json", "{\"version\":1,\"connections\":[\"localhost:8883\"],\"uplink\":[{\"points\":\"*\",\"action\":"
+	write_file("policy.json", "{\"version\":1,\"connections\":[\"localhost:8883\"],\"uplink\":["
+				  "{\"points\":\"*\",\"action\":"
 				  "\"allow\"},{\"points\":\"plc1/a\",\"action\":\"deny\"}]}");
 	write_config_points("", "", "[{\"name\":\"a\",\"address\":0}]");
 	errs = load_errors(&n);
@@ -330,8 +332,8 @@ Test(config, policy_bad_action_and_version)
 	cr_assert_not_null(errs);
 	cr_expect_not_null(strstr(errs, "version: 2 is out of range"), "%s", errs);
 	free(errs);
-	write_file("policy.json",
-		   "{\"version\":1,\"connections\":[\"localhost:8883\"],\"uplink\":[{\"points\":\"*\",\"action\":\"permit\"}]}");
+	write_file("policy.json", "{\"version\":1,\"connections\":[\"localhost:8883\"],\"uplink\":["
+				  "{\"points\":\"*\",\"action\":\"permit\"}]}");
 	errs = load_errors(&n);
 	cr_assert_not_null(errs);
 	cr_expect_not_null(strstr(errs, "uplink[0].action: unknown action \"permit\" (expected one "
@@ -365,4 +367,38 @@ Test(config, rtu_broadcast_unit_is_refused)
 				"\"device\":\"/dev/ttyUSB0\",\"points\":[{\"name\":\"a\","
 				"\"address\":0,\"unit_id\":0}]}]}");
 	expect_error("adapters[0].points[0].unit_id", "expected 1 to 247; 0 is broadcast");
+}
+
+Test(config, policy_must_allow_the_function_codes_the_map_reads)
+{
+	size_t n;
+	char *errs;
+
+	/* plc1 reads holding registers (function code 3); the list allows only coils. */
+	write_file("policy.json", "{\"version\":1,\"connections\":[\"localhost:8883\"],"
+				  "\"function_codes\":{\"plc1\":[1]},"
+				  "\"uplink\":[{\"points\":\"*\",\"action\":\"allow\"}]}");
+	write_config_points("", "", "[{\"name\":\"a\",\"address\":0}]");
+	errs = load_errors(&n);
+	cr_assert_not_null(errs);
+	cr_expect_not_null(strstr(errs, "function_codes.plc1: the map of plc1 reads with function "
+					"code 3, which this list does not allow"),
+			   "%s", errs);
+	free(errs);
+}
+
+Test(config, policy_must_list_the_uplink_broker)
+{
+	size_t n;
+	char *errs;
+
+	write_file("policy.json", "{\"version\":1,\"connections\":[\"cloud.example:8883\"],"
+				  "\"uplink\":[{\"points\":\"*\",\"action\":\"allow\"}]}");
+	write_config_points("", "", "[{\"name\":\"a\",\"address\":0}]");
+	errs = load_errors(&n);
+	cr_assert_not_null(errs);
+	cr_expect_not_null(strstr(errs, "connections: the uplink's broker localhost:8883 is not "
+					"listed (the policy allows only cloud.example:8883)"),
+			   "%s", errs);
+	free(errs);
 }
