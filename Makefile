@@ -77,6 +77,23 @@ bench: deps
 	@$(MAKE) --no-print-directory all $(BENCHES)
 	@BUILD=$(abspath $(BUILD)) sh bench/run.sh
 
+# libFuzzer targets (clang), each run for FUZZ_SECONDS on its committed corpus; new
+# inputs go to build/fuzz-corpus, crashes to build/ (crash-*), which fails the target.
+FUZZ_SECONDS ?= 60
+FUZZ_CFLAGS = -g -O1 -std=c11 -D_GNU_SOURCE -fsanitize=fuzzer,address,undefined \
+              $(shell pkg-config --cflags libcjson)
+FUZZ_CORE = guardian/conf.c guardian/log.c guardian/errors.c guardian/file.c guardian/clock.c
+
+$(BUILD)/fuzz_policy: fuzz/fuzz_policy.c policy/policy.c $(FUZZ_CORE)
+	clang $(FUZZ_CFLAGS) -o $@ $^ -lcjson -lm
+
+fuzz: deps
+	@sh tools/install-deps.sh clang libclang-rt-14-dev
+	@$(MAKE) --no-print-directory $(BUILD)/fuzz_policy
+	@mkdir -p $(BUILD)/fuzz-corpus/policy
+	$(BUILD)/fuzz_policy -max_total_time=$(FUZZ_SECONDS) -detect_leaks=1 \
+		-artifact_prefix=$(BUILD)/ $(BUILD)/fuzz-corpus/policy fuzz/corpus/policy
+
 format:
 	clang-format -i $(wildcard */*.c */*.h tests/*/*.c tests/*/*.h)
 

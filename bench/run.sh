@@ -6,5 +6,7 @@ S=${BENCH_SECONDS:-20}
 echo "== machine: $(nproc) cores, $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | sed 's/^ //')"
 echo "== Modbus adapter vs bare libmodbus"
 "$BUILD/bench_modbus" "$(( S / 4 > 2 ? S / 4 : 2 ))"
+echo "== policy decisions"
+"$BUILD/bench_policy"
 echo "== end to end"
 "$BUILD/bench_e2e" "$S"

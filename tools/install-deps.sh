@@ -1,8 +1,9 @@
 #!/bin/sh
 # install-deps.sh: installs the Debian 12 packages guardian needs, only those missing.
 set -eu
+# Extra packages may be named as arguments (make fuzz adds clang).
 PKGS="build-essential pkg-config libmodbus-dev libserialport-dev libpaho-mqtt-dev libmbedtls-dev
-libcjson-dev libcriterion-dev mosquitto mosquitto-clients openssl socat"
+libcjson-dev libcriterion-dev mosquitto mosquitto-clients openssl socat $*"
 missing=""
 for p in $PKGS; do
 	if ! dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed"; then
