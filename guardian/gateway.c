@@ -13,6 +13,45 @@
 
 #define SUBSYS "gateway"
 
+#define AUDIT_DROP_INTERVAL_MS 60000 /* at most one range-drop record per point per minute */
+
+/*
+ * A value outside its allowed range is an anomaly worth a record: the first
+ * such drop of a point per AUDIT_DROP_INTERVAL_MS goes to the audit log (and
+ * its topic). Drops by deadband or rate are ordinary shaping, and points no
+ * rule allows are dropped by design: neither is audited.
+ */
+static void audit_range_drop(struct gateway *gw, const struct sample *s, int64_t ts)
+{
+	int64_t *last = &gw->last_drop_audit_ms[s->point_id];
+	char fields[256], value[64];
+
+	if (gw->audit == NULL || (*last != 0 && ts - *last < AUDIT_DROP_INTERVAL_MS))
+		return;
+	*last = ts;
+	switch (s->value.kind) {
+	case VALUE_KIND_INT:
+		snprintf(value, sizeof(value), "%lld", (long long)s->value.i);
+		break;
+	case VALUE_KIND_UINT:
+		snprintf(value, sizeof(value), "%llu", (unsigned long long)s->value.u);
+		break;
+	case VALUE_KIND_FLOAT:
+		snprintf(value, sizeof(value), "%.17g", s->value.f);
+		break;
+	default:
+		snprintf(value, sizeof(value), "null");
+		break;
+	}
+	/* Point names are [A-Za-z0-9_.-/]: no escaping needed. */
+	snprintf(fields, sizeof(fields),
+		 "\"point\":\"%s\",\"value\":%s,\"reason\":\"outside the allowed range\"",
+		 gw->cfg->points[s->point_id]->name, value);
+	if (audit_append(gw->audit, ts, "uplink_dropped", fields) == 0)
+		uplink_publish_event(gw->uplink, "audit", audit_last(gw->audit),
+				     strlen(audit_last(gw->audit)));
+}
+
 /* The sink: policy first, then payloads of at most max_message_bytes, then the queue. */
 static void runner_emit(struct point_sink *sink, struct adapter *a, const struct sample *samples,
 			size_t nsamples)
@@ -48,6 +87,10 @@ static void runner_emit(struct point_sink *sink, struct adapter *a, const struct
 			break;
 		case POLICY_DROP_DENIED:
 			denied++;
+			break;
+		case POLICY_DROP_RANGE:
+			dropped++;
+			audit_range_drop(gw, &samples[i], ts);
 			break;
 		default:
 			dropped++;
@@ -205,7 +248,9 @@ struct gateway *gateway_start(struct gd_config *cfg)
 	gw->names = names_new(cfg, cfg->policy);
 	gw->pstate = policy_state_new(cfg->npoints);
 	gw->current = calloc(cfg->npoints ? cfg->npoints : 1, sizeof(*gw->current));
-	if (gw->names == NULL || gw->pstate == NULL || gw->current == NULL)
+	gw->last_drop_audit_ms = calloc(cfg->npoints ? cfg->npoints : 1, sizeof(int64_t));
+	if (gw->names == NULL || gw->pstate == NULL || gw->current == NULL ||
+	    gw->last_drop_audit_ms == NULL)
 		goto fail;
 	if (ensure_state_dir(cfg->state_dir) != 0)
 		goto fail;
@@ -278,6 +323,7 @@ void gateway_stop(struct gateway *gw, int drain_ms)
 	pthread_rwlock_destroy(&gw->policy_lock);
 	pthread_mutex_destroy(&gw->current_lock);
 	free(gw->current);
+	free(gw->last_drop_audit_ms);
 	free(gw->names);
 	policy_state_free(gw->pstate);
 	free(gw);

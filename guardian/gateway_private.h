@@ -39,6 +39,8 @@ struct gateway {
 	/* The last good value of every point (numbers and bools), for max_step. */
 	pthread_mutex_t current_lock;
 	struct value *current;
+	/* Per point, when its last range drop was audited (each point: one adapter thread). */
+	int64_t *last_drop_audit_ms;
 	/* The command path (command.c). */
 	struct audit *audit;
 	struct command_inbox *inbox;

@@ -11,6 +11,8 @@
 #define DEVICE "press-07"
 
 static int bport;
+/* The uplink rules start_all writes; a test may change them first. */
+static const char *uplink_rules = "[{\"points\":\"plc1/*\",\"action\":\"allow\"}]";
 static pid_t gd_pid;
 
 static void setup(void)
@@ -38,10 +40,10 @@ static void start_all(const char *function_codes)
 	cr_assert_gt(h_plcsim(simargs, h_path("plcsim.log")), 0);
 	snprintf(text, sizeof(text),
 		 "{\"version\":1,\"connections\":[\"localhost:%d\"],%s"
-		 "\"uplink\":[{\"points\":\"plc1/*\",\"action\":\"allow\"}],"
+		 "\"uplink\":%s,"
 		 "\"downlink\":[{\"points\":\"plc1/setpoint\",\"action\":\"allow\","
 		 "\"range\":{\"min\":0,\"max\":1000},\"max_step\":200,\"min_interval_ms\":2000}]}",
-		 bport, function_codes);
+		 bport, function_codes, uplink_rules);
 	h_write(h_path("policy.json"), text);
 	snprintf(text, sizeof(text),
 		 "{\"device_id\":\"" DEVICE "\",\"policy\":\"policy.json\",\"state_dir\":\"state\","
@@ -267,4 +269,24 @@ Test(commands, explain_names_the_deciding_rule_and_the_decision)
 	rc = h_sh("'%s/guardian' policy explain -c '%s' plc1/nope >'%s' 2>&1", h_build(),
 		  h_path("site.json"), h_path("explain.out"));
 	cr_expect_eq(rc, 1, "an unknown point is an error");
+}
+
+Test(commands, a_value_outside_its_range_is_dropped_and_audited_once_per_interval)
+{
+	/* The counter reads 5; the rule allows 10..20 and drops what lies outside. */
+	uplink_rules = "[{\"points\":\"plc1/counter\",\"action\":\"allow\","
+		       "\"range\":{\"min\":10,\"max\":20}},"
+		       "{\"points\":\"plc1/*\",\"action\":\"allow\"}]";
+	start_all("");
+	h_sleep_ms(1500); /* about 15 poll cycles */
+	cr_expect_eq(h_count(h_path("sub.out"), "{\"name\":\"plc1/counter\""), 0,
+		     "a value outside the range reached the broker as telemetry");
+	cr_expect_eq(h_count(h_path("state/audit.log"), "\"event\":\"uplink_dropped\""), 1,
+		     "expected exactly one record per point per minute:\n%s",
+		     h_read(h_path("state/audit.log")));
+	cr_expect_eq(h_count(h_path("state/audit.log"), "\"point\":\"plc1/counter\",\"value\":5"),
+		     1);
+	cr_expect_eq(h_wait_contains(h_path("sub.out"), "/audit {\"seq\":1", 5000), 0,
+		     "the drop record was not published on the audit topic");
+	cr_expect_eq(audit_verify(), 0, "%s", h_read(h_path("verify.out")));
 }
