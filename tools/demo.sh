@@ -21,8 +21,9 @@ trap 'stop_all; exit 130' INT TERM
 trap 'stop_all' EXIT
 
 port_busy() {
-	# /dev/tcp is bash-only; ask the kernel instead.
-	grep -qi ":$(printf '%04X' "$1") " /proc/net/tcp 2>/dev/null
+	# Someone listens on it (state 0A); sockets in TIME_WAIT from a last run do not count.
+	awk -v p=":$(printf '%04X' "$1")" '$4 == "0A" && toupper(substr($2, length($2) - 4)) == p { f = 1 }
+		END { exit !f }' /proc/net/tcp /proc/net/tcp6 2>/dev/null
 }
 for p in "$BROKER_PORT" "$PLC_PORT"; do
 	if port_busy "$p"; then
@@ -59,7 +60,11 @@ mosquitto_sub -h localhost -p "$BROKER_PORT" --cafile "$RUN/pki/ca.crt" \
 PIDS="$PIDS $!"
 "$BUILD/guardian" check -c "$RUN/site.json" || exit 1
 echo "demo: guardian running; its log is in $RUN/guardian.log. Ctrl-C stops everything."
-echo "demo: press/recipe_secret is in the PLC map but the policy denies it: it never appears below."
+echo "demo: press/recipe_secret is in the PLC map but the policy denies it: it never appears below;"
+echo "demo: press/oil_temp leaves under its alias oil_temperature. To ask for a write, in another shell:"
+echo "  mosquitto_pub -h localhost -p $BROKER_PORT --cafile $RUN/pki/ca.crt --cert $RUN/pki/viewer.crt \\"
+echo "    --key $RUN/pki/viewer.key -t guardian/demo-01/cmd -m '{\"id\":\"1\",\"point\":\"press/setpoint\",\"value\":550}'"
+echo "  (answers on guardian/demo-01/cmd/result; try 5000, or 900, to see refusals)"
 "$BUILD/guardian" run -c "$RUN/site.json" >"$RUN/guardian.log" 2>&1 &
 PIDS="$PIDS $!"
 tail -n +1 -f "$RUN/telemetry.log" | "$BUILD/gd-view" &

@@ -141,15 +141,27 @@ static char *format_value(const cJSON *value, const cJSON *unit)
 	return joined;
 }
 
-/* The quality, with the exception code when there is one. */
+/* The quality, with the exception code when there is one, and the policy's range mark. */
 static char *format_quality(const cJSON *point)
 {
 	const cJSON *quality = cJSON_GetObjectItemCaseSensitive(point, "quality");
 	const cJSON *code = cJSON_GetObjectItemCaseSensitive(point, "code");
+	const cJSON *range = cJSON_GetObjectItemCaseSensitive(point, "range");
 	char *text = printable_dup(cJSON_IsString(quality) ? quality->valuestring : "?");
 	char number[40];
 	char *joined;
 
+	if (text != NULL && cJSON_IsString(range)) {
+		char *safe = printable_dup(range->valuestring);
+
+		joined = safe == NULL ? NULL
+				      : format_dup("%s, %s", text,
+						   strcmp(safe, "outside") == 0 ? "outside its range"
+										: safe);
+		free(safe);
+		free(text);
+		text = joined;
+	}
 	if (text == NULL || code == NULL || cJSON_IsNull(code))
 		return text;
 	if (cJSON_IsNumber(code)) {
