@@ -756,6 +756,13 @@ enum policy_refusal policy_downlink_decide(const struct policy *p, struct policy
 		return POLICY_REFUSE_NO_RULE;
 	}
 	pt = p->points[point_id];
+	/* Only points the adapter map marks writable can be written at all. */
+	if (!pt->writable) {
+		if (p->down_rule[point_id] >= 0)
+			COUNT(p->down[p->down_rule[point_id]].refusals);
+		snprintf(reason, reason_len, "%s is not writable in the adapter map", pt->name);
+		return POLICY_REFUSE_NOT_WRITABLE;
+	}
 	if (p->down_rule[point_id] < 0) {
 		snprintf(reason, reason_len, "no downlink rule allows %s (default deny)", pt->name);
 		return POLICY_REFUSE_NO_RULE;
@@ -766,11 +773,6 @@ enum policy_refusal policy_downlink_decide(const struct policy *p, struct policy
 		COUNT(r->refusals);
 		snprintf(reason, reason_len, "%s denies writes to %s", r->path, pt->name);
 		return POLICY_REFUSE_DENIED;
-	}
-	if (!pt->writable) {
-		COUNT(r->refusals);
-		snprintf(reason, reason_len, "%s is not writable in the adapter map", pt->name);
-		return POLICY_REFUSE_NOT_WRITABLE;
 	}
 	if (!numeric(requested, &v) || !isfinite(v)) {
 		if ((r->has_range || r->has_step) || requested->kind != VALUE_KIND_STRING ||

@@ -163,7 +163,7 @@ Test(commands, policy_decides_every_write_and_audits_refusals)
 	expect_refused("c4", "max_step");
 	/* A point the map does not mark writable, that no downlink rule allows. */
 	send_command("{\"id\":\"c5\",\"point\":\"plc1/counter\",\"value\":1}");
-	expect_refused("c5", "plc1/counter");
+	expect_refused("c5", "plc1/counter is not writable in the adapter map");
 	/* A point that does not exist. */
 	send_command("{\"id\":\"c6\",\"point\":\"plc1/nope\",\"value\":1}");
 	expect_refused("c6", "unknown point");

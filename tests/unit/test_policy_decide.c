@@ -301,8 +301,16 @@ Test(policy, downlink_default_deny_and_deny_rules)
 	cr_expect_eq(policy_downlink_decide(p, st, 2, &v, &v, 0, why, sizeof(why)),
 		     POLICY_REFUSE_DENIED);
 	cr_expect_eq(policy_downlink_decide(p, st, 0, &v, &v, 0, why, sizeof(why)),
-		     POLICY_REFUSE_NO_RULE);
-	cr_expect(strstr(why, "default deny") != NULL, "%s", why);
+		     POLICY_REFUSE_NOT_WRITABLE, "the map's writable flag is checked first");
+	cr_expect(strstr(why, "plc1/temp is not writable in the adapter map") != NULL, "%s", why);
+	policy_state_free(st);
+	policy_free(p);
+	p = must_load("\"uplink\":[{\"points\":\"*\",\"action\":\"allow\"}]");
+	st = policy_state_new(6);
+	cr_expect_eq(policy_downlink_decide(p, st, 2, &v, &v, 0, why, sizeof(why)),
+		     POLICY_REFUSE_NO_RULE, "writable, but no downlink rule");
+	cr_expect(strstr(why, "no downlink rule allows plc1/setpoint (default deny)") != NULL, "%s",
+		  why);
 	policy_state_free(st);
 	policy_free(p);
 }
