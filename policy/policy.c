@@ -245,16 +245,31 @@ static int read_rule(struct conf *c, const cJSON *obj, struct rule *r, bool upli
 	errors = conf_read_object(c, obj, r->path, uplink ? uplink_keys : downlink_keys, r);
 	if (errors != 0 || !cJSON_IsObject(obj))
 		return errors;
-	if (cJSON_GetObjectItemCaseSensitive(obj, "max_step") != NULL)
+	if (cJSON_GetObjectItemCaseSensitive(obj, "max_step") != NULL) {
 		r->has_step = true;
+		if (r->max_step <= 0) {
+			snprintf(sub, sizeof(sub), "%s.max_step", r->path);
+			conf_error(c, sub,
+				   "%g would refuse every write (expected a number above 0)",
+				   r->max_step);
+			errors++;
+		}
+	}
 	if (r->adapter != NULL) {
 		bool known = false;
 
 		for (size_t i = 0; i < nadapters; i++)
 			known |= strcmp(adapters[i], r->adapter) == 0;
 		if (!known) {
+			char list[256] = "";
+			size_t used = 0;
+
+			for (size_t i = 0; i < nadapters && used < sizeof(list); i++)
+				used += (size_t)snprintf(list + used, sizeof(list) - used, "%s%s",
+							 i ? ", " : "", adapters[i]);
 			snprintf(sub, sizeof(sub), "%s.adapter", r->path);
-			conf_error(c, sub, "unknown adapter \"%s\"", r->adapter);
+			conf_error(c, sub, "unknown adapter \"%s\" (expected one of %s)",
+				   r->adapter, list);
 			errors++;
 		}
 	}
@@ -267,7 +282,9 @@ static int read_rule(struct conf *c, const cJSON *obj, struct rule *r, bool upli
 				     uplink ? uplink_range_keys : downlink_range_keys, &rc) != 0) {
 			errors++;
 		} else if (rc.min > rc.max) {
-			conf_error(c, sub, "min %g is above max %g", rc.min, rc.max);
+			snprintf(sub, sizeof(sub), "%s.range.min", r->path);
+			conf_error(c, sub, "%g is above max %g (expected min <= max)", rc.min,
+				   rc.max);
 			errors++;
 		} else {
 			r->has_range = true;
@@ -409,15 +426,25 @@ static int read_function_codes(struct conf *c, struct policy *p, const cJSON *ob
 			continue;
 		}
 		memset(p->fc[a], 0, sizeof(p->fc[a]));
-		cJSON_ArrayForEach (code, entry) {
-			if (!cJSON_IsNumber(code) ||
-			    code->valuedouble != floor(code->valuedouble) ||
-			    code->valuedouble < 1 || code->valuedouble > 127) {
-				conf_error(c, path, "expected function codes from 1 to 127");
-				errors++;
-				break;
+		{
+			size_t k = 0;
+
+			cJSON_ArrayForEach (code, entry) {
+				char at[112];
+
+				snprintf(at, sizeof(at), "%s[%zu]", path, k++);
+				if (!cJSON_IsNumber(code) ||
+				    code->valuedouble != floor(code->valuedouble) ||
+				    code->valuedouble < 1 || code->valuedouble > 127) {
+					conf_error(c, at,
+						   "not a function code (expected an integer from "
+						   "1 to "
+						   "127)");
+					errors++;
+					continue;
+				}
+				p->fc[a][(int)code->valuedouble] = 1;
 			}
-			p->fc[a][(int)code->valuedouble] = 1;
 		}
 	}
 	return errors;
@@ -463,11 +490,24 @@ static int compile_direction(struct conf *c, struct policy *p, const struct rule
 
 		snprintf(path, sizeof(path), "%s.points", rules[r].path);
 		if (count[r] == 0) {
-			conf_error(
-				c, path,
-				"\"%s\" decides no point (it matches none, or earlier rules take "
-				"every point it matches)",
-				rules[r].points);
+			long taken_by = -1;
+			bool matches = false;
+
+			/* Say which: a typo (matches nothing) or an order mistake (shadowed). */
+			for (size_t i = 0; i < p->npoints && !matches; i++) {
+				if (rule_matches(&rules[r], p->points[i])) {
+					matches = true;
+					taken_by = decide[i];
+				}
+			}
+			if (!matches)
+				conf_error(c, path, "\"%s\" decides no point: it matches none",
+					   rules[r].points);
+			else
+				conf_error(c, path,
+					   "\"%s\" decides no point: every point it matches is "
+					   "decided earlier, by %s",
+					   rules[r].points, rules[taken_by].path);
 			errors++;
 		} else if (rules[r].alias != NULL && count[r] != 1) {
 			conf_error(c, path, "\"%s\" decides %zu points, but an alias names one",
@@ -582,7 +622,7 @@ out:
 
 size_t policy_rule_count(const struct policy *p)
 {
-	return p->nup + p->ndown;
+	return p == NULL ? 0 : p->nup + p->ndown;
 }
 
 /* ---- state ---- */
@@ -793,7 +833,7 @@ enum policy_refusal policy_downlink_decide(const struct policy *p, struct policy
 			return POLICY_REFUSE_RANGE;
 		}
 		if (r->has_step) {
-			if (!numeric(current, &cur)) {
+			if (current == NULL || !numeric(current, &cur)) {
 				COUNT(r->refusals);
 				snprintf(reason, reason_len,
 					 "the current value of %s is unknown, so max_step %.15g of "

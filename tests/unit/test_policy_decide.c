@@ -354,7 +354,7 @@ Test(policy, mistakes_name_their_path)
 {
 	must_fail("\"uplink\":[{\"points\":\"*\",\"action\":\"allow\",\"range\":{\"min\":5,"
 		  "\"max\":1}}]",
-		  "uplink[0].range: min 5 is above max 1");
+		  "uplink[0].range.min: 5 is above max 1 (expected min <= max)");
 	must_fail("\"uplink\":[{\"points\":\"*\",\"action\":\"allow\",\"deadband\":{\"abs\":1,"
 		  "\"pct\":1}}]",
 		  "uplink[0].deadband: expected exactly one of");
@@ -364,10 +364,11 @@ Test(policy, mistakes_name_their_path)
 	must_fail("\"uplink\":[{\"points\":\"plc1/*\",\"action\":\"allow\",\"alias\":\"x\"}]",
 		  "uplink[0].points: \"plc1/*\" decides 5 points, but an alias names one");
 	must_fail("\"uplink\":[{\"points\":\"*\",\"adapter\":\"plc9\",\"action\":\"allow\"}]",
-		  "uplink[0].adapter: unknown adapter \"plc9\"");
-	must_fail("\"function_codes\":{\"plc1\":[3,200]},\"uplink\":[{\"points\":\"*\",\"action\":"
-		  "\"allow\"}]",
-		  "function_codes.plc1: expected function codes from 1 to 127");
+		  "uplink[0].adapter: unknown adapter \"plc9\" (expected one of plc1, plc2)");
+	must_fail(
+		"\"function_codes\":{\"plc1\":[3,200]},\"uplink\":[{\"points\":\"*\",\"action\":"
+		"\"allow\"}]",
+		"function_codes.plc1[1]: not a function code (expected an integer from 1 to 127)");
 	must_fail("\"function_codes\":{\"plc7\":[3]},\"uplink\":[{\"points\":\"*\",\"action\":"
 		  "\"allow\"}]",
 		  "function_codes.plc7: unknown adapter");
@@ -380,4 +381,14 @@ Test(policy, mistakes_name_their_path)
 		  "uplink[0].alias: invalid alias");
 	must_fail("\"uplink\":[{\"points\":\"*\",\"action\":\"allow\",\"colour\":1}]",
 		  "uplink[0].colour: unknown key");
+	must_fail("\"uplink\":[{\"points\":\"plc1/*\",\"action\":\"allow\"},{\"points\":"
+		  "\"plc1/temp\",\"action\":\"deny\"},{\"points\":\"*\",\"action\":\"allow\"}]",
+		  "uplink[1].points: \"plc1/temp\" decides no point: every point it matches is "
+		  "decided earlier, by uplink[0]");
+	must_fail("\"uplink\":[{\"points\":\"plc1/tmep\",\"action\":\"allow\"},{\"points\":"
+		  "\"*\",\"action\":\"allow\"}]",
+		  "uplink[0].points: \"plc1/tmep\" decides no point: it matches none");
+	must_fail("\"uplink\":[{\"points\":\"*\",\"action\":\"allow\"}],\"downlink\":[{\"points\":"
+		  "\"plc1/setpoint\",\"action\":\"allow\",\"max_step\":0}]",
+		  "downlink[0].max_step: 0 would refuse every write");
 }
