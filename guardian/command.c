@@ -63,64 +63,6 @@ static void command_arrived(void *ctx, const char *payload, size_t len)
 	pthread_mutex_unlock(&in->lock);
 }
 
-/* Appends 'text' as a JSON string (escaped) to 'out'. */
-static size_t json_string(char *out, size_t cap, const char *text)
-{
-	size_t n = 0;
-
-#define PUTC(ch)                                                                                   \
-	do {                                                                                       \
-		if (n + 1 < cap)                                                                   \
-			out[n] = (ch);                                                             \
-		n++;                                                                               \
-	} while (0)
-	PUTC('"');
-	for (const unsigned char *p = (const unsigned char *)text; *p != '\0'; p++) {
-		if (*p == '"' || *p == '\\') {
-			PUTC('\\');
-			PUTC((char)*p);
-		} else if (*p < 0x20) {
-			char esc[8];
-
-			snprintf(esc, sizeof(esc), "\\u%04x", *p);
-			for (char *e = esc; *e; e++)
-				PUTC(*e);
-		} else {
-			PUTC((char)*p);
-		}
-	}
-	PUTC('"');
-#undef PUTC
-	if (cap > 0)
-		out[n < cap ? n : cap - 1] = '\0';
-	return n;
-}
-
-/* The value as JSON text. */
-static void value_json(char *out, size_t cap, const struct value *v)
-{
-	switch (v->kind) {
-	case VALUE_KIND_BOOL:
-		snprintf(out, cap, "%s", v->b ? "true" : "false");
-		break;
-	case VALUE_KIND_INT:
-		snprintf(out, cap, "%lld", (long long)v->i);
-		break;
-	case VALUE_KIND_UINT:
-		snprintf(out, cap, "%llu", (unsigned long long)v->u);
-		break;
-	case VALUE_KIND_FLOAT:
-		snprintf(out, cap, "%.17g", v->f);
-		break;
-	case VALUE_KIND_STRING:
-		json_string(out, cap, v->s);
-		break;
-	default:
-		snprintf(out, cap, "null");
-		break;
-	}
-}
-
 /*
  * Answers on cmd/result and, unless accepted-and-written is all there is to
  * say, records it in the audit log (and on the audit topic). Every refused
@@ -132,24 +74,19 @@ static void answer(struct gateway *gw, const char *id_json, const char *point, c
 	char reason_json[1024], point_json[256], fields[2048], doc[2600];
 	int64_t ts = gd_now_ms();
 
-	json_string(reason_json, sizeof(reason_json), reason);
-	json_string(point_json, sizeof(point_json), point ? point : "");
+	gateway_json_string(reason_json, sizeof(reason_json), reason);
+	gateway_json_string(point_json, sizeof(point_json), point ? point : "");
 	snprintf(fields, sizeof(fields),
 		 "\"id\":%s,\"point\":%s,\"value\":%s,\"status\":\"%s\",\"reason\":%s", id_json,
 		 point ? point_json : "null", value, status, reason_json);
 	snprintf(doc, sizeof(doc), "{%s,\"ts\":%lld}", fields, (long long)ts);
 	uplink_publish_event(gw->uplink, "cmd/result", doc, strlen(doc));
-	if (gw->audit != NULL) {
-		const char *event = strcmp(status, "accepted") == 0 ? "write_done"
-				    : strcmp(status, "failed") == 0 ? "write_failed"
-								    : "write_refused";
-
-		if (audit_append(gw->audit, ts, event, fields) != 0)
-			log_warnx(SUBSYS, "cannot append to the audit log: %s", strerror(errno));
-		else if (strcmp(event, "write_done") != 0)
-			uplink_publish_event(gw->uplink, "audit", audit_last(gw->audit),
-					     strlen(audit_last(gw->audit)));
-	}
+	if (strcmp(status, "accepted") == 0)
+		gateway_audit(gw, ts, "write_done", fields, false);
+	else
+		gateway_audit(gw, ts,
+			      strcmp(status, "failed") == 0 ? "write_failed" : "write_refused",
+			      fields, true);
 	if (strcmp(status, "accepted") == 0)
 		log_info(SUBSYS, "%s = %s written", point, value);
 	else
@@ -201,7 +138,7 @@ static void handle(struct gateway *gw, const struct command *c)
 	point = cJSON_GetObjectItemCaseSensitive(doc, "point");
 	value = cJSON_GetObjectItemCaseSensitive(doc, "value");
 	if (cJSON_IsString(id))
-		json_string(id_json, sizeof(id_json), id->valuestring);
+		gateway_json_string(id_json, sizeof(id_json), id->valuestring);
 	else if (cJSON_IsNumber(id))
 		snprintf(id_json, sizeof(id_json), "%.17g", id->valuedouble);
 	if (id == NULL || !(cJSON_IsString(id) || cJSON_IsNumber(id)) || !cJSON_IsString(point) ||
@@ -227,7 +164,7 @@ static void handle(struct gateway *gw, const struct command *c)
 	if (requested.kind == VALUE_KIND_FLOAT && requested.f == floor(requested.f) &&
 	    fabs(requested.f) < 9007199254740992.0)
 		requested = (struct value){ .kind = VALUE_KIND_INT, .i = (int64_t)requested.f };
-	value_json(value_text, sizeof(value_text), &requested);
+	gateway_value_json(value_text, sizeof(value_text), &requested);
 	pthread_rwlock_rdlock(&gw->policy_lock); /* the aliases change on reload */
 	pid = gateway_point_by_name(gw, point->valuestring);
 	pthread_rwlock_unlock(&gw->policy_lock);

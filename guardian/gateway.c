@@ -15,6 +15,81 @@
 
 #define AUDIT_DROP_INTERVAL_MS 60000 /* at most one range-drop record per point per minute */
 
+void gateway_value_json(char *out, size_t cap, const struct value *v)
+{
+	switch (v->kind) {
+	case VALUE_KIND_BOOL:
+		snprintf(out, cap, "%s", v->b ? "true" : "false");
+		break;
+	case VALUE_KIND_INT:
+		snprintf(out, cap, "%lld", (long long)v->i);
+		break;
+	case VALUE_KIND_UINT:
+		snprintf(out, cap, "%llu", (unsigned long long)v->u);
+		break;
+	case VALUE_KIND_FLOAT:
+		snprintf(out, cap, "%.17g", v->f);
+		break;
+	case VALUE_KIND_STRING:
+		gateway_json_string(out, cap, v->s);
+		break;
+	default:
+		snprintf(out, cap, "null");
+		break;
+	}
+}
+
+size_t gateway_json_string(char *out, size_t cap, const char *text)
+{
+	size_t n = 0;
+
+#define PUTC(ch)                                                                                   \
+	do {                                                                                       \
+		if (n + 1 < cap)                                                                   \
+			out[n] = (ch);                                                             \
+		n++;                                                                               \
+	} while (0)
+	PUTC('"');
+	for (const unsigned char *p = (const unsigned char *)text; *p != '\0'; p++) {
+		if (*p == '"' || *p == '\\') {
+			PUTC('\\');
+			PUTC((char)*p);
+		} else if (*p < 0x20) {
+			char esc[8];
+
+			snprintf(esc, sizeof(esc), "\\u%04x", *p);
+			for (char *e = esc; *e; e++)
+				PUTC(*e);
+		} else {
+			PUTC((char)*p);
+		}
+	}
+	PUTC('"');
+#undef PUTC
+	if (cap > 0)
+		out[n < cap ? n : cap - 1] = '\0';
+	return n;
+}
+
+int gateway_audit(struct gateway *gw, int64_t ts, const char *event, const char *fields,
+		  bool publish)
+{
+	int rc;
+
+	if (gw->audit == NULL)
+		return GD_EIO;
+	/* audit_last is the audit's own buffer: append and publish as one step. */
+	pthread_mutex_lock(&gw->audit_lock);
+	rc = audit_append(gw->audit, ts, event, fields);
+	if (rc != 0)
+		log_warnx(SUBSYS, "cannot append to the audit log: %s", gd_strerror(rc));
+	else if (publish)
+		uplink_publish_event(gw->uplink, "audit", audit_last(gw->audit),
+				     strlen(audit_last(gw->audit)));
+	pthread_mutex_unlock(&gw->audit_lock);
+	return rc;
+}
+
 /*
  * A value outside its allowed range is an anomaly worth a record: the first
  * such drop of a point per AUDIT_DROP_INTERVAL_MS goes to the audit log (and
@@ -29,27 +104,12 @@ static void audit_range_drop(struct gateway *gw, const struct sample *s, int64_t
 	if (gw->audit == NULL || (*last != 0 && ts - *last < AUDIT_DROP_INTERVAL_MS))
 		return;
 	*last = ts;
-	switch (s->value.kind) {
-	case VALUE_KIND_INT:
-		snprintf(value, sizeof(value), "%lld", (long long)s->value.i);
-		break;
-	case VALUE_KIND_UINT:
-		snprintf(value, sizeof(value), "%llu", (unsigned long long)s->value.u);
-		break;
-	case VALUE_KIND_FLOAT:
-		snprintf(value, sizeof(value), "%.17g", s->value.f);
-		break;
-	default:
-		snprintf(value, sizeof(value), "null");
-		break;
-	}
+	gateway_value_json(value, sizeof(value), &s->value);
 	/* Point names are [A-Za-z0-9_.-/]: no escaping needed. */
 	snprintf(fields, sizeof(fields),
 		 "\"point\":\"%s\",\"value\":%s,\"reason\":\"outside the allowed range\"",
 		 gw->cfg->points[s->point_id]->name, value);
-	if (audit_append(gw->audit, ts, "uplink_dropped", fields) == 0)
-		uplink_publish_event(gw->uplink, "audit", audit_last(gw->audit),
-				     strlen(audit_last(gw->audit)));
+	gateway_audit(gw, ts, "uplink_dropped", fields, true);
 }
 
 /* The sink: policy first, then payloads of at most max_message_bytes, then the queue. */
@@ -240,6 +300,7 @@ struct gateway *gateway_start(struct gd_config *cfg)
 	pthread_mutex_init(&gw->lock, NULL);
 	pthread_rwlock_init(&gw->policy_lock, NULL);
 	pthread_mutex_init(&gw->current_lock, NULL);
+	pthread_mutex_init(&gw->audit_lock, NULL);
 	pthread_condattr_init(&attr);
 	pthread_condattr_setclock(&attr, CLOCK_MONOTONIC);
 	pthread_cond_init(&gw->wake, &attr);
@@ -322,6 +383,7 @@ void gateway_stop(struct gateway *gw, int drain_ms)
 	pthread_mutex_destroy(&gw->lock);
 	pthread_rwlock_destroy(&gw->policy_lock);
 	pthread_mutex_destroy(&gw->current_lock);
+	pthread_mutex_destroy(&gw->audit_lock);
 	free(gw->current);
 	free(gw->last_drop_audit_ms);
 	free(gw->names);

@@ -43,6 +43,7 @@ struct gateway {
 	int64_t *last_drop_audit_ms;
 	/* The command path (command.c). */
 	struct audit *audit;
+	pthread_mutex_t audit_lock; /* an append and the publish of that record */
 	struct command_inbox *inbox;
 	pthread_t command_thread;
 	bool command_started;
@@ -57,6 +58,15 @@ int command_start(struct gateway *gw);
  */
 void command_stop(struct gateway *gw);
 void command_free(struct gateway *gw);
+/*
+ * Appends one record to the audit log and, if 'publish', sends that record on
+ * guardian/<device>/audit. Thread-safe. 0 or gd_err (logged).
+ */
+int gateway_audit(struct gateway *gw, int64_t ts, const char *event, const char *fields,
+		  bool publish);
+/* A value, or a string, as JSON text into 'out' (NUL-terminated, truncated to 'cap'). */
+void gateway_value_json(char *out, size_t cap, const struct value *v);
+size_t gateway_json_string(char *out, size_t cap, const char *text);
 /* Where the point with this name (or alias) is, or -1. */
 long gateway_point_by_name(const struct gateway *gw, const char *name);
 

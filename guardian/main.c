@@ -1,4 +1,5 @@
-/* main.c: the guardian command: check a config, run the gateway, explain the policy, verify the audit log. */
+/* main.c: the guardian command: check a config, run the gateway, explain the policy, verify the
+ * audit log. */
 #include <errno.h>
 #include <getopt.h>
 #include <malloc.h>
@@ -19,7 +20,8 @@ static void usage(FILE *out)
 		     "       guardian run -c FILE     run the gateway (SIGINT/SIGTERM stop it,\n"
 		     "                                SIGHUP reloads the policy)\n"
 		     "       guardian policy explain -c FILE POINT [VALUE]\n"
-		     "                                which rule decides POINT; what it does with VALUE\n"
+		     "                                which rule decides POINT; what it does with "
+		     "VALUE\n"
 		     "       guardian audit verify -c FILE\n"
 		     "                                check the audit log's hash chain\n"
 		     "       guardian version         print the version\n"
@@ -222,23 +224,18 @@ int main(int argc, char **argv)
 		printf("guardian %s\n", GD_VERSION);
 		return 0;
 	}
-	if (strcmp(cmd, "audit") == 0) {
-		if (argc < 3 || strcmp(argv[2], "verify") != 0) {
-			fprintf(stderr, "guardian audit: expected \"verify\"\n");
+	/* Two-word commands: "audit verify", "policy explain". */
+	if (strcmp(cmd, "audit") == 0 || strcmp(cmd, "policy") == 0) {
+		static char joined[32];
+		const char *verb = strcmp(cmd, "audit") == 0 ? "verify" : "explain";
+
+		if (argc < 3 || strcmp(argv[2], verb) != 0) {
+			fprintf(stderr, "guardian %s: expected \"%s\"\n", cmd, verb);
 			usage(stderr);
 			return 2;
 		}
-		cmd = "audit verify";
-		argv++;
-		argc--;
-	}
-	if (strcmp(cmd, "policy") == 0) {
-		if (argc < 3 || strcmp(argv[2], "explain") != 0) {
-			fprintf(stderr, "guardian policy: expected \"explain\"\n");
-			usage(stderr);
-			return 2;
-		}
-		cmd = "policy explain";
+		snprintf(joined, sizeof(joined), "%s %s", cmd, verb);
+		cmd = joined;
 		argv++;
 		argc--;
 	}

@@ -87,15 +87,19 @@ struct range_conf {
 	int outside;
 };
 
+/* min and max, both required; an uplink range also says what happens outside it. */
+#define RANGE_BOUND_KEYS                                                                           \
+	{ .name = "min",                                                                           \
+	  .kind = CONF_DOUBLE,                                                                     \
+	  .required = true,                                                                        \
+	  .offset = offsetof(struct range_conf, min) },                                            \
+	{                                                                                          \
+		.name = "max", .kind = CONF_DOUBLE, .required = true,                              \
+		.offset = offsetof(struct range_conf, max)                                         \
+	}
+
 static const struct conf_key uplink_range_keys[] = {
-	{ .name = "min",
-	  .kind = CONF_DOUBLE,
-	  .required = true,
-	  .offset = offsetof(struct range_conf, min) },
-	{ .name = "max",
-	  .kind = CONF_DOUBLE,
-	  .required = true,
-	  .offset = offsetof(struct range_conf, max) },
+	RANGE_BOUND_KEYS,
 	{ .name = "outside",
 	  .kind = CONF_ENUM,
 	  .offset = offsetof(struct range_conf, outside),
@@ -105,14 +109,7 @@ static const struct conf_key uplink_range_keys[] = {
 };
 
 static const struct conf_key downlink_range_keys[] = {
-	{ .name = "min",
-	  .kind = CONF_DOUBLE,
-	  .required = true,
-	  .offset = offsetof(struct range_conf, min) },
-	{ .name = "max",
-	  .kind = CONF_DOUBLE,
-	  .required = true,
-	  .offset = offsetof(struct range_conf, max) },
+	RANGE_BOUND_KEYS,
 	{ .name = NULL },
 };
 
