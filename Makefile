@@ -85,14 +85,28 @@ FUZZ_CFLAGS = -g -O1 -std=c11 -D_GNU_SOURCE -fsanitize=fuzzer,address,undefined 
 FUZZ_CORE = guardian/conf.c guardian/log.c guardian/errors.c guardian/file.c guardian/clock.c
 
 $(BUILD)/fuzz_policy: fuzz/fuzz_policy.c policy/policy.c $(FUZZ_CORE)
+	@mkdir -p $(dir $@)
 	clang $(FUZZ_CFLAGS) -o $@ $^ -lcjson -lm
+
+$(BUILD)/fuzz_framer: fuzz/fuzz_framer.c adapters/framer.c $(FUZZ_CORE)
+	@mkdir -p $(dir $@)
+	clang $(FUZZ_CFLAGS) -o $@ $^ -lcjson -lm
+
+$(BUILD)/fuzz_slcan: fuzz/fuzz_slcan.c adapters/canbus.c $(FUZZ_CORE)
+	@mkdir -p $(dir $@)
+	clang $(FUZZ_CFLAGS) -o $@ $^ -lcjson -lm
+
+FUZZERS = policy framer slcan
 
 fuzz: deps
 	@sh tools/install-deps.sh clang libclang-rt-14-dev
-	@$(MAKE) --no-print-directory $(BUILD)/fuzz_policy
-	@mkdir -p $(BUILD)/fuzz-corpus/policy
-	$(BUILD)/fuzz_policy -max_total_time=$(FUZZ_SECONDS) -detect_leaks=1 \
-		-artifact_prefix=$(BUILD)/ $(BUILD)/fuzz-corpus/policy fuzz/corpus/policy
+	@$(MAKE) --no-print-directory $(FUZZERS:%=$(BUILD)/fuzz_%)
+	@for f in $(FUZZERS); do \
+		mkdir -p $(BUILD)/fuzz-corpus/$$f fuzz/corpus/$$f; \
+		echo "== fuzz_$$f for $(FUZZ_SECONDS) s"; \
+		$(BUILD)/fuzz_$$f -max_total_time=$(FUZZ_SECONDS) -detect_leaks=1 \
+			-artifact_prefix=$(BUILD)/ $(BUILD)/fuzz-corpus/$$f fuzz/corpus/$$f || exit 1; \
+	done
 
 format:
 	clang-format -i $(wildcard */*.c */*.h tests/*/*.c tests/*/*.h)
