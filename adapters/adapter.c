@@ -1,5 +1,6 @@
 /* adapter.c: the adapter registry, point bookkeeping and the names of types, orders and qualities.
  */
+#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -37,11 +38,15 @@ const char *const quality_names[] = {
 
 extern const struct adapter_ops adapter_modbus_tcp_ops;
 extern const struct adapter_ops adapter_modbus_rtu_ops;
+extern const struct adapter_ops adapter_uart_ops;
+extern const struct adapter_ops adapter_can_ops;
 
 /* Adding a transport is adding its file and one line here. */
 static const struct adapter_ops *const transports[] = {
 	&adapter_modbus_tcp_ops,
 	&adapter_modbus_rtu_ops,
+	&adapter_uart_ops,
+	&adapter_can_ops,
 };
 
 const struct adapter_ops *adapter_ops_find(const char *type)
@@ -81,6 +86,7 @@ struct adapter *adapter_new(const char *name, const struct adapter_ops *ops)
 		return NULL;
 	}
 	a->ops = ops;
+	pthread_mutex_init(&a->fault.lock, NULL);
 	return a;
 }
 
@@ -96,6 +102,7 @@ void adapter_free(struct adapter *a)
 	}
 	free(a->points);
 	free(a->name);
+	pthread_mutex_destroy(&a->fault.lock);
 	free(a);
 }
 
@@ -121,4 +128,78 @@ struct point *adapter_add_point(struct adapter *a, const char *point_name)
 	}
 	a->npoints++;
 	return p;
+}
+
+int adapter_check_point_name(const struct adapter *a, struct conf *c, const char *path,
+			     const char *name)
+{
+	size_t prefix = strlen(a->name) + 1;
+	char sub[256];
+
+	conf_path_key(sub, sizeof(sub), path, "name");
+	if (!conf_valid_name(name)) {
+		conf_error(c, sub,
+			   "invalid point name \"%s\" (expected 1 to 63 of A-Z a-z 0-9 _ . -)",
+			   name);
+		return 1;
+	}
+	for (size_t i = 0; i < a->npoints; i++) {
+		if (strcmp(a->points[i].name + prefix, name) == 0) {
+			conf_error(c, sub, "point \"%s\" is defined twice in adapter \"%s\"", name,
+				   a->name);
+			return 1;
+		}
+	}
+	return 0;
+}
+
+bool adapter_set_fault(struct adapter *a, const char *fmt, ...)
+{
+	char text[sizeof(a->fault.text)];
+	bool changed;
+	va_list ap;
+
+	va_start(ap, fmt);
+	vsnprintf(text, sizeof(text), fmt, ap);
+	va_end(ap);
+	pthread_mutex_lock(&a->fault.lock);
+	changed = strcmp(text, a->fault.text) != 0;
+	if (changed) {
+		memcpy(a->fault.text, text, sizeof(text));
+		a->fault.since_ms = gd_now_ms();
+	}
+	pthread_mutex_unlock(&a->fault.lock);
+	return changed;
+}
+
+bool adapter_clear_fault(struct adapter *a)
+{
+	bool had;
+
+	pthread_mutex_lock(&a->fault.lock);
+	had = a->fault.text[0] != '\0';
+	a->fault.text[0] = '\0';
+	a->fault.since_ms = 0;
+	pthread_mutex_unlock(&a->fault.lock);
+	return had;
+}
+
+int64_t adapter_get_fault(struct adapter *a, char *buf, size_t cap)
+{
+	int64_t since;
+
+	pthread_mutex_lock(&a->fault.lock);
+	snprintf(buf, cap, "%s", a->fault.text);
+	since = a->fault.since_ms;
+	pthread_mutex_unlock(&a->fault.lock);
+	return since;
+}
+
+int adapter_backoff_ms(int min_ms, int max_ms, int failures)
+{
+	long long d = min_ms;
+
+	for (int i = 1; i < failures && d < max_ms; i++)
+		d *= 2;
+	return d > max_ms ? max_ms : (int)d;
 }

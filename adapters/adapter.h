@@ -4,6 +4,7 @@
 
 #include <stdbool.h>
 #include <stddef.h>
+#include <pthread.h>
 #include <stdint.h>
 
 #include "../guardian/guardian.h"
@@ -83,14 +84,14 @@ struct point {
 };
 
 /* Marks the policy may set on a sample that leaves (see policy/policy.h). */
-#define SAMPLE_CLAMPED      0x01 /* the value was clamped into the rule's range */
+#define SAMPLE_CLAMPED	    0x01 /* the value was clamped into the rule's range */
 #define SAMPLE_OUT_OF_RANGE 0x02 /* the value lies outside the rule's range, sent as it is */
 
 /* One reading of one point. */
 struct sample {
 	uint32_t point_id;
 	enum quality quality;
-	uint32_t flags;   /* SAMPLE_*; 0 from adapters */
+	uint32_t flags;	    /* SAMPLE_*; 0 from adapters */
 	int32_t code;	    /* exception code or errno, for quality != GOOD */
 	int64_t ts_ms;	    /* UTC ms when the answer arrived */
 	struct value value; /* VALUE_KIND_NONE unless quality is GOOD */
@@ -123,6 +124,13 @@ struct adapter_stats {
 	int link_up;	    /* 1 while the link is open */
 };
 
+/* Why an adapter is not well, for health and the console; see adapter_set_fault. */
+struct adapter_fault {
+	pthread_mutex_t lock;
+	char text[192];	  /* "" when all is well */
+	int64_t since_ms; /* UTC */
+};
+
 /*
  * One transport. Filled with designated initialisers; one per file.
  * configure: reads the adapter's JSON object (a cJSON node, const void * so
@@ -140,6 +148,9 @@ struct adapter_stats {
  *   for transports without function codes.
  * close: closes the link; the adapter may be opened again.
  * destroy: frees backend_data. No operation if it is NULL.
+ * stats_json: appends the transport's own counters to the adapter's health
+ *   object as ',"key":value...' into buf (at most cap bytes, snprintf rules);
+ *   returns the length it would have written. NULL when it has none.
  */
 struct adapter_ops {
 	const char *type;
@@ -151,6 +162,7 @@ struct adapter_ops {
 	void (*read_functions)(const struct adapter *a, uint8_t used[128]);
 	void (*close)(struct adapter *a);
 	void (*destroy)(struct adapter *a);
+	size_t (*stats_json)(const struct adapter *a, char *buf, size_t cap);
 };
 
 struct adapter {
@@ -161,6 +173,7 @@ struct adapter {
 	size_t npoints;
 	int64_t next_due_ms; /* monotonic; set by poll */
 	struct adapter_stats stats;
+	struct adapter_fault fault;
 };
 
 /* The transports, by their config "type". Returns NULL if unknown. */
@@ -175,5 +188,27 @@ void adapter_free(struct adapter *a);
 
 /* Adds a point named "<adapter>/<point>" to 'a'. Returns it, or NULL on ENOMEM. */
 struct point *adapter_add_point(struct adapter *a, const char *point_name);
+
+/*
+ * Validates a point name read at config 'path' (its "name" key): the name
+ * rules, and not twice in 'a'. Returns the number of errors added to 'c'.
+ */
+int adapter_check_point_name(const struct adapter *a, struct conf *c, const char *path,
+			     const char *name);
+
+/*
+ * Records why the adapter is not well ("cannot open /dev/ttyUSB0: No such
+ * file or directory"), shown in health until cleared. Thread-safe. Returns
+ * true when the text changed, so the caller logs a fault once, not per retry.
+ */
+bool adapter_set_fault(struct adapter *a, const char *fmt, ...)
+	__attribute__((format(printf, 2, 3)));
+/* Clears the fault; returns true if there was one. */
+bool adapter_clear_fault(struct adapter *a);
+/* Copies the fault text ("" if none) into buf; returns its start time (UTC ms) or 0. */
+int64_t adapter_get_fault(struct adapter *a, char *buf, size_t cap);
+
+/* The wait before retry number 'failures' (1, 2, ...): min_ms doubled each time, up to max_ms. */
+int adapter_backoff_ms(int min_ms, int max_ms, int failures);
 
 #endif

@@ -113,15 +113,10 @@ struct mb_point_conf {
 	bool writable;
 };
 
-#define INT_KEY(k, st, f, lo, hi, req, what)                                                       \
-	{                                                                                          \
-		.name = k, .kind = CONF_INT, .required = req, .offset = offsetof(st, f),           \
-		.size = sizeof(((st *)0)->f), .min = lo, .max = hi, .expect = what                 \
-	}
-
 static const struct conf_key unit_keys[] = {
-	INT_KEY("id", struct mb_unit_conf, id, 0, 255, true, "a unit id"),
-	INT_KEY("timeout_ms", struct mb_unit_conf, timeout_ms, 10, 60000, false, "a timeout in ms"),
+	CONF_INT_KEY("id", struct mb_unit_conf, id, 0, 255, true, "a unit id"),
+	CONF_INT_KEY("timeout_ms", struct mb_unit_conf, timeout_ms, 10, 60000, false,
+		     "a timeout in ms"),
 	{ .name = NULL },
 };
 
@@ -130,8 +125,8 @@ static const struct conf_key group_keys[] = {
 	  .kind = CONF_STRING,
 	  .required = true,
 	  .offset = offsetof(struct mb_group_conf, name) },
-	INT_KEY("interval_ms", struct mb_group_conf, interval_ms, 0, 86400000, true,
-		"an interval in ms"),
+	CONF_INT_KEY("interval_ms", struct mb_group_conf, interval_ms, 0, 86400000, true,
+		     "an interval in ms"),
 	{ .name = NULL },
 };
 
@@ -142,13 +137,14 @@ static const struct conf_key point_keys[] = {
 	  .kind = CONF_STRING,
 	  .required = true,
 	  .offset = offsetof(struct mb_point_conf, name) },
-	INT_KEY("unit_id", struct mb_point_conf, unit_id, 0, 255, false, "a unit id"),
+	CONF_INT_KEY("unit_id", struct mb_point_conf, unit_id, 0, 255, false, "a unit id"),
 	{ .name = "table",
 	  .kind = CONF_ENUM,
 	  .offset = offsetof(struct mb_point_conf, table),
 	  .choices = table_choices,
 	  .expect = "table" },
-	INT_KEY("address", struct mb_point_conf, address, 0, 65535, true, "a register address"),
+	CONF_INT_KEY("address", struct mb_point_conf, address, 0, 65535, true,
+		     "a register address"),
 	{ .name = "type",
 	  .kind = CONF_ENUM,
 	  .offset = offsetof(struct mb_point_conf, type),
@@ -159,8 +155,8 @@ static const struct conf_key point_keys[] = {
 	  .offset = offsetof(struct mb_point_conf, order),
 	  .choices = byte_order_names,
 	  .expect = "order" },
-	INT_KEY("length", struct mb_point_conf, length, 1, 2 * MB_MAX_READ_REGISTERS, false,
-		"a string length in bytes"),
+	CONF_INT_KEY("length", struct mb_point_conf, length, 1, 2 * MB_MAX_READ_REGISTERS, false,
+		     "a string length in bytes"),
 	{ .name = "scale", .kind = CONF_DOUBLE, .offset = offsetof(struct mb_point_conf, scale) },
 	{ .name = "offset", .kind = CONF_DOUBLE, .offset = offsetof(struct mb_point_conf, offset) },
 	{ .name = "unit",
@@ -180,21 +176,22 @@ static const struct conf_key point_keys[] = {
 /* Keys both transports take, after the link keys of each. */
 #define MB_COMMON_KEYS                                                                             \
 	{ .name = "name", .kind = CONF_ANY }, { .name = "type", .kind = CONF_ANY },                \
-		INT_KEY("timeout_ms", struct mb_backend, timeout_ms, 10, 60000, false,             \
-			"a timeout in ms"),                                                        \
-		INT_KEY("backoff_min_ms", struct mb_backend, backoff_min_ms, 10, 3600000, false,   \
-			"a delay in ms"),                                                          \
-		INT_KEY("backoff_max_ms", struct mb_backend, backoff_max_ms, 10, 3600000, false,   \
-			"a delay in ms"),                                                          \
-		INT_KEY("max_gap", struct mb_backend, max_gap, 0, 124, false, "a register count"), \
-		INT_KEY("max_registers", struct mb_backend, max_registers, 1,                      \
-			MB_MAX_READ_REGISTERS, false, "registers per request"),                    \
-		INT_KEY("max_bits", struct mb_backend, max_bits, 1, MB_MAX_READ_BITS, false,       \
-			"bits per request"),                                                       \
-		INT_KEY("poll_interval_ms", struct mb_backend, poll_interval_ms, 0, 86400000,      \
-			false, "an interval in ms"),                                               \
-		INT_KEY("unit_id", struct mb_backend, default_unit_id, 0, 255, false,              \
-			"a unit id"),                                                              \
+		CONF_INT_KEY("timeout_ms", struct mb_backend, timeout_ms, 10, 60000, false,        \
+			     "a timeout in ms"),                                                   \
+		CONF_INT_KEY("backoff_min_ms", struct mb_backend, backoff_min_ms, 10, 3600000,     \
+			     false, "a delay in ms"),                                              \
+		CONF_INT_KEY("backoff_max_ms", struct mb_backend, backoff_max_ms, 10, 3600000,     \
+			     false, "a delay in ms"),                                              \
+		CONF_INT_KEY("max_gap", struct mb_backend, max_gap, 0, 124, false,                 \
+			     "a register count"),                                                  \
+		CONF_INT_KEY("max_registers", struct mb_backend, max_registers, 1,                 \
+			     MB_MAX_READ_REGISTERS, false, "registers per request"),               \
+		CONF_INT_KEY("max_bits", struct mb_backend, max_bits, 1, MB_MAX_READ_BITS, false,  \
+			     "bits per request"),                                                  \
+		CONF_INT_KEY("poll_interval_ms", struct mb_backend, poll_interval_ms, 0, 86400000, \
+			     false, "an interval in ms"),                                          \
+		CONF_INT_KEY("unit_id", struct mb_backend, default_unit_id, 0, 255, false,         \
+			     "a unit id"),                                                         \
 		{ .name = "units", .kind = CONF_ARRAY },                                           \
 		{ .name = "poll_groups", .kind = CONF_ARRAY },                                     \
 	{                                                                                          \
@@ -208,7 +205,7 @@ static const struct conf_key tcp_keys[] = {
 	  .required = true,
 	  .offset = offsetof(struct mb_backend, host),
 	  .expect = "a host name or address" },
-	INT_KEY("port", struct mb_backend, port, 1, 65535, false, "a TCP port"),
+	CONF_INT_KEY("port", struct mb_backend, port, 1, 65535, false, "a TCP port"),
 	MB_COMMON_KEYS,
 	{ .name = NULL },
 };
@@ -219,16 +216,16 @@ static const struct conf_key rtu_keys[] = {
 	  .required = true,
 	  .offset = offsetof(struct mb_backend, device),
 	  .expect = "a serial device path" },
-	INT_KEY("baud", struct mb_backend, baud, 50, 4000000, false, "a baud rate"),
+	CONF_INT_KEY("baud", struct mb_backend, baud, 50, 4000000, false, "a baud rate"),
 	{ .name = "parity",
 	  .kind = CONF_ENUM,
 	  .offset = offsetof(struct mb_backend, parity),
 	  .choices = parity_names,
 	  .expect = "parity" },
-	INT_KEY("data_bits", struct mb_backend, data_bits, 7, 8, false, "7 or 8"),
-	INT_KEY("stop_bits", struct mb_backend, stop_bits, 1, 2, false, "1 or 2"),
-	INT_KEY("frame_gap_us", struct mb_backend, frame_gap_us, 0, 1000000, false,
-		"a gap in microseconds"),
+	CONF_INT_KEY("data_bits", struct mb_backend, data_bits, 7, 8, false, "7 or 8"),
+	CONF_INT_KEY("stop_bits", struct mb_backend, stop_bits, 1, 2, false, "1 or 2"),
+	CONF_INT_KEY("frame_gap_us", struct mb_backend, frame_gap_us, 0, 1000000, false,
+		     "a gap in microseconds"),
 	MB_COMMON_KEYS,
 	{ .name = NULL },
 };
@@ -364,21 +361,7 @@ static int read_point(struct adapter *a, struct mb_backend *b, struct conf *c, c
 	errors = conf_read_object(c, obj, path, point_keys, &pc);
 	if (errors != 0)
 		goto out;
-	if (!conf_valid_name(pc.name)) {
-		conf_error(c, conf_path_key(sub, sizeof(sub), path, "name"),
-			   "invalid point name \"%s\" (expected 1 to 63 of A-Z a-z 0-9 _ . -)",
-			   pc.name);
-		errors++;
-	}
-	for (size_t i = 0; i < a->npoints; i++) {
-		if (strcmp(a->points[i].name + strlen(a->name) + 1, pc.name) == 0) {
-			conf_error(c, conf_path_key(sub, sizeof(sub), path, "name"),
-				   "point \"%s\" is defined twice in adapter \"%s\"", pc.name,
-				   a->name);
-			errors++;
-			break;
-		}
-	}
+	errors += adapter_check_point_name(a, c, path, pc.name);
 	if ((pc.table == MB_COIL || pc.table == MB_DISCRETE) && pc.type != VALUE_BOOL) {
 		conf_error(c, conf_path_key(sub, sizeof(sub), path, "type"),
 			   "%s points hold one bit (expected type bool, got %s)",
@@ -613,15 +596,6 @@ static void mb_close(struct adapter *a)
 	__atomic_store_n(&a->stats.link_up, 0, __ATOMIC_RELAXED);
 }
 
-static int backoff_ms(int min_ms, int max_ms, int failures)
-{
-	long long d = min_ms;
-
-	for (int i = 1; i < failures && d < max_ms; i++)
-		d *= 2;
-	return d > max_ms ? max_ms : (int)d;
-}
-
 /* 3.5 character times of silence (Modbus over serial line, 2.5.1.1); 1750 us above 19200 baud. */
 int64_t mb_rtu_gap_us(int baud, int data_bits, bool parity, int stop_bits)
 {
@@ -761,6 +735,8 @@ static enum quality do_request(struct adapter *a, struct mb_backend *b, const st
 		__atomic_add_fetch(&a->stats.io_errors, 1, __ATOMIC_RELAXED);
 		errno = err;
 		log_warn(SUBSYS, "%s: link lost", a->name);
+		adapter_set_fault(a, "link to %s lost: %s", b->rtu ? b->device : b->host,
+				  strerror(err));
 		return QUALITY_DISCONNECTED;
 	}
 }
@@ -853,9 +829,10 @@ static void poll_group(struct adapter *a, struct mb_backend *b, struct mb_group 
 				/* Silence or garbage: back off so this unit cannot starve the bus.
 				 */
 				unit->failures++;
-				unit->retry_at_ms = gd_mono_ms() + backoff_ms(b->backoff_min_ms,
-									      b->backoff_max_ms,
-									      unit->failures);
+				unit->retry_at_ms =
+					gd_mono_ms() + adapter_backoff_ms(b->backoff_min_ms,
+									  b->backoff_max_ms,
+									  unit->failures);
 				if (unit->failures == 1)
 					log_warnx(SUBSYS, "%s: unit %u: %s; retrying with backoff",
 						  a->name, unit->id, quality_names[q]);
@@ -884,15 +861,17 @@ static int mb_poll(struct adapter *a, int64_t now_ms, struct point_sink *out)
 			b->was_connected = true;
 			log_info(SUBSYS, "%s: connected to %s", a->name,
 				 b->rtu ? b->device : b->host);
+			adapter_clear_fault(a);
 			b->link_failures = 0;
 		} else {
 			b->link_failures++;
 			b->reconnect_at_ms =
-				now_ms +
-				backoff_ms(b->backoff_min_ms, b->backoff_max_ms, b->link_failures);
-			if (b->link_failures == 1)
-				log_warn(SUBSYS, "%s: cannot open %s", a->name,
-					 b->rtu ? b->device : b->host);
+				now_ms + adapter_backoff_ms(b->backoff_min_ms, b->backoff_max_ms,
+							    b->link_failures);
+			if (adapter_set_fault(a, "cannot open %s: %s", b->rtu ? b->device : b->host,
+					      strerror(errno)))
+				log_warnx(SUBSYS, "%s: cannot open %s: %s", a->name,
+					  b->rtu ? b->device : b->host, strerror(errno));
 		}
 	}
 	for (size_t g = 0; g < b->ngroups; g++) {

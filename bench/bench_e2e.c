@@ -1,6 +1,5 @@
 /* bench_e2e.c: points per second from the simulator to the broker, end to end, with guardian's CPU
  * and peak RSS. */
-#include <dirent.h>
 #include <errno.h>
 #include <sys/stat.h>
 #include <time.h>
@@ -12,96 +11,6 @@
 #include "../tests/harness/harness.h"
 
 #define DEVICE "bench-01"
-
-/*
- * CPU time of every thread of 'pid' in nanoseconds (the first field of each
- * /proc/<pid>/task/<tid>/schedstat): clock ticks are 10 ms, too coarse for a
- * process that uses a fraction of a percent.
- */
-static long long cpu_ns(pid_t pid)
-{
-	char path[64];
-	long long total = 0;
-	struct dirent *e;
-	DIR *d;
-
-	snprintf(path, sizeof(path), "/proc/%d/task", (int)pid);
-	d = opendir(path);
-	if (d == NULL)
-		return -1;
-	while ((e = readdir(d)) != NULL) {
-		char stat[352];
-		long long ns = 0;
-		FILE *f;
-
-		if (e->d_name[0] == '.')
-			continue;
-		snprintf(stat, sizeof(stat), "%s/%s/schedstat", path, e->d_name);
-		f = fopen(stat, "r");
-		if (f == NULL)
-			continue;
-		if (fscanf(f, "%lld", &ns) == 1)
-			total += ns;
-		fclose(f);
-	}
-	closedir(d);
-	return total;
-}
-
-/* A field of /proc/<pid>/status in kB (VmHWM, VmRSS). */
-static long status_kb(pid_t pid, const char *field)
-{
-	char path[64], line[256];
-	long kb = -1;
-	FILE *f;
-
-	snprintf(path, sizeof(path), "/proc/%d/status", (int)pid);
-	f = fopen(path, "r");
-	if (f == NULL)
-		return -1;
-	while (fgets(line, sizeof(line), f) != NULL) {
-		if (strncmp(line, field, strlen(field)) == 0 && line[strlen(field)] == ':')
-			kb = atol(line + strlen(field) + 1);
-	}
-	fclose(f);
-	return kb;
-}
-
-/*
- * Counts the points of messages stamped within [from_ms, to_ms) (UTC), so the
- * window is exact whatever the delivery delay. Each line is "topic {json}";
- * the message's own "ts" follows its "seq".
- */
-static void count_points(const char *file, int64_t from_ms, int64_t to_ms,
-			 unsigned long long *points, unsigned long long *msgs)
-{
-	static const char needle[] = "{\"name\":";
-	char *text = h_read(file);
-	char *save = NULL;
-
-	*points = *msgs = 0;
-	for (char *line = text ? strtok_r(text, "\n", &save) : NULL; line != NULL;
-	     line = strtok_r(NULL, "\n", &save)) {
-		char *ts = strstr(line, "\"ts\":");
-		long long t = ts ? atoll(ts + 5) : 0;
-
-		if (t < from_ms || t >= to_ms)
-			continue;
-		(*msgs)++;
-		for (char *q = line; (q = strstr(q, needle)) != NULL; q += sizeof(needle) - 1)
-			(*points)++;
-	}
-	free(text);
-}
-
-/* UTC milliseconds. */
-static int64_t wall_ms(void)
-{
-	struct timespec ts;
-
-	clock_gettime(CLOCK_REALTIME, &ts);
-	return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
-}
 
 struct result {
 	double points_per_s;
@@ -159,17 +68,17 @@ static int run(int npoints, int interval_ms, int warmup_s, int seconds, struct r
 	if (gd <= 0)
 		return -1;
 	h_sleep_ms(warmup_s * 1000);
-	w0 = wall_ms();
-	t0 = cpu_ns(gd);
+	w0 = h_wall_ms();
+	t0 = h_cpu_ns(gd);
 	m0 = h_ms();
 	h_sleep_ms(seconds * 1000);
-	t1 = cpu_ns(gd);
+	t1 = h_cpu_ns(gd);
 	m1 = h_ms();
-	w1 = wall_ms();
+	w1 = h_wall_ms();
 	/* Let what was published in the window arrive. */
 	h_sleep_ms(500);
-	count_points(h_path("sub.out"), w0, w1, &pts, &msgs);
-	res->rss_peak_mib = status_kb(gd, "VmHWM") / 1024.0;
+	h_count_points(h_path("sub.out"), w0, w1, &pts, &msgs);
+	res->rss_peak_mib = h_status_kb(gd, "VmHWM") / 1024.0;
 	res->points_per_s = (double)pts * 1000.0 / (double)(w1 - w0);
 	res->expected_per_s = (double)npoints * 1000.0 / interval_ms;
 	res->cpu_pct = 100.0 * (double)(t1 - t0) / 1e6 / (double)(m1 - m0);

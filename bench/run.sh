@@ -10,3 +10,9 @@ echo "== policy decisions"
 "$BUILD/bench_policy"
 echo "== end to end"
 "$BUILD/bench_e2e" "$S"
+echo "== serial framer (from memory)"
+"$BUILD/bench_framer" 2
+echo "== CAN signal decoding and SLCAN parsing (from memory)"
+"$BUILD/bench_candecode" 2
+echo "== CAN end to end over SLCAN"
+"$BUILD/bench_can_e2e" "$(( S / 2 > 5 ? S / 2 : 5 ))"

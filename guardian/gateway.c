@@ -427,6 +427,20 @@ size_t gateway_health_json(struct gateway *gw, char *buf, size_t cap)
 		    (unsigned long long)LOAD(a->stats.io_errors),
 		    (unsigned long long)LOAD(a->stats.reconnects),
 		    (long long)LOAD(a->stats.last_ok_ms));
+		n--; /* reopen the adapter's object for the transport's counters and the fault */
+		if (a->ops->stats_json != NULL)
+			n += a->ops->stats_json(a, buf + n, n < cap ? cap - n : 0);
+		{
+			char fault[sizeof(a->fault.text)];
+			int64_t since = adapter_get_fault(a, fault, sizeof(fault));
+
+			if (fault[0] != '\0') {
+				PUT(",\"fault\":");
+				n += gateway_json_string(buf + n, n < cap ? cap - n : 0, fault);
+				PUT(",\"fault_since\":%lld", (long long)since);
+			}
+		}
+		PUT("}");
 	}
 	PUT("],\"uplink\":{\"queued\":%llu,\"queued_bytes\":%llu,\"published\":%llu,"
 	    "\"dropped\":%llu,\"connects\":%llu},\"policy\":{\"uplink_denied\":%llu,"

@@ -119,6 +119,13 @@ struct conf_key {
 	const char *expect; /* optional words for errors, e.g. "a TCP port" */
 };
 
+/* An integer key of struct 'st' member 'f', within [lo, hi]. */
+#define CONF_INT_KEY(k, st, f, lo, hi, req, what)                                                  \
+	{                                                                                          \
+		.name = k, .kind = CONF_INT, .required = req, .offset = offsetof(st, f),           \
+		.size = sizeof(((st *)0)->f), .min = lo, .max = hi, .expect = what                 \
+	}
+
 /*
  * Checks 'obj' (which must be a JSON object) against 'keys': reports unknown
  * keys, missing required keys, wrong types and out-of-range values, and stores

@@ -10,6 +10,7 @@
 #include <string.h>
 #include <time.h>
 
+#include "../adapters/canbus.h"
 #include "core.h"
 
 #define SUBSYS "main"
@@ -24,6 +25,9 @@ static void usage(FILE *out)
 		     "VALUE\n"
 		     "       guardian audit verify -c FILE\n"
 		     "                                check the audit log's hash chain\n"
+		     "       guardian dbc import [--short-names] [--j1939] FILE.dbc\n"
+		     "                                print a DBC file's signals as CAN points;\n"
+		     "                                lines it does not use are named on stderr\n"
 		     "       guardian version         print the version\n"
 		     "options:\n"
 		     "  -c, --config FILE   the site config (JSON)\n"
@@ -199,6 +203,43 @@ static int cmd_explain(const char *file, int argc, char **argv)
 	return rc;
 }
 
+/* guardian dbc import [--short-names] [--j1939] FILE.dbc */
+static int cmd_dbc_import(int argc, char **argv)
+{
+	struct dbc_options opt = { 0 };
+	const char *file = NULL;
+	FILE *in;
+	int n;
+
+	for (int i = 0; i < argc; i++) {
+		if (strcmp(argv[i], "--short-names") == 0)
+			opt.short_names = true;
+		else if (strcmp(argv[i], "--j1939") == 0)
+			opt.j1939 = true;
+		else if (argv[i][0] != '-' && file == NULL)
+			file = argv[i];
+		else {
+			fprintf(stderr, "guardian dbc import: unexpected \"%s\"\n", argv[i]);
+			return 2;
+		}
+	}
+	if (file == NULL) {
+		fprintf(stderr, "guardian dbc import: missing FILE.dbc\n");
+		return 2;
+	}
+	in = fopen(file, "r");
+	if (in == NULL) {
+		fprintf(stderr, "guardian dbc import: cannot open %s: %s\n", file, strerror(errno));
+		return 1;
+	}
+	n = dbc_import(in, file, stdout, stderr, &opt);
+	fclose(in);
+	if (n < 0)
+		return 1;
+	fprintf(stderr, "%s: %d signals imported\n", file, n);
+	return 0;
+}
+
 int main(int argc, char **argv)
 {
 	static const struct option longopts[] = {
@@ -223,6 +264,14 @@ int main(int argc, char **argv)
 	if (strcmp(cmd, "version") == 0 || strcmp(cmd, "--version") == 0) {
 		printf("guardian %s\n", GD_VERSION);
 		return 0;
+	}
+	if (strcmp(cmd, "dbc") == 0) {
+		if (argc < 3 || strcmp(argv[2], "import") != 0) {
+			fprintf(stderr, "guardian dbc: expected \"import\"\n");
+			usage(stderr);
+			return 2;
+		}
+		return cmd_dbc_import(argc - 3, argv + 3);
 	}
 	/* Two-word commands: "audit verify", "policy explain". */
 	if (strcmp(cmd, "audit") == 0 || strcmp(cmd, "policy") == 0) {

@@ -101,4 +101,14 @@ size_t h_telemetry_count(const struct h_telemetry *t, const char *name, const ch
 int64_t h_ms(void);
 void h_sleep_ms(int ms);
 
+/* For benchmarks. CPU time of every thread of 'pid' in ns (from schedstat); -1 if gone. */
+long long h_cpu_ns(pid_t pid);
+/* A field of /proc/<pid>/status in kB (VmHWM, VmRSS); -1 if absent. */
+long h_status_kb(pid_t pid, const char *field);
+/* UTC milliseconds. */
+int64_t h_wall_ms(void);
+/* Points and messages in a subscriber's file whose message "ts" lies in [from_ms, to_ms). */
+void h_count_points(const char *file, int64_t from_ms, int64_t to_ms, unsigned long long *points,
+		    unsigned long long *msgs);
+
 #endif

@@ -9,6 +9,7 @@
 #include <unistd.h>
 
 #include "../harness/harness.h"
+#include "site.h"
 
 #define DEVICE "press-07"
 
@@ -23,62 +24,6 @@ static void teardown(void)
 }
 
 TestSuite(pipeline, .init = setup, .fini = teardown, .timeout = 90);
-
-/* Writes site.json and policy.json; 'adapters' is the JSON array text. */
-static const char *write_site(int broker_port, const char *adapters, const char *policy,
-			      const char *cert_prefix)
-{
-	char text[65536];
-	static const char head[] = "{\"version\":1,";
-
-	/* The policy must list the broker the uplink uses. */
-	cr_assert(strncmp(policy, head, sizeof(head) - 1) == 0);
-	snprintf(text, sizeof(text), "%s\"connections\":[\"localhost:%d\"],%s", head, broker_port,
-		 policy + sizeof(head) - 1);
-	h_write(h_path("policy.json"), text);
-	snprintf(text, sizeof(text),
-		 "{\"device_id\":\"" DEVICE "\",\"policy\":\"policy.json\",\"state_dir\":\"%s\","
-		 "\"uplink\":{\"host\":\"localhost\",\"port\":%d,\"ca_file\":\"pki/ca.crt\","
-		 "\"cert_file\":\"pki/%sdevice.crt\",\"key_file\":\"pki/%sdevice.key\","
-		 "\"reconnect_min_ms\":200,\"reconnect_max_ms\":1000,\"health_interval_ms\":1000},"
-		 "\"adapters\":%s}",
-		 h_dir(), broker_port, cert_prefix, cert_prefix, adapters);
-	h_write(h_path("site.json"), text);
-	return h_path("site.json");
-}
-
-static const char *allow_all =
-	"{\"version\":1,\"uplink\":[{\"points\":\"*\",\"action\":\"allow\"}]}";
-
-/* Waits until 'n' telemetry messages arrived in 'file'. */
-static void wait_messages(const char *file, size_t n, int timeout_ms)
-{
-	int64_t end = h_ms() + timeout_ms;
-
-	while (h_count(file, "/telemetry ") < n && h_ms() < end)
-		h_sleep_ms(50);
-	cr_assert_geq(h_count(file, "/telemetry "), n,
-		      "only %zu of %zu telemetry messages arrived; guardian log:\n%s",
-		      h_count(file, "/telemetry "), n, h_read(h_path("guardian.log")));
-}
-
-static void expect_num(const struct h_telemetry *t, const char *name, double want)
-{
-	const struct h_point *p = h_telemetry_last(t, name);
-
-	cr_assert_not_null(p, "%s never arrived", name);
-	cr_expect_str_eq(p->quality, "good", "%s quality", name);
-	cr_expect(fabs(strtod(p->value, NULL) - want) <= 1e-9 * fmax(1, fabs(want)),
-		  "%s = %s, expected %.17g", name, p->value, want);
-}
-
-static void expect_text(const struct h_telemetry *t, const char *name, const char *want)
-{
-	const struct h_point *p = h_telemetry_last(t, name);
-
-	cr_assert_not_null(p, "%s never arrived", name);
-	cr_expect_str_eq(p->value, want, "%s", name);
-}
 
 /* Every type and order of the simulator's map, at tick 7. */
 static const char *every_type_points =
@@ -132,47 +77,47 @@ static void check_every_type(const struct h_telemetry *t, const char *a)
 
 #define NAME(s) (snprintf(n, sizeof(n), "%s/%s", a, s), n)
 	/* k = 7: see the layout at the top of tools/plcsim.c. */
-	expect_num(t, NAME("counter"), 7);
-	expect_num(t, NAME("i16"), -8);
-	expect_num(t, NAME("u32_abcd"), 100007);
-	expect_num(t, NAME("u32_cdab"), 100007);
-	expect_num(t, NAME("u32_badc"), 100007);
-	expect_num(t, NAME("u32_dcba"), 100007);
-	expect_num(t, NAME("i32_abcd"), -100007);
-	expect_num(t, NAME("i32_cdab"), -100007);
-	expect_num(t, NAME("i32_badc"), -100007);
-	expect_num(t, NAME("i32_dcba"), -100007);
-	expect_num(t, NAME("f32_abcd"), 3.25);
-	expect_num(t, NAME("f32_cdab"), 3.25);
-	expect_num(t, NAME("f32_badc"), 3.25);
-	expect_num(t, NAME("f32_dcba"), 3.25);
-	expect_text(t, NAME("u64_abcd"), "5000000007");
-	expect_text(t, NAME("u64_cdab"), "5000000007");
-	expect_text(t, NAME("u64_badc"), "5000000007");
-	expect_text(t, NAME("u64_dcba"), "5000000007");
-	expect_text(t, NAME("i64_abcd"), "-5000000007");
-	expect_text(t, NAME("i64_cdab"), "-5000000007");
-	expect_text(t, NAME("i64_badc"), "-5000000007");
-	expect_text(t, NAME("i64_dcba"), "-5000000007");
-	expect_num(t, NAME("f64_abcd"), -3.375);
-	expect_num(t, NAME("f64_cdab"), -3.375);
-	expect_num(t, NAME("f64_badc"), -3.375);
-	expect_num(t, NAME("f64_dcba"), -3.375);
-	expect_text(t, NAME("tag"), "GUARDIAN-SIM-01");
-	expect_text(t, NAME("tag_badc"), "GUARDIAN-SIM-01");
-	expect_num(t, NAME("temp"), 2007 * 0.1 - 40);
-	expect_num(t, NAME("i16_badc"), -1234);
-	expect_text(t, NAME("run"), "true");
-	expect_text(t, NAME("on"), "true");
-	expect_text(t, NAME("off"), "false");
-	expect_text(t, NAME("c3"), "false");
-	expect_text(t, NAME("c5"), "true");
-	expect_text(t, NAME("even"), "false");
-	expect_text(t, NAME("d4"), "false");
-	expect_text(t, NAME("d5"), "true");
-	expect_num(t, NAME("in_u16"), 14);
-	expect_num(t, NAME("in_f32"), 107);
-	expect_num(t, NAME("in_u32"), 70007);
+	it_expect_num(t, NAME("counter"), 7);
+	it_expect_num(t, NAME("i16"), -8);
+	it_expect_num(t, NAME("u32_abcd"), 100007);
+	it_expect_num(t, NAME("u32_cdab"), 100007);
+	it_expect_num(t, NAME("u32_badc"), 100007);
+	it_expect_num(t, NAME("u32_dcba"), 100007);
+	it_expect_num(t, NAME("i32_abcd"), -100007);
+	it_expect_num(t, NAME("i32_cdab"), -100007);
+	it_expect_num(t, NAME("i32_badc"), -100007);
+	it_expect_num(t, NAME("i32_dcba"), -100007);
+	it_expect_num(t, NAME("f32_abcd"), 3.25);
+	it_expect_num(t, NAME("f32_cdab"), 3.25);
+	it_expect_num(t, NAME("f32_badc"), 3.25);
+	it_expect_num(t, NAME("f32_dcba"), 3.25);
+	it_expect_text(t, NAME("u64_abcd"), "5000000007");
+	it_expect_text(t, NAME("u64_cdab"), "5000000007");
+	it_expect_text(t, NAME("u64_badc"), "5000000007");
+	it_expect_text(t, NAME("u64_dcba"), "5000000007");
+	it_expect_text(t, NAME("i64_abcd"), "-5000000007");
+	it_expect_text(t, NAME("i64_cdab"), "-5000000007");
+	it_expect_text(t, NAME("i64_badc"), "-5000000007");
+	it_expect_text(t, NAME("i64_dcba"), "-5000000007");
+	it_expect_num(t, NAME("f64_abcd"), -3.375);
+	it_expect_num(t, NAME("f64_cdab"), -3.375);
+	it_expect_num(t, NAME("f64_badc"), -3.375);
+	it_expect_num(t, NAME("f64_dcba"), -3.375);
+	it_expect_text(t, NAME("tag"), "GUARDIAN-SIM-01");
+	it_expect_text(t, NAME("tag_badc"), "GUARDIAN-SIM-01");
+	it_expect_num(t, NAME("temp"), 2007 * 0.1 - 40);
+	it_expect_num(t, NAME("i16_badc"), -1234);
+	it_expect_text(t, NAME("run"), "true");
+	it_expect_text(t, NAME("on"), "true");
+	it_expect_text(t, NAME("off"), "false");
+	it_expect_text(t, NAME("c3"), "false");
+	it_expect_text(t, NAME("c5"), "true");
+	it_expect_text(t, NAME("even"), "false");
+	it_expect_text(t, NAME("d4"), "false");
+	it_expect_text(t, NAME("d5"), "true");
+	it_expect_num(t, NAME("in_u16"), 14);
+	it_expect_num(t, NAME("in_f32"), 107);
+	it_expect_num(t, NAME("in_u32"), 70007);
 	cr_expect_str_eq(h_telemetry_last(t, NAME("temp"))->unit, "degC");
 	cr_expect_str_eq(h_telemetry_last(t, NAME("f32_abcd"))->unit, "bar");
 #undef NAME
@@ -194,9 +139,10 @@ Test(pipeline, tcp_every_type_and_order_arrives_exactly)
 		 "\"poll_interval_ms\":200,\"points\":%s}]",
 		 mport, every_type_points);
 	h_sleep_ms(300); /* let the subscriber subscribe */
-	cr_assert_gt(h_guardian(write_site(bport, adapters, allow_all, ""), h_path("guardian.log")),
+	cr_assert_gt(h_guardian(it_write_site(DEVICE, bport, adapters, it_allow_all, ""),
+				h_path("guardian.log")),
 		     0);
-	wait_messages(h_path("sub.out"), 3, 15000);
+	it_wait_messages(h_path("sub.out"), 3, 15000);
 	h_telemetry_read(h_path("sub.out"), &t);
 	check_every_type(&t, "plc1");
 	/* The retained health document says online. */
@@ -228,9 +174,10 @@ Test(pipeline, rtu_over_pseudo_terminal_arrives_exactly)
 		 "\"parity\":\"even\",\"poll_interval_ms\":300,\"timeout_ms\":1000,\"points\":%s}]",
 		 gd_end, every_type_points);
 	h_sleep_ms(300);
-	cr_assert_gt(h_guardian(write_site(bport, adapters, allow_all, ""), h_path("guardian.log")),
+	cr_assert_gt(h_guardian(it_write_site(DEVICE, bport, adapters, it_allow_all, ""),
+				h_path("guardian.log")),
 		     0);
-	wait_messages(h_path("sub.out"), 3, 20000);
+	it_wait_messages(h_path("sub.out"), 3, 20000);
 	h_telemetry_read(h_path("sub.out"), &t);
 	check_every_type(&t, "rtu1");
 	h_telemetry_free(&t);
@@ -254,14 +201,14 @@ Test(pipeline, point_not_allowed_never_reaches_the_broker)
 		 "{\"name\":\"setpoint\",\"address\":120}]}]",
 		 mport);
 	h_sleep_ms(300);
-	cr_assert_gt(h_guardian(write_site(bport, adapters,
-					   "{\"version\":1,\"uplink\":["
-					   "{\"points\":\"plc1/counter\",\"action\":\"allow\"},"
-					   "{\"points\":\"plc1/set*\",\"action\":\"allow\"}]}",
-					   ""),
+	cr_assert_gt(h_guardian(it_write_site(DEVICE, bport, adapters,
+					      "{\"version\":1,\"uplink\":["
+					      "{\"points\":\"plc1/counter\",\"action\":\"allow\"},"
+					      "{\"points\":\"plc1/set*\",\"action\":\"allow\"}]}",
+					      ""),
 				h_path("guardian.log")),
 		     0);
-	wait_messages(h_path("sub.out"), 10, 15000);
+	it_wait_messages(h_path("sub.out"), 10, 15000);
 	h_telemetry_read(h_path("sub.out"), &t);
 	cr_expect_geq(h_telemetry_count(&t, "plc1/counter", "good"), 10);
 	cr_expect_geq(h_telemetry_count(&t, "plc1/setpoint", "good"), 10);
@@ -317,7 +264,8 @@ Test(pipeline, broker_down_at_start_then_backlog_delivered_in_order)
 		 "[{\"name\":\"plc1\",\"type\":\"modbus-tcp\",\"host\":\"127.0.0.1\",\"port\":%d,"
 		 "\"poll_interval_ms\":100,\"points\":[{\"name\":\"counter\",\"address\":0}]}]",
 		 mport);
-	cr_assert_gt(h_guardian(write_site(bport, adapters, allow_all, ""), h_path("guardian.log")),
+	cr_assert_gt(h_guardian(it_write_site(DEVICE, bport, adapters, it_allow_all, ""),
+				h_path("guardian.log")),
 		     0);
 	/* About 30 cycles while the broker is away. */
 	h_sleep_ms(3000);
@@ -327,7 +275,7 @@ Test(pipeline, broker_down_at_start_then_backlog_delivered_in_order)
 	cr_assert_gt(broker, 0);
 	cr_assert_gt(h_subscribe(bport, "guardian/" DEVICE "/telemetry", h_path("sub.out"), true),
 		     0);
-	wait_messages(h_path("sub.out"), 40, 20000);
+	it_wait_messages(h_path("sub.out"), 40, 20000);
 	h_telemetry_read(h_path("sub.out"), &t);
 	n = t.nmessages;
 	/* Nothing lost, nothing reordered: sequence numbers 1, 2, 3, ... (QoS 1 may repeat one). */
@@ -369,9 +317,10 @@ Test(pipeline, dead_unit_does_not_slow_the_healthy_one)
 		 "{\"name\":\"dead\",\"unit_id\":2,\"address\":0}]}]",
 		 gd_end);
 	h_sleep_ms(300);
-	cr_assert_gt(h_guardian(write_site(bport, adapters, allow_all, ""), h_path("guardian.log")),
+	cr_assert_gt(h_guardian(it_write_site(DEVICE, bport, adapters, it_allow_all, ""),
+				h_path("guardian.log")),
 		     0);
-	wait_messages(h_path("sub.out"), 1, 10000);
+	it_wait_messages(h_path("sub.out"), 1, 10000);
 	t0 = h_ms();
 	h_sleep_ms(6000);
 	(void)t0;
@@ -404,7 +353,7 @@ Test(pipeline, device_certificate_from_another_ca_is_refused)
 		 "[{\"name\":\"plc1\",\"type\":\"modbus-tcp\",\"host\":\"127.0.0.1\",\"port\":%d,"
 		 "\"poll_interval_ms\":100,\"points\":[{\"name\":\"counter\",\"address\":0}]}]",
 		 mport);
-	cr_assert_gt(h_guardian(write_site(bport, adapters, allow_all, "rogue-"),
+	cr_assert_gt(h_guardian(it_write_site(DEVICE, bport, adapters, it_allow_all, "rogue-"),
 				h_path("guardian.log")),
 		     0);
 	cr_assert_eq(
@@ -432,7 +381,8 @@ Test(pipeline, last_will_says_offline_when_guardian_dies)
 		 "\"points\":[{\"name\":\"counter\",\"address\":0}]}]",
 		 mport);
 	h_sleep_ms(300);
-	gd = h_guardian(write_site(bport, adapters, allow_all, ""), h_path("guardian.log"));
+	gd = h_guardian(it_write_site(DEVICE, bport, adapters, it_allow_all, ""),
+			h_path("guardian.log"));
 	cr_assert_gt(gd, 0);
 	cr_assert_eq(h_wait_contains(h_path("sub.out"), "\"state\":\"online\"", 10000), 0);
 	kill(gd, SIGKILL);
@@ -461,9 +411,10 @@ Test(pipeline, tcp_link_that_drops_is_reconnected_without_restart)
 		 "\"points\":[{\"name\":\"counter\",\"address\":0}]}]",
 		 mport);
 	h_sleep_ms(300);
-	gd = h_guardian(write_site(bport, adapters, allow_all, ""), h_path("guardian.log"));
+	gd = h_guardian(it_write_site(DEVICE, bport, adapters, it_allow_all, ""),
+			h_path("guardian.log"));
 	cr_assert_gt(gd, 0);
-	wait_messages(h_path("sub.out"), 5, 10000);
+	it_wait_messages(h_path("sub.out"), 5, 10000);
 
 	/* The PLC goes away (link reset), then comes back with another value. */
 	h_stop(sim, 2000);
@@ -518,9 +469,10 @@ Test(pipeline, exception_answers_arrive_with_their_code_and_do_not_stop_the_rest
 		 "{\"name\":\"missing\",\"address\":15000}]}]",
 		 mport);
 	h_sleep_ms(300);
-	cr_assert_gt(h_guardian(write_site(bport, adapters, allow_all, ""), h_path("guardian.log")),
+	cr_assert_gt(h_guardian(it_write_site(DEVICE, bport, adapters, it_allow_all, ""),
+				h_path("guardian.log")),
 		     0);
-	wait_messages(h_path("sub.out"), 10, 10000);
+	it_wait_messages(h_path("sub.out"), 10, 10000);
 	h_telemetry_read(h_path("sub.out"), &t);
 	p = h_telemetry_last(&t, "plc1/missing");
 	cr_assert_not_null(p);
@@ -531,6 +483,6 @@ Test(pipeline, exception_answers_arrive_with_their_code_and_do_not_stop_the_rest
 	/* An exception is an answer: no backoff, the good point keeps its rate. */
 	cr_expect_geq(h_telemetry_count(&t, "plc1/counter", "good"), 10);
 	cr_expect_geq(h_telemetry_count(&t, "plc1/missing", "exception"), 10);
-	expect_num(&t, "plc1/counter", 3);
+	it_expect_num(&t, "plc1/counter", 3);
 	h_telemetry_free(&t);
 }

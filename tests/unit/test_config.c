@@ -402,3 +402,129 @@ Test(config, policy_must_list_the_uplink_broker)
 			   "%s", errs);
 	free(errs);
 }
+
+/* ---- serial instruments and CAN buses ---------------------------------------------------- */
+
+/* A valid config whose second adapter is 'adapter' (JSON object text) at adapters[1]. */
+static void write_config_adapter(const char *adapter)
+{
+	char text[8192];
+
+	snprintf(text, sizeof(text),
+		 "{\"device_id\":\"press-07\",\"policy\":\"policy.json\",%s,\n"
+		 "\"adapters\":[{\"name\":\"plc0\",\"type\":\"modbus-tcp\",\"host\":\"127.0.0.1\","
+		 "\"points\":[{\"name\":\"a\",\"address\":0}]},\n%s]}",
+		 UPLINK, adapter);
+	write_file("site.json", text);
+}
+
+#define UART_HEAD "{\"name\":\"scale\",\"type\":\"uart\",\"device\":\"/dev/ttyUSB0\","
+
+Test(config, uart_text_and_can_adapters_load)
+{
+	struct gd_config *cfg = NULL;
+	struct conf c;
+
+	write_config_adapter(
+		UART_HEAD "\"framing\":{\"mode\":\"delimiter\",\"delimiter\":\"\\\\r\\\\n\"},"
+			  "\"regex\":\"^W=([0-9.]+)$\",\"points\":[{\"name\":\"w\",\"group\":1}]},"
+			  "{\"name\":\"bus\",\"type\":\"can\",\"transport\":\"slcan\","
+			  "\"device\":\"/dev/ttyACM0\",\"points\":[{\"name\":\"rpm\",\"j1939\":"
+			  "{\"pgn\":61444},\"start_bit\":24,\"length\":16,\"scale\":0.125}]}");
+	conf_init(&c, cfgfile);
+	cr_assert_eq(gd_config_load(cfgfile, &c, &cfg), 0);
+	cr_assert_eq(cfg->npoints, 3);
+	cr_expect_str_eq(cfg->points[1]->name, "scale/w");
+	cr_expect_eq(cfg->points[1]->type, VALUE_F64);
+	cr_expect_str_eq(cfg->points[2]->name, "bus/rpm");
+	gd_config_free(cfg);
+	conf_release(&c);
+}
+
+Test(config, uart_bad_regex_names_the_pattern)
+{
+	write_config_adapter(UART_HEAD
+			     "\"framing\":{\"mode\":\"delimiter\",\"delimiter\":\"\\\\n\"},"
+			     "\"regex\":\"^W=([0-9.]+$\",\"points\":[{\"name\":\"w\","
+			     "\"group\":1}]}");
+	expect_error("adapters[1].regex", "bad regular expression \"^W=([0-9.]+$\"");
+}
+
+Test(config, uart_group_beyond_the_regex)
+{
+	write_config_adapter(UART_HEAD
+			     "\"framing\":{\"mode\":\"delimiter\",\"delimiter\":\"\\\\n\"},"
+			     "\"regex\":\"^W=([0-9.]+)$\",\"points\":[{\"name\":\"w\","
+			     "\"group\":2}]}");
+	expect_error("adapters[1].points[0].group", "no such group (the regex has 1 capture");
+}
+
+Test(config, uart_framer_mistake_speaks_config_keys)
+{
+	write_config_adapter(UART_HEAD
+			     "\"framing\":{\"mode\":\"fixed\",\"delimiter\":\"\\\\n\","
+			     "\"length\":8},\"points\":[{\"name\":\"v\",\"byte_offset\":0,"
+			     "\"type\":\"u16\"}]}");
+	expect_error("adapters[1].framing", "delimiter is set but mode is fixed");
+}
+
+Test(config, uart_bad_escape_in_marker)
+{
+	write_config_adapter(UART_HEAD "\"framing\":{\"mode\":\"start_end\",\"start\":\"\\\\xZZ\","
+				       "\"end\":\"\\\\x03\"},\"points\":[{\"name\":\"v\","
+				       "\"byte_offset\":0,\"type\":\"u16\"}]}");
+	expect_error("adapters[1].framing.start", "escapes");
+}
+
+Test(config, uart_binary_point_needs_a_type)
+{
+	write_config_adapter(UART_HEAD "\"framing\":{\"mode\":\"fixed\",\"length\":8},"
+				       "\"points\":[{\"name\":\"v\",\"byte_offset\":0}]}");
+	expect_error("adapters[1].points[0].type", "binary points need a type");
+}
+
+#define CAN_HEAD                                                                                   \
+	"{\"name\":\"bus\",\"type\":\"can\",\"transport\":\"slcan\",\"device\":\"/dev/ttyACM0\","
+
+Test(config, can_signal_past_eight_bytes)
+{
+	write_config_adapter(CAN_HEAD "\"points\":[{\"name\":\"x\",\"id\":\"0x123\","
+				      "\"start_bit\":56,\"length\":16}]}");
+	expect_error("adapters[1].points[0].start_bit", "does not fit 8 bytes");
+}
+
+Test(config, can_bitrate_without_slcan_code)
+{
+	write_config_adapter(CAN_HEAD "\"bitrate\":300000,\"points\":[{\"name\":\"x\",\"id\":1,"
+				      "\"start_bit\":0,\"length\":8}]}");
+	expect_error("adapters[1].bitrate", "has no SLCAN code");
+}
+
+Test(config, can_mux_without_multiplexor)
+{
+	write_config_adapter(CAN_HEAD "\"points\":[{\"name\":\"x\",\"id\":\"0x300\",\"mux\":1,"
+				      "\"start_bit\":8,\"length\":8}]}");
+	expect_error("adapters[1].points", "no signal with \"multiplexor\": true");
+}
+
+Test(config, can_standard_id_too_large)
+{
+	write_config_adapter(CAN_HEAD "\"points\":[{\"name\":\"x\",\"id\":\"0x800\","
+				      "\"extended\":false,\"start_bit\":0,\"length\":8}]}");
+	expect_error("adapters[1].points[0].id", "does not fit 11 bits");
+}
+
+Test(config, can_id_and_j1939_both)
+{
+	write_config_adapter(CAN_HEAD "\"points\":[{\"name\":\"x\",\"id\":1,\"j1939\":{\"pgn\":1},"
+				      "\"start_bit\":0,\"length\":8}]}");
+	expect_error("adapters[1].points[0]", "both given");
+}
+
+Test(config, socketcan_needs_an_interface)
+{
+	write_config_adapter(
+		"{\"name\":\"bus\",\"type\":\"can\",\"transport\":\"socketcan\","
+		"\"points\":[{\"name\":\"x\",\"id\":1,\"start_bit\":0,\"length\":8}]}");
+	expect_error("adapters[1].interface", "missing");
+}

@@ -1,0 +1,328 @@
+/* serial.c: serial ports through libserialport, with termios for pseudo-terminals. */
+#include <errno.h>
+#include <fcntl.h>
+#include <libserialport.h>
+#include <poll.h>
+#include <stdbool.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <termios.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "adapter.h"
+#include "serial.h"
+
+const char *const serial_parity_names[] = { "none", "even", "odd", NULL };
+const char *const serial_flow_names[] = { "none", "rtscts", "xonxoff", "dtrdsr", NULL };
+
+struct serial_port {
+	struct sp_port *sp; /* NULL when configured through termios */
+	int fd;
+};
+
+static int termios_speed(int baud, speed_t *out)
+{
+	static const struct {
+		int baud;
+		speed_t speed;
+	} speeds[] = {
+		{ 50, B50 },	       { 75, B75 },	      { 110, B110 },
+		{ 134, B134 },	       { 150, B150 },	      { 200, B200 },
+		{ 300, B300 },	       { 600, B600 },	      { 1200, B1200 },
+		{ 1800, B1800 },       { 2400, B2400 },	      { 4800, B4800 },
+		{ 9600, B9600 },       { 19200, B19200 },     { 38400, B38400 },
+		{ 57600, B57600 },     { 115200, B115200 },   { 230400, B230400 },
+		{ 460800, B460800 },   { 500000, B500000 },   { 576000, B576000 },
+		{ 921600, B921600 },   { 1000000, B1000000 }, { 1152000, B1152000 },
+		{ 1500000, B1500000 }, { 2000000, B2000000 }, { 2500000, B2500000 },
+		{ 3000000, B3000000 }, { 3500000, B3500000 }, { 4000000, B4000000 },
+	};
+
+	for (size_t i = 0; i < sizeof(speeds) / sizeof(speeds[0]); i++) {
+		if (speeds[i].baud == baud) {
+			*out = speeds[i].speed;
+			return 0;
+		}
+	}
+	return GD_EINVAL;
+}
+
+/* Raw mode with the config's framing, for a line libserialport does not handle. */
+static int termios_configure(int fd, const struct serial_settings *s, char *why, size_t cap)
+{
+	static const tcflag_t sizes[] = { CS5, CS6, CS7, CS8 };
+	struct termios t;
+	speed_t speed;
+
+	if (termios_speed(s->baud, &speed) != 0) {
+		snprintf(why, cap, "%s: baud %d is not a standard rate", s->device, s->baud);
+		errno = EINVAL;
+		return GD_EINVAL;
+	}
+	if (tcgetattr(fd, &t) != 0)
+		goto fail;
+	cfmakeraw(&t);
+	cfsetispeed(&t, speed);
+	cfsetospeed(&t, speed);
+	t.c_cflag &= ~(tcflag_t)(CSIZE | PARENB | PARODD | CSTOPB | CRTSCTS);
+	t.c_cflag |= sizes[s->data_bits - 5] | CLOCAL | CREAD;
+	if (s->parity != SERIAL_PARITY_NONE)
+		t.c_cflag |= PARENB | (s->parity == SERIAL_PARITY_ODD ? PARODD : 0);
+	if (s->stop_bits == 2)
+		t.c_cflag |= CSTOPB;
+	if (s->flow == SERIAL_FLOW_RTSCTS)
+		t.c_cflag |= CRTSCTS;
+	if (s->flow == SERIAL_FLOW_XONXOFF)
+		t.c_iflag |= IXON | IXOFF;
+	t.c_cc[VMIN] = 0;
+	t.c_cc[VTIME] = 0;
+	if (tcsetattr(fd, TCSANOW, &t) != 0)
+		goto fail;
+	return 0;
+fail:
+	snprintf(why, cap, "%s: cannot set %d %d%c%d: %s", s->device, s->baud, s->data_bits,
+		 "NEO"[s->parity], s -> stop_bits, strerror(errno));
+	return GD_EIO;
+}
+
+static int sp_fail(const struct serial_settings *s, const char *what, char *why, size_t cap)
+{
+	char *msg = sp_last_error_message();
+	int saved = errno;
+
+	snprintf(why, cap, "%s: %s: %s", s->device, what, msg != NULL ? msg : "failed");
+	sp_free_error_message(msg);
+	errno = saved != 0 ? saved : EIO;
+	return GD_EIO;
+}
+
+static int sp_configure(struct sp_port *sp, const struct serial_settings *s, char *why, size_t cap)
+{
+	static const enum sp_parity parities[] = { SP_PARITY_NONE, SP_PARITY_EVEN, SP_PARITY_ODD };
+	static const enum sp_flowcontrol flows[] = { SP_FLOWCONTROL_NONE, SP_FLOWCONTROL_RTSCTS,
+						     SP_FLOWCONTROL_XONXOFF,
+						     SP_FLOWCONTROL_DTRDSR };
+	struct sp_port_config *cfg = NULL;
+	int rc = 0;
+
+	if (sp_new_config(&cfg) != SP_OK)
+		return GD_ENOMEM;
+	if (sp_set_config_baudrate(cfg, s->baud) != SP_OK ||
+	    sp_set_config_bits(cfg, s->data_bits) != SP_OK ||
+	    sp_set_config_parity(cfg, parities[s->parity]) != SP_OK ||
+	    sp_set_config_stopbits(cfg, s->stop_bits) != SP_OK ||
+	    sp_set_config_flowcontrol(cfg, flows[s->flow]) != SP_OK ||
+	    sp_set_config(sp, cfg) != SP_OK)
+		rc = sp_fail(s, "cannot apply the port settings", why, cap);
+	sp_free_config(cfg);
+	return rc;
+}
+
+/*
+ * libserialport describes a port from sysfs, so it refuses a pseudo-terminal;
+ * such a line (a simulator, socat, ser2net) is opened with termios instead.
+ */
+static int open_termios(struct serial_port *p, const struct serial_settings *s, char *why,
+			size_t cap)
+{
+	p->fd = open(s->device, O_RDWR | O_NOCTTY | O_NONBLOCK | O_CLOEXEC);
+	if (p->fd < 0) {
+		snprintf(why, cap, "cannot open %s: %s", s->device, strerror(errno));
+		return GD_EIO;
+	}
+	if (!isatty(p->fd)) {
+		snprintf(why, cap, "%s is not a serial port or terminal", s->device);
+		close(p->fd);
+		errno = ENOTTY;
+		return GD_EIO;
+	}
+	if (termios_configure(p->fd, s, why, cap) != 0) {
+		int saved = errno;
+
+		close(p->fd);
+		errno = saved;
+		return GD_EIO;
+	}
+	return 0;
+}
+
+static int open_sp(struct serial_port *p, const struct serial_settings *s, char *why, size_t cap)
+{
+	if (sp_open(p->sp, SP_MODE_READ_WRITE) != SP_OK)
+		return sp_fail(s, "cannot open", why, cap);
+	if (sp_configure(p->sp, s, why, cap) != 0 || sp_get_port_handle(p->sp, &p->fd) != SP_OK) {
+		int saved = errno;
+
+		if (why[0] == '\0')
+			snprintf(why, cap, "%s: no file descriptor", s->device);
+		sp_close(p->sp);
+		errno = saved;
+		return GD_EIO;
+	}
+	return 0;
+}
+
+int serial_open(struct serial_port **out, const struct serial_settings *s, char *why, size_t cap)
+{
+	struct serial_port *p = calloc(1, sizeof(*p));
+	int rc;
+
+	why[0] = '\0';
+	*out = NULL;
+	if (p == NULL)
+		return GD_ENOMEM;
+	p->fd = -1;
+	if (access(s->device, F_OK) != 0) {
+		snprintf(why, cap, "cannot open %s: %s", s->device, strerror(errno));
+		free(p);
+		return GD_EIO;
+	}
+	if (sp_get_port_by_name(s->device, &p->sp) == SP_OK) {
+		rc = open_sp(p, s, why, cap);
+		if (rc != 0) {
+			sp_free_port(p->sp);
+			p->sp = NULL;
+		}
+	} else {
+		p->sp = NULL;
+		rc = open_termios(p, s, why, cap);
+	}
+	if (rc != 0) {
+		int saved = errno;
+
+		free(p);
+		errno = saved;
+		return rc;
+	}
+	tcflush(p->fd, TCIOFLUSH);
+	*out = p;
+	return 0;
+}
+
+ssize_t serial_read(struct serial_port *p, uint8_t *buf, size_t cap, int timeout_ms)
+{
+	struct pollfd pfd = { .fd = p->fd, .events = POLLIN };
+	ssize_t n;
+	int rc;
+
+	do
+		rc = poll(&pfd, 1, timeout_ms);
+	while (rc < 0 && errno == EINTR);
+	if (rc < 0)
+		return GD_EIO;
+	if (rc == 0)
+		return 0;
+	/* Data first: a line that hangs up after its last bytes still delivers them. */
+	n = read(p->fd, buf, cap);
+	if (n > 0)
+		return n;
+	if (n < 0 && (errno == EAGAIN || errno == EINTR) && !(pfd.revents & (POLLHUP | POLLERR)))
+		return 0;
+	/* read 0 with POLLIN, POLLHUP or an error: the device or the other end is gone. */
+	if (n == 0 || errno == EAGAIN)
+		errno = ENODEV;
+	return GD_EIO;
+}
+
+static int64_t mono_ms(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+int serial_write(struct serial_port *p, const void *buf, size_t n, int timeout_ms)
+{
+	const uint8_t *at = buf;
+	int64_t deadline = mono_ms() + timeout_ms;
+
+	while (n > 0) {
+		ssize_t w = write(p->fd, at, n);
+
+		if (w > 0) {
+			at += w;
+			n -= (size_t)w;
+			continue;
+		}
+		if (w < 0 && errno != EAGAIN && errno != EINTR)
+			return GD_EIO;
+		int64_t left = deadline - mono_ms();
+		struct pollfd pfd = { .fd = p->fd, .events = POLLOUT };
+
+		if (left <= 0)
+			return GD_ETIMEDOUT;
+		if (poll(&pfd, 1, (int)left) > 0 && (pfd.revents & (POLLHUP | POLLERR))) {
+			errno = ENODEV;
+			return GD_EIO;
+		}
+	}
+	return 0;
+}
+
+void serial_flush_input(struct serial_port *p)
+{
+	tcflush(p->fd, TCIFLUSH);
+}
+
+const char *serial_backend(const struct serial_port *p)
+{
+	return p->sp != NULL ? "libserialport" : "termios";
+}
+
+void serial_close(struct serial_port *p)
+{
+	if (p == NULL)
+		return;
+	if (p->sp != NULL) {
+		sp_close(p->sp);
+		sp_free_port(p->sp);
+	} else if (p->fd >= 0) {
+		close(p->fd);
+	}
+	free(p);
+}
+
+bool serial_link_up(struct serial_link *l, struct adapter *a, int64_t now_ms, const char *subsys)
+{
+	char why[192];
+
+	if (l->port != NULL)
+		return true;
+	if (now_ms < l->retry_at_ms)
+		return false;
+	if (serial_open(&l->port, &l->set, why, sizeof(why)) != 0) {
+		l->failures++;
+		l->retry_at_ms = now_ms + adapter_backoff_ms(l->backoff_min_ms, l->backoff_max_ms,
+							     l->failures);
+		if (adapter_set_fault(a, "%s", why))
+			log_warnx(subsys, "%s: %s; retrying with backoff", a->name, why);
+		return false;
+	}
+	if (l->was_up)
+		__atomic_add_fetch(&a->stats.reconnects, 1, __ATOMIC_RELAXED);
+	l->was_up = true;
+	l->failures = 0;
+	__atomic_store_n(&a->stats.link_up, 1, __ATOMIC_RELAXED);
+	adapter_clear_fault(a);
+	log_info(subsys, "%s: %s open, %d %d%c%d (%s)", a->name, l->set.device, l->set.baud,
+		 l->set.data_bits, "NEO"[l->set.parity], l -> set.stop_bits,
+		 serial_backend(l->port));
+	return true;
+}
+
+void serial_link_down(struct serial_link *l, struct adapter *a, int64_t now_ms, const char *subsys,
+		      const char *why)
+{
+	serial_close(l->port);
+	l->port = NULL;
+	l->failures = 1;
+	l->retry_at_ms = now_ms + l->backoff_min_ms;
+	__atomic_store_n(&a->stats.link_up, 0, __ATOMIC_RELAXED);
+	__atomic_add_fetch(&a->stats.io_errors, 1, __ATOMIC_RELAXED);
+	if (adapter_set_fault(a, "%s: %s", l->set.device, why))
+		log_warnx(subsys, "%s: %s: %s; reopening with backoff", a->name, l->set.device,
+			  why);
+}

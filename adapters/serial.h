@@ -1,0 +1,104 @@
+/* serial.h: a serial port for the UART and SLCAN transports: settings from the config, open,
+ * read with a timeout that tells a hang-up (cable or USB adapter gone) from silence, write. */
+#ifndef SERIAL_H
+#define SERIAL_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <sys/types.h>
+
+#include "../guardian/guardian.h"
+
+enum serial_parity { SERIAL_PARITY_NONE, SERIAL_PARITY_EVEN, SERIAL_PARITY_ODD };
+enum serial_flow { SERIAL_FLOW_NONE, SERIAL_FLOW_RTSCTS, SERIAL_FLOW_XONXOFF, SERIAL_FLOW_DTRDSR };
+extern const char *const serial_parity_names[]; /* "none", "even", "odd" */
+extern const char *const serial_flow_names[];	/* "none", "rtscts", "xonxoff", "dtrdsr" */
+
+struct serial_settings {
+	char *device; /* owned by the caller */
+	int baud;
+	int parity; /* enum serial_parity */
+	int data_bits;
+	int stop_bits;
+	int flow; /* enum serial_flow */
+};
+
+/* 115200 8N1, no flow control. */
+#define SERIAL_DEFAULTS                                                                            \
+	{                                                                                          \
+		.baud = 115200, .parity = SERIAL_PARITY_NONE, .data_bits = 8, .stop_bits = 1,      \
+		.flow = SERIAL_FLOW_NONE                                                           \
+	}
+
+/* Config keys for a struct 'type' whose member 'm' is a struct serial_settings. */
+#define SERIAL_CONF_KEYS(type, m)                                                                  \
+	{ .name = "device",                                                                        \
+	  .kind = CONF_STRING,                                                                     \
+	  .required = true,                                                                        \
+	  .offset = offsetof(type, m.device),                                                      \
+	  .expect = "a serial device path" },                                                      \
+		CONF_INT_KEY("baud", type, m.baud, 50, 4000000, false, "a baud rate"),             \
+		{ .name = "parity",                                                                \
+		  .kind = CONF_ENUM,                                                               \
+		  .offset = offsetof(type, m.parity),                                              \
+		  .choices = serial_parity_names,                                                  \
+		  .expect = "parity" },                                                            \
+		CONF_INT_KEY("data_bits", type, m.data_bits, 5, 8, false, "5 to 8"),               \
+		CONF_INT_KEY("stop_bits", type, m.stop_bits, 1, 2, false, "1 or 2"),               \
+	{                                                                                          \
+		.name = "flow_control", .kind = CONF_ENUM, .offset = offsetof(type, m.flow),       \
+		.choices = serial_flow_names, .expect = "flow control"                             \
+	}
+
+struct serial_port;
+
+/*
+ * Opens and configures the port. Real serial ports go through libserialport;
+ * a device libserialport does not know as a serial port (a pseudo-terminal,
+ * as simulators and socat make) is configured with termios directly. On
+ * failure returns a negative enum gd_err and writes the reason (with the
+ * device and errno text) into 'why'.
+ */
+int serial_open(struct serial_port **out, const struct serial_settings *s, char *why, size_t cap);
+/*
+ * Reads what is there, waiting at most 'timeout_ms' for the first byte.
+ * Returns the number of bytes (> 0), 0 on timeout, or GD_EIO when the line is
+ * gone (hang-up, device removed, I/O error; errno kept).
+ */
+ssize_t serial_read(struct serial_port *p, uint8_t *buf, size_t cap, int timeout_ms);
+/* Writes all of 'n' bytes within 'timeout_ms'. 0, GD_ETIMEDOUT or GD_EIO. */
+int serial_write(struct serial_port *p, const void *buf, size_t n, int timeout_ms);
+/* Discards unread input. */
+void serial_flush_input(struct serial_port *p);
+/* "libserialport" or "termios": how the port was configured (for the log). */
+const char *serial_backend(const struct serial_port *p);
+/* Closes and frees. No operation if 'p' is NULL. */
+void serial_close(struct serial_port *p);
+
+/*
+ * A serial link that an adapter keeps open: opened when due, closed when the
+ * line hangs up, reopened with doubling backoff, the fault shown in health
+ * and logged once per change. Used by the UART and SLCAN transports.
+ */
+struct adapter;
+
+struct serial_link {
+	struct serial_settings set;
+	int backoff_min_ms, backoff_max_ms;
+	struct serial_port *port; /* NULL while down */
+	int failures;
+	int64_t retry_at_ms; /* monotonic */
+	bool was_up;	     /* a later open counts as a reconnect */
+};
+
+/*
+ * Opens the link if it is down and its retry time has come. Returns true
+ * if the link is up. 'subsys' names the log subsystem.
+ */
+bool serial_link_up(struct serial_link *l, struct adapter *a, int64_t now_ms, const char *subsys);
+/* Closes the link after an error; 'why' goes to the log and health. */
+void serial_link_down(struct serial_link *l, struct adapter *a, int64_t now_ms, const char *subsys,
+		      const char *why);
+
+#endif
