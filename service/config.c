@@ -1,0 +1,133 @@
+/* config.c: service.json, the service's configuration: broker, certificate lifetime, nonce ttl. */
+#include <cjson/cJSON.h>
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "service.h"
+
+struct broker_section {
+	char *host;
+	int port;
+	char *ca_file;
+};
+
+static const struct conf_key broker_keys[] = {
+	{ .name = "host",
+	  .kind = CONF_STRING,
+	  .required = true,
+	  .offset = offsetof(struct broker_section, host),
+	  .expect = "the broker's host name" },
+	CONF_INT_KEY("port", struct broker_section, port, 1, 65535, false, "a TCP port"),
+	{ .name = "ca_file",
+	  .kind = CONF_STRING,
+	  .required = true,
+	  .offset = offsetof(struct broker_section, ca_file),
+	  .expect = "the CA file of the broker's server certificate" },
+	{ .name = NULL },
+};
+
+static const struct conf_key top_keys[] = {
+	{ .name = "broker", .kind = CONF_OBJECT, .required = true },
+	CONF_INT_KEY("lifetime_s", struct service_config, lifetime_s, 5, 366LL * 86400, false,
+		     "seconds of operational certificate lifetime"),
+	CONF_INT_KEY("nonce_ttl_s", struct service_config, nonce_ttl_s, 1, 3600, false, "seconds"),
+	{ .name = NULL },
+};
+
+void service_config_release(struct service_config *cfg)
+{
+	if (cfg == NULL)
+		return;
+	free(cfg->broker_host);
+	free(cfg->broker_ca_file);
+	cfg->broker_host = NULL;
+	cfg->broker_ca_file = NULL;
+}
+
+int service_config_load(const char *dir, struct service_config *cfg, struct conf *c)
+{
+	struct broker_section broker = { .port = 8884 };
+	char path[4096];
+	char *text = NULL;
+	cJSON *root = NULL;
+	int rc = GD_ECONFIG;
+
+	*cfg = (struct service_config){ .broker_port = 8884,
+					.lifetime_s = 86400,
+					.nonce_ttl_s = 30 };
+	if (!service_path(path, sizeof(path), dir, SERVICE_CONFIG_FILE)) {
+		conf_error(c, NULL, "path too long");
+		goto out;
+	}
+	text = gd_read_file(path);
+	if (text == NULL) {
+		conf_error(c, NULL, "cannot read: %s (run guardian-service init first)",
+			   strerror(errno));
+		goto out;
+	}
+	root = cJSON_Parse(text);
+	if (root == NULL) {
+		conf_error(c, NULL, "invalid JSON (expected a JSON object)");
+		goto out;
+	}
+	if (conf_read_object(c, root, "", top_keys, cfg) != 0)
+		goto out;
+	if (conf_read_object(c, cJSON_GetObjectItemCaseSensitive(root, "broker"), "broker",
+			     broker_keys, &broker) != 0)
+		goto out;
+	cfg->broker_host = broker.host;
+	cfg->broker_port = broker.port;
+	broker.host = NULL;
+	if (broker.ca_file[0] == '/') {
+		cfg->broker_ca_file = broker.ca_file;
+		broker.ca_file = NULL;
+	} else if (asprintf(&cfg->broker_ca_file, "%s/%s", dir, broker.ca_file) < 0) {
+		cfg->broker_ca_file = NULL;
+		conf_error(c, "broker.ca_file", "out of memory");
+		goto out;
+	}
+	rc = 0;
+out:
+	free(broker.host);
+	free(broker.ca_file);
+	cJSON_Delete(root);
+	free(text);
+	if (rc != 0)
+		service_config_release(cfg);
+	return rc;
+}
+
+int service_config_write(const char *dir, const struct service_config *cfg)
+{
+	cJSON *root = cJSON_CreateObject();
+	cJSON *broker = cJSON_AddObjectToObject(root, "broker");
+	char path[4096];
+	char *text = NULL;
+	int rc = GD_ENOMEM;
+
+	if (broker == NULL || cJSON_AddStringToObject(broker, "host", cfg->broker_host) == NULL ||
+	    cJSON_AddNumberToObject(broker, "port", cfg->broker_port) == NULL ||
+	    cJSON_AddStringToObject(broker, "ca_file", cfg->broker_ca_file) == NULL ||
+	    cJSON_AddNumberToObject(root, "lifetime_s", (double)cfg->lifetime_s) == NULL ||
+	    cJSON_AddNumberToObject(root, "nonce_ttl_s", cfg->nonce_ttl_s) == NULL)
+		goto out;
+	text = cJSON_Print(root);
+	if (text == NULL)
+		goto out;
+	rc = GD_EIO;
+	if (!service_path(path, sizeof(path), dir, SERVICE_CONFIG_FILE))
+		goto out;
+	{
+		size_t n = strlen(text);
+
+		text[n] = '\n'; /* replaces the NUL; written with its length */
+		rc = service_write_file(path, text, n + 1, 0644);
+		text[n] = '\0';
+	}
+out:
+	free(text);
+	cJSON_Delete(root);
+	return rc;
+}

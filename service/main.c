@@ -1,0 +1,327 @@
+/* main.c: guardian-service: init, enroll, reference and serve, the reference attestation
+ * service of PROTOCOL.md. */
+#include <errno.h>
+#include <getopt.h>
+#include <limits.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "service.h"
+
+#define EXIT_USAGE 2
+
+static const char usage_text[] =
+	"usage: guardian-service init -d DIR [--days N] [--broker HOST:PORT] [--broker-ca FILE]\n"
+	"       guardian-service enroll -d DIR CSR_FILE [-o CERT_OUT] [--replace]\n"
+	"       guardian-service reference add -d DIR FILE [--name LABEL]\n"
+	"       guardian-service reference list -d DIR\n"
+	"       guardian-service reference remove -d DIR LABEL\n"
+	"       guardian-service serve -d DIR [--once-per-request] [-v]\n";
+
+static int usage(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+
+/* Says what is wrong with the command line, then how it goes. Returns EXIT_USAGE. */
+static int usage(const char *fmt, ...)
+{
+	va_list ap;
+
+	fprintf(stderr, "guardian-service: ");
+	va_start(ap, fmt);
+	vfprintf(stderr, fmt, ap);
+	va_end(ap);
+	fprintf(stderr, "\n");
+	fputs(usage_text, stderr);
+	return EXIT_USAGE;
+}
+
+enum opt_id {
+	OPT_DAYS = 256,
+	OPT_BROKER,
+	OPT_BROKER_CA,
+	OPT_REPLACE,
+	OPT_NAME,
+	OPT_ONCE,
+};
+
+static const struct option long_opts[] = {
+	{ "dir", required_argument, NULL, 'd' },
+	{ "output", required_argument, NULL, 'o' },
+	{ "verbose", no_argument, NULL, 'v' },
+	{ "days", required_argument, NULL, OPT_DAYS },
+	{ "broker", required_argument, NULL, OPT_BROKER },
+	{ "broker-ca", required_argument, NULL, OPT_BROKER_CA },
+	{ "replace", no_argument, NULL, OPT_REPLACE },
+	{ "name", required_argument, NULL, OPT_NAME },
+	{ "once-per-request", no_argument, NULL, OPT_ONCE },
+	{ "help", no_argument, NULL, 'h' },
+	{ NULL, 0, NULL, 0 },
+};
+
+/* Everything a command line may say; each command checks what applies to it. */
+struct cmdline {
+	const char *dir, *output, *broker, *broker_ca, *name;
+	long days;
+	bool replace, once, verbose;
+	bool has_days, has_output, has_broker, has_name, has_replace, has_once;
+	char **args; /* the positional arguments */
+	int nargs;
+};
+
+/* Parses options after the command words (argv[0] is the last command word). */
+static int parse(int argc, char **argv, struct cmdline *cl)
+{
+	int ch;
+
+	*cl = (struct cmdline){ .dir = NULL };
+	optind = 1;
+	opterr = 0;
+	while ((ch = getopt_long(argc, argv, ":d:o:vh", long_opts, NULL)) != -1) {
+		switch (ch) {
+		case 'd':
+			cl->dir = optarg;
+			break;
+		case 'o':
+			cl->output = optarg;
+			cl->has_output = true;
+			break;
+		case 'v':
+			cl->verbose = true;
+			break;
+		case OPT_DAYS: {
+			char *end;
+
+			errno = 0;
+			cl->days = strtol(optarg, &end, 10);
+			if (errno != 0 || *end != '\0' || end == optarg || cl->days < 1 ||
+			    cl->days > 36500)
+				return usage(
+					"--days: \"%s\" is not a number of days from 1 to 36500",
+					optarg);
+			cl->has_days = true;
+			break;
+		}
+		case OPT_BROKER:
+			cl->broker = optarg;
+			cl->has_broker = true;
+			break;
+		case OPT_BROKER_CA:
+			cl->broker_ca = optarg;
+			cl->has_broker = true;
+			break;
+		case OPT_REPLACE:
+			cl->replace = cl->has_replace = true;
+			break;
+		case OPT_NAME:
+			cl->name = optarg;
+			cl->has_name = true;
+			break;
+		case OPT_ONCE:
+			cl->once = cl->has_once = true;
+			break;
+		case 'h':
+			fputs(usage_text, stdout);
+			exit(0);
+		case ':':
+			return usage("%s: needs an argument", argv[optind - 1]);
+		default:
+			return usage("%s: unknown option", argv[optind - 1]);
+		}
+	}
+	if (cl->dir == NULL)
+		return usage("%s: -d DIR (the service directory) is required", argv[0]);
+	cl->args = argv + optind;
+	cl->nargs = argc - optind;
+	return 0;
+}
+
+/* Refuses options that do not belong to the command 'cmd'. */
+static int only(const struct cmdline *cl, const char *cmd, bool days, bool output, bool broker,
+		bool name, bool replace, bool once)
+{
+	if ((cl->has_days && !days) || (cl->has_output && !output) || (cl->has_broker && !broker) ||
+	    (cl->has_name && !name) || (cl->has_replace && !replace) || (cl->has_once && !once))
+		return usage("%s: an option given does not apply to this command", cmd);
+	return 0;
+}
+
+static int cmd_init(const struct cmdline *cl)
+{
+	struct service_init_opts opts = { .days = (int)cl->days };
+	char host[256], ca[PATH_MAX], why[512];
+
+	if (cl->nargs != 0)
+		return usage("init: unexpected argument \"%s\"", cl->args[0]);
+	if (cl->broker != NULL) {
+		const char *colon = strrchr(cl->broker, ':');
+		char *end;
+		long port;
+
+		if (colon == NULL || colon == cl->broker ||
+		    (size_t)(colon - cl->broker) >= sizeof(host))
+			return usage("--broker: \"%s\" is not HOST:PORT", cl->broker);
+		errno = 0;
+		port = strtol(colon + 1, &end, 10);
+		if (errno != 0 || *end != '\0' || end == colon + 1 || port < 1 || port > 65535)
+			return usage("--broker: \"%s\" has no port from 1 to 65535", cl->broker);
+		snprintf(host, sizeof(host), "%.*s", (int)(colon - cl->broker), cl->broker);
+		opts.broker_host = host;
+		opts.broker_port = (int)port;
+	}
+	if (cl->broker_ca != NULL) {
+		if (realpath(cl->broker_ca, ca) == NULL) {
+			fprintf(stderr, "guardian-service: --broker-ca: %s: %s\n", cl->broker_ca,
+				strerror(errno));
+			return 1;
+		}
+		opts.broker_ca = ca;
+	}
+	if (service_init_dir(cl->dir, &opts, why, sizeof(why)) != 0) {
+		fprintf(stderr, "guardian-service: init: %s\n", why);
+		return 1;
+	}
+	printf("guardian-service: %s initialised: mfg-ca.crt (give it to the broker's "
+	       "attestation listener), op-ca.crt (to its telemetry listener), service.crt/.key, "
+	       "nonce.key, service.json\n",
+	       cl->dir);
+	return 0;
+}
+
+static int cmd_enroll(const struct cmdline *cl)
+{
+	struct service *s = NULL;
+	char why[512], name[64], out_path[PATH_MAX];
+	char *csr = NULL, *cert = NULL;
+	int status = 1;
+
+	if (cl->nargs != 1)
+		return usage("enroll: expected one CSR_FILE, got %s",
+			     cl->nargs == 0 ? "none" : "more");
+	csr = gd_read_file(cl->args[0]);
+	if (csr == NULL) {
+		fprintf(stderr, "guardian-service: %s: %s\n", cl->args[0], strerror(errno));
+		goto out;
+	}
+	if (service_open(cl->dir, &s, why, sizeof(why)) != 0) {
+		fprintf(stderr, "guardian-service: %s\n", why);
+		goto out;
+	}
+	if (registry_enroll(s, csr, cl->replace, name, &cert, why, sizeof(why)) != 0) {
+		fprintf(stderr, "guardian-service: %s: %s\n", cl->args[0], why);
+		goto out;
+	}
+	if (cl->output != NULL)
+		snprintf(out_path, sizeof(out_path), "%s", cl->output);
+	else
+		snprintf(out_path, sizeof(out_path), "./%s.crt", name);
+	if (service_write_file(out_path, cert, strlen(cert), 0644) != 0) {
+		fprintf(stderr,
+			"guardian-service: %s: %s (the device is registered; its "
+			"certificate is also %s/devices/%s.crt)\n",
+			out_path, strerror(errno), cl->dir, name);
+		goto out;
+	}
+	printf("guardian-service: enrolled %s: identity certificate in %s\n", name, out_path);
+	status = 0;
+out:
+	free(cert);
+	free(csr);
+	service_free(s);
+	return status;
+}
+
+static int cmd_reference(const char *sub, const struct cmdline *cl)
+{
+	char why[512], label[64];
+	char *text;
+	int rc;
+
+	if (strcmp(sub, "add") == 0) {
+		if (cl->nargs != 1)
+			return usage("reference add: expected one FILE (from guardian measure "
+				     "--json)");
+		text = gd_read_file(cl->args[0]);
+		if (text == NULL) {
+			fprintf(stderr, "guardian-service: %s: %s\n", cl->args[0], strerror(errno));
+			return 1;
+		}
+		rc = reference_add(cl->dir, text, strlen(text), cl->name, label, why, sizeof(why));
+		free(text);
+		if (rc != 0) {
+			fprintf(stderr, "guardian-service: %s: %s\n", cl->args[0], why);
+			return 1;
+		}
+		printf("guardian-service: reference %s recorded\n", label);
+		return 0;
+	}
+	if (strcmp(sub, "list") == 0) {
+		if (cl->nargs != 0)
+			return usage("reference list: unexpected argument \"%s\"", cl->args[0]);
+		if (reference_list(cl->dir, stdout, why, sizeof(why)) != 0) {
+			fprintf(stderr, "guardian-service: %s\n", why);
+			return 1;
+		}
+		return 0;
+	}
+	if (cl->nargs != 1)
+		return usage("reference remove: expected one LABEL");
+	if (reference_remove(cl->dir, cl->args[0], why, sizeof(why)) != 0) {
+		fprintf(stderr, "guardian-service: %s\n", why);
+		return 1;
+	}
+	printf("guardian-service: reference %s removed\n", cl->args[0]);
+	return 0;
+}
+
+int main(int argc, char **argv)
+{
+	struct cmdline cl;
+	const char *cmd;
+	int rc;
+
+	if (argc < 2)
+		return usage("expected a command");
+	cmd = argv[1];
+	if (strcmp(cmd, "-h") == 0 || strcmp(cmd, "--help") == 0) {
+		fputs(usage_text, stdout);
+		return 0;
+	}
+	if (strcmp(cmd, "reference") == 0) {
+		const char *sub = argc > 2 ? argv[2] : "";
+
+		if (strcmp(sub, "add") != 0 && strcmp(sub, "list") != 0 &&
+		    strcmp(sub, "remove") != 0)
+			return usage("reference: expected add, list or remove, got \"%s\"", sub);
+		rc = parse(argc - 2, argv + 2, &cl);
+		if (rc == 0)
+			rc = only(&cl, "reference", false, false, false, strcmp(sub, "add") == 0,
+				  false, false);
+		return rc != 0 ? rc : cmd_reference(sub, &cl);
+	}
+	if (strcmp(cmd, "init") != 0 && strcmp(cmd, "enroll") != 0 && strcmp(cmd, "serve") != 0)
+		return usage("unknown command \"%s\" (expected init, enroll, reference or serve)",
+			     cmd);
+	rc = parse(argc - 1, argv + 1, &cl);
+	if (rc != 0)
+		return rc;
+	if (strcmp(cmd, "init") == 0) {
+		rc = only(&cl, cmd, true, false, true, false, false, false);
+		return rc != 0 ? rc : cmd_init(&cl);
+	}
+	if (strcmp(cmd, "enroll") == 0) {
+		rc = only(&cl, cmd, false, true, false, false, true, false);
+		return rc != 0 ? rc : cmd_enroll(&cl);
+	}
+	if (strcmp(cmd, "serve") == 0) {
+		struct serve_opts opts = { .once_per_request = cl.once, .verbose = cl.verbose };
+
+		rc = only(&cl, cmd, false, false, false, false, false, true);
+		if (rc != 0)
+			return rc;
+		if (cl.nargs != 0)
+			return usage("serve: unexpected argument \"%s\"", cl.args[0]);
+		return service_serve(cl.dir, &opts);
+	}
+	return usage("unknown command \"%s\" (expected init, enroll, reference or serve)", cmd);
+}

@@ -1,0 +1,532 @@
+/* serve.c: `guardian-service serve`: the MQTT side: shared subscriptions on the attestation
+ * topics, answers published back, reconnection with backoff, a clean stop on SIGTERM/SIGINT. */
+#include <MQTTAsync.h>
+#include <errno.h>
+#include <pthread.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "service.h"
+
+#define SERVE_QUEUE_MAX	  10000 /* messages waiting; beyond, new ones are dropped */
+#define SERVE_BACKOFF_MIN 1000
+#define SERVE_BACKOFF_MAX 30000
+#define SERVE_SWEEP_MS	  10000
+#define SERVE_PREFIX	  "guardian/"
+
+static const char *const sub_topics[] = {
+	"$share/guardian-attest/guardian/+/attest/hello",
+	"$share/guardian-attest/guardian/+/attest/evidence",
+};
+
+/* One message that arrived, waiting for the main thread. */
+struct serve_msg {
+	struct serve_msg *next;
+	char *topic;
+	char *payload; /* NUL-terminated copy */
+	size_t len;
+};
+
+enum serve_state { SERVE_DOWN, SERVE_CONNECTING, SERVE_UP };
+
+struct server {
+	struct service *svc;
+	MQTTAsync client;
+	char uri[512];
+	char client_id[128];
+	char cert_file[4096], key_file[4096];
+
+	pthread_mutex_t lock; /* everything below */
+	pthread_cond_t cond;
+	struct serve_msg *head, *tail;
+	size_t queued;
+	uint64_t dropped;
+	bool ev_connected, ev_connect_failed, ev_lost, ev_subscribed, ev_subscribe_failed;
+	bool disconnected; /* the final disconnect is done */
+	char fail_msg[192];
+};
+
+static volatile sig_atomic_t stop_signal;
+
+static void on_stop_signal(int sig)
+{
+	stop_signal = sig;
+}
+
+static void wake(struct server *sv)
+{
+	pthread_cond_broadcast(&sv->cond);
+}
+
+/* --- Paho callbacks: record and wake ------------------------------------- */
+
+static void on_connect_ok(void *context, MQTTAsync_successData *response)
+{
+	struct server *sv = context;
+
+	(void)response;
+	pthread_mutex_lock(&sv->lock);
+	sv->ev_connected = true;
+	wake(sv);
+	pthread_mutex_unlock(&sv->lock);
+}
+
+static void on_connect_failed(void *context, MQTTAsync_failureData *response)
+{
+	struct server *sv = context;
+
+	pthread_mutex_lock(&sv->lock);
+	sv->ev_connect_failed = true;
+	snprintf(sv->fail_msg, sizeof(sv->fail_msg), "%s (code %d)",
+		 response && response->message ? response->message : "connection refused or failed",
+		 response ? response->code : 0);
+	wake(sv);
+	pthread_mutex_unlock(&sv->lock);
+}
+
+static void on_connection_lost(void *context, char *cause)
+{
+	struct server *sv = context;
+
+	pthread_mutex_lock(&sv->lock);
+	sv->ev_lost = true;
+	snprintf(sv->fail_msg, sizeof(sv->fail_msg), "%s",
+		 cause ? cause : "the broker closed the connection or the network failed");
+	wake(sv);
+	pthread_mutex_unlock(&sv->lock);
+}
+
+static void on_subscribe_ok(void *context, MQTTAsync_successData *response)
+{
+	struct server *sv = context;
+	bool refused = false;
+
+	/* 0x80 in a SUBACK: the broker refused that filter (its ACL). */
+	if (response != NULL && response->alt.qosList != NULL) {
+		for (size_t i = 0; i < sizeof(sub_topics) / sizeof(sub_topics[0]); i++)
+			refused |= response->alt.qosList[i] == 0x80;
+	} else if (response != NULL) {
+		refused = response->alt.qos == 0x80;
+	}
+	pthread_mutex_lock(&sv->lock);
+	if (refused) {
+		sv->ev_subscribe_failed = true;
+		snprintf(sv->fail_msg, sizeof(sv->fail_msg),
+			 "the broker refused the subscription (check its ACL for guardian-attest)");
+	} else {
+		sv->ev_subscribed = true;
+	}
+	wake(sv);
+	pthread_mutex_unlock(&sv->lock);
+}
+
+static void on_subscribe_failed(void *context, MQTTAsync_failureData *response)
+{
+	struct server *sv = context;
+
+	pthread_mutex_lock(&sv->lock);
+	sv->ev_subscribe_failed = true;
+	snprintf(sv->fail_msg, sizeof(sv->fail_msg), "cannot subscribe (code %d)",
+		 response ? response->code : 0);
+	wake(sv);
+	pthread_mutex_unlock(&sv->lock);
+}
+
+static int on_message(void *context, char *topic, int topic_len, MQTTAsync_message *m)
+{
+	struct server *sv = context;
+	size_t tlen = topic_len > 0 ? (size_t)topic_len : strlen(topic);
+	size_t plen = m->payloadlen > 0 ? (size_t)m->payloadlen : 0;
+	struct serve_msg *msg = calloc(1, sizeof(*msg));
+
+	if (msg != NULL) {
+		msg->topic = strndup(topic, tlen);
+		msg->payload = malloc(plen + 1);
+		msg->len = plen;
+	}
+	if (msg == NULL || msg->topic == NULL || msg->payload == NULL) {
+		log_warnx(SERVICE_SUBSYS, "out of memory: a message on %.*s is dropped", (int)tlen,
+			  topic);
+		if (msg != NULL) {
+			free(msg->topic);
+			free(msg->payload);
+			free(msg);
+		}
+		goto out;
+	}
+	if (plen > 0)
+		memcpy(msg->payload, m->payload, plen);
+	msg->payload[plen] = '\0';
+	pthread_mutex_lock(&sv->lock);
+	if (sv->queued >= SERVE_QUEUE_MAX) {
+		sv->dropped++;
+		pthread_mutex_unlock(&sv->lock);
+		free(msg->topic);
+		free(msg->payload);
+		free(msg);
+		goto out;
+	}
+	if (sv->tail != NULL)
+		sv->tail->next = msg;
+	else
+		sv->head = msg;
+	sv->tail = msg;
+	sv->queued++;
+	wake(sv);
+	pthread_mutex_unlock(&sv->lock);
+out:
+	MQTTAsync_freeMessage(&m);
+	MQTTAsync_free(topic);
+	return 1;
+}
+
+static void on_disconnected(void *context, MQTTAsync_successData *response)
+{
+	struct server *sv = context;
+
+	(void)response;
+	pthread_mutex_lock(&sv->lock);
+	sv->disconnected = true;
+	wake(sv);
+	pthread_mutex_unlock(&sv->lock);
+}
+
+static void on_disconnect_failed(void *context, MQTTAsync_failureData *response)
+{
+	(void)response;
+	on_disconnected(context, NULL);
+}
+
+/* --- the main thread ------------------------------------------------------ */
+
+static void connect_start(struct server *sv)
+{
+	MQTTAsync_connectOptions opts = MQTTAsync_connectOptions_initializer;
+	MQTTAsync_SSLOptions ssl = MQTTAsync_SSLOptions_initializer;
+	int rc;
+
+	ssl.trustStore = sv->svc->cfg.broker_ca_file;
+	ssl.keyStore = sv->cert_file;
+	ssl.privateKey = sv->key_file;
+	ssl.enableServerCertAuth = 1;
+	ssl.verify = 1;
+	opts.keepAliveInterval = 30;
+	opts.cleansession = 1;
+	opts.connectTimeout = 10;
+	opts.MQTTVersion = MQTTVERSION_3_1_1;
+	opts.ssl = &ssl;
+	opts.onSuccess = on_connect_ok;
+	opts.onFailure = on_connect_failed;
+	opts.context = sv;
+	rc = MQTTAsync_connect(sv->client, &opts);
+	if (rc != MQTTASYNC_SUCCESS) {
+		pthread_mutex_lock(&sv->lock);
+		sv->ev_connect_failed = true;
+		snprintf(sv->fail_msg, sizeof(sv->fail_msg), "%s", MQTTAsync_strerror(rc));
+		pthread_mutex_unlock(&sv->lock);
+	}
+}
+
+static void subscribe_start(struct server *sv)
+{
+	MQTTAsync_responseOptions opts = MQTTAsync_responseOptions_initializer;
+	char *topics[2];
+	int qos[2] = { 1, 1 };
+	int rc;
+
+	memcpy(topics, sub_topics, sizeof(topics)); /* Paho's prototype is not const */
+	opts.onSuccess = on_subscribe_ok;
+	opts.onFailure = on_subscribe_failed;
+	opts.context = sv;
+	rc = MQTTAsync_subscribeMany(sv->client, 2, topics, qos, &opts);
+	if (rc != MQTTASYNC_SUCCESS) {
+		pthread_mutex_lock(&sv->lock);
+		sv->ev_subscribe_failed = true;
+		snprintf(sv->fail_msg, sizeof(sv->fail_msg), "cannot subscribe: %s",
+			 MQTTAsync_strerror(rc));
+		pthread_mutex_unlock(&sv->lock);
+	}
+}
+
+static void publish(struct server *sv, const char *dev, const char *what, const char *payload)
+{
+	MQTTAsync_message msg = MQTTAsync_message_initializer;
+	union {
+		const char *in;
+		void *out;
+	} data = { .in = payload }; /* Paho copies it and does not write to it */
+	char topic[160];
+	int rc;
+
+	snprintf(topic, sizeof(topic), SERVE_PREFIX "%s/attest/%s", dev, what);
+	msg.payload = data.out;
+	msg.payloadlen = (int)strlen(payload);
+	msg.qos = 1;
+	msg.retained = 0;
+	rc = MQTTAsync_sendMessage(sv->client, topic, &msg, NULL);
+	if (rc != MQTTASYNC_SUCCESS)
+		log_warnx(SERVICE_SUBSYS, "%s: cannot publish on %s: %s", dev, topic,
+			  MQTTAsync_strerror(rc));
+}
+
+/*
+ * Splits "guardian/<dev>/attest/<kind>" into 'dev' (64 bytes) and the kind.
+ * Returns the kind ("hello", "evidence"), or NULL.
+ */
+static const char *topic_split(const char *topic, char dev[64])
+{
+	const char *p, *slash;
+	size_t n;
+
+	if (strncmp(topic, SERVE_PREFIX, strlen(SERVE_PREFIX)) != 0)
+		return NULL;
+	p = topic + strlen(SERVE_PREFIX);
+	slash = strchr(p, '/');
+	if (slash == NULL)
+		return NULL;
+	n = (size_t)(slash - p);
+	if (n == 0 || n > 63)
+		return NULL;
+	memcpy(dev, p, n);
+	dev[n] = '\0';
+	if (!conf_valid_name(dev) || strncmp(slash, "/attest/", 8) != 0)
+		return NULL;
+	return slash + 8;
+}
+
+static void handle(struct server *sv, const struct serve_msg *msg)
+{
+	char dev[64];
+	const char *kind = topic_split(msg->topic, dev);
+	char *answer = NULL;
+
+	if (kind == NULL) {
+		log_debug(SERVICE_SUBSYS, "ignored a message on %s", msg->topic);
+		return;
+	}
+	if (strcmp(kind, "hello") == 0) {
+		if (service_handle_hello(sv->svc, dev, msg->payload, msg->len, &answer) == 0)
+			publish(sv, dev, "nonce", answer);
+	} else if (strcmp(kind, "evidence") == 0) {
+		if (service_handle_evidence(sv->svc, dev, msg->payload, msg->len, &answer) == 0)
+			publish(sv, dev, "result", answer);
+	} else {
+		log_debug(SERVICE_SUBSYS, "ignored a message on %s", msg->topic);
+	}
+	free(answer);
+}
+
+static int64_t backoff_ms(int failures)
+{
+	int64_t ms = SERVE_BACKOFF_MIN;
+
+	for (int i = 1; i < failures && ms < SERVE_BACKOFF_MAX; i++)
+		ms *= 2;
+	return ms > SERVE_BACKOFF_MAX ? SERVE_BACKOFF_MAX : ms;
+}
+
+/* The loop: events from Paho, messages, reconnection, sweeping, until a signal. */
+static void serve_loop(struct server *sv)
+{
+	enum serve_state state = SERVE_DOWN;
+	int64_t next_attempt = 0, next_sweep = 0;
+	int failures = 0;
+	bool ready = false;
+
+	while (!stop_signal) {
+		int64_t now = gd_mono_ms();
+		struct timespec until;
+		struct serve_msg *msgs;
+		bool connected, connect_failed, lost, subscribed, subscribe_failed;
+		char why[192];
+
+		if (state == SERVE_DOWN && now >= next_attempt) {
+			log_info(SERVICE_SUBSYS, "connecting to %s", sv->uri);
+			state = SERVE_CONNECTING;
+			connect_start(sv);
+		}
+		if (now >= next_sweep) {
+			int removed = nonce_sweep(sv->svc, sv->svc->now_ms());
+
+			if (removed > 0)
+				log_debug(SERVICE_SUBSYS, "swept %d used-nonce markers", removed);
+			next_sweep = now + SERVE_SWEEP_MS;
+		}
+
+		pthread_mutex_lock(&sv->lock);
+		if (sv->head == NULL && !sv->ev_connected && !sv->ev_connect_failed &&
+		    !sv->ev_lost && !sv->ev_subscribed && !sv->ev_subscribe_failed) {
+			clock_gettime(CLOCK_MONOTONIC, &until);
+			until.tv_nsec += 200 * 1000000L;
+			if (until.tv_nsec >= 1000000000L) {
+				until.tv_sec++;
+				until.tv_nsec -= 1000000000L;
+			}
+			pthread_cond_timedwait(&sv->cond, &sv->lock, &until);
+		}
+		msgs = sv->head;
+		sv->head = sv->tail = NULL;
+		sv->queued = 0;
+		connected = sv->ev_connected;
+		connect_failed = sv->ev_connect_failed;
+		lost = sv->ev_lost;
+		subscribed = sv->ev_subscribed;
+		subscribe_failed = sv->ev_subscribe_failed;
+		sv->ev_connected = sv->ev_connect_failed = sv->ev_lost = false;
+		sv->ev_subscribed = sv->ev_subscribe_failed = false;
+		snprintf(why, sizeof(why), "%s", sv->fail_msg);
+		if (sv->dropped > 0) {
+			log_warnx(SERVICE_SUBSYS, "%llu messages dropped: more than %d waiting",
+				  (unsigned long long)sv->dropped, SERVE_QUEUE_MAX);
+			sv->dropped = 0;
+		}
+		pthread_mutex_unlock(&sv->lock);
+
+		if (connected) {
+			log_info(SERVICE_SUBSYS, "connected to %s; subscribing", sv->uri);
+			subscribe_start(sv);
+		}
+		if (subscribed) {
+			state = SERVE_UP;
+			failures = 0;
+			log_info(SERVICE_SUBSYS, "subscribed to %s and %s", sub_topics[0],
+				 sub_topics[1]);
+			if (!ready) {
+				printf("guardian-service: ready\n");
+				fflush(stdout);
+				ready = true;
+			}
+		}
+		if (connect_failed || lost || subscribe_failed) {
+			if (subscribe_failed)
+				MQTTAsync_disconnect(sv->client, NULL);
+			failures++;
+			next_attempt = gd_mono_ms() + backoff_ms(failures);
+			log_warnx(SERVICE_SUBSYS, "%s %s: %s; trying again in %lld ms",
+				  lost ? "lost the connection to" : "cannot connect to", sv->uri,
+				  why, (long long)backoff_ms(failures));
+			state = SERVE_DOWN;
+		}
+		while (msgs != NULL) {
+			struct serve_msg *next = msgs->next;
+
+			if (!stop_signal)
+				handle(sv, msgs);
+			free(msgs->topic);
+			free(msgs->payload);
+			free(msgs);
+			msgs = next;
+		}
+	}
+	log_info(SERVICE_SUBSYS, "%s: stopping", strsignal(stop_signal));
+	if (MQTTAsync_isConnected(sv->client)) {
+		MQTTAsync_disconnectOptions opts = MQTTAsync_disconnectOptions_initializer;
+		int64_t deadline = gd_mono_ms() + 2000;
+
+		opts.timeout = 1000; /* for answers still in flight */
+		opts.onSuccess = on_disconnected;
+		opts.onFailure = on_disconnect_failed;
+		opts.context = sv;
+		if (MQTTAsync_disconnect(sv->client, &opts) == MQTTASYNC_SUCCESS) {
+			pthread_mutex_lock(&sv->lock);
+			while (!sv->disconnected && gd_mono_ms() < deadline) {
+				struct timespec until = { .tv_sec = (deadline / 1000),
+							  .tv_nsec = (deadline % 1000) * 1000000 };
+
+				pthread_cond_timedwait(&sv->cond, &sv->lock, &until);
+			}
+			pthread_mutex_unlock(&sv->lock);
+		}
+	}
+}
+
+int service_serve(const char *dir, const struct serve_opts *opts)
+{
+	struct server sv = { .client = NULL };
+	MQTTAsync_createOptions create = MQTTAsync_createOptions_initializer;
+	struct sigaction sa = { .sa_handler = on_stop_signal };
+	pthread_condattr_t attr;
+	char why[512], host[64];
+	int rc, status = 1;
+
+	if (opts->verbose)
+		log_set_level(LOG_LEVEL_DEBUG);
+	rc = service_open(dir, &sv.svc, why, sizeof(why));
+	if (rc != 0) {
+		log_error(SERVICE_SUBSYS, "%s", why);
+		return 1;
+	}
+	sv.svc->once_per_request = opts->once_per_request;
+	if (access(sv.svc->cfg.broker_ca_file, R_OK) != 0) {
+		log_error(SERVICE_SUBSYS,
+			  "%s/%s: broker.ca_file: cannot read %s: %s (expected the CA of the "
+			  "broker's server certificate; set it with init --broker-ca or edit the "
+			  "file)",
+			  dir, SERVICE_CONFIG_FILE, sv.svc->cfg.broker_ca_file, strerror(errno));
+		goto out;
+	}
+	if (!service_path(sv.cert_file, sizeof(sv.cert_file), dir, "service.crt") ||
+	    !service_path(sv.key_file, sizeof(sv.key_file), dir, "service.key")) {
+		log_error(SERVICE_SUBSYS, "%s: path too long", dir);
+		goto out;
+	}
+	snprintf(sv.uri, sizeof(sv.uri), "ssl://%s:%d", sv.svc->cfg.broker_host,
+		 sv.svc->cfg.broker_port);
+	if (gethostname(host, sizeof(host)) != 0)
+		snprintf(host, sizeof(host), "host");
+	host[sizeof(host) - 1] = '\0';
+	snprintf(sv.client_id, sizeof(sv.client_id), "guardian-attest-%s-%ld", host,
+		 (long)getpid());
+
+	pthread_mutex_init(&sv.lock, NULL);
+	pthread_condattr_init(&attr);
+	pthread_condattr_setclock(&attr, CLOCK_MONOTONIC);
+	pthread_cond_init(&sv.cond, &attr);
+	pthread_condattr_destroy(&attr);
+
+	create.MQTTVersion = MQTTVERSION_3_1_1;
+	create.sendWhileDisconnected = 0;
+	rc = MQTTAsync_createWithOptions(&sv.client, sv.uri, sv.client_id,
+					 MQTTCLIENT_PERSISTENCE_NONE, NULL, &create);
+	if (rc != MQTTASYNC_SUCCESS) {
+		log_error(SERVICE_SUBSYS, "cannot create an MQTT client for %s: %s", sv.uri,
+			  MQTTAsync_strerror(rc));
+		goto destroy;
+	}
+	rc = MQTTAsync_setCallbacks(sv.client, &sv, on_connection_lost, on_message, NULL);
+	if (rc != MQTTASYNC_SUCCESS) {
+		log_error(SERVICE_SUBSYS, "cannot set the client's callbacks: %s",
+			  MQTTAsync_strerror(rc));
+		goto destroy;
+	}
+
+	stop_signal = 0;
+	sigemptyset(&sa.sa_mask);
+	sigaction(SIGTERM, &sa, NULL);
+	sigaction(SIGINT, &sa, NULL);
+	signal(SIGPIPE, SIG_IGN);
+	log_info(SERVICE_SUBSYS, "serving %s as %s (certificates for %lld s, nonces for %d s)", dir,
+		 sv.client_id, sv.svc->cfg.lifetime_s, sv.svc->cfg.nonce_ttl_s);
+	serve_loop(&sv);
+	log_info(SERVICE_SUBSYS, "stopped");
+	status = 0;
+destroy:
+	if (sv.client != NULL)
+		MQTTAsync_destroy(&sv.client);
+	while (sv.head != NULL) {
+		struct serve_msg *next = sv.head->next;
+
+		free(sv.head->topic);
+		free(sv.head->payload);
+		free(sv.head);
+		sv.head = next;
+	}
+	pthread_cond_destroy(&sv.cond);
+	pthread_mutex_destroy(&sv.lock);
+out:
+	service_free(sv.svc);
+	return status;
+}

@@ -1,0 +1,262 @@
+/* service.h: the reference attestation service (PROTOCOL.md): its directory, nonces, device
+ * registry, references, certificate issuing and the verify pipeline, usable without MQTT. */
+#ifndef SERVICE_H
+#define SERVICE_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <time.h>
+
+#include <mbedtls/ctr_drbg.h>
+#include <mbedtls/entropy.h>
+#include <mbedtls/pk.h>
+#include <mbedtls/x509_crt.h>
+
+#include "../guardian/guardian.h"
+#include "../uplink/evidence.h"
+
+#define SERVICE_SUBSYS	       "service"
+#define SERVICE_CONFIG_FILE    "service.json"
+#define SERVICE_IDENTITY_DAYS  3653 /* identity certificates: 10 years */
+#define SERVICE_CA_DAYS	       7305 /* default for init --days: 20 years */
+#define SERVICE_SKEW_S	       60   /* notBefore of issued certificates lies this far back */
+#define SERVICE_NONCE_MARGIN_S 60   /* used-nonce markers outlive the ttl by this much */
+#define SERVICE_PEM_MAX	       4096
+
+/* service.json. Strings owned. */
+struct service_config {
+	char *broker_host;
+	int broker_port;
+	char *broker_ca_file; /* resolved against the service dir */
+	long long lifetime_s; /* of operational certificates */
+	int nonce_ttl_s;
+};
+
+/* What `init` writes. */
+struct service_init_opts {
+	int days;		 /* CA and service certificate validity */
+	const char *broker_host; /* NULL: "localhost" */
+	int broker_port;	 /* 0: 8884 */
+	const char *broker_ca;	 /* NULL: "broker-ca.crt" in the service dir */
+	long long lifetime_s;	 /* 0: 86400 */
+	int nonce_ttl_s;	 /* 0: 30 */
+};
+
+/* A certificate authority: its certificate and key. */
+struct service_ca {
+	mbedtls_x509_crt crt;
+	mbedtls_pk_context key;
+};
+
+/* One recorded reference measurement log. */
+struct service_reference {
+	char label[64];
+	struct meas_log log;
+};
+
+/* Where the time of one attestation went (for the benchmark). */
+struct service_stats {
+	uint64_t decisions, issued;
+	uint64_t verify_ns; /* steps 1 to 7 of PROTOCOL.md, all decisions */
+	uint64_t issue_ns;  /* signing the operational certificate */
+};
+
+/*
+ * A service instance on a directory. Several instances (processes or
+ * structs) on the same directory share nonces through nonce.key and the
+ * nonces/ markers. Not thread-safe: one thread uses one instance.
+ */
+struct service {
+	char *dir;
+	struct service_config cfg;
+	uint8_t nonce_key[32];
+	struct service_ca mfg_ca, op_ca;
+	mbedtls_entropy_context entropy;
+	mbedtls_ctr_drbg_context drbg;
+	struct service_reference *refs; /* reloaded when references/ changes */
+	size_t nrefs;
+	struct timespec refs_mtime;
+	bool refs_loaded;
+	bool once_per_request;	 /* duplicate deliveries of one evidence get no second answer */
+	int64_t (*now_ms)(void); /* the clock (gd_now_ms; tests inject theirs) */
+	struct service_stats stats;
+};
+
+/* The reason codes of PROTOCOL.md, in the order they are checked. */
+enum service_reason {
+	REASON_OK = 0,
+	REASON_MALFORMED,
+	REASON_UNKNOWN_DEVICE,
+	REASON_BAD_SIGNATURE,
+	REASON_BAD_NONCE,
+	REASON_STALE_NONCE,
+	REASON_REPLAYED_NONCE,
+	REASON_REGISTER_MISMATCH,
+	REASON_MEASUREMENT_MISMATCH,
+	REASON_NO_REFERENCE,
+	REASON_BAD_KEY,
+};
+
+/* "ok", "malformed", ...: the wire name of a reason. */
+const char *service_reason_name(enum service_reason r);
+
+/* ---- the directory and its configuration (config.c, init.c) ---------------------------- */
+
+/*
+ * Creates 'dir' (0700) with both CAs, the service's client certificate, the
+ * nonce secret, devices/, references/, nonces/ and service.json. Refuses
+ * (GD_EINVAL) when a CA already exists there. 0 or a gd_err with 'why'.
+ */
+int service_init_dir(const char *dir, const struct service_init_opts *opts, char *why, size_t cap);
+
+/* Reads <dir>/service.json; every error goes to 'c'. 0 or GD_ECONFIG. */
+int service_config_load(const char *dir, struct service_config *cfg, struct conf *c);
+/* Writes 'cfg' as <dir>/service.json (ca_file as given). 0 or GD_EIO/GD_ENOMEM. */
+int service_config_write(const char *dir, const struct service_config *cfg);
+/* Frees the strings of 'cfg'. No operation is performed if 'cfg' is NULL. */
+void service_config_release(struct service_config *cfg);
+
+/* Opens an instance on 'dir': config, CAs, nonce secret. 0 or a gd_err with 'why'. */
+int service_open(const char *dir, struct service **out, char *why, size_t cap);
+/* No operation is performed if 's' is NULL. */
+void service_free(struct service *s);
+
+/* ---- small helpers shared by the files of service/ (util.c) ---------------------------- */
+
+/* snprintf into 'buf' of "<dir>/<name>"; false if it did not fit. */
+bool service_path(char *buf, size_t cap, const char *dir, const char *name);
+/* Writes 'n' bytes to 'path' atomically (temp file, fsync, rename) with 'mode'. 0 or GD_EIO. */
+int service_write_file(const char *path, const void *data, size_t n, unsigned mode);
+/* Creates 'path' with 'mode' and O_EXCL (never overwrites). 0, GD_EIO (errno EEXIST...). */
+int service_create_file(const char *path, const void *data, size_t n, unsigned mode);
+/* Lower-case hex of 'n' bytes into 'out' (2n + 1 bytes). */
+void service_hex(const uint8_t *in, size_t n, char *out);
+/* 2n hex digits into 'out'. 0 or GD_EINVAL. */
+int service_unhex(const char *hex, uint8_t *out, size_t n);
+
+/* ---- certificates (issue.c) ------------------------------------------------------------ */
+
+struct cert_spec {
+	const char *cn;
+	int64_t not_before_s, not_after_s; /* UTC seconds */
+	bool is_ca;
+	bool client_auth; /* extendedKeyUsage clientAuth (not for CAs) */
+};
+
+/* A fresh EC P-256 key. 0 or GD_ENOMEM/GD_EINVAL. */
+int issue_new_key(mbedtls_pk_context *key, mbedtls_ctr_drbg_context *drbg);
+/*
+ * Signs a certificate for 'subject' as 'spec' says with 'issuer_key'; with
+ * 'issuer' NULL it is self-signed (subject == issuer). PEM into 'pem'. Serial:
+ * 16 random bytes, positive. 0 or a gd_err.
+ */
+int issue_cert(mbedtls_pk_context *subject, const struct cert_spec *spec,
+	       mbedtls_pk_context *issuer_key, const mbedtls_x509_crt *issuer,
+	       mbedtls_ctr_drbg_context *drbg, char *pem, size_t cap);
+/* Loads <dir>/<base>.crt and <base>.key. 0 or a gd_err with 'why'. */
+int issue_ca_load(struct service_ca *ca, const char *dir, const char *base, char *why, size_t cap);
+void issue_ca_free(struct service_ca *ca);
+/* True if 'pk' is an EC key on P-256. */
+bool issue_key_is_p256(const mbedtls_pk_context *pk);
+
+/* ---- the device registry (registry.c) -------------------------------------------------- */
+
+/*
+ * Enrolls the device of 'csr_pem': checks its self-signature, its CN (the
+ * name) and its key (P-256); signs its identity certificate with the
+ * manufacturer CA and registers it as devices/<name>.crt. A name enrolled with
+ * another key is refused (GD_EDENIED) unless 'replace'. The name goes to 'name'
+ * (64 bytes), the certificate (malloc'd PEM) to *cert_pem. 0 or a gd_err.
+ */
+int registry_enroll(struct service *s, const char *csr_pem, bool replace, char name[64],
+		    char **cert_pem, char *why, size_t cap);
+/* The enrolled identity certificate of 'name' (malloc'd PEM), or NULL (errno ENOENT if none). */
+char *registry_lookup(const char *dir, const char *name);
+
+/* ---- nonces (nonce.c) ------------------------------------------------------------------ */
+
+/* A fresh nonce for 'dev' at 'now_ms' (PROTOCOL.md). 0 or a gd_err. */
+int nonce_make(struct service *s, const char *dev, int64_t now_ms, uint8_t nonce[NONCE_LEN]);
+/*
+ * Checks 'nonce' for 'dev' at 'now_ms' and, if good, marks it used (nonces/<hex>,
+ * O_CREAT|O_EXCL) with 'tag' (16 bytes naming this delivery) inside. Returns
+ * REASON_OK, REASON_BAD_NONCE, _STALE_NONCE or _REPLAYED_NONCE; on a replay,
+ * *duplicate tells whether the marker holds the same 'tag' (the same evidence
+ * delivered again). A negative gd_err if the marker cannot be written.
+ */
+int nonce_check(struct service *s, const char *dev, const uint8_t nonce[NONCE_LEN], int64_t now_ms,
+		const uint8_t tag[16], bool *duplicate);
+/* Removes the markers of nonces that are stale by more than the margin. Returns how many. */
+int nonce_sweep(struct service *s, int64_t now_ms);
+
+/* ---- reference measurements (reference.c) --------------------------------------------- */
+
+/*
+ * Records a reference from 'json' (meas_log_json's output) as
+ * references/<label>.json after checking that it folds into its register.
+ * 'label' NULL: the first 12 hex digits of the register. The label used goes to
+ * 'label_out' (64 bytes). 0 or a gd_err with 'why'.
+ */
+int reference_add(const char *dir, const char *json, size_t len, const char *label,
+		  char label_out[64], char *why, size_t cap);
+/* Lists "<label> <items> <register>" one a line, sorted by label. 0 or a gd_err. */
+int reference_list(const char *dir, FILE *out, char *why, size_t cap);
+int reference_remove(const char *dir, const char *label, char *why, size_t cap);
+/*
+ * Loads every references/<label>.json, sorted by label (malloc'd array, *n
+ * items; unreadable files are logged and skipped). 0 or a gd_err.
+ */
+int reference_load_all(const char *dir, struct service_reference **out, size_t *n);
+/*
+ * Compares 'log' with the references: REASON_OK if one equals it,
+ * REASON_NO_REFERENCE if there are none, else REASON_MEASUREMENT_MISMATCH with
+ * a sentence naming the first item that differs from the closest reference.
+ */
+enum service_reason reference_match(const struct service_reference *refs, size_t nrefs,
+				    const struct meas_log *log, char *detail, size_t cap);
+
+/* ---- the protocol (verify.c) ----------------------------------------------------------- */
+
+/*
+ * Answers a hello from 'dev' (the device of the topic): a nonce message
+ * (malloc'd JSON) into *nonce_json. 0, GD_EINVAL (not a device name) or GD_ENOMEM.
+ */
+int service_handle_hello(struct service *s, const char *dev, const char *json, size_t len,
+			 char **nonce_json);
+/*
+ * The checks of PROTOCOL.md, in order, on the evidence envelope 'json' that
+ * arrived on the topic of 'dev'; on success issues the operational
+ * certificate. The decision goes to 'res' (res->cert_pem malloc'd when ok;
+ * attest_result_free frees it). *duplicate (may be NULL) is set when the
+ * evidence is one already answered, delivered again. Returns 0 (a decision
+ * was made) or a negative gd_err when none could be (out of memory, the nonce
+ * marker cannot be written): then nothing should be answered.
+ */
+int service_verify(struct service *s, const char *dev, const char *json, size_t len,
+		   struct attest_result *res, bool *duplicate);
+/*
+ * service_verify, the decision logged (one line), and the result message
+ * (malloc'd JSON) into *result_json. Returns 0, 1 when the evidence was a
+ * duplicate delivery and s->once_per_request says not to answer it again
+ * (*result_json NULL), or a negative gd_err (nothing to answer).
+ */
+int service_handle_evidence(struct service *s, const char *dev, const char *json, size_t len,
+			    char **result_json);
+
+/* ---- the MQTT side (serve.c) ----------------------------------------------------------- */
+
+struct serve_opts {
+	bool once_per_request;
+	bool verbose;
+};
+
+/*
+ * Connects to the broker of service.json and answers hellos and evidence
+ * until SIGTERM or SIGINT; reconnects with backoff. 0 on a clean stop, else 1
+ * (the reason logged).
+ */
+int service_serve(const char *dir, const struct serve_opts *opts);
+
+#endif

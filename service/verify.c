@@ -1,0 +1,276 @@
+/* verify.c: the attestation protocol without MQTT: a nonce for a hello; for evidence, the checks
+ * of PROTOCOL.md in order and, when all pass, the operational certificate. */
+#include <errno.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <time.h>
+
+#include <mbedtls/md.h>
+#include <mbedtls/pk.h>
+
+#include "service.h"
+
+static uint64_t mono_ns(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;
+}
+
+int service_handle_hello(struct service *s, const char *dev, const char *json, size_t len,
+			 char **nonce_json)
+{
+	uint8_t nonce[NONCE_LEN];
+	int64_t now = s->now_ms();
+	int rc;
+
+	(void)json; /* {"swversion":...}: nothing in it changes the answer */
+	(void)len;
+	*nonce_json = NULL;
+	if (!conf_valid_name(dev))
+		return GD_EINVAL;
+	rc = nonce_make(s, dev, now, nonce);
+	if (rc != 0)
+		return rc;
+	*nonce_json = attest_nonce_build(nonce, now + (int64_t)s->cfg.nonce_ttl_s * 1000);
+	if (*nonce_json == NULL)
+		return GD_ENOMEM;
+	log_debug(SERVICE_SUBSYS, "%s: hello: nonce sent", dev);
+	return 0;
+}
+
+/* Loads references/ again when the directory changed (a reference added or removed). */
+static void refresh_references(struct service *s)
+{
+	struct service_reference *refs;
+	char path[4096];
+	struct stat st;
+	size_t n;
+
+	snprintf(path, sizeof(path), "%s/references", s->dir);
+	if (stat(path, &st) != 0) {
+		memset(&st, 0, sizeof(st));
+	} else if (s->refs_loaded && st.st_mtim.tv_sec == s->refs_mtime.tv_sec &&
+		   st.st_mtim.tv_nsec == s->refs_mtime.tv_nsec) {
+		return;
+	}
+	if (reference_load_all(s->dir, &refs, &n) != 0) {
+		log_warn(SERVICE_SUBSYS, "%s: cannot load the references; keeping the old ones",
+			 path);
+		return;
+	}
+	free(s->refs);
+	s->refs = refs;
+	s->nrefs = n;
+	s->refs_mtime = st.st_mtim;
+	s->refs_loaded = true;
+}
+
+/* Records a refusal in 'res'. */
+static void refuse(struct attest_result *res, enum service_reason r, const char *fmt, ...)
+	__attribute__((format(printf, 3, 4)));
+
+static void refuse(struct attest_result *res, enum service_reason r, const char *fmt, ...)
+{
+	va_list ap;
+
+	res->ok = false;
+	snprintf(res->reason, sizeof(res->reason), "%s", service_reason_name(r));
+	va_start(ap, fmt);
+	vsnprintf(res->detail, sizeof(res->detail), fmt, ap);
+	va_end(ap);
+}
+
+/* The 16-byte tag of one evidence message: SHA-256 of its signature, cut. */
+static void delivery_tag(const uint8_t *sig, size_t siglen, uint8_t tag[16])
+{
+	uint8_t full[32];
+
+	mbedtls_md(mbedtls_md_info_from_type(MBEDTLS_MD_SHA256), sig, siglen, full);
+	memcpy(tag, full, 16);
+}
+
+int service_verify(struct service *s, const char *dev, const char *json, size_t len,
+		   struct attest_result *res, bool *duplicate)
+{
+	struct evidence *ev = malloc(sizeof(*ev));
+	mbedtls_pk_context op_key;
+	uint8_t sig[80], tag[16], ueid[UEID_LEN], reg[32];
+	char why[256], pem[SERVICE_PEM_MAX], hex_a[65], hex_b[65];
+	char *claims = NULL, *cert = NULL;
+	size_t siglen = 0;
+	bool dup = false;
+	int64_t now_ms = s->now_ms(), now_s = now_ms / 1000;
+	uint64_t t0 = mono_ns(), t1;
+	int rc = 0, nonce_rc;
+
+	*res = (struct attest_result){ .ok = false };
+	mbedtls_pk_init(&op_key);
+	if (ev == NULL) {
+		rc = GD_ENOMEM;
+		goto out;
+	}
+	/* 1. the envelope and the claims */
+	why[0] = '\0';
+	if (evidence_envelope_parse(json, len, ev, &claims, sig, &siglen, why, sizeof(why)) != 0) {
+		refuse(res, REASON_MALFORMED, "%s", why[0] ? why : "the evidence does not parse");
+		goto decided;
+	}
+	if (strcmp(ev->name, dev) != 0) {
+		refuse(res, REASON_MALFORMED,
+		       "the evidence names \"%s\" but arrived on the topic of \"%s\"", ev->name,
+		       dev);
+		goto decided;
+	}
+	/* 2. enrolled */
+	cert = registry_lookup(s->dir, dev);
+	if (cert == NULL) {
+		if (errno != ENOENT && errno != EINVAL) {
+			log_warn(SERVICE_SUBSYS, "%s/devices/%s.crt: cannot read", s->dir, dev);
+			rc = GD_EIO;
+			goto out;
+		}
+		refuse(res, REASON_UNKNOWN_DEVICE, "%s is not enrolled (guardian-service enroll)",
+		       dev);
+		goto decided;
+	}
+	/* 3. signed by the enrolled identity key, which the ueid names */
+	if (!evidence_verify(claims, sig, siglen, cert)) {
+		refuse(res, REASON_BAD_SIGNATURE,
+		       "the signature does not verify with the identity key enrolled for %s", dev);
+		goto decided;
+	}
+	if (evidence_ueid(cert, ueid) != 0 || memcmp(ueid, ev->ueid, UEID_LEN) != 0) {
+		refuse(res, REASON_BAD_SIGNATURE,
+		       "the ueid is not that of the identity key enrolled for %s", dev);
+		goto decided;
+	}
+	/* 4. the nonce: ours, for this device, fresh, unused */
+	delivery_tag(sig, siglen, tag);
+	nonce_rc = nonce_check(s, dev, ev->nonce, now_ms, tag, &dup);
+	if (nonce_rc < 0) {
+		rc = nonce_rc;
+		goto out;
+	}
+	if (nonce_rc == REASON_BAD_NONCE) {
+		refuse(res, REASON_BAD_NONCE, "the nonce was not issued by this service for %s",
+		       dev);
+		goto decided;
+	}
+	if (nonce_rc == REASON_STALE_NONCE) {
+		refuse(res, REASON_STALE_NONCE, "the nonce is older than %d s", s->cfg.nonce_ttl_s);
+		goto decided;
+	}
+	if (nonce_rc == REASON_REPLAYED_NONCE) {
+		refuse(res, REASON_REPLAYED_NONCE, "the nonce was used before%s",
+		       dup ? " (by this very evidence, delivered again)" : "");
+		goto decided;
+	}
+	/* 5. the measurements fold into the register */
+	meas_fold(&ev->log, reg);
+	if (memcmp(reg, ev->log.reg, sizeof(reg)) != 0) {
+		service_hex(reg, sizeof(reg), hex_a);
+		service_hex(ev->log.reg, sizeof(ev->log.reg), hex_b);
+		refuse(res, REASON_REGISTER_MISMATCH,
+		       "the %zu measurements fold into %.16s..., not into the register %.16s...",
+		       ev->log.n, hex_a, hex_b);
+		goto decided;
+	}
+	/* 6. the log equals a reference */
+	refresh_references(s);
+	{
+		enum service_reason r = reference_match(s->refs, s->nrefs, &ev->log, res->detail,
+							sizeof(res->detail));
+
+		if (r != REASON_OK) {
+			res->ok = false;
+			snprintf(res->reason, sizeof(res->reason), "%s", service_reason_name(r));
+			goto decided;
+		}
+	}
+	/* 7. the operational key */
+	if (mbedtls_pk_parse_public_key(&op_key, (const unsigned char *)ev->op_pub,
+					strnlen(ev->op_pub, sizeof(ev->op_pub) - 1) + 1) != 0) {
+		refuse(res, REASON_BAD_KEY, "op_pub is not a PEM public key");
+		goto decided;
+	}
+	if (!issue_key_is_p256(&op_key)) {
+		refuse(res, REASON_BAD_KEY, "op_pub is a %s key, expected EC P-256",
+		       mbedtls_pk_get_name(&op_key));
+		goto decided;
+	}
+	/* all passed: the operational certificate */
+	t1 = mono_ns();
+	s->stats.verify_ns += t1 - t0;
+	rc = issue_cert(&op_key,
+			&(struct cert_spec){ .cn = dev,
+					     .not_before_s = now_s - SERVICE_SKEW_S,
+					     .not_after_s = now_s + s->cfg.lifetime_s,
+					     .client_auth = true },
+			&s->op_ca.key, &s->op_ca.crt, &s->drbg, pem, sizeof(pem));
+	s->stats.issue_ns += mono_ns() - t1;
+	if (rc != 0) {
+		log_warnx(SERVICE_SUBSYS, "%s: cannot sign the operational certificate: %s", dev,
+			  gd_strerror(rc));
+		goto out;
+	}
+	res->cert_pem = strdup(pem);
+	if (res->cert_pem == NULL) {
+		rc = GD_ENOMEM;
+		goto out;
+	}
+	res->ok = true;
+	res->not_after = (now_s + s->cfg.lifetime_s) * 1000;
+	s->stats.issued++;
+	s->stats.decisions++;
+	goto out;
+decided:
+	s->stats.verify_ns += mono_ns() - t0;
+	s->stats.decisions++;
+out:
+	if (duplicate != NULL)
+		*duplicate = dup;
+	mbedtls_pk_free(&op_key);
+	free(cert);
+	free(claims);
+	free(ev);
+	return rc;
+}
+
+int service_handle_evidence(struct service *s, const char *dev, const char *json, size_t len,
+			    char **result_json)
+{
+	struct attest_result res;
+	bool dup = false;
+	int rc;
+
+	*result_json = NULL;
+	rc = service_verify(s, dev, json, len, &res, &dup);
+	if (rc != 0) {
+		log_warnx(SERVICE_SUBSYS, "%s: no decision: %s", dev, gd_strerror(rc));
+		return rc;
+	}
+	if (dup && s->once_per_request) {
+		log_info(SERVICE_SUBSYS, "%s: evidence delivered again; answered before, ignored",
+			 dev);
+		return 1;
+	}
+	if (res.ok) {
+		time_t until = (time_t)(res.not_after / 1000);
+		struct tm tm;
+		char when[32] = "?";
+
+		if (gmtime_r(&until, &tm) != NULL)
+			strftime(when, sizeof(when), "%Y-%m-%dT%H:%M:%SZ", &tm);
+		log_info(SERVICE_SUBSYS, "%s: ok: operational certificate issued, valid until %s",
+			 dev, when);
+	} else
+		log_info(SERVICE_SUBSYS, "%s: refused: %s: %s", dev, res.reason, res.detail);
+	*result_json = attest_result_build(&res);
+	attest_result_free(&res);
+	return *result_json == NULL ? GD_ENOMEM : 0;
+}
