@@ -25,7 +25,9 @@ BENCH_SRC = $(wildcard bench/*.c)
 TOOLS     = $(patsubst tools/%.c,$(BUILD)/%,$(wildcard tools/*.c))
 BENCHES   = $(patsubst bench/%.c,$(BUILD)/%,$(BENCH_SRC))
 
-all: $(BUILD)/guardian $(TOOLS)
+SERVICE_SRC = $(wildcard service/*.c)
+
+all: $(BUILD)/guardian $(BUILD)/guardian-service $(TOOLS)
 tests: $(BUILD)/test-unit $(BUILD)/test-integration
 .PHONY: all tests deps test test-run check demo bench fuzz clean format
 
@@ -40,17 +42,24 @@ $(BUILD)/libguardian.a: $(CORE_OBJ)
 $(BUILD)/guardian: $(BUILD)/obj/guardian/main.o $(BUILD)/libguardian.a
 	$(CC) $(LDFLAGS) -o $@ $^ $(LIBS)
 
+# The reference attestation service: its own files, and the shared evidence code.
+$(BUILD)/guardian-service: $(SERVICE_SRC:%.c=$(BUILD)/obj/%.o) $(BUILD)/libguardian.a
+	$(CC) $(LDFLAGS) -o $@ $^ $(LIBS)
+
 $(BUILD)/%: $(BUILD)/obj/tools/%.o $(BUILD)/libguardian.a
 	$(CC) $(LDFLAGS) -o $@ $^ $(LIBS)
 
-$(BUILD)/test-unit: $(UNIT_SRC:%.c=$(BUILD)/obj/%.o) $(BUILD)/libguardian.a
+# Unit tests also reach the service's code (all of service/ but its main.c).
+SERVICE_LIB = $(patsubst %.c,$(BUILD)/obj/%.o,$(filter-out service/main.c,$(SERVICE_SRC)))
+
+$(BUILD)/test-unit: $(UNIT_SRC:%.c=$(BUILD)/obj/%.o) $(SERVICE_LIB) $(BUILD)/libguardian.a
 	$(CC) $(LDFLAGS) -o $@ $^ -lcriterion $(LIBS)
 
 # Integration tests drive real processes; they link only the harness.
 $(BUILD)/test-integration: $(INTEG_SRC:%.c=$(BUILD)/obj/%.o) $(HARN_OBJ)
 	$(CC) $(LDFLAGS) -o $@ $^ -lcriterion -lcjson -lpthread -lm
 
-$(BUILD)/bench_%: $(BUILD)/obj/bench/bench_%.o $(HARN_OBJ) $(BUILD)/libguardian.a
+$(BUILD)/bench_%: $(BUILD)/obj/bench/bench_%.o $(HARN_OBJ) $(SERVICE_LIB) $(BUILD)/libguardian.a
 	$(CC) $(LDFLAGS) -o $@ $^ $(LIBS)
 
 # Installs the Debian packages that are missing (needs root or sudo).
@@ -96,7 +105,19 @@ $(BUILD)/fuzz_slcan: fuzz/fuzz_slcan.c adapters/canbus.c $(FUZZ_CORE)
 	@mkdir -p $(dir $@)
 	clang $(FUZZ_CFLAGS) -o $@ $^ -lcjson -lm
 
-FUZZERS = policy framer slcan
+$(BUILD)/fuzz_console: fuzz/fuzz_console.c guardian/console.c $(FUZZ_CORE)
+	@mkdir -p $(dir $@)
+	clang $(FUZZ_CFLAGS) -o $@ $^ -lcjson -lmbedcrypto -lm
+
+$(BUILD)/fuzz_evidence: fuzz/fuzz_evidence.c uplink/evidence.c $(FUZZ_CORE)
+	@mkdir -p $(dir $@)
+	clang $(FUZZ_CFLAGS) -o $@ $^ -lcjson -lmbedx509 -lmbedcrypto -lm
+
+$(BUILD)/fuzz_attest_result: fuzz/fuzz_attest_result.c uplink/evidence.c $(FUZZ_CORE)
+	@mkdir -p $(dir $@)
+	clang $(FUZZ_CFLAGS) -o $@ $^ -lcjson -lmbedx509 -lmbedcrypto -lm
+
+FUZZERS = policy framer slcan console evidence attest_result
 
 fuzz: deps
 	@sh tools/install-deps.sh clang libclang-rt-14-dev

@@ -111,7 +111,7 @@ struct can_conf {
 	}
 
 static const struct conf_key slcan_keys[] = {
-	SERIAL_CONF_KEYS(struct can_conf, port),
+	SERIAL_CONF_KEYS(struct can_conf, port, true),
 	CONF_INT_KEY("bitrate", struct can_conf, bitrate, 10000, 1000000, false,
 		     "a CAN bitrate in bit/s"),
 	CAN_COMMON_KEYS,

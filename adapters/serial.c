@@ -262,6 +262,11 @@ int serial_write(struct serial_port *p, const void *buf, size_t n, int timeout_m
 	return 0;
 }
 
+int serial_fd(const struct serial_port *p)
+{
+	return p->fd;
+}
+
 void serial_flush_input(struct serial_port *p)
 {
 	tcflush(p->fd, TCIFLUSH);

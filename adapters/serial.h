@@ -31,11 +31,12 @@ struct serial_settings {
 		.flow = SERIAL_FLOW_NONE                                                           \
 	}
 
-/* Config keys for a struct 'type' whose member 'm' is a struct serial_settings. */
-#define SERIAL_CONF_KEYS(type, m)                                                                  \
+/* Config keys for a struct 'type' whose member 'm' is a struct serial_settings; 'req': whether
+ * "device" is required. */
+#define SERIAL_CONF_KEYS(type, m, req)                                                             \
 	{ .name = "device",                                                                        \
 	  .kind = CONF_STRING,                                                                     \
-	  .required = true,                                                                        \
+	  .required = req,                                                                         \
 	  .offset = offsetof(type, m.device),                                                      \
 	  .expect = "a serial device path" },                                                      \
 		CONF_INT_KEY("baud", type, m.baud, 50, 4000000, false, "a baud rate"),             \
@@ -69,6 +70,8 @@ int serial_open(struct serial_port **out, const struct serial_settings *s, char 
 ssize_t serial_read(struct serial_port *p, uint8_t *buf, size_t cap, int timeout_ms);
 /* Writes all of 'n' bytes within 'timeout_ms'. 0, GD_ETIMEDOUT or GD_EIO. */
 int serial_write(struct serial_port *p, const void *buf, size_t n, int timeout_ms);
+/* The file descriptor, for a caller's own poll(); read with serial_read(p, ..., 0). */
+int serial_fd(const struct serial_port *p);
 /* Discards unread input. */
 void serial_flush_input(struct serial_port *p);
 /* "libserialport" or "termios": how the port was configured (for the log). */

@@ -78,7 +78,7 @@ struct uart_conf {
 static const struct conf_key uart_keys[] = {
 	{ .name = "name", .kind = CONF_ANY },
 	{ .name = "type", .kind = CONF_ANY },
-	SERIAL_CONF_KEYS(struct uart_conf, port),
+	SERIAL_CONF_KEYS(struct uart_conf, port, true),
 	{ .name = "framing", .kind = CONF_OBJECT, .required = true, .expect = "an object" },
 	{ .name = "checksum", .kind = CONF_OBJECT, .expect = "an object" },
 	{ .name = "request",

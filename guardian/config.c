@@ -7,6 +7,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "console.h"
 #include "core.h"
 
 static const char *const log_level_names[] = { "error", "warn", "info", "debug", NULL };
@@ -32,12 +33,121 @@ static const struct conf_key top_keys[] = {
 	  .choices = log_level_names,
 	  .expect = "log level" },
 	{ .name = "uplink", .kind = CONF_OBJECT, .required = true },
+	{ .name = "console", .kind = CONF_OBJECT },
+	{ .name = "attestation", .kind = CONF_OBJECT },
 	{ .name = "adapters",
 	  .kind = CONF_ARRAY,
 	  .required = true,
 	  .expect = "an array of adapters" },
 	{ .name = NULL },
 };
+
+static const struct conf_key console_keys[] = {
+	SERIAL_CONF_KEYS(struct gd_console, port, false),
+	{ .name = "pin_hash",
+	  .kind = CONF_STRING,
+	  .offset = offsetof(struct gd_console, pin_hash),
+	  .expect = "the output of guardian console hash-pin" },
+	CONF_INT_KEY("idle_timeout_s", struct gd_console, idle_timeout_s, 5, 86400, false,
+		     "seconds"),
+	CONF_INT_KEY("lockout_after", struct gd_console, lockout_after, 1, 100, false,
+		     "a number of wrong PINs"),
+	CONF_INT_KEY("lockout_base_s", struct gd_console, lockout_base_s, 1, 3600, false,
+		     "seconds"),
+	{ .name = NULL },
+};
+
+/* The console section: all optional; a PIN hash is checked here, not at the first login. */
+static void read_console(struct gd_config *cfg, struct conf *c, const cJSON *obj)
+{
+	const char *why;
+
+	cfg->console = (struct gd_console){ .port = SERIAL_DEFAULTS,
+					    .idle_timeout_s = 300,
+					    .lockout_after = 5,
+					    .lockout_base_s = 30 };
+	if (obj == NULL)
+		return;
+	if (conf_read_object(c, obj, "console", console_keys, &cfg->console) != 0)
+		return;
+	if (cfg->console.pin_hash != NULL &&
+	    (why = console_pin_hash_check(cfg->console.pin_hash)) != NULL)
+		conf_error(c, "console.pin_hash", "%s (make one with: guardian console hash-pin)",
+			   why);
+}
+
+static void resolve_file_keys(cJSON *obj, const char *dir, const char *const *keys);
+
+static const struct conf_key attest_keys[] = {
+	{ .name = "host",
+	  .kind = CONF_STRING,
+	  .required = true,
+	  .offset = offsetof(struct gd_attestation, host),
+	  .expect = "the host of the broker's attestation listener" },
+	CONF_INT_KEY("port", struct gd_attestation, port, 1, 65535, true, "a TCP port"),
+	{ .name = "ca_file",
+	  .kind = CONF_STRING,
+	  .required = true,
+	  .offset = offsetof(struct gd_attestation, ca_file),
+	  .expect = "the PEM file of the CA that signed the broker" },
+	{ .name = "cert_file",
+	  .kind = CONF_STRING,
+	  .offset = offsetof(struct gd_attestation, cert_file),
+	  .expect = "the identity certificate (default state_dir/identity.crt)" },
+	CONF_INT_KEY("timeout_ms", struct gd_attestation, timeout_ms, 100, 600000, false,
+		     "a timeout in ms"),
+	CONF_INT_KEY("retry_min_ms", struct gd_attestation, retry_min_ms, 100, 3600000, false,
+		     "a delay in ms"),
+	CONF_INT_KEY("retry_max_ms", struct gd_attestation, retry_max_ms, 100, 86400000, false,
+		     "a delay in ms"),
+	{ .name = NULL },
+};
+
+/*
+ * The attestation section. With it, the uplink's certificate and key are the
+ * operational ones attestation writes into the state directory, so the config
+ * must not name its own.
+ */
+static void read_attestation(struct gd_config *cfg, struct conf *c, cJSON *root)
+{
+	static const char *const files[] = { "ca_file", "cert_file", NULL };
+	cJSON *obj = cJSON_GetObjectItemCaseSensitive(root, "attestation");
+	cJSON *up = cJSON_GetObjectItemCaseSensitive(root, "uplink");
+	char *crt = NULL, *key = NULL;
+
+	cfg->attest = (struct gd_attestation){ .timeout_ms = 10000,
+					       .retry_min_ms = 5000,
+					       .retry_max_ms = 600000 };
+	if (!cJSON_IsObject(obj))
+		return;
+	resolve_file_keys(obj, cfg->dir, files);
+	if (conf_read_object(c, obj, "attestation", attest_keys, &cfg->attest) != 0)
+		return;
+	cfg->attest.enabled = true;
+	if (cfg->attest.cert_file == NULL &&
+	    asprintf(&cfg->attest.cert_file, "%s/identity.crt", cfg->state_dir) < 0)
+		cfg->attest.cert_file = NULL;
+	if (!cJSON_IsObject(up))
+		return;
+	for (size_t i = 0; i < 2; i++) {
+		const char *k = i == 0 ? "cert_file" : "key_file";
+
+		if (cJSON_GetObjectItemCaseSensitive(up, k) != NULL)
+			conf_error(c, i == 0 ? "uplink.cert_file" : "uplink.key_file",
+				   "not with attestation: the operational certificate and key "
+				   "are made at run time in state_dir (remove this key)");
+	}
+	if (asprintf(&crt, "%s/op.crt", cfg->state_dir) < 0 ||
+	    asprintf(&key, "%s/op.key", cfg->state_dir) < 0) {
+		free(crt);
+		return;
+	}
+	cJSON_AddStringToObject(up, "cert_file", crt);
+	cJSON_AddStringToObject(up, "key_file", key);
+	cfg->uplink.attested = true;
+	free(crt);
+	free(key);
+}
 
 struct adapter_head {
 	char *name;
@@ -281,11 +391,14 @@ int gd_config_load(const char *file, struct conf *c, struct gd_config **out)
 		free(cfg->state_dir);
 		cfg->state_dir = resolved;
 	}
+	read_attestation(cfg, c, root);
 	item = cJSON_GetObjectItemCaseSensitive(root, "uplink");
 	if (cJSON_IsObject(item)) {
 		resolve_file_keys(item, cfg->dir, uplink_files);
 		uplink_config_read(&cfg->uplink, c, item, "uplink");
 	}
+	item = cJSON_GetObjectItemCaseSensitive(root, "console");
+	read_console(cfg, c, cJSON_IsObject(item) ? item : NULL);
 	item = cJSON_GetObjectItemCaseSensitive(root, "adapters");
 	if (cJSON_IsArray(item))
 		read_adapters(cfg, c, item);
@@ -330,5 +443,10 @@ void gd_config_free(struct gd_config *cfg)
 	free(cfg->device_id);
 	free(cfg->state_dir);
 	free(cfg->policy_file);
+	free(cfg->attest.host);
+	free(cfg->attest.ca_file);
+	free(cfg->attest.cert_file);
+	free(cfg->console.port.device);
+	free(cfg->console.pin_hash);
 	free(cfg);
 }

@@ -3,9 +3,32 @@
 #define GUARDIAN_CORE_H
 
 #include "../adapters/adapter.h"
+#include "../adapters/serial.h"
 #include "../policy/policy.h"
 #include "../uplink/uplink.h"
 #include "guardian.h"
+
+/* The field console (see guardian/console.h). */
+struct gd_console {
+	struct serial_settings
+		port;	/* port.device NULL: no serial console, only the local socket */
+	char *pin_hash; /* NULL: privileged commands are impossible */
+	int idle_timeout_s;
+	int lockout_after;
+	int lockout_base_s;
+};
+
+/* Attestation (service/PROTOCOL.md): when enabled, telemetry waits for an operational
+ * certificate, and uplink.cert_file/key_file are the state directory's op.crt/op.key. */
+struct gd_attestation {
+	bool enabled;
+	char *host; /* the broker's attestation listener */
+	int port;
+	char *ca_file;	 /* verifies that listener's server certificate (resolved) */
+	char *cert_file; /* the identity certificate; default <state_dir>/identity.crt */
+	int timeout_ms;	 /* for the nonce and for the result */
+	int retry_min_ms, retry_max_ms;
+};
 
 /* A site config, completely validated. Owns everything it points to. */
 struct gd_config {
@@ -16,6 +39,8 @@ struct gd_config {
 	char *policy_file; /* resolved */
 	int log_level;	   /* enum log_level */
 	struct uplink_config uplink;
+	struct gd_console console;
+	struct gd_attestation attest;
 	struct adapter **adapters;
 	size_t nadapters;
 	const struct point **points; /* the point table: points[id]; borrowed from adapters */

@@ -5,11 +5,13 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 #include <sys/stat.h>
 #include <time.h>
 
 #include "core.h"
 #include "gateway_private.h"
+#include "keystore.h"
 
 #define SUBSYS "gateway"
 
@@ -28,7 +30,7 @@ void gateway_value_json(char *out, size_t cap, const struct value *v)
 		snprintf(out, cap, "%llu", (unsigned long long)v->u);
 		break;
 	case VALUE_KIND_FLOAT:
-		snprintf(out, cap, "%.17g", v->f);
+		payload_format_double(out, cap, v->f);
 		break;
 	case VALUE_KIND_STRING:
 		gateway_json_string(out, cap, v->s);
@@ -125,11 +127,16 @@ static void runner_emit(struct point_sink *sink, struct adapter *a, const struct
 	/* The current value of each point, for max_step of later writes. */
 	pthread_mutex_lock(&gw->current_lock);
 	for (size_t i = 0; i < nsamples; i++) {
+		struct point_last *last = &gw->last[samples[i].point_id];
+
 		if (samples[i].quality == QUALITY_GOOD &&
 		    samples[i].value.kind != VALUE_KIND_STRING)
 			gw->current[samples[i].point_id] = samples[i].value;
 		else
 			gw->current[samples[i].point_id].kind = VALUE_KIND_NONE;
+		last->quality = samples[i].quality;
+		last->ts_ms = samples[i].ts_ms;
+		gateway_value_json(last->value, sizeof(last->value), &samples[i].value);
 	}
 	pthread_mutex_unlock(&gw->current_lock);
 	pthread_rwlock_rdlock(&gw->policy_lock);
@@ -228,6 +235,8 @@ int gateway_reload_policy(struct gateway *gw)
 	policy_free(old);
 	log_info(SUBSYS, "policy reloaded from %s: %zu rules in force", gw->cfg->policy_file,
 		 policy_rule_count(fresh));
+	/* The policy is measured: what the service vouched for has changed. */
+	attest_trigger(gw);
 	return 0;
 }
 
@@ -242,6 +251,14 @@ static void *runner_main(void *arg)
 	while (!gw->stopping) {
 		int64_t now = gd_mono_ms();
 
+		if (__atomic_exchange_n(&r->restart, false, __ATOMIC_RELAXED)) {
+			pthread_mutex_unlock(&gw->lock);
+			log_info(SUBSYS, "adapter %s: restarting its link", a->name);
+			a->ops->close(a);
+			a->next_due_ms = 0;
+			pthread_mutex_lock(&gw->lock);
+			continue;
+		}
 		if (now >= a->next_due_ms) {
 			pthread_mutex_unlock(&gw->lock);
 			a->ops->poll(a, now, &r->sink);
@@ -278,6 +295,27 @@ static int ensure_state_dir(const char *dir)
 	return 0;
 }
 
+/* With attestation, keys others can read are a reason not to start at all. */
+static int check_secrets(const struct gd_config *cfg)
+{
+	char path[512], why[512];
+
+	if (!cfg->attest.enabled)
+		return 0;
+	snprintf(path, sizeof(path), "%s/identity.key", cfg->state_dir);
+	if (keystore_check_dir(cfg->state_dir, why, sizeof(why)) != 0 ||
+	    keystore_check_file(path, why, sizeof(why)) != 0) {
+		log_error(SUBSYS, "refusing to start: %s", why);
+		return GD_EDENIED;
+	}
+	snprintf(path, sizeof(path), "%s/op.key", cfg->state_dir);
+	if (access(path, F_OK) == 0 && keystore_check_file(path, why, sizeof(why)) != 0) {
+		log_error(SUBSYS, "refusing to start: %s", why);
+		return GD_EDENIED;
+	}
+	return 0;
+}
+
 long gateway_point_by_name(const struct gateway *gw, const char *name)
 {
 	for (size_t i = 0; i < gw->cfg->npoints; i++) {
@@ -309,17 +347,21 @@ struct gateway *gateway_start(struct gd_config *cfg)
 	gw->names = names_new(cfg, cfg->policy);
 	gw->pstate = policy_state_new(cfg->npoints);
 	gw->current = calloc(cfg->npoints ? cfg->npoints : 1, sizeof(*gw->current));
+	gw->last = calloc(cfg->npoints ? cfg->npoints : 1, sizeof(*gw->last));
 	gw->last_drop_audit_ms = calloc(cfg->npoints ? cfg->npoints : 1, sizeof(int64_t));
-	if (gw->names == NULL || gw->pstate == NULL || gw->current == NULL ||
+	if (gw->names == NULL || gw->pstate == NULL || gw->current == NULL || gw->last == NULL ||
 	    gw->last_drop_audit_ms == NULL)
 		goto fail;
-	if (ensure_state_dir(cfg->state_dir) != 0)
+	if (ensure_state_dir(cfg->state_dir) != 0 || check_secrets(cfg) != 0)
 		goto fail;
 	gw->uplink = uplink_new(&cfg->uplink, cfg->device_id);
 	if (gw->uplink == NULL) {
 		log_warnx(SUBSYS, "cannot create the uplink");
 		goto fail;
 	}
+	/* No telemetry connection before attestation has produced a certificate. */
+	if (cfg->attest.enabled)
+		uplink_hold(gw->uplink, true);
 	gateway_publish_health(gw);
 	/* Before the uplink connects, so that it subscribes to commands from the first connection.
 	 */
@@ -327,6 +369,10 @@ struct gateway *gateway_start(struct gd_config *cfg)
 		goto fail;
 	if (uplink_start(gw->uplink) != 0) {
 		log_warnx(SUBSYS, "cannot start the uplink");
+		goto fail;
+	}
+	if (attest_start(gw) != 0) {
+		log_warnx(SUBSYS, "cannot start attestation");
 		goto fail;
 	}
 	gw->runners = calloc(cfg->nadapters, sizeof(*gw->runners));
@@ -352,6 +398,9 @@ struct gateway *gateway_start(struct gd_config *cfg)
 		log_info(SUBSYS, "adapter %s (%s) started with %zu points", r->a->name,
 			 r->a->ops->type, r->a->npoints);
 	}
+	/* Last: the console reads what the rest keeps. */
+	if (console_server_start(gw) != 0)
+		goto fail;
 	return gw;
 fail:
 	gateway_stop(gw, 0);
@@ -362,6 +411,7 @@ void gateway_stop(struct gateway *gw, int drain_ms)
 {
 	if (gw == NULL)
 		return;
+	console_server_stop(gw);
 	pthread_mutex_lock(&gw->lock);
 	gw->stopping = true;
 	pthread_cond_broadcast(&gw->wake);
@@ -374,6 +424,7 @@ void gateway_stop(struct gateway *gw, int drain_ms)
 	}
 	free(gw->runners);
 	command_stop(gw);
+	attest_stop(gw);
 	if (gw->uplink != NULL) {
 		uplink_stop(gw->uplink, drain_ms);
 		uplink_free(gw->uplink);
@@ -385,6 +436,7 @@ void gateway_stop(struct gateway *gw, int drain_ms)
 	pthread_mutex_destroy(&gw->current_lock);
 	pthread_mutex_destroy(&gw->audit_lock);
 	free(gw->current);
+	free(gw->last);
 	free(gw->last_drop_audit_ms);
 	free(gw->names);
 	policy_state_free(gw->pstate);
@@ -442,7 +494,10 @@ size_t gateway_health_json(struct gateway *gw, char *buf, size_t cap)
 		}
 		PUT("}");
 	}
-	PUT("],\"uplink\":{\"queued\":%llu,\"queued_bytes\":%llu,\"published\":%llu,"
+	PUT("]");
+	n += console_server_health(gw, buf + n, n < cap ? cap - n : 0);
+	n += attest_health(gw, buf + n, n < cap ? cap - n : 0);
+	PUT(",\"uplink\":{\"queued\":%llu,\"queued_bytes\":%llu,\"published\":%llu,"
 	    "\"dropped\":%llu,\"connects\":%llu},\"policy\":{\"uplink_denied\":%llu,"
 	    "\"uplink_dropped\":%llu,\"rules\":[",
 	    (unsigned long long)us.queued_msgs, (unsigned long long)us.queued_bytes,

@@ -11,6 +11,7 @@ struct runner {
 	struct adapter *a;
 	pthread_t thread;
 	bool started;
+	bool restart; /* atomic: close and reopen the link (a technician's request) */
 	struct point_sink sink;
 	struct sample *allowed; /* the samples of one batch that the policy lets out */
 	char *buf;		/* one payload */
@@ -36,9 +37,15 @@ struct gateway {
 	uint64_t denied;  /* samples no rule lets out, atomic */
 	uint64_t dropped; /* samples of allowed points dropped by range, deadband or rate */
 	int64_t started_ms;
-	/* The last good value of every point (numbers and bools), for max_step. */
+	/* The last good value of every point (numbers and bools), for max_step, and the last
+	 * reading of every point whatever its quality, for the console. */
 	pthread_mutex_t current_lock;
 	struct value *current;
+	struct point_last *last;
+	/* The field console (gateway_console.c). */
+	struct console_server *console;
+	/* Attestation rounds (attest_client.c); NULL without an attestation section. */
+	struct attest_client *attest;
 	/* Per point, when its last range drop was audited (each point: one adapter thread). */
 	int64_t *last_drop_audit_ms;
 	/* The command path (command.c). */
@@ -48,6 +55,30 @@ struct gateway {
 	pthread_t command_thread;
 	bool command_started;
 };
+
+/* A point's last reading, as the console shows it. */
+struct point_last {
+	enum quality quality;
+	int64_t ts_ms;	/* UTC; 0 never read */
+	char value[48]; /* as JSON text */
+};
+
+/* Starts the console: the serial port of the config, if any, and the local socket. */
+int console_server_start(struct gateway *gw);
+/* Stops it and frees it. No operation if it never started. */
+void console_server_stop(struct gateway *gw);
+/* Appends ',"console":{...}' counters to a health document; returns the length. */
+size_t console_server_health(struct gateway *gw, char *buf, size_t cap);
+
+/* Attestation: rounds on their own thread; the uplink is held until the first succeeds. */
+int attest_start(struct gateway *gw);
+void attest_stop(struct gateway *gw);
+/* The measurements changed (a policy reload): attest again now. */
+void attest_trigger(struct gateway *gw);
+/* UTC ms when the operational certificate expires; 0 when there is none. */
+int64_t attest_cert_expiry(struct gateway *gw);
+/* Appends ',"attestation":{...}' to a health document; returns the length. */
+size_t attest_health(struct gateway *gw, char *buf, size_t cap);
 
 /* Starts the command thread and registers it with the uplink. 0 or gd_err (logged). */
 int command_start(struct gateway *gw);

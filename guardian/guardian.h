@@ -38,6 +38,16 @@ enum log_level log_get_level(void);
 /* Parses "error", "warn", "info", "debug". Returns 0 or GD_EINVAL. */
 int log_level_parse(const char *name, enum log_level *out);
 
+/*
+ * The last log lines kept in memory (256, each cut to 200 bytes), for the
+ * field console: the last 'n', oldest first, newline-ended, into 'out'.
+ * Returns how many. Lines below the log level are not kept.
+ */
+size_t log_recent(size_t n, char *out, size_t cap);
+/* The last warning or error line ("" if none since the last clear); returns its UTC ms or 0. */
+int64_t log_last_problem(char *out, size_t cap);
+void log_clear_last_problem(void);
+
 /* log_warn appends strerror(errno); log_warnx does not. fatal/fatalx exit(1). */
 void log_warn(const char *subsys, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 void log_warnx(const char *subsys, const char *fmt, ...) __attribute__((format(printf, 2, 3)));

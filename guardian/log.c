@@ -1,5 +1,6 @@
 /* log.c: one line per event on stderr, with time, level and subsystem. */
 #include <errno.h>
+#include <pthread.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -38,6 +39,83 @@ int log_level_parse(const char *name, enum log_level *out)
 	return GD_EINVAL;
 }
 
+/*
+ * The last lines, kept in memory for the field console (`log`), and the last
+ * warning or error for its status screen. Lines are cut to RING_LINE bytes.
+ */
+#define RING_LINES 256
+#define PREFIX_LEN 31 /* "2026-11-21T20:24:54.981Z warn  " */
+#define RING_LINE  200
+
+static struct {
+	pthread_mutex_t lock;
+	char lines[RING_LINES][RING_LINE];
+	size_t next, count;
+	char problem[RING_LINE];
+	int64_t problem_ms;
+} ring = { .lock = PTHREAD_MUTEX_INITIALIZER };
+
+static void remember(enum log_level level, const char *line, size_t n)
+{
+	if (n >= RING_LINE)
+		n = RING_LINE - 1;
+	pthread_mutex_lock(&ring.lock);
+	memcpy(ring.lines[ring.next], line, n);
+	ring.lines[ring.next][n] = '\0';
+	ring.next = (ring.next + 1) % RING_LINES;
+	if (ring.count < RING_LINES)
+		ring.count++;
+	if (level <= LOG_LEVEL_WARN) {
+		/* Without the time and level ("2026-...Z warn  "): the console shows its age. */
+		size_t skip = n > PREFIX_LEN ? PREFIX_LEN : 0;
+
+		memcpy(ring.problem, line + skip, n - skip);
+		ring.problem[n - skip] = '\0';
+		ring.problem_ms = gd_now_ms();
+	}
+	pthread_mutex_unlock(&ring.lock);
+}
+
+size_t log_recent(size_t n, char *out, size_t cap)
+{
+	size_t used = 0, shown;
+
+	if (cap == 0)
+		return 0;
+	out[0] = '\0';
+	pthread_mutex_lock(&ring.lock);
+	shown = n < ring.count ? n : ring.count;
+	for (size_t i = 0; i < shown; i++) {
+		size_t at = (ring.next + RING_LINES - shown + i) % RING_LINES;
+		int r = snprintf(out + used, cap - used, "%s\n", ring.lines[at]);
+
+		if (r < 0 || (size_t)r >= cap - used)
+			break;
+		used += (size_t)r;
+	}
+	pthread_mutex_unlock(&ring.lock);
+	return shown;
+}
+
+int64_t log_last_problem(char *out, size_t cap)
+{
+	int64_t ms;
+
+	pthread_mutex_lock(&ring.lock);
+	snprintf(out, cap, "%s", ring.problem);
+	ms = ring.problem_ms;
+	pthread_mutex_unlock(&ring.lock);
+	return ms;
+}
+
+void log_clear_last_problem(void)
+{
+	pthread_mutex_lock(&ring.lock);
+	ring.problem[0] = '\0';
+	ring.problem_ms = 0;
+	pthread_mutex_unlock(&ring.lock);
+}
+
 /* Formats and writes one whole line with a single write, so threads do not interleave. */
 static void log_vline(enum log_level level, const char *subsys, int errnum, const char *fmt,
 		      va_list ap)
@@ -69,6 +147,7 @@ static void log_vline(enum log_level level, const char *subsys, int errnum, cons
 		n = sizeof(line) - 2;
 	line[n++] = '\n';
 	fwrite(line, 1, n, stderr);
+	remember(level, line, n - 1);
 }
 
 #define LOG_BODY(level, errnum)                                                                    \

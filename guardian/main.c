@@ -3,15 +3,23 @@
 #include <errno.h>
 #include <getopt.h>
 #include <malloc.h>
+#include <poll.h>
 #include <pthread.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/socket.h>
+#include <sys/un.h>
+#include <termios.h>
 #include <time.h>
+#include <unistd.h>
 
 #include "../adapters/canbus.h"
+#include "console.h"
 #include "core.h"
+#include "keystore.h"
+#include "measure.h"
 
 #define SUBSYS "main"
 
@@ -28,6 +36,17 @@ static void usage(FILE *out)
 		     "       guardian dbc import [--short-names] [--j1939] FILE.dbc\n"
 		     "                                print a DBC file's signals as CAN points;\n"
 		     "                                lines it does not use are named on stderr\n"
+		     "       guardian console -c FILE  the field console of the running guardian\n"
+		     "                                (^] leaves)\n"
+		     "       guardian console hash-pin\n"
+		     "                                read a technician PIN on stdin, print its\n"
+		     "                                console.pin_hash\n"
+		     "       guardian provision -c FILE\n"
+		     "                                make the device's identity key and CSR in\n"
+		     "                                the state directory\n"
+		     "       guardian measure -c FILE [--json]\n"
+		     "                                the measurement log and register of this\n"
+		     "                                build and config, for reference values\n"
 		     "       guardian version         print the version\n"
 		     "options:\n"
 		     "  -c, --config FILE   the site config (JSON)\n"
@@ -203,6 +222,163 @@ static int cmd_explain(const char *file, int argc, char **argv)
 	return rc;
 }
 
+/* Makes (or keeps) the identity key and writes the CSR an operator sends to enrollment. */
+static int cmd_provision(const char *file)
+{
+	struct gd_config *cfg = load(file);
+	struct keystore *ks = NULL;
+	char why[512], path[512];
+	static char csr[4096];
+	int rc = 1;
+
+	if (cfg == NULL)
+		return 1;
+	if (keystore_open(cfg->state_dir, true, &ks, why, sizeof(why)) != 0) {
+		fprintf(stderr, "guardian provision: %s\n", why);
+		goto out;
+	}
+	snprintf(path, sizeof(path), "%s/identity.csr", cfg->state_dir);
+	if (keystore_csr_pem(ks, cfg->device_id, csr, sizeof(csr)) != 0 ||
+	    keystore_write_file(path, csr, strlen(csr), 0644) != 0) {
+		fprintf(stderr, "guardian provision: cannot write %s: %s\n", path, strerror(errno));
+		goto out;
+	}
+	printf("identity key: %s/identity.key (stays on this device)\n"
+	       "signing request: %s (CN=%s)\n"
+	       "next: guardian-service enroll -d SERVICE_DIR %s, then copy the certificate to %s\n",
+	       cfg->state_dir, path, cfg->device_id, path,
+	       cfg->attest.cert_file != NULL ? cfg->attest.cert_file : "state_dir/identity.crt");
+	rc = 0;
+out:
+	keystore_close(ks);
+	gd_config_free(cfg);
+	return rc;
+}
+
+/* Prints what this build and config measure to, as text or as the JSON a reference takes. */
+static int cmd_measure(const char *file, bool json)
+{
+	struct gd_config *cfg = load(file);
+	static struct meas_log log;
+	char why[512];
+	int rc = 1;
+
+	if (cfg == NULL)
+		return 1;
+	if (measure_config(cfg, "/proc/self/exe", &log, why, sizeof(why)) != 0) {
+		fprintf(stderr, "guardian measure: %s\n", why);
+	} else if (json) {
+		char *text = meas_log_json(&log);
+
+		if (text != NULL) {
+			printf("%s\n", text);
+			free(text);
+			rc = 0;
+		}
+	} else {
+		measure_print(&log, stdout);
+		rc = 0;
+	}
+	gd_config_free(cfg);
+	return rc;
+}
+
+/* Reads a PIN from stdin (without echo on a terminal) and prints its hash for the config. */
+static int cmd_hash_pin(void)
+{
+	struct termios old, quiet;
+	bool tty = isatty(STDIN_FILENO);
+	char pin[64], hash[256];
+	size_t len;
+
+	if (tty) {
+		fprintf(stderr, "PIN (4 to 12 digits): ");
+		tcgetattr(STDIN_FILENO, &old);
+		quiet = old;
+		quiet.c_lflag &= ~(tcflag_t)ECHO;
+		tcsetattr(STDIN_FILENO, TCSANOW, &quiet);
+	}
+	if (fgets(pin, sizeof(pin), stdin) == NULL)
+		pin[0] = '\0';
+	if (tty) {
+		tcsetattr(STDIN_FILENO, TCSANOW, &old);
+		fputc('\n', stderr);
+	}
+	len = strcspn(pin, "\r\n");
+	pin[len] = '\0';
+	if (console_pin_hash(pin, 200000, hash, sizeof(hash)) != 0) {
+		fprintf(stderr, "guardian console hash-pin: a PIN is 4 to 12 digits\n");
+		return 1;
+	}
+	explicit_bzero(pin, sizeof(pin));
+	printf("%s\n", hash);
+	return 0;
+}
+
+/* Relays a terminal (or a pipe) to the running guardian's console socket until either ends. */
+static int cmd_console(const char *file)
+{
+	struct sockaddr_un addr = { .sun_family = AF_UNIX };
+	struct termios old, raw;
+	bool tty = isatty(STDIN_FILENO), in_open = true;
+	struct gd_config *cfg = load(file);
+	int fd, rc = 0;
+
+	if (cfg == NULL)
+		return 1;
+	snprintf(addr.sun_path, sizeof(addr.sun_path), "%s/console.sock", cfg->state_dir);
+	gd_config_free(cfg);
+	fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+	if (fd < 0 || connect(fd, (struct sockaddr *)&addr, sizeof(addr)) != 0) {
+		fprintf(stderr,
+			"guardian console: cannot reach %s: %s (is guardian running, as "
+			"this user?)\n",
+			addr.sun_path, strerror(errno));
+		return 1;
+	}
+	if (tty) {
+		tcgetattr(STDIN_FILENO, &old);
+		raw = old;
+		cfmakeraw(&raw);
+		tcsetattr(STDIN_FILENO, TCSANOW, &raw);
+	}
+	for (;;) {
+		struct pollfd pfd[2] = { { .fd = fd, .events = POLLIN },
+					 { .fd = in_open ? STDIN_FILENO : -1, .events = POLLIN } };
+		char buf[4096];
+		ssize_t n;
+
+		if (poll(pfd, 2, -1) < 0 && errno != EINTR)
+			break;
+		if (pfd[0].revents) {
+			n = read(fd, buf, sizeof(buf));
+			if (n <= 0)
+				break;
+			if (write(STDOUT_FILENO, buf, (size_t)n) != n)
+				break;
+		}
+		if (pfd[1].revents) {
+			n = read(STDIN_FILENO, buf, sizeof(buf));
+			if (tty && n > 0 && memchr(buf, 0x1d, (size_t)n) != NULL)
+				break; /* ^], as telnet */
+			if (n <= 0) {
+				/* Input ended: the console answers what was sent, then closes. */
+				shutdown(fd, SHUT_WR);
+				in_open = false;
+			} else if (write(fd, buf, (size_t)n) != n) {
+				rc = 1;
+				break;
+			}
+		}
+	}
+	if (tty) {
+		tcsetattr(STDIN_FILENO, TCSANOW, &old);
+		fputs("\r\n", stdout);
+	}
+	close(fd);
+	return rc;
+}
+
 /* guardian dbc import [--short-names] [--j1939] FILE.dbc */
 static int cmd_dbc_import(int argc, char **argv)
 {
@@ -245,11 +421,12 @@ int main(int argc, char **argv)
 	static const struct option longopts[] = {
 		{ "config", required_argument, NULL, 'c' },
 		{ "verbose", no_argument, NULL, 'v' },
+		{ "json", no_argument, NULL, 'j' },
 		{ "help", no_argument, NULL, 'h' },
 		{ NULL, 0, NULL, 0 },
 	};
 	const char *cmd, *file = NULL;
-	bool verbose = false;
+	bool verbose = false, json = false;
 	int ch;
 
 	if (argc < 2) {
@@ -265,6 +442,8 @@ int main(int argc, char **argv)
 		printf("guardian %s\n", GD_VERSION);
 		return 0;
 	}
+	if (strcmp(cmd, "console") == 0 && argc == 3 && strcmp(argv[2], "hash-pin") == 0)
+		return cmd_hash_pin();
 	if (strcmp(cmd, "dbc") == 0) {
 		if (argc < 3 || strcmp(argv[2], "import") != 0) {
 			fprintf(stderr, "guardian dbc: expected \"import\"\n");
@@ -297,6 +476,9 @@ int main(int argc, char **argv)
 		case 'v':
 			verbose = true;
 			break;
+		case 'j':
+			json = true;
+			break;
 		case 'h':
 			usage(stdout);
 			return 0;
@@ -318,6 +500,12 @@ int main(int argc, char **argv)
 		return cmd_explain(file, argc - optind, argv + optind);
 	if (strcmp(cmd, "run") == 0)
 		return cmd_run(file, verbose);
+	if (strcmp(cmd, "console") == 0)
+		return cmd_console(file);
+	if (strcmp(cmd, "provision") == 0)
+		return cmd_provision(file);
+	if (strcmp(cmd, "measure") == 0)
+		return cmd_measure(file, json);
 	fprintf(stderr, "guardian: unknown command \"%s\"\n", cmd);
 	usage(stderr);
 	return 2;

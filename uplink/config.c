@@ -140,8 +140,10 @@ int uplink_config_read(struct uplink_config *cfg, struct conf *c, const void *js
 				   : " (the default)",
 			   cfg->queue_max_bytes);
 	check_file(c, path, "ca_file", cfg->ca_file);
-	check_file(c, path, "cert_file", cfg->cert_file);
-	check_file(c, path, "key_file", cfg->key_file);
+	if (!cfg->attested) {
+		check_file(c, path, "cert_file", cfg->cert_file);
+		check_file(c, path, "key_file", cfg->key_file);
+	}
 out:
 	return (int)(c->nerrors - before);
 }

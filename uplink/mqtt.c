@@ -47,7 +47,8 @@ enum link_state {
 	LINK_STOPPED,
 };
 
-/* A message for guardian/<device>/<subtopic> outside the telemetry queue (command results, audit). */
+/* A message for guardian/<device>/<subtopic> outside the telemetry queue (command results, audit).
+ */
 struct event {
 	struct event *next;
 	char *topic;
@@ -73,7 +74,7 @@ struct uplink {
 	char *topic_telemetry;
 	char *topic_health;
 	char *topic_cmd;
-	char *topic_prefix; /* guardian/<device>/ */
+	char *topic_prefix;	   /* guardian/<device>/ */
 	uplink_command_fn *cmd_fn; /* set before start; called on Paho's thread */
 	void *cmd_ctx;
 	char *will_doc;
@@ -85,6 +86,7 @@ struct uplink {
 	pthread_mutex_t lock; /* everything below */
 	pthread_cond_t cond;  /* CLOCK_MONOTONIC; broadcast on every change */
 	enum link_state state;
+	bool held; /* uplink_hold: no connection attempts */
 	bool stop_thread;
 	bool kick; /* something changed: look again before sleeping */
 	bool ev_connected, ev_connect_failed, ev_lost, ev_send_failed;
@@ -222,6 +224,37 @@ static void on_connect_failed(void *context, MQTTAsync_failureData *response)
 	u->fail_code = response ? response->code : MQTTASYNC_FAILURE;
 	snprintf(u->fail_msg, sizeof(u->fail_msg), "%s",
 		 response && response->message ? response->message : "");
+	wake_locked(u);
+	pthread_mutex_unlock(&u->lock);
+}
+
+void uplink_hold(struct uplink *u, bool held)
+{
+	pthread_mutex_lock(&u->lock);
+	u->held = held;
+	if (held && u->state == LINK_CONNECTED) {
+		u->ev_lost = true;
+		snprintf(u->fail_msg, sizeof(u->fail_msg), "no valid operational certificate");
+	}
+	if (!held && u->state == LINK_WAITING) {
+		u->failures = 0;
+		u->next_attempt_ms = gd_mono_ms();
+	}
+	wake_locked(u);
+	pthread_mutex_unlock(&u->lock);
+}
+
+void uplink_reconnect(struct uplink *u)
+{
+	pthread_mutex_lock(&u->lock);
+	if (u->state == LINK_CONNECTED) {
+		/* Handled like a lost connection: a fresh client, in-flight messages resent. */
+		u->ev_lost = true;
+		snprintf(u->fail_msg, sizeof(u->fail_msg), "reconnect requested at the console");
+	} else if (u->state == LINK_WAITING) {
+		u->failures = 0;
+		u->next_attempt_ms = gd_mono_ms();
+	}
 	wake_locked(u);
 	pthread_mutex_unlock(&u->lock);
 }
@@ -797,7 +830,7 @@ static void *uplink_main(void *arg)
 			if (u->state == LINK_CONNECTED)
 				queue_requeue(u->queue);
 		}
-		if (u->state == LINK_WAITING && now >= u->next_attempt_ms) {
+		if (u->state == LINK_WAITING && !u->held && now >= u->next_attempt_ms) {
 			connect_start(u, now);
 			continue;
 		}

@@ -116,20 +116,24 @@ static void put_json_string(struct writer *w, const char *s)
 	put(w, "\"", 1);
 }
 
-/* The shortest of %.15g, %.16g and %.17g that reads back as the same double. */
+void payload_format_double(char *out, size_t cap, double d)
+{
+	if (!isfinite(d)) {
+		snprintf(out, cap, "null"); /* JSON has no NaN or infinity */
+		return;
+	}
+	for (int prec = 15; prec <= 17; prec++) {
+		snprintf(out, cap, "%.*g", prec, d);
+		if (prec == 17 || strtod(out, NULL) == d)
+			break;
+	}
+}
+
 static void put_double(struct writer *w, double d)
 {
 	char tmp[40];
 
-	if (!isfinite(d)) {
-		put_str(w, "null"); /* JSON has no NaN or infinity */
-		return;
-	}
-	for (int prec = 15; prec <= 17; prec++) {
-		snprintf(tmp, sizeof(tmp), "%.*g", prec, d);
-		if (prec == 17 || strtod(tmp, NULL) == d)
-			break;
-	}
+	payload_format_double(tmp, sizeof(tmp), d);
 	put_str(w, tmp);
 }
 

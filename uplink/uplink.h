@@ -33,6 +33,7 @@ struct uplink_config {
 	long long max_message_bytes; /* 128 KiB: larger batches are split */
 	int health_interval_ms;	     /* 10000 */
 	bool verify_hostname;	     /* true; false only for brokers reached by IP without SAN */
+	bool attested; /* cert_file and key_file come from attestation: made at run time */
 };
 
 /* Sets the defaults listed above (strings NULL). */
@@ -78,6 +79,15 @@ int uplink_send_telemetry(struct uplink *u, const char *payload, size_t len);
  */
 void uplink_set_health(struct uplink *u, const char *json, size_t len);
 void uplink_get_stats(struct uplink *u, struct uplink_stats *out);
+/*
+ * While held, the uplink does not connect (telemetry waits in the queue): no
+ * valid operational certificate yet. Holding while connected drops the
+ * connection. Thread-safe.
+ */
+void uplink_hold(struct uplink *u, bool held);
+/* Drops the connection and connects again at once (a technician's request); when waiting to
+ * retry, retries now. Thread-safe. */
+void uplink_reconnect(struct uplink *u);
 
 /*
  * Called for each message on guardian/<device>/cmd (QoS 1), on the MQTT
@@ -115,6 +125,10 @@ void uplink_free(struct uplink *u);
  * "code" for exceptions. A sample flagged by the policy carries
  * "range":"clamped" or "range":"outside". Strings are JSON-escaped.
  */
+/* The shortest of %.15g, %.16g and %.17g that reads back as the same double ("null" for NaN
+ * and infinities), as telemetry writes numbers. */
+void payload_format_double(char *out, size_t cap, double d);
+
 size_t payload_telemetry(char *buf, size_t cap, size_t *len, const char *device_id, uint64_t seq,
 			 int64_t ts_ms, const struct point *const *points, const char *const *names,
 			 const struct sample *samples, size_t nsamples);

@@ -325,39 +325,53 @@ pid_t h_mosquitto(int port)
 	return pid;
 }
 
-pid_t h_subscribe(int port, const char *topic, const char *outfile, bool persistent_session)
+pid_t h_subscribe_as(int port, const char *topic, const char *outfile, const char *cert_prefix,
+		     const char *client_id, bool persistent_session)
 {
 	char portarg[16], ca[256], cert[256], key[256];
 
 	snprintf(portarg, sizeof(portarg), "%d", port);
 	snprintf(ca, sizeof(ca), "%s/ca.crt", h_path("pki"));
-	snprintf(cert, sizeof(cert), "%s/viewer.crt", h_path("pki"));
-	snprintf(key, sizeof(key), "%s/viewer.key", h_path("pki"));
+	snprintf(cert, sizeof(cert), "%s.crt", cert_prefix);
+	snprintf(key, sizeof(key), "%s.key", cert_prefix);
 	{
-		/* A persistent session ("-c -i viewer") keeps QoS 1 messages while it is away. */
-		const char *argv[] = { "mosquitto_sub",
-				       "-h",
-				       "localhost",
-				       "-p",
-				       portarg,
-				       "--cafile",
-				       ca,
-				       "--cert",
-				       cert,
-				       "--key",
-				       key,
-				       "-q",
-				       "1",
-				       "-v",
-				       "-t",
-				       topic,
-				       persistent_session ? "-c" : NULL,
-				       "-i",
-				       "viewer",
-				       NULL };
+		const char *argv[24] = { "mosquitto_sub",
+					 "-h",
+					 "localhost",
+					 "-p",
+					 portarg,
+					 "--cafile",
+					 ca,
+					 "--cert",
+					 cert,
+					 "--key",
+					 key,
+					 "-q",
+					 "1",
+					 "-v",
+					 "-t",
+					 topic };
+		size_t n = 16;
 
+		/* A persistent session ("-c -i viewer") keeps QoS 1 messages while it is away. */
+		if (persistent_session)
+			argv[n++] = "-c";
+		if (client_id != NULL) {
+			argv[n++] = "-i";
+			argv[n++] = client_id;
+		}
+		argv[n] = NULL;
 		return h_spawn(outfile, argv);
 	}
+}
+
+pid_t h_subscribe(int port, const char *topic, const char *outfile, bool persistent_session)
+{
+	char prefix[256];
+
+	snprintf(prefix, sizeof(prefix), "%s/viewer", h_path("pki"));
+	return h_subscribe_as(port, topic, outfile, prefix, persistent_session ? "viewer" : NULL,
+			      persistent_session);
 }
 
 pid_t h_plcsim(const char *args, const char *logfile)

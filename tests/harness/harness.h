@@ -63,6 +63,14 @@ pid_t h_mosquitto(int port);
 /* mosquitto_sub as the viewer, QoS 1, "topic payload" lines into 'outfile'. */
 pid_t h_subscribe(int port, const char *topic, const char *outfile, bool persistent_session);
 
+/*
+ * The same with another client certificate: <cert_prefix>.crt and .key
+ * (verified against pki/ca.crt's broker), and client id 'client_id' (NULL: a
+ * random one; required for a persistent session).
+ */
+pid_t h_subscribe_as(int port, const char *topic, const char *outfile, const char *cert_prefix,
+		     const char *client_id, bool persistent_session);
+
 /* The PLC simulator; 'args' is extra arguments split on spaces. Waits for "ready". */
 pid_t h_plcsim(const char *args, const char *logfile);
 

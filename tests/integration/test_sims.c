@@ -256,7 +256,7 @@ Test(sims, serialsim_noise_is_as_documented)
 					    "--interval-ms", "20",   NULL };
 	struct rig r = { 0 };
 	char buf[512];
-	char good[4][40];
+	char good[4][64];
 	char bad3[40];
 	size_t at = 0;
 

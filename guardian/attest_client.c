@@ -1,0 +1,551 @@
+/* attest_client.c: the device's attestation rounds (service/PROTOCOL.md): measure, prove it to
+ * the service over the attestation listener, receive a short-lived certificate, let telemetry
+ * use it; again at two thirds of its lifetime and whenever the measurements change. */
+#include <MQTTAsync.h>
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include "../uplink/evidence.h"
+#include "gateway_private.h"
+#include "keystore.h"
+#include "measure.h"
+
+#define SUBSYS "attest"
+
+struct attest_client {
+	struct gateway *gw;
+	pthread_t thread;
+	bool started;
+	pthread_mutex_t lock;
+	pthread_cond_t cond; /* CLOCK_MONOTONIC */
+	bool stop, trigger;
+	/* for health and the console, under 'lock' */
+	int64_t not_after_ms; /* UTC; 0: no certificate */
+	char state[16];	      /* "attesting", "attested", "refused", "expired" */
+	char last_reason[32];
+	char last_detail[256];
+	uint64_t rounds, refusals;
+	char register_hex[65];
+};
+
+/* ---- one MQTT conversation with the service ----------------------------------------------- */
+
+struct conv {
+	MQTTAsync client;
+	pthread_mutex_t lock;
+	pthread_cond_t cond;
+	bool done;
+	int rc;
+	char fail_msg[160]; /* Paho's words for the last failure */
+	char topic_nonce[160], topic_result[160];
+	char *nonce, *result; /* payloads that arrived, malloc'd */
+};
+
+static void conv_signal(struct conv *cv, int rc)
+{
+	pthread_mutex_lock(&cv->lock);
+	cv->done = true;
+	cv->rc = rc;
+	pthread_cond_broadcast(&cv->cond);
+	pthread_mutex_unlock(&cv->lock);
+}
+
+static void on_ok(void *ctx, MQTTAsync_successData *resp)
+{
+	(void)resp;
+	conv_signal(ctx, 0);
+}
+
+static void on_fail(void *ctx, MQTTAsync_failureData *resp)
+{
+	struct conv *cv = ctx;
+
+	pthread_mutex_lock(&cv->lock);
+	snprintf(cv->fail_msg, sizeof(cv->fail_msg), "%s",
+		 resp != NULL && resp->message != NULL ? resp->message : "no reason given");
+	pthread_mutex_unlock(&cv->lock);
+	conv_signal(ctx, resp != NULL && resp->code != 0 ? resp->code : -1);
+}
+
+static int on_message(void *ctx, char *topic, int tlen, MQTTAsync_message *m)
+{
+	struct conv *cv = ctx;
+	char **slot = NULL;
+
+	(void)tlen;
+	if (strcmp(topic, cv->topic_nonce) == 0)
+		slot = &cv->nonce;
+	else if (strcmp(topic, cv->topic_result) == 0)
+		slot = &cv->result;
+	pthread_mutex_lock(&cv->lock);
+	if (slot != NULL && *slot == NULL) {
+		*slot = strndup(m->payload, (size_t)m->payloadlen);
+		pthread_cond_broadcast(&cv->cond);
+	}
+	pthread_mutex_unlock(&cv->lock);
+	MQTTAsync_freeMessage(&m);
+	MQTTAsync_free(topic);
+	return 1;
+}
+
+static void deadline_ts(struct timespec *ts, int ms)
+{
+	clock_gettime(CLOCK_MONOTONIC, ts);
+	ts->tv_sec += ms / 1000;
+	ts->tv_nsec += (long)(ms % 1000) * 1000000L;
+	if (ts->tv_nsec >= 1000000000L) {
+		ts->tv_sec++;
+		ts->tv_nsec -= 1000000000L;
+	}
+}
+
+/* Waits for the pending operation; 0, its failure code, or GD_ETIMEDOUT. */
+static int conv_wait(struct conv *cv, int ms)
+{
+	struct timespec ts;
+	int rc;
+
+	deadline_ts(&ts, ms);
+	pthread_mutex_lock(&cv->lock);
+	while (!cv->done && pthread_cond_timedwait(&cv->cond, &cv->lock, &ts) != ETIMEDOUT)
+		;
+	rc = cv->done ? cv->rc : GD_ETIMEDOUT;
+	cv->done = false;
+	pthread_mutex_unlock(&cv->lock);
+	return rc;
+}
+
+/* Waits until *slot holds a message; returns it (owned by the caller) or NULL on timeout. */
+static char *conv_take(struct conv *cv, char **slot, int ms)
+{
+	struct timespec ts;
+	char *msg;
+
+	deadline_ts(&ts, ms);
+	pthread_mutex_lock(&cv->lock);
+	while (*slot == NULL && pthread_cond_timedwait(&cv->cond, &cv->lock, &ts) != ETIMEDOUT)
+		;
+	msg = *slot;
+	*slot = NULL;
+	pthread_mutex_unlock(&cv->lock);
+	return msg;
+}
+
+static int conv_publish(struct conv *cv, const char *topic, const char *payload, int ms)
+{
+	MQTTAsync_message m = MQTTAsync_message_initializer;
+	MQTTAsync_responseOptions ro = MQTTAsync_responseOptions_initializer;
+
+	m.payload = (void *)(uintptr_t)payload;
+	m.payloadlen = (int)strlen(payload);
+	m.qos = 1;
+	ro.onSuccess = on_ok;
+	ro.onFailure = on_fail;
+	ro.context = cv;
+	if (MQTTAsync_sendMessage(cv->client, topic, &m, &ro) != MQTTASYNC_SUCCESS)
+		return GD_EIO;
+	return conv_wait(cv, ms);
+}
+
+/* Connects to the attestation listener with the identity certificate, and subscribes. */
+static int conv_open(struct conv *cv, const struct gd_config *cfg, char *why, size_t cap)
+{
+	MQTTAsync_connectOptions co = MQTTAsync_connectOptions_initializer;
+	MQTTAsync_SSLOptions ssl = MQTTAsync_SSLOptions_initializer;
+	MQTTAsync_responseOptions ro = MQTTAsync_responseOptions_initializer;
+	const struct gd_attestation *at = &cfg->attest;
+	char uri[300], id[96], key[512];
+	char *topics[2] = { cv->topic_nonce, cv->topic_result };
+	int qos[2] = { 1, 1 }, rc;
+
+	snprintf(uri, sizeof(uri), "ssl://%s:%d", at->host, at->port);
+	snprintf(id, sizeof(id), "%s-attest", cfg->device_id);
+	snprintf(key, sizeof(key), "%s/identity.key", cfg->state_dir);
+	snprintf(cv->topic_nonce, sizeof(cv->topic_nonce), "guardian/%s/attest/nonce",
+		 cfg->device_id);
+	snprintf(cv->topic_result, sizeof(cv->topic_result), "guardian/%s/attest/result",
+		 cfg->device_id);
+	if (MQTTAsync_create(&cv->client, uri, id, MQTTCLIENT_PERSISTENCE_NONE, NULL) !=
+		    MQTTASYNC_SUCCESS ||
+	    MQTTAsync_setCallbacks(cv->client, cv, NULL, on_message, NULL) != MQTTASYNC_SUCCESS) {
+		snprintf(why, cap, "cannot create an MQTT client for %s", uri);
+		return GD_EIO;
+	}
+	ssl.trustStore = at->ca_file;
+	ssl.disableDefaultTrustStore = 1;
+	ssl.keyStore = at->cert_file;
+	ssl.privateKey = key;
+	ssl.enableServerCertAuth = 1;
+	ssl.verify = 1;
+	ssl.sslVersion = MQTT_SSL_VERSION_TLS_1_2;
+	co.ssl = &ssl;
+	co.cleansession = 1;
+	co.keepAliveInterval = 30;
+	co.connectTimeout = (at->timeout_ms + 999) / 1000;
+	co.onSuccess = on_ok;
+	co.onFailure = on_fail;
+	co.context = cv;
+	rc = MQTTAsync_connect(cv->client, &co);
+	if (rc != MQTTASYNC_SUCCESS)
+		snprintf(cv->fail_msg, sizeof(cv->fail_msg), "%s", MQTTAsync_strerror(rc));
+	if (rc != MQTTASYNC_SUCCESS || (rc = conv_wait(cv, at->timeout_ms + 2000)) != 0) {
+		snprintf(why, cap, "cannot connect to the attestation listener %s with %s: %s", uri,
+			 at->cert_file, cv->fail_msg[0] ? cv->fail_msg : "no answer");
+		return GD_EIO;
+	}
+	ro.onSuccess = on_ok;
+	ro.onFailure = on_fail;
+	ro.context = cv;
+	if (MQTTAsync_subscribeMany(cv->client, 2, topics, qos, &ro) != MQTTASYNC_SUCCESS ||
+	    conv_wait(cv, at->timeout_ms) != 0) {
+		snprintf(why, cap, "cannot subscribe to guardian/%s/attest/# on %s", cfg->device_id,
+			 uri);
+		return GD_EIO;
+	}
+	return 0;
+}
+
+static void conv_close(struct conv *cv)
+{
+	MQTTAsync_disconnectOptions d = MQTTAsync_disconnectOptions_initializer;
+
+	if (cv->client == NULL)
+		return;
+	d.timeout = 1000;
+	d.onSuccess = on_ok;
+	d.onFailure = on_fail;
+	d.context = cv;
+	if (MQTTAsync_isConnected(cv->client) &&
+	    MQTTAsync_disconnect(cv->client, &d) == MQTTASYNC_SUCCESS)
+		conv_wait(cv, 2000);
+	MQTTAsync_destroy(&cv->client);
+	free(cv->nonce);
+	free(cv->result);
+}
+
+/* ---- one round ---------------------------------------------------------------------------- */
+
+static int sign_with(void *ctx, const uint8_t digest[32], uint8_t *sig, size_t cap, size_t *len)
+{
+	return keystore_sign(ctx, digest, sig, cap, len);
+}
+
+/* The evidence of this round, signed; NULL with the reason in 'why'. */
+static char *make_evidence(struct attest_client *ac, struct keystore *ks, const char *nonce_msg,
+			   const char *op_pub, char *why, size_t cap)
+{
+	const struct gd_config *cfg = ac->gw->cfg;
+	struct evidence *ev = calloc(1, sizeof(*ev));
+	char pub[ATTEST_PEM_MAX];
+	int64_t expires;
+	char *out = NULL;
+
+	if (ev == NULL)
+		return NULL;
+	if (attest_nonce_parse(nonce_msg, strlen(nonce_msg), ev->nonce, &expires) != 0) {
+		snprintf(why, cap, "the service's nonce message is malformed");
+		goto out;
+	}
+	if (measure_config(cfg, "/proc/self/exe", &ev->log, why, cap) != 0)
+		goto out;
+	if (keystore_public_pem(ks, pub, sizeof(pub)) != 0 || evidence_ueid(pub, ev->ueid) != 0) {
+		snprintf(why, cap, "cannot read the identity public key");
+		goto out;
+	}
+	snprintf(ev->name, sizeof(ev->name), "%s", cfg->device_id);
+	snprintf(ev->swversion, sizeof(ev->swversion), "%s", GD_VERSION);
+	snprintf(ev->op_pub, sizeof(ev->op_pub), "%s", op_pub);
+	ev->iat = gd_now_ms() / 1000;
+	pthread_mutex_lock(&ac->lock);
+	for (size_t i = 0; i < 32; i++)
+		snprintf(ac->register_hex + 2 * i, 3, "%02x", ev->log.reg[i]);
+	pthread_mutex_unlock(&ac->lock);
+	out = evidence_envelope_build(ev, sign_with, ks);
+	if (out == NULL)
+		snprintf(why, cap, "cannot sign the evidence with the identity key");
+out:
+	free(ev);
+	return out;
+}
+
+/* Writes op.key then op.crt; the uplink reads both at its next connection. */
+static int install(struct attest_client *ac, const char *priv, const char *cert, char *why,
+		   size_t cap)
+{
+	const char *dir = ac->gw->cfg->state_dir;
+	char path[512];
+
+	snprintf(path, sizeof(path), "%s/op.key", dir);
+	if (keystore_write_file(path, priv, strlen(priv), 0600) != 0)
+		goto fail;
+	snprintf(path, sizeof(path), "%s/op.crt", dir);
+	if (keystore_write_file(path, cert, strlen(cert), 0600) != 0)
+		goto fail;
+	return 0;
+fail:
+	snprintf(why, cap, "cannot write %.300s: %s", path, strerror(errno));
+	return GD_EIO;
+}
+
+/*
+ * hello -> nonce -> evidence -> result. Returns 0 with *res filled (ok or a
+ * refusal), or a negative gd_err with 'why' when the round could not be had.
+ */
+static int converse(struct attest_client *ac, struct keystore *ks, const char *op_pub,
+		    struct attest_result *res, char *why, size_t cap)
+{
+	const struct gd_config *cfg = ac->gw->cfg;
+	struct conv cv = { 0 };
+	char topic[160], hello[64];
+	char *msg = NULL, *ev = NULL;
+	int rc = GD_ETIMEDOUT;
+
+	pthread_mutex_init(&cv.lock, NULL);
+	{
+		/* The waits below count on the monotonic clock. */
+		pthread_condattr_t attr;
+
+		pthread_condattr_init(&attr);
+		pthread_condattr_setclock(&attr, CLOCK_MONOTONIC);
+		pthread_cond_init(&cv.cond, &attr);
+		pthread_condattr_destroy(&attr);
+	}
+	if ((rc = conv_open(&cv, cfg, why, cap)) != 0)
+		goto out;
+	snprintf(topic, sizeof(topic), "guardian/%s/attest/hello", cfg->device_id);
+	snprintf(hello, sizeof(hello), "{\"swversion\":\"%s\"}", GD_VERSION);
+	if (conv_publish(&cv, topic, hello, cfg->attest.timeout_ms) != 0 ||
+	    (msg = conv_take(&cv, &cv.nonce, cfg->attest.timeout_ms)) == NULL) {
+		snprintf(why, cap, "no nonce from the attestation service within %d ms",
+			 cfg->attest.timeout_ms);
+		rc = GD_ETIMEDOUT;
+		goto out;
+	}
+	ev = make_evidence(ac, ks, msg, op_pub, why, cap);
+	free(msg);
+	msg = NULL;
+	rc = GD_EIO;
+	if (ev == NULL)
+		goto out;
+	snprintf(topic, sizeof(topic), "guardian/%s/attest/evidence", cfg->device_id);
+	if (conv_publish(&cv, topic, ev, cfg->attest.timeout_ms) != 0 ||
+	    (msg = conv_take(&cv, &cv.result, cfg->attest.timeout_ms)) == NULL) {
+		snprintf(why, cap, "no result from the attestation service within %d ms",
+			 cfg->attest.timeout_ms);
+		rc = GD_ETIMEDOUT;
+		goto out;
+	}
+	rc = attest_result_parse(msg, strlen(msg), res);
+	if (rc != 0)
+		snprintf(why, cap, "the service's result message is malformed");
+out:
+	free(msg);
+	free(ev);
+	conv_close(&cv);
+	pthread_cond_destroy(&cv.cond);
+	pthread_mutex_destroy(&cv.lock);
+	return rc;
+}
+
+static void set_state(struct attest_client *ac, const char *state, const char *reason,
+		      const char *detail)
+{
+	pthread_mutex_lock(&ac->lock);
+	snprintf(ac->state, sizeof(ac->state), "%s", state);
+	if (reason != NULL) {
+		snprintf(ac->last_reason, sizeof(ac->last_reason), "%s", reason);
+		snprintf(ac->last_detail, sizeof(ac->last_detail), "%.255s", detail ? detail : "");
+	}
+	pthread_mutex_unlock(&ac->lock);
+}
+
+/* One round; returns the monotonic time of the next one. */
+static int64_t round_once(struct attest_client *ac, int *failures)
+{
+	const struct gd_config *cfg = ac->gw->cfg;
+	struct attest_result res = { 0 };
+	struct keystore *ks = NULL;
+	static char priv[ATTEST_PEM_MAX], pub[ATTEST_PEM_MAX];
+	char why[768];
+	int64_t now = gd_now_ms(), retry;
+	bool ok = false;
+
+	__atomic_add_fetch(&ac->rounds, 1, __ATOMIC_RELAXED);
+	set_state(ac, "attesting", NULL, NULL);
+	why[0] = '\0';
+	if (keystore_open(cfg->state_dir, false, &ks, why, sizeof(why)) != 0 ||
+	    keystore_new_operational_key(priv, sizeof(priv), pub, sizeof(pub)) != 0) {
+		if (why[0] == '\0')
+			snprintf(why, sizeof(why), "cannot make an operational key");
+	} else if (converse(ac, ks, pub, &res, why, sizeof(why)) == 0) {
+		if (res.ok && install(ac, priv, res.cert_pem, why, sizeof(why)) == 0) {
+			ok = true;
+		} else if (!res.ok) {
+			__atomic_add_fetch(&ac->refusals, 1, __ATOMIC_RELAXED);
+			snprintf(why, sizeof(why), "refused: %s: %.400s", res.reason, res.detail);
+			set_state(ac, "refused", res.reason, res.detail);
+		}
+	}
+	explicit_bzero(priv, sizeof(priv));
+	keystore_close(ks);
+	if (ok) {
+		int64_t life = res.not_after - now;
+
+		pthread_mutex_lock(&ac->lock);
+		ac->not_after_ms = res.not_after;
+		pthread_mutex_unlock(&ac->lock);
+		set_state(ac, "attested", "", "");
+		log_info(SUBSYS, "attested; certificate valid for %lld s; next round in %lld s",
+			 (long long)(life / 1000), (long long)(life * 2 / 3 / 1000));
+		*failures = 0;
+		attest_result_free(&res);
+		/* A renewal while connected: the next connection uses the new certificate. */
+		uplink_hold(ac->gw->uplink, false);
+		uplink_reconnect(ac->gw->uplink);
+		return gd_mono_ms() + (life > 3000 ? life * 2 / 3 : 1000);
+	}
+	attest_result_free(&res);
+	(*failures)++;
+	retry = adapter_backoff_ms(cfg->attest.retry_min_ms, cfg->attest.retry_max_ms, *failures);
+	if (strcmp(ac->state, "refused") != 0)
+		set_state(ac, "failed", "unreachable", why);
+	log_warnx(SUBSYS, "attestation failed: %s; retrying in %lld s", why,
+		  (long long)(retry / 1000));
+	return gd_mono_ms() + retry;
+}
+
+static void *attest_main(void *arg)
+{
+	struct attest_client *ac = arg;
+	int64_t next = 0;
+	int failures = 0;
+
+	pthread_mutex_lock(&ac->lock);
+	while (!ac->stop) {
+		struct timespec ts;
+		int64_t wake;
+
+		if (ac->trigger || gd_mono_ms() >= next) {
+			ac->trigger = false;
+			pthread_mutex_unlock(&ac->lock);
+			next = round_once(ac, &failures);
+			pthread_mutex_lock(&ac->lock);
+		}
+		/* An expired certificate must not carry telemetry: hold until a round succeeds. */
+		if (ac->not_after_ms != 0 && gd_now_ms() >= ac->not_after_ms &&
+		    strcmp(ac->state, "expired") != 0) {
+			snprintf(ac->state, sizeof(ac->state), "expired");
+			pthread_mutex_unlock(&ac->lock);
+			log_warnx(SUBSYS, "the operational certificate expired; telemetry waits");
+			uplink_hold(ac->gw->uplink, true);
+			pthread_mutex_lock(&ac->lock);
+		}
+		wake = next;
+		if (ac->not_after_ms != 0 && strcmp(ac->state, "expired") != 0) {
+			int64_t exp = gd_mono_ms() + (ac->not_after_ms - gd_now_ms());
+
+			if (exp < wake)
+				wake = exp;
+		}
+		ts.tv_sec = wake / 1000;
+		ts.tv_nsec = (wake % 1000) * 1000000L;
+		if (!ac->stop && !ac->trigger)
+			pthread_cond_timedwait(&ac->cond, &ac->lock, &ts);
+	}
+	pthread_mutex_unlock(&ac->lock);
+	return NULL;
+}
+
+/* ---- the gateway's interface -------------------------------------------------------------- */
+
+int attest_start(struct gateway *gw)
+{
+	struct attest_client *ac;
+	pthread_condattr_t attr;
+
+	if (!gw->cfg->attest.enabled)
+		return 0;
+	ac = calloc(1, sizeof(*ac));
+	if (ac == NULL)
+		return GD_ENOMEM;
+	ac->gw = gw;
+	gw->attest = ac;
+	snprintf(ac->state, sizeof(ac->state), "attesting");
+	pthread_mutex_init(&ac->lock, NULL);
+	pthread_condattr_init(&attr);
+	pthread_condattr_setclock(&attr, CLOCK_MONOTONIC);
+	pthread_cond_init(&ac->cond, &attr);
+	pthread_condattr_destroy(&attr);
+	if (pthread_create(&ac->thread, NULL, attest_main, ac) != 0)
+		return GD_EIO;
+	ac->started = true;
+	return 0;
+}
+
+void attest_stop(struct gateway *gw)
+{
+	struct attest_client *ac = gw->attest;
+
+	if (ac == NULL)
+		return;
+	pthread_mutex_lock(&ac->lock);
+	ac->stop = true;
+	pthread_cond_broadcast(&ac->cond);
+	pthread_mutex_unlock(&ac->lock);
+	if (ac->started)
+		pthread_join(ac->thread, NULL);
+	pthread_cond_destroy(&ac->cond);
+	pthread_mutex_destroy(&ac->lock);
+	free(ac);
+	gw->attest = NULL;
+}
+
+void attest_trigger(struct gateway *gw)
+{
+	struct attest_client *ac = gw->attest;
+
+	if (ac == NULL)
+		return;
+	pthread_mutex_lock(&ac->lock);
+	ac->trigger = true;
+	pthread_cond_broadcast(&ac->cond);
+	pthread_mutex_unlock(&ac->lock);
+}
+
+int64_t attest_cert_expiry(struct gateway *gw)
+{
+	struct attest_client *ac = gw->attest;
+	int64_t t;
+
+	if (ac == NULL)
+		return 0;
+	pthread_mutex_lock(&ac->lock);
+	t = ac->not_after_ms;
+	pthread_mutex_unlock(&ac->lock);
+	return t;
+}
+
+size_t attest_health(struct gateway *gw, char *buf, size_t cap)
+{
+	struct attest_client *ac = gw->attest;
+	size_t n;
+	int r;
+
+	if (ac == NULL)
+		return 0;
+	pthread_mutex_lock(&ac->lock);
+	r = snprintf(buf, cap,
+		     ",\"attestation\":{\"state\":\"%s\",\"not_after\":%lld,\"rounds\":%llu,"
+		     "\"refusals\":%llu,\"register\":\"%s\",\"last_reason\":\"%s\","
+		     "\"last_detail\":",
+		     ac->state, (long long)ac->not_after_ms, (unsigned long long)ac->rounds,
+		     (unsigned long long)ac->refusals, ac->register_hex, ac->last_reason);
+	n = r > 0 ? (size_t)r : 0;
+	n += gateway_json_string(buf + n, n < cap ? cap - n : 0, ac->last_detail);
+	pthread_mutex_unlock(&ac->lock);
+	r = snprintf(buf + n, n < cap ? cap - n : 0, "}");
+	return n + (r > 0 ? (size_t)r : 0);
+}
