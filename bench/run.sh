@@ -16,3 +16,7 @@ echo "== CAN signal decoding and SLCAN parsing (from memory)"
 "$BUILD/bench_candecode" 2
 echo "== CAN end to end over SLCAN"
 "$BUILD/bench_can_e2e" "$(( S / 2 > 5 ? S / 2 : 5 ))"
+echo "== attestation: one service instance, in process"
+"$BUILD/bench_attest" 5
+echo "== attestation: round trip on loopback"
+"$BUILD/bench_attest_rtt" 20

@@ -370,7 +370,7 @@ static int64_t round_once(struct attest_client *ac, int *failures)
 	struct keystore *ks = NULL;
 	static char priv[ATTEST_PEM_MAX], pub[ATTEST_PEM_MAX];
 	char why[768];
-	int64_t now = gd_now_ms(), retry;
+	int64_t now = gd_now_ms(), started = gd_mono_ms(), retry;
 	bool ok = false;
 
 	__atomic_add_fetch(&ac->rounds, 1, __ATOMIC_RELAXED);
@@ -398,8 +398,11 @@ static int64_t round_once(struct attest_client *ac, int *failures)
 		ac->not_after_ms = res.not_after;
 		pthread_mutex_unlock(&ac->lock);
 		set_state(ac, "attested", "", "");
-		log_info(SUBSYS, "attested; certificate valid for %lld s; next round in %lld s",
-			 (long long)(life / 1000), (long long)(life * 2 / 3 / 1000));
+		log_info(SUBSYS,
+			 "attested; certificate valid for %lld s; next round in %lld s; round trip "
+			 "%lld ms",
+			 (long long)(life / 1000), (long long)(life * 2 / 3 / 1000),
+			 (long long)(gd_mono_ms() - started));
 		*failures = 0;
 		attest_result_free(&res);
 		/* A renewal while connected: the next connection uses the new certificate. */

@@ -616,3 +616,95 @@ int64_t h_wall_ms(void)
 	clock_gettime(CLOCK_REALTIME, &ts);
 	return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
 }
+
+/* ---- attested telemetry: service, two-listener broker, PLC ------------------------------- */
+
+static int step(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+
+/* Runs one setup command, its output appended to steps.log. 0 or -1. */
+static int step(const char *fmt, ...)
+{
+	char cmd[2048];
+	va_list ap;
+
+	va_start(ap, fmt);
+	vsnprintf(cmd, sizeof(cmd), fmt, ap);
+	va_end(ap);
+	return h_sh("%s >>%s 2>&1", cmd, h_path("steps.log")) == 0 ? 0 : -1;
+}
+
+int h_attest_up(struct h_attest *b, int lifetime_s)
+{
+	const char *argv[] = { "mosquitto", "-c", NULL, NULL };
+	char conf[300], args[64];
+
+	memset(b, 0, sizeof(*b));
+	b->aport = h_free_port();
+	b->tport = h_free_port();
+	b->mport = h_free_port();
+	snprintf(b->svc, sizeof(b->svc), "%s", h_path("svc"));
+	snprintf(b->brk, sizeof(b->brk), "%s", h_path("brk"));
+	snprintf(b->state, sizeof(b->state), "%s", h_path("state"));
+	if (step("%s/guardian-service init -d %s --broker localhost:%d --broker-ca %s/ca.crt",
+		 h_build(), b->svc, b->aport, h_path("pki")) != 0 ||
+	    step("sed -i 's/\"lifetime_s\":[[:space:]]*[0-9]*/\"lifetime_s\":%d/' %s/service.json",
+		 lifetime_s, b->svc) != 0 ||
+	    step("sh %s/tools/attest-broker.sh %s %d %d %s %s", h_src(), b->brk, b->aport, b->tport,
+		 h_path("pki"), b->svc) != 0)
+		return -1;
+	snprintf(conf, sizeof(conf), "%s/mosquitto.conf", b->brk);
+	argv[2] = conf;
+	b->broker = h_spawn(h_path("mosquitto.log"), argv);
+	if (b->broker <= 0 || h_wait_port(b->aport, 5000) != 0 || h_wait_port(b->tport, 5000) != 0)
+		return -1;
+	snprintf(args, sizeof(args), "--tcp 127.0.0.1:%d --step-ms 100", b->mport);
+	return h_plcsim(args, h_path("plcsim.log")) > 0 ? 0 : -1;
+}
+
+void h_attest_site(struct h_attest *b, const char *device, const char *policy_tail)
+{
+	char text[4096];
+
+	snprintf(text, sizeof(text),
+		 "{\"version\":1,\"connections\":[\"localhost:%d\"],\"uplink\":"
+		 "[{\"points\":\"press/*\",\"action\":\"allow\"}]}%s",
+		 b->tport, policy_tail);
+	h_write(h_path("policy.json"), text);
+	snprintf(text, sizeof(text),
+		 "{\"device_id\":\"%s\",\"policy\":\"policy.json\",\"state_dir\":\"%s\","
+		 "\"attestation\":{\"host\":\"localhost\",\"port\":%d,\"ca_file\":\"pki/ca.crt\","
+		 "\"timeout_ms\":5000,\"retry_min_ms\":500,\"retry_max_ms\":2000},"
+		 "\"uplink\":{\"host\":\"localhost\",\"port\":%d,\"ca_file\":\"pki/ca.crt\","
+		 "\"reconnect_min_ms\":200,\"reconnect_max_ms\":1000,\"health_interval_ms\":1000},"
+		 "\"adapters\":[{\"name\":\"press\",\"type\":\"modbus-tcp\",\"host\":\"127.0.0.1\","
+		 "\"port\":%d,\"poll_interval_ms\":100,\"points\":[{\"name\":\"counter\","
+		 "\"address\":0}]}]}",
+		 device, b->state, b->aport, b->tport, b->mport);
+	h_write(h_path("site.json"), text);
+	snprintf(b->site, sizeof(b->site), "%s", h_path("site.json"));
+}
+
+int h_attest_enroll(struct h_attest *b)
+{
+	if (step("%s/guardian provision -c %s", h_build(), b->site) != 0 ||
+	    step("%s/guardian-service enroll -d %s %s/identity.csr -o %s/identity.crt", h_build(),
+		 b->svc, b->state, b->state) != 0)
+		return -1;
+	if (h_sh("%s/guardian measure -c %s --json >%s 2>>%s", h_build(), b->site,
+		 h_path("reference.json"), h_path("steps.log")) != 0)
+		return -1;
+	return step("%s/guardian-service reference add -d %s %s", h_build(), b->svc,
+		    h_path("reference.json"));
+}
+
+int h_attest_serve(struct h_attest *b)
+{
+	char cmd[512];
+	const char *argv[] = { "/bin/sh", "-c", cmd, NULL };
+
+	snprintf(cmd, sizeof(cmd), "exec %s/guardian-service serve -d %s", h_build(), b->svc);
+	b->service = h_spawn(h_path("service.log"), argv);
+	if (b->service <= 0 || h_wait_contains(h_path("service.log"), "ready", 10000) != 0)
+		return -1;
+	return 0;
+}

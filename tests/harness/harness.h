@@ -119,4 +119,25 @@ int64_t h_wall_ms(void);
 void h_count_points(const char *file, int64_t from_ms, int64_t to_ms, unsigned long long *points,
 		    unsigned long long *msgs);
 
+/*
+ * Attested telemetry, for tests and benchmarks: guardian-service's directory
+ * (svc), mosquitto with an attestation listener (aport) and a telemetry
+ * listener (tport) from tools/attest-broker.sh (brk), and plcsim on mport.
+ * Setup commands log to steps.log; each step returns 0 or -1.
+ */
+struct h_attest {
+	int aport, tport, mport;
+	char svc[256], brk[256], state[256], site[256];
+	pid_t broker, service, gd;
+};
+/* Needs h_pki first. lifetime_s: of operational certificates. */
+int h_attest_up(struct h_attest *b, int lifetime_s);
+/* site.json and policy.json for 'device' (press/counter, 100 ms); 'policy_tail' is appended to
+ * the policy file (" " changes it by one byte). */
+void h_attest_site(struct h_attest *b, const char *device, const char *policy_tail);
+/* guardian provision, guardian-service enroll, guardian measure, reference add. */
+int h_attest_enroll(struct h_attest *b);
+/* guardian-service serve, until it says it is ready. */
+int h_attest_serve(struct h_attest *b);
+
 #endif

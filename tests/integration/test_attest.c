@@ -24,108 +24,30 @@ static void teardown(void)
 
 TestSuite(attest, .init = setup, .fini = teardown, .timeout = 150);
 
-struct bed {
-	int aport, tport, mport;
-	char svc[256], brk[256], state[256], site[256];
-	pid_t broker, service, gd;
-};
-
-static void run_ok(const char *what, const char *cmd)
+/* Every step of the setup logs to steps.log; a failure points there. */
+static void bed_up(struct h_attest *b, int lifetime_s)
 {
-	cr_assert_eq(h_sh("%s >>%s 2>&1", cmd, h_path("steps.log")), 0, "%s failed:\n%s", what,
+	cr_assert_eq(h_attest_up(b, lifetime_s), 0, "setup failed:\n%s",
 		     h_read(h_path("steps.log")));
 }
 
-/* The service's CAs, the two-listener broker, and a PLC. */
-static void bed_up(struct bed *b, int lifetime_s)
+static void bed_site(struct h_attest *b, const char *policy_tail)
 {
-	char cmd[2048];
-	const char *argv[] = { "mosquitto", "-c", NULL, NULL };
-	char conf[300];
-
-	b->aport = h_free_port();
-	b->tport = h_free_port();
-	b->mport = h_free_port();
-	snprintf(b->svc, sizeof(b->svc), "%s", h_path("svc"));
-	snprintf(b->brk, sizeof(b->brk), "%s", h_path("brk"));
-	snprintf(b->state, sizeof(b->state), "%s", h_path("state"));
-	snprintf(cmd, sizeof(cmd),
-		 "%s/guardian-service init -d %s --broker localhost:%d --broker-ca %s/ca.crt",
-		 h_build(), b->svc, b->aport, h_path("pki"));
-	run_ok("guardian-service init", cmd);
-	snprintf(cmd, sizeof(cmd),
-		 "sed -i 's/\"lifetime_s\":[[:space:]]*[0-9]*/\"lifetime_s\":%d/' %s/service.json",
-		 lifetime_s, b->svc);
-	run_ok("setting the lifetime", cmd);
-	snprintf(cmd, sizeof(cmd), "sh %s/tools/attest-broker.sh %s %d %d %s %s", h_src(), b->brk,
-		 b->aport, b->tport, h_path("pki"), b->svc);
-	run_ok("attest-broker.sh", cmd);
-	snprintf(conf, sizeof(conf), "%s/mosquitto.conf", b->brk);
-	argv[2] = conf;
-	b->broker = h_spawn(h_path("mosquitto.log"), argv);
-	cr_assert_gt(b->broker, 0);
-	cr_assert_eq(h_wait_port(b->aport, 5000), 0, "the attestation listener is not up");
-	cr_assert_eq(h_wait_port(b->tport, 5000), 0, "the telemetry listener is not up");
-	snprintf(cmd, sizeof(cmd), "--tcp 127.0.0.1:%d --step-ms 100", b->mport);
-	cr_assert_gt(h_plcsim(cmd, h_path("plcsim.log")), 0);
+	h_attest_site(b, DEVICE, policy_tail);
 }
 
-/* The device's site config: attestation on aport, telemetry on tport, no certificate of its own. */
-static void bed_site(struct bed *b, const char *extra_policy_byte)
+static void bed_enroll(struct h_attest *b)
 {
-	char text[4096];
-
-	snprintf(text, sizeof(text),
-		 "{\"version\":1,\"connections\":[\"localhost:%d\"],\"uplink\":"
-		 "[{\"points\":\"press/*\",\"action\":\"allow\"}]}%s",
-		 b->tport, extra_policy_byte);
-	h_write(h_path("policy.json"), text);
-	snprintf(text, sizeof(text),
-		 "{\"device_id\":\"" DEVICE "\",\"policy\":\"policy.json\",\"state_dir\":\"%s\","
-		 "\"attestation\":{\"host\":\"localhost\",\"port\":%d,\"ca_file\":\"pki/ca.crt\","
-		 "\"timeout_ms\":5000,\"retry_min_ms\":500,\"retry_max_ms\":2000},"
-		 "\"uplink\":{\"host\":\"localhost\",\"port\":%d,\"ca_file\":\"pki/ca.crt\","
-		 "\"reconnect_min_ms\":200,\"reconnect_max_ms\":1000,\"health_interval_ms\":1000},"
-		 "\"adapters\":[{\"name\":\"press\",\"type\":\"modbus-tcp\",\"host\":\"127.0.0.1\","
-		 "\"port\":%d,\"poll_interval_ms\":100,\"points\":[{\"name\":\"counter\","
-		 "\"address\":0}]}]}",
-		 b->state, b->aport, b->tport, b->mport);
-	h_write(h_path("site.json"), text);
-	snprintf(b->site, sizeof(b->site), "%s", h_path("site.json"));
+	cr_assert_eq(h_attest_enroll(b), 0, "enrollment failed:\n%s", h_read(h_path("steps.log")));
 }
 
-/* Provision, enroll, record the reference: what a manufacturer and a vendor do once. */
-static void bed_enroll(struct bed *b)
+static void bed_serve(struct h_attest *b)
 {
-	char cmd[2048];
-
-	snprintf(cmd, sizeof(cmd), "%s/guardian provision -c %s", h_build(), b->site);
-	run_ok("guardian provision", cmd);
-	snprintf(cmd, sizeof(cmd),
-		 "%s/guardian-service enroll -d %s %s/identity.csr -o %s/identity.crt", h_build(),
-		 b->svc, b->state, b->state);
-	run_ok("guardian-service enroll", cmd);
-	cr_assert_eq(h_sh("%s/guardian measure -c %s --json >%s 2>>%s", h_build(), b->site,
-			  h_path("reference.json"), h_path("steps.log")),
-		     0, "guardian measure failed:\n%s", h_read(h_path("steps.log")));
-	snprintf(cmd, sizeof(cmd), "%s/guardian-service reference add -d %s %s", h_build(), b->svc,
-		 h_path("reference.json"));
-	run_ok("guardian-service reference add", cmd);
+	cr_assert_eq(h_attest_serve(b), 0, "guardian-service did not start:\n%s",
+		     h_read(h_path("service.log")));
 }
 
-static void bed_serve(struct bed *b)
-{
-	char cmd[512];
-	const char *argv[] = { "/bin/sh", "-c", cmd, NULL };
-
-	snprintf(cmd, sizeof(cmd), "exec %s/guardian-service serve -d %s", h_build(), b->svc);
-	b->service = h_spawn(h_path("service.log"), argv);
-	cr_assert_gt(b->service, 0);
-	cr_assert_eq(h_wait_contains(h_path("service.log"), "ready", 10000), 0,
-		     "guardian-service did not start:\n%s", h_read(h_path("service.log")));
-}
-
-static void bed_viewer(struct bed *b)
+static void bed_viewer(struct h_attest *b)
 {
 	char prefix[300];
 
@@ -135,7 +57,7 @@ static void bed_viewer(struct bed *b)
 		     0);
 }
 
-static void bed_guardian(struct bed *b)
+static void bed_guardian(struct h_attest *b)
 {
 	b->gd = h_guardian(b->site, h_path("guardian.log"));
 	cr_assert_gt(b->gd, 0);
@@ -151,7 +73,7 @@ static int pub_as(int port, const char *cert, const char *key, const char *topic
 
 Test(attest, whole_flow_then_telemetry_arrives)
 {
-	struct bed b;
+	struct h_attest b;
 
 	bed_up(&b, 86400);
 	bed_site(&b, "");
@@ -180,7 +102,7 @@ Test(attest, whole_flow_then_telemetry_arrives)
  * certificate does not open the telemetry listener. */
 Test(attest, one_byte_changed_is_refused_with_the_measurement_named)
 {
-	struct bed b;
+	struct h_attest b;
 	char crt[300], key[300], path[300];
 
 	bed_up(&b, 86400);
@@ -208,7 +130,7 @@ Test(attest, one_byte_changed_is_refused_with_the_measurement_named)
 /* Evidence captured off the wire and sent again is refused: the nonce was used. */
 Test(attest, replayed_evidence_is_refused)
 {
-	struct bed b;
+	struct h_attest b;
 	char prefix[300], crt[300], key[300], *cap, *ev, *end;
 
 	bed_up(&b, 86400);
@@ -247,7 +169,7 @@ Test(attest, replayed_evidence_is_refused)
  * first certificate, once expired, no longer opens the telemetry listener. */
 Test(attest, short_lifetime_renews_without_loss_and_expired_cert_is_refused)
 {
-	struct bed b;
+	struct h_attest b;
 	struct h_telemetry t;
 	char crt[300], key[300], old_crt[300], old_key[300];
 
@@ -295,7 +217,7 @@ static void make_cert(const char *ca, const char *cn, const char *out_prefix)
 /* A device cannot read or write another's topics, on either listener. */
 Test(attest, devices_cannot_touch_each_others_topics)
 {
-	struct bed b;
+	struct h_attest b;
 	char a_op[256], b_op[256], a_id[256];
 
 	bed_up(&b, 86400);
@@ -353,7 +275,7 @@ Test(attest, devices_cannot_touch_each_others_topics)
 /* A key others can read: guardian does not start, and says which file and how to fix it. */
 Test(attest, loose_key_permissions_refuse_to_start)
 {
-	struct bed b;
+	struct h_attest b;
 	char key[300];
 	int status;
 
