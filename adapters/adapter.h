@@ -102,7 +102,8 @@ struct adapter;
 /*
  * Where an adapter delivers what it read. 'emit' is called once per poll
  * cycle with every sample of that cycle, from the adapter's own thread; the
- * samples are valid only during the call.
+ * samples are valid only during the call. A batch may hold any number of
+ * samples, several of the same point among them (frames that came together).
  */
 struct point_sink {
 	void (*emit)(struct point_sink *sink, struct adapter *a, const struct sample *samples,

@@ -12,6 +12,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "canbus.h"
@@ -21,6 +22,7 @@
 #define SUBSYS	     "can"
 #define READ_WAIT_MS 100 /* longest wait in one read, so a stop is seen quickly */
 #define BATCH_MAX    1024
+#define PACE_MS	     10	   /* see pace() */
 #define J1939_ANY    0x100 /* a J1939 message that takes any source address */
 
 enum can_transport { CAN_SLCAN, CAN_SOCKETCAN };
@@ -57,6 +59,7 @@ struct can_backend {
 	int bitrate;
 	bool listen_only;
 	int timeout_ms;
+	int batch_ms; /* samples are sent together for this long (0: after every read) */
 	int backoff_min_ms, backoff_max_ms;
 
 	struct can_point *cpoints;
@@ -69,6 +72,7 @@ struct can_backend {
 	struct adapter *a;
 	struct sample *batch;
 	size_t nbatch;
+	int64_t batch_started_ms; /* monotonic: when the first sample of the batch came */
 	int64_t last_frame_ms;
 	bool timed_out, down_reported, opened;
 	enum slcan_kind reply; /* the last reply to a command, SLCAN_MALFORMED if none */
@@ -85,6 +89,7 @@ struct can_conf {
 	int bitrate;
 	bool listen_only;
 	int timeout_ms;
+	int batch_ms;
 	int backoff_min_ms, backoff_max_ms;
 };
 
@@ -99,6 +104,8 @@ struct can_conf {
 		{ .name = "listen_only",                                                           \
 		  .kind = CONF_BOOL,                                                               \
 		  .offset = offsetof(struct can_conf, listen_only) },                              \
+		CONF_INT_KEY("batch_ms", struct can_conf, batch_ms, 0, 10000, false,               \
+			     "a time in ms, 0 to send after every read"),                          \
 		CONF_INT_KEY("timeout_ms", struct can_conf, timeout_ms, 0, 86400000, false,        \
 			     "a timeout in ms, 0 for none"),                                       \
 		CONF_INT_KEY("backoff_min_ms", struct can_conf, backoff_min_ms, 10, 3600000,       \
@@ -468,6 +475,7 @@ static int can_configure(struct adapter *a, struct conf *c, const void *json_obj
 	struct can_conf cc = { .port = SERIAL_DEFAULTS,
 			       .bitrate = 500000,
 			       .timeout_ms = 5000,
+			       .batch_ms = 100,
 			       .backoff_min_ms = 500,
 			       .backoff_max_ms = 30000 };
 	struct can_backend *b = calloc(1, sizeof(*b));
@@ -490,6 +498,7 @@ static int can_configure(struct adapter *a, struct conf *c, const void *json_obj
 	b->bitrate = cc.bitrate;
 	b->listen_only = cc.listen_only;
 	b->timeout_ms = cc.timeout_ms;
+	b->batch_ms = cc.batch_ms;
 	if (errors == 0 && !socketcan && slcan_bitrate_cmd(cc.bitrate, cmd, sizeof(cmd)) < 0) {
 		conf_error(c, conf_path_key(sub, sizeof(sub), path, "bitrate"),
 			   "%d has no SLCAN code (expected 10000, 20000, 50000, 100000, 125000, "
@@ -609,6 +618,8 @@ static void decode_signals(struct adapter *a, struct can_backend *b, const struc
 			continue;
 		if (b->nbatch == BATCH_MAX)
 			flush_batch(a, b);
+		if (b->nbatch == 0)
+			b->batch_started_ms = gd_mono_ms();
 		s = &b->batch[b->nbatch++];
 		*s = (struct sample){ .point_id = p->id, .ts_ms = ts };
 		signal_value(cp, m->data, &s->value);
@@ -883,30 +894,49 @@ static int64_t retry_at(const struct can_backend *b)
 
 /* ---- polling ------------------------------------------------------------------------------- */
 
-static int read_slcan(struct can_backend *b)
+/*
+ * While batching, let frames gather for a few ms between reads: one read of
+ * many frames instead of a wake-up per frame. The kernel's buffer holds far
+ * more than a saturated bus brings in that time.
+ */
+static void pace(const struct can_backend *b, ssize_t got)
 {
-	ssize_t got = serial_read(b->link.port, b->rbuf, sizeof(b->rbuf), READ_WAIT_MS);
+	struct timespec ts = { .tv_nsec = PACE_MS * 1000000L };
+
+	if (got > 0 && b->batch_ms >= 2 * PACE_MS)
+		nanosleep(&ts, NULL);
+}
+
+static int read_slcan(struct can_backend *b, int wait_ms)
+{
+	ssize_t got = serial_read(b->link.port, b->rbuf, sizeof(b->rbuf), wait_ms);
 
 	if (got < 0)
 		return GD_EIO;
 	__atomic_add_fetch(&b->bytes, (uint64_t)got, __ATOMIC_RELAXED);
 	slcan_push(&b->parser, b->rbuf, (size_t)got, on_slcan, b);
+	pace(b, got); /* after decoding, so samples keep the time they arrived */
 	return 0;
 }
 
-static int read_socketcan(struct adapter *a, struct can_backend *b, int64_t ts)
+static int read_socketcan(struct adapter *a, struct can_backend *b, int wait_ms)
 {
 	struct pollfd pfd = { .fd = b->sock, .events = POLLIN };
+	int64_t ts = gd_now_ms();
 	struct can_frame f;
 
-	if (poll(&pfd, 1, READ_WAIT_MS) <= 0)
+	if (poll(&pfd, 1, wait_ms) <= 0)
 		return 0;
 	for (int i = 0; i < 256; i++) {
 		ssize_t n = read(b->sock, &f, sizeof(f));
 		struct can_msg m;
 
+		if (n < 0 && (errno == EAGAIN || errno == EINTR)) {
+			pace(b, i); /* the queue is empty: let the next frames gather */
+			return 0;
+		}
 		if (n < 0)
-			return errno == EAGAIN || errno == EINTR ? 0 : GD_EIO;
+			return GD_EIO;
 		if (n != (ssize_t)sizeof(f) || (f.can_id & CAN_ERR_FLAG))
 			continue;
 		__atomic_add_fetch(&b->bytes, (uint64_t)n, __ATOMIC_RELAXED);
@@ -926,7 +956,7 @@ static void emit_all(struct adapter *a, struct can_backend *b, enum quality q)
 {
 	int64_t ts = gd_now_ms();
 
-	b->nbatch = 0;
+	flush_batch(a, b); /* what was read before comes first */
 	for (size_t i = 0; i < a->npoints; i++) {
 		if (b->nbatch == BATCH_MAX)
 			flush_batch(a, b);
@@ -947,6 +977,17 @@ static void check_silence(struct adapter *a, struct can_backend *b, int64_t now)
 	emit_all(a, b, QUALITY_TIMEOUT);
 }
 
+/* How long one read may wait: a pending batch is due at batch_started + batch_ms. */
+static int read_wait(const struct can_backend *b)
+{
+	int64_t left;
+
+	if (b->nbatch == 0)
+		return READ_WAIT_MS;
+	left = b->batch_started_ms + b->batch_ms - gd_mono_ms();
+	return left <= 0 ? 0 : left < READ_WAIT_MS ? (int)left : READ_WAIT_MS;
+}
+
 static int can_poll(struct adapter *a, int64_t now, struct point_sink *out)
 {
 	struct can_backend *b = a->backend_data;
@@ -962,9 +1003,13 @@ static int can_poll(struct adapter *a, int64_t now, struct point_sink *out)
 		b->last_frame_ms = now;
 	}
 	__atomic_add_fetch(&a->stats.polls, 1, __ATOMIC_RELAXED);
-	rc = b->transport == CAN_SLCAN ? read_slcan(b) : read_socketcan(a, b, gd_now_ms());
-	flush_batch(a, b);
+	rc = b->transport == CAN_SLCAN ? read_slcan(b, read_wait(b))
+				       : read_socketcan(a, b, read_wait(b));
+	/* Frames come one by one: sending them together saves a message per frame. */
+	if (b->nbatch > 0 && gd_mono_ms() - b->batch_started_ms >= b->batch_ms)
+		flush_batch(a, b);
 	if (rc != 0) {
+		flush_batch(a, b);
 		link_lost(a, b, gd_mono_ms(), strerror(errno));
 		goto down;
 	}
@@ -992,6 +1037,10 @@ static void can_close(struct adapter *a)
 {
 	struct can_backend *b = a->backend_data;
 
+	/* What was read is sent, even at a stop; then the sink may go away. */
+	if (b->out != NULL)
+		flush_batch(a, b);
+	b->out = NULL;
 	if (b->transport == CAN_SLCAN && b->link.port != NULL) {
 		/* Leave the interface closed, as an integrator's next tool expects to find it. */
 		if (b->opened)

@@ -99,6 +99,12 @@ static int run(int rate, int seconds, struct result *res)
 	res->frames_per_s = t1 > t0 ? (double)(f1 - f0) * 1000.0 / (double)(t1 - t0) : 0;
 	res->points_per_s = (double)pts * 1000.0 / (double)(w1 - w0);
 	res->rss_mib = h_status_kb(gd, "VmHWM") / 1024.0;
+	if (c1 < 0 || f1 <= f0) {
+		fprintf(stderr, "bench: guardian stopped or read nothing; its log:\n%s\nsim:\n%s",
+			h_read(h_path("guardian.log")), h_read(h_path("sim.log")));
+		h_cleanup();
+		return -1;
+	}
 	h_cleanup();
 	return 0;
 }

@@ -114,16 +114,14 @@ static void audit_range_drop(struct gateway *gw, const struct sample *s, int64_t
 	gateway_audit(gw, ts, "uplink_dropped", fields, true);
 }
 
-/* The sink: policy first, then payloads of at most max_message_bytes, then the queue. */
-static void runner_emit(struct point_sink *sink, struct adapter *a, const struct sample *samples,
-			size_t nsamples)
+/* Policy first, then payloads of at most max_message_bytes, then the queue; at most
+ * r->allowed_cap samples. */
+static void emit_chunk(struct runner *r, const struct sample *samples, size_t nsamples)
 {
-	struct runner *r = sink->ctx;
 	struct gateway *gw = r->gw;
 	size_t n = 0, done = 0, denied = 0, dropped = 0;
 	int64_t ts = gd_now_ms();
 
-	(void)a;
 	/* The current value of each point, for max_step of later writes. */
 	pthread_mutex_lock(&gw->current_lock);
 	for (size_t i = 0; i < nsamples; i++) {
@@ -188,6 +186,21 @@ static void runner_emit(struct point_sink *sink, struct adapter *a, const struct
 		done += wrote;
 	}
 	pthread_rwlock_unlock(&gw->policy_lock);
+}
+
+/* The sink. A batch may hold any number of samples, several of one point too (CAN frames that
+ * came together): it goes through in chunks the runner's buffer holds. */
+static void runner_emit(struct point_sink *sink, struct adapter *a, const struct sample *samples,
+			size_t nsamples)
+{
+	struct runner *r = sink->ctx;
+
+	(void)a;
+	for (size_t done = 0; done < nsamples; done += r->allowed_cap) {
+		size_t n = nsamples - done < r->allowed_cap ? nsamples - done : r->allowed_cap;
+
+		emit_chunk(r, samples + done, n);
+	}
 }
 
 /* The names every point leaves under, from 'p'. NULL on ENOMEM. */
@@ -387,7 +400,9 @@ struct gateway *gateway_start(struct gd_config *cfg)
 		r->sink = (struct point_sink){ .emit = runner_emit, .ctx = r };
 		r->cap = (size_t)cfg->uplink.max_message_bytes;
 		r->buf = malloc(r->cap);
-		r->allowed = calloc(r->a->npoints ? r->a->npoints : 1, sizeof(*r->allowed));
+		/* At least a CAN adapter's batch, so its frames leave in one message. */
+		r->allowed_cap = r->a->npoints > 1024 ? r->a->npoints : 1024;
+		r->allowed = calloc(r->allowed_cap, sizeof(*r->allowed));
 		if (r->buf == NULL || r->allowed == NULL)
 			goto fail;
 		if (pthread_create(&r->thread, NULL, runner_main, r) != 0) {

@@ -13,7 +13,8 @@ struct runner {
 	bool started;
 	bool restart; /* atomic: close and reopen the link (a technician's request) */
 	struct point_sink sink;
-	struct sample *allowed; /* the samples of one batch that the policy lets out */
+	struct sample *allowed; /* the samples of one chunk that the policy lets out */
+	size_t allowed_cap;	/* samples it holds: the adapter's point count */
 	char *buf;		/* one payload */
 	size_t cap;
 };

@@ -489,3 +489,39 @@ Test(can, dbc_import_yields_a_config_guardian_accepts)
 	free(text);
 	cJSON_Delete(doc);
 }
+
+/* 5,000 frames a second: many frames reach guardian in one read, and many samples of one point
+ * leave in one batch; nothing overflows (make check runs this under AddressSanitizer). */
+Test(can, burst_of_frames_is_batched_and_delivered)
+{
+	int bport = h_free_port();
+	struct line l = { 0 };
+	char args[512], adapters[4096];
+	cJSON *root;
+	const cJSON *a;
+	pid_t gd;
+
+	line_plug(&l);
+	start_broker(bport);
+	snprintf(args, sizeof(args), "--device %s --rate 5000", l.sim);
+	cr_assert_gt(start_sim("slcansim", args, h_path("sim.log")), 0);
+	can_adapter(adapters, sizeof(adapters), l.gd);
+	gd = h_guardian(it_write_site(DEVICE, bport, adapters, it_allow_all, ""),
+			h_path("guardian.log"));
+	cr_assert_gt(gd, 0);
+	a = wait_health("bus", "frames", NULL, 15000, 20000, &root);
+	cr_expect_eq(it_json_num(a, "errors.malformed"), 0);
+	cJSON_Delete(root);
+	cr_expect_eq(kill(gd, 0), 0, "guardian died under the burst");
+	/* 100 ms batches: about ten messages a second, not one per frame. */
+	cr_expect_lt(h_count(h_path("sub.out"), "/telemetry "), 200,
+		     "%zu telemetry messages: frames are not batched",
+		     h_count(h_path("sub.out"), "/telemetry "));
+	{
+		struct h_telemetry t;
+
+		h_telemetry_read(h_path("sub.out"), &t);
+		expect_can_values(&t);
+		h_telemetry_free(&t);
+	}
+}
