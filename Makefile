@@ -46,7 +46,10 @@ $(BUILD)/guardian: $(BUILD)/obj/guardian/main.o $(BUILD)/libguardian.a
 $(BUILD)/guardian-service: $(SERVICE_SRC:%.c=$(BUILD)/obj/%.o) $(BUILD)/libguardian.a
 	$(CC) $(LDFLAGS) -o $@ $^ $(LIBS)
 
-$(BUILD)/%: $(BUILD)/obj/tools/%.o $(BUILD)/libguardian.a
+# What the simulators share (tools/lib/), linked into each tool.
+TOOLS_LIB = $(patsubst %.c,$(BUILD)/obj/%.o,$(wildcard tools/lib/*.c))
+
+$(BUILD)/%: $(BUILD)/obj/tools/%.o $(TOOLS_LIB) $(BUILD)/libguardian.a
 	$(CC) $(LDFLAGS) -o $@ $^ $(LIBS)
 
 # Unit tests also reach the service's code (all of service/ but its main.c).
@@ -91,7 +94,8 @@ bench: deps
 FUZZ_SECONDS ?= 60
 FUZZ_CFLAGS = -g -O1 -std=c11 -D_GNU_SOURCE -fsanitize=fuzzer,address,undefined \
               $(shell pkg-config --cflags libcjson)
-FUZZ_CORE = guardian/conf.c guardian/log.c guardian/errors.c guardian/file.c guardian/clock.c
+FUZZ_CORE = guardian/conf.c guardian/log.c guardian/errors.c guardian/file.c guardian/clock.c \
+            guardian/text.c
 
 $(BUILD)/fuzz_policy: fuzz/fuzz_policy.c policy/policy.c $(FUZZ_CORE)
 	@mkdir -p $(dir $@)

@@ -1,6 +1,7 @@
 /* canbus.c: DBC signal extraction, J1939 identifiers and the SLCAN (Lawicel) line protocol. */
 #include <string.h>
 
+#include "../guardian/guardian.h"
 #include "canbus.h"
 
 /* ---- signals ------------------------------------------------------------------------------ */
@@ -154,24 +155,13 @@ uint32_t j1939_encode(const struct j1939_id *in)
 static const char hex_upper[] = "0123456789ABCDEF";
 
 /* The value of one hex digit, either case, or -1. */
-static int hex_digit(char c)
-{
-	if (c >= '0' && c <= '9')
-		return c - '0';
-	if (c >= 'a' && c <= 'f')
-		return c - 'a' + 10;
-	if (c >= 'A' && c <= 'F')
-		return c - 'A' + 10;
-	return -1;
-}
-
 /* Reads 'n' (at most 8) hex digits; false if one is not a hex digit. */
 static bool hex_read(const char *s, size_t n, uint32_t *out)
 {
 	uint32_t v = 0;
 
 	for (size_t i = 0; i < n; i++) {
-		int d = hex_digit(s[i]);
+		int d = gd_hex_digit(s[i]);
 
 		if (d < 0)
 			return false;

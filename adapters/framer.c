@@ -165,17 +165,6 @@ uint32_t csum_compute(enum checksum_kind k, const uint8_t *p, size_t n)
 	}
 }
 
-static int hex_digit(int ch)
-{
-	if (ch >= '0' && ch <= '9')
-		return ch - '0';
-	if (ch >= 'a' && ch <= 'f')
-		return ch - 'a' + 10;
-	if (ch >= 'A' && ch <= 'F')
-		return ch - 'A' + 10;
-	return -1;
-}
-
 /* Bytes the checksum takes in the frame: its width, twice that as hex. */
 static size_t csum_chars(const struct framer_config *c)
 {
@@ -196,7 +185,7 @@ static bool csum_read(const struct framer_config *c, const uint8_t *p, uint32_t 
 
 	if (c->csum_encoding == CSUM_HEX) {
 		for (size_t i = 0; i < 2 * width; i++) {
-			int d = hex_digit(p[i]);
+			int d = gd_hex_digit(p[i]);
 
 			if (d < 0)
 				return false;
@@ -771,8 +760,8 @@ static size_t parse_one(const char *s, uint8_t *out)
 		*out = '\\';
 		return 2;
 	case 'x':
-		hi = hex_digit(s[2]);
-		lo = hi >= 0 ? hex_digit(s[3]) : -1;
+		hi = gd_hex_digit(s[2]);
+		lo = hi >= 0 ? gd_hex_digit(s[3]) : -1;
 		if (lo < 0)
 			return 0;
 		*out = (uint8_t)(hi << 4 | lo);

@@ -12,6 +12,7 @@
 #include <mbedtls/platform_util.h>
 
 #include "console.h"
+#include "guardian.h"
 
 /*
  * Lines stop one short of the terminal's width: a line of exactly 80 leaves
@@ -1253,41 +1254,6 @@ out:
 	return rc;
 }
 
-static void hex_encode(char *out, const uint8_t *data, size_t n)
-{
-	static const char digits[] = "0123456789abcdef";
-
-	for (size_t i = 0; i < n; i++) {
-		out[2 * i] = digits[data[i] >> 4];
-		out[2 * i + 1] = digits[data[i] & 15];
-	}
-	out[2 * n] = '\0';
-}
-
-static int hex_digit(char ch)
-{
-	if (ch >= '0' && ch <= '9')
-		return ch - '0';
-	if (ch >= 'a' && ch <= 'f')
-		return ch - 'a' + 10;
-	if (ch >= 'A' && ch <= 'F')
-		return ch - 'A' + 10;
-	return -1;
-}
-
-/* Decodes exactly 2n hex digits ending at '$' or the end of the string; -1 if not. */
-static int hex_decode(const char *s, uint8_t *out, size_t n, char end)
-{
-	for (size_t i = 0; i < n; i++) {
-		int hi = hex_digit(s[2 * i]), lo = hi < 0 ? -1 : hex_digit(s[2 * i + 1]);
-
-		if (hi < 0 || lo < 0)
-			return -1;
-		out[i] = (uint8_t)(hi << 4 | lo);
-	}
-	return s[2 * n] == end ? 0 : -1;
-}
-
 struct pin_record {
 	unsigned iterations;
 	uint8_t salt[PIN_SALT_LEN];
@@ -1315,11 +1281,11 @@ static const char *pin_parse(const char *text, struct pin_record *r)
 	r->iterations = (unsigned)v;
 	s += digits + 1;
 	if (strnlen(s, 2 * PIN_SALT_LEN + 1) < 2 * PIN_SALT_LEN + 1 ||
-	    hex_decode(s, r->salt, PIN_SALT_LEN, '$') != 0)
+	    !gd_hex_decode(s, r->salt, PIN_SALT_LEN, '$'))
 		return "the salt is not 32 hex digits (16 bytes) followed by '$'";
 	s += 2 * PIN_SALT_LEN + 1;
 	if (strnlen(s, 2 * PIN_HASH_LEN + 1) != 2 * PIN_HASH_LEN ||
-	    hex_decode(s, r->hash, PIN_HASH_LEN, '\0') != 0)
+	    !gd_hex_decode(s, r->hash, PIN_HASH_LEN, '\0'))
 		return "the hash is not 64 hex digits (32 bytes)";
 	return NULL;
 }
@@ -1339,8 +1305,8 @@ int console_pin_hash(const char *pin, unsigned iterations, char *out, size_t cap
 	while (got < 0 && errno == EINTR);
 	if (got != (ssize_t)sizeof(salt) || pbkdf2(pin, salt, iterations, hash) != 0)
 		goto out;
-	hex_encode(salt_hex, salt, sizeof(salt));
-	hex_encode(hash_hex, hash, sizeof(hash));
+	gd_hex_encode(salt, sizeof(salt), salt_hex);
+	gd_hex_encode(hash, sizeof(hash), hash_hex);
 	n = snprintf(out, cap, PIN_PREFIX "%u$%s$%s", iterations, salt_hex, hash_hex);
 	if (n > 0 && (size_t)n < cap)
 		rc = 0;

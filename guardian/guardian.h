@@ -152,4 +152,14 @@ const char *conf_choices_text(char *buf, size_t len, const char *const *choices)
 /* A name usable as part of a point name: [A-Za-z0-9_.-]+, at most 63 chars. */
 bool conf_valid_name(const char *name);
 
+/* A hex digit's value (either case), or -1. */
+int gd_hex_digit(int ch);
+/* Lower-case hex of 'n' bytes into 'out' (2n + 1 bytes, NUL-terminated). */
+void gd_hex_encode(const uint8_t *in, size_t n, char *out);
+/* Exactly 2n hex digits of 'in' into 'out', followed by the character 'end' ('\0' for the end
+ * of the string). False if not. */
+bool gd_hex_decode(const char *in, uint8_t *out, size_t n, char end);
+/* vsnprintf into 'why' when it is not NULL: the sentence a caller shows for a failure. */
+void gd_whyf(char *why, size_t cap, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
+
 #endif

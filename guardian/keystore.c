@@ -28,19 +28,6 @@ struct keystore {
 	void *backend_data;
 };
 
-static void whyf(char *why, size_t cap, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
-
-static void whyf(char *why, size_t cap, const char *fmt, ...)
-{
-	va_list ap;
-
-	if (why == NULL || cap == 0)
-		return;
-	va_start(ap, fmt);
-	vsnprintf(why, cap, fmt, ap);
-	va_end(ap);
-}
-
 /* ---- permissions -------------------------------------------------------------------------- */
 
 /* Who besides the owner may reach a file of mode 'mode': for the sentence in 'why'. */
@@ -56,16 +43,16 @@ static int check_path(const char *path, bool dir, char *why, size_t cap)
 	unsigned mode;
 
 	if (stat(path, &st) != 0) {
-		whyf(why, cap, "%s: %s", path, strerror(errno));
+		gd_whyf(why, cap, "%s: %s", path, strerror(errno));
 		return GD_EIO;
 	}
 	mode = (unsigned)(st.st_mode & 07777);
 	if (dir ? !S_ISDIR(st.st_mode) : !S_ISREG(st.st_mode)) {
-		whyf(why, cap, "%s is not a %s", path, dir ? "directory" : "regular file");
+		gd_whyf(why, cap, "%s is not a %s", path, dir ? "directory" : "regular file");
 		return GD_EDENIED;
 	}
 	if (st.st_uid != geteuid()) {
-		whyf(why, cap,
+		gd_whyf(why, cap,
 		     "%s belongs to uid %u, not to uid %u that guardian runs as; chown %u %s", path,
 		     (unsigned)st.st_uid, (unsigned)geteuid(), (unsigned)geteuid(), path);
 		return GD_EDENIED;
@@ -73,10 +60,10 @@ static int check_path(const char *path, bool dir, char *why, size_t cap)
 	if ((mode & 077) == 0)
 		return 0;
 	if (dir)
-		whyf(why, cap, "%s is accessible to %s (mode %04o); chmod 700 %s", path,
+		gd_whyf(why, cap, "%s is accessible to %s (mode %04o); chmod 700 %s", path,
 		     others_of(mode), mode, path);
 	else
-		whyf(why, cap, "%s is %s by %s (mode %04o); chmod 600 %s", path,
+		gd_whyf(why, cap, "%s is %s by %s (mode %04o); chmod 600 %s", path,
 		     (mode & 044) ? "readable" : "accessible", others_of(mode), mode, path);
 	return GD_EDENIED;
 }
@@ -290,20 +277,20 @@ static int file_load(struct file_key *fk, const char *path, char *why, size_t ca
 		return err;
 	fd = open(path, O_RDONLY | O_CLOEXEC | O_NOFOLLOW);
 	if (fd < 0) {
-		whyf(why, cap, "%s: %s", path, strerror(errno));
+		gd_whyf(why, cap, "%s: %s", path, strerror(errno));
 		return GD_EIO;
 	}
 	n = read(fd, pem, sizeof(pem) - 1);
 	close(fd);
 	if (n < 0) {
-		whyf(why, cap, "%s: %s", path, strerror(errno));
+		gd_whyf(why, cap, "%s: %s", path, strerror(errno));
 		return GD_EIO;
 	}
 	pem[n] = '\0';
 	/* PEM input is parsed with its terminating NUL counted. */
 	err = mbedtls_pk_parse_key(&fk->pk, (uint8_t *)pem, (size_t)n + 1, NULL, 0);
 	if (err != 0 || !key_is_p256(&fk->pk)) {
-		whyf(why, cap, "%s: not an EC P-256 private key in PEM", path);
+		gd_whyf(why, cap, "%s: not an EC P-256 private key in PEM", path);
 		err = GD_EINVAL;
 	}
 	mbedtls_platform_zeroize(pem, sizeof(pem));
@@ -320,12 +307,12 @@ static int file_create(struct file_key *fk, const char *path, char *why, size_t 
 	if (err == 0 && mbedtls_pk_write_key_pem(&fk->pk, pem, sizeof(pem)) != 0)
 		err = GD_EIO;
 	if (err != 0) {
-		whyf(why, cap, "%s: cannot generate an EC P-256 key", path);
+		gd_whyf(why, cap, "%s: cannot generate an EC P-256 key", path);
 		goto out;
 	}
 	err = create_file(path, pem, strlen((char *)pem), 0600);
 	if (err != 0 && errno != EEXIST) {
-		whyf(why, cap, "%s: %s", path, strerror(errno));
+		gd_whyf(why, cap, "%s: %s", path, strerror(errno));
 		goto out;
 	}
 	/* Read back what is on disk: ours, or the one another process made first. */
@@ -343,11 +330,11 @@ static int file_dir(const char *dir, bool create, char *why, size_t cap)
 	if (create && mkdir(dir, 0700) == 0) {
 		/* mkdir's mode passes through the umask; say it again. */
 		if (chmod(dir, 0700) != 0) {
-			whyf(why, cap, "%s: %s", dir, strerror(errno));
+			gd_whyf(why, cap, "%s: %s", dir, strerror(errno));
 			return GD_EIO;
 		}
 	} else if (create && errno != EEXIST) {
-		whyf(why, cap, "%s: %s", dir, strerror(errno));
+		gd_whyf(why, cap, "%s: %s", dir, strerror(errno));
 		return GD_EIO;
 	}
 	return keystore_check_dir(dir, why, cap);
@@ -365,7 +352,7 @@ static int file_open(struct keystore *ks, const char *state_dir, bool create, ch
 	mbedtls_pk_init(&fk->pk);
 	err = rng_seed(&fk->drbg, &fk->entropy, "guardian identity");
 	if (err != 0) {
-		whyf(why, cap, "no entropy for the key store");
+		gd_whyf(why, cap, "no entropy for the key store");
 		goto out;
 	}
 	err = file_dir(state_dir, create, why, cap);
@@ -375,12 +362,12 @@ static int file_open(struct keystore *ks, const char *state_dir, bool create, ch
 	if (lstat(path, &st) == 0)
 		err = file_load(fk, path, why, cap);
 	else if (errno != ENOENT) {
-		whyf(why, cap, "%s: %s", path, strerror(errno));
+		gd_whyf(why, cap, "%s: %s", path, strerror(errno));
 		err = GD_EIO;
 	} else if (create)
 		err = file_create(fk, path, why, cap);
 	else {
-		whyf(why, cap, "%s: no identity key; run guardian provision first", path);
+		gd_whyf(why, cap, "%s: no identity key; run guardian provision first", path);
 		err = GD_EIO;
 	}
 out:

@@ -104,7 +104,7 @@ int nonce_check(struct service *s, const char *dev, const uint8_t nonce[NONCE_LE
 		return REASON_BAD_NONCE;
 	if (now_ms - ts > (int64_t)s->cfg.nonce_ttl_s * 1000)
 		return REASON_STALE_NONCE;
-	service_hex(nonce, NONCE_LEN, hex);
+	gd_hex_encode(nonce, NONCE_LEN, hex);
 	if (snprintf(path, sizeof(path), "%s/nonces/%s", s->dir, hex) >= (int)sizeof(path))
 		return GD_EINVAL;
 	if (mark_used(path, tag) == 0)
@@ -143,7 +143,7 @@ int nonce_sweep(struct service *s, int64_t now_ms)
 		uint8_t nonce[NONCE_LEN];
 
 		if (strlen(e->d_name) != 2 * NONCE_LEN ||
-		    service_unhex(e->d_name, nonce, NONCE_LEN) != 0)
+		    !gd_hex_decode(e->d_name, nonce, NONCE_LEN, '\0'))
 			continue;
 		if (now_ms - nonce_ts(nonce) <= keep_ms)
 			continue;

@@ -43,9 +43,9 @@ int reference_add(const char *dir, const char *json, size_t len, const char *lab
 		goto out;
 	}
 	meas_fold(log, reg);
-	service_hex(log->reg, sizeof(log->reg), reg_hex);
+	gd_hex_encode(log->reg, sizeof(log->reg), reg_hex);
 	if (memcmp(reg, log->reg, sizeof(reg)) != 0) {
-		service_hex(reg, sizeof(reg), fold_hex);
+		gd_hex_encode(reg, sizeof(reg), fold_hex);
 		snprintf(why, cap,
 			 "the %zu measurements fold into %s, not into the log's register %s",
 			 log->n, fold_hex, reg_hex);
@@ -177,7 +177,7 @@ int reference_list(const char *dir, FILE *out, char *why, size_t cap)
 		return rc;
 	}
 	for (size_t i = 0; i < n; i++) {
-		service_hex(refs[i].log.reg, sizeof(refs[i].log.reg), hex);
+		gd_hex_encode(refs[i].log.reg, sizeof(refs[i].log.reg), hex);
 		fprintf(out, "%s %zu %s\n", refs[i].label, refs[i].log.n, hex);
 	}
 	free(refs);
@@ -219,8 +219,8 @@ static void describe_difference(const struct service_reference *r, const struct 
 			return;
 		}
 		if (memcmp(a->sha256, b->sha256, sizeof(a->sha256)) != 0) {
-			service_hex(a->sha256, sizeof(a->sha256), got);
-			service_hex(b->sha256, sizeof(b->sha256), want);
+			gd_hex_encode(a->sha256, sizeof(a->sha256), got);
+			gd_hex_encode(b->sha256, sizeof(b->sha256), want);
 			snprintf(detail, cap,
 				 "%s %s: sha256 %.8s... is not the reference's %.8s... (reference "
 				 "%s)",

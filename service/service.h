@@ -131,10 +131,6 @@ bool service_path(char *buf, size_t cap, const char *dir, const char *name);
 int service_write_file(const char *path, const void *data, size_t n, unsigned mode);
 /* Creates 'path' with 'mode' and O_EXCL (never overwrites). 0, GD_EIO (errno EEXIST...). */
 int service_create_file(const char *path, const void *data, size_t n, unsigned mode);
-/* Lower-case hex of 'n' bytes into 'out' (2n + 1 bytes). */
-void service_hex(const uint8_t *in, size_t n, char *out);
-/* 2n hex digits into 'out'. 0 or GD_EINVAL. */
-int service_unhex(const char *hex, uint8_t *out, size_t n);
 
 /* ---- certificates (issue.c) ------------------------------------------------------------ */
 

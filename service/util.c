@@ -84,39 +84,3 @@ int service_create_file(const char *path, const void *data, size_t n, unsigned m
 	return 0;
 }
 
-void service_hex(const uint8_t *in, size_t n, char *out)
-{
-	static const char digits[] = "0123456789abcdef";
-
-	for (size_t i = 0; i < n; i++) {
-		out[2 * i] = digits[in[i] >> 4];
-		out[2 * i + 1] = digits[in[i] & 15];
-	}
-	out[2 * n] = '\0';
-}
-
-static int hex_value(char c)
-{
-	if (c >= '0' && c <= '9')
-		return c - '0';
-	if (c >= 'a' && c <= 'f')
-		return c - 'a' + 10;
-	if (c >= 'A' && c <= 'F')
-		return c - 'A' + 10;
-	return -1;
-}
-
-int service_unhex(const char *hex, uint8_t *out, size_t n)
-{
-	for (size_t i = 0; i < n; i++) {
-		int hi = hex_value(hex[2 * i]), lo;
-
-		if (hi < 0)
-			return GD_EINVAL;
-		lo = hex_value(hex[2 * i + 1]);
-		if (lo < 0)
-			return GD_EINVAL;
-		out[i] = (uint8_t)(hi << 4 | lo);
-	}
-	return hex[2 * n] == '\0' ? 0 : GD_EINVAL;
-}

@@ -173,8 +173,8 @@ int service_verify(struct service *s, const char *dev, const char *json, size_t 
 	/* 5. the measurements fold into the register */
 	meas_fold(&ev->log, reg);
 	if (memcmp(reg, ev->log.reg, sizeof(reg)) != 0) {
-		service_hex(reg, sizeof(reg), hex_a);
-		service_hex(ev->log.reg, sizeof(ev->log.reg), hex_b);
+		gd_hex_encode(reg, sizeof(reg), hex_a);
+		gd_hex_encode(ev->log.reg, sizeof(ev->log.reg), hex_b);
 		refuse(res, REASON_REGISTER_MISMATCH,
 		       "the %zu measurements fold into %.16s..., not into the register %.16s...",
 		       ev->log.n, hex_a, hex_b);

@@ -72,14 +72,13 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/prctl.h>
 #include <termios.h>
 #include <time.h>
 #include <unistd.h>
 
+#include "lib/simline.h"
+
 #define TAG		 "serialsim"
-#define RETRY_MS	 100
-#define OUT_MAX		 65536 /* bytes queued while the reader is slow; more are dropped */
 #define REQUEST_MAX	 64
 #define FRAME_MAX	 128
 #define JUNK_LEN	 5
@@ -103,20 +102,9 @@ struct sim_options {
 	bool verbose;
 };
 
-/* The serial line: reopened while it is down, writes queued while the reader is slow. */
-struct line {
-	const char *path;
-	speed_t speed;
-	int fd;		    /* -1 while down */
-	bool down_reported; /* "line down" already said for this outage */
-	size_t out_len;
-	uint8_t out[OUT_MAX];
-	uint64_t bytes_dropped; /* output that did not fit in out[] */
-};
-
 struct sim {
 	const struct sim_options *opt;
-	struct line line;
+	struct sim_line line;
 	int64_t next_frame_ms;
 	uint8_t window[REQUEST_MAX]; /* the last bytes received, for --request */
 	size_t window_len;
@@ -128,132 +116,12 @@ struct sim {
 	uint64_t requests_answered;
 };
 
-static volatile sig_atomic_t stop_requested;
-
-static void on_signal(int signo)
-{
-	(void)signo;
-	stop_requested = 1;
-}
-
-static void log_msg(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
-
-static void log_msg(const char *fmt, ...)
-{
-	va_list ap;
-
-	fputs(TAG ": ", stderr);
-	va_start(ap, fmt);
-	vfprintf(stderr, fmt, ap);
-	va_end(ap);
-	fputc('\n', stderr);
-}
-
 static int64_t monotonic_ms(void)
 {
 	struct timespec ts;
 
 	clock_gettime(CLOCK_MONOTONIC, &ts);
 	return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
-}
-
-/* --- the serial line --- */
-
-static const struct {
-	int baud;
-	speed_t speed;
-} speeds[] = {
-	{ 1200, B1200 },       { 2400, B2400 },	      { 4800, B4800 },	     { 9600, B9600 },
-	{ 19200, B19200 },     { 38400, B38400 },     { 57600, B57600 },     { 115200, B115200 },
-	{ 230400, B230400 },   { 460800, B460800 },   { 500000, B500000 },   { 921600, B921600 },
-	{ 1000000, B1000000 }, { 2000000, B2000000 }, { 3000000, B3000000 }, { 4000000, B4000000 },
-};
-
-/* Returns the termios speed for 'baud', or B0 if it is not a standard rate. */
-static speed_t baud_speed(int baud)
-{
-	for (size_t i = 0; i < sizeof(speeds) / sizeof(speeds[0]); i++)
-		if (speeds[i].baud == baud)
-			return speeds[i].speed;
-	return B0;
-}
-
-static void line_down(struct line *l, const char *why)
-{
-	log_msg("line down: %s: %s (retrying every %d ms)", l->path, why, RETRY_MS);
-	l->down_reported = true;
-	if (l->fd >= 0)
-		close(l->fd);
-	l->fd = -1;
-	l->out_len = 0;
-}
-
-/* Opens the line raw 8N1. Returns 0 if it is up, -1 if not (said once per outage). */
-static int line_open(struct line *l)
-{
-	struct termios tios;
-	int fd = open(l->path, O_RDWR | O_NOCTTY | O_NONBLOCK | O_CLOEXEC);
-
-	if (fd < 0)
-		goto fail;
-	if (tcgetattr(fd, &tios) != 0)
-		goto fail;
-	cfmakeraw(&tios);
-	tios.c_cflag &= ~(tcflag_t)(CSTOPB | PARENB | CRTSCTS);
-	tios.c_cflag |= CLOCAL | CREAD | CS8;
-	tios.c_cc[VMIN] = 1;
-	tios.c_cc[VTIME] = 0;
-	cfsetispeed(&tios, l->speed);
-	cfsetospeed(&tios, l->speed);
-	if (tcsetattr(fd, TCSANOW, &tios) != 0)
-		goto fail;
-	/* Whatever the other end sent while we were away is stale. */
-	tcflush(fd, TCIOFLUSH);
-	l->fd = fd;
-	l->out_len = 0;
-	l->down_reported = false;
-	log_msg("line up: %s", l->path);
-	return 0;
-fail:
-	if (!l->down_reported) {
-		log_msg("line down: %s: %s (retrying every %d ms)", l->path, strerror(errno),
-			RETRY_MS);
-		l->down_reported = true;
-	}
-	if (fd >= 0)
-		close(fd);
-	return -1;
-}
-
-/* Queues len bytes whole, or drops them all if they do not fit. Returns 0 or -1 (dropped). */
-static int line_queue(struct line *l, const void *p, size_t len)
-{
-	if (l->fd < 0)
-		return -1;
-	if (len > sizeof(l->out) - l->out_len) {
-		l->bytes_dropped += len;
-		return -1;
-	}
-	memcpy(l->out + l->out_len, p, len);
-	l->out_len += len;
-	return 0;
-}
-
-/* Writes what the line takes now; takes the line down on a hang-up. */
-static void line_flush(struct line *l)
-{
-	ssize_t n;
-
-	if (l->fd < 0 || l->out_len == 0)
-		return;
-	n = write(l->fd, l->out, l->out_len);
-	if (n < 0) {
-		if (errno != EAGAIN && errno != EINTR)
-			line_down(l, strerror(errno));
-		return;
-	}
-	l->out_len -= (size_t)n;
-	memmove(l->out, l->out + n, l->out_len);
 }
 
 /* --- frames: encoded by hand, independent of adapters/ --- */
@@ -394,12 +262,12 @@ static void send_noise(struct sim *s, uint64_t n)
 	if (m % (2 * k) == 0 && has_checksum) {
 		size_t len = make_frame(s, n, true, buf);
 
-		if (line_queue(&s->line, buf, len) == 0)
+		if (sim_line_queue(&s->line, buf, len) == 0)
 			s->bad_copies++;
 	}
 	for (int i = 0; i < JUNK_LEN; i++)
 		buf[i] = junk_byte(s);
-	if (line_queue(&s->line, buf, JUNK_LEN) == 0)
+	if (sim_line_queue(&s->line, buf, JUNK_LEN) == 0)
 		s->junk_bursts++;
 }
 
@@ -411,7 +279,7 @@ static void send_frame(struct sim *s)
 	size_t len = make_frame(s, n, false, buf);
 
 	/* A frame that does not fit is lost, like bytes into an unread wire; n moves on. */
-	line_queue(&s->line, buf, len);
+	sim_line_queue(&s->line, buf, len);
 	s->frames_sent++;
 	if (s->opt->verbose)
 		print_frame(n, buf, len, s->opt->format);
@@ -455,7 +323,7 @@ static void read_input(struct sim *s)
 		return;
 	if (n <= 0) {
 		/* A pseudo-terminal whose other end went away reads EIO or 0. */
-		line_down(&s->line, n == 0 ? "end of file" : strerror(errno));
+		sim_line_down(&s->line, n == 0 ? "end of file" : strerror(errno));
 		return;
 	}
 	if (s->opt->request_len == 0)
@@ -491,21 +359,21 @@ static void wait_ms(int timeout_ms, const sigset_t *waitmask)
 
 static void run(struct sim *s, const sigset_t *waitmask)
 {
-	while (!stop_requested) {
+	while (!sim_stop_requested) {
 		struct pollfd pfd;
 		struct timespec ts;
 		int timeout_ms;
 
 		if (s->line.fd < 0) {
-			if (line_open(&s->line) != 0) {
-				wait_ms(RETRY_MS, waitmask);
+			if (sim_line_open(&s->line) != 0) {
+				wait_ms(SIM_RETRY_MS, waitmask);
 				continue;
 			}
 			s->next_frame_ms = monotonic_ms();
 			s->window_len = 0;
 		}
 		timeout_ms = free_run(s, monotonic_ms());
-		line_flush(&s->line);
+		sim_line_flush(&s->line);
 		if (s->line.fd < 0)
 			continue;
 		pfd = (struct pollfd){ .fd = s->line.fd,
@@ -517,9 +385,9 @@ static void run(struct sim *s, const sigset_t *waitmask)
 		if (pfd.revents & POLLIN)
 			read_input(s);
 		else if (pfd.revents & (POLLHUP | POLLERR))
-			line_down(&s->line, "hang-up");
+			sim_line_down(&s->line, "hang-up");
 		if (s->line.fd >= 0 && (pfd.revents & POLLOUT))
-			line_flush(&s->line);
+			sim_line_flush(&s->line);
 	}
 }
 
@@ -661,7 +529,7 @@ static void parse_options(int argc, char **argv, struct sim_options *o)
 			break;
 		case OPT_BAUD:
 			o->baud = (int)parse_number("baud", optarg, 1, 4000000);
-			if (baud_speed(o->baud) == B0)
+			if (sim_baud_speed(o->baud) == B0)
 				usage_error("--baud %d: not a standard rate (e.g. 9600, 115200)",
 					    o->baud);
 			break;
@@ -722,32 +590,22 @@ int main(int argc, char **argv)
 {
 	struct sim_options opt;
 	static struct sim s; /* static: the output buffer is large */
-	struct sigaction sa = { .sa_handler = on_signal };
-	sigset_t blocked, waitmask;
+	sigset_t waitmask;
 
+	sim_set_tag(TAG);
 	parse_options(argc, argv, &opt);
 	s.opt = &opt;
 	s.rng = 0x2545f491;
-	s.line = (struct line){ .path = opt.device, .speed = baud_speed(opt.baud), .fd = -1 };
+	s.line = (struct sim_line){ .path = opt.device,
+				    .speed = sim_baud_speed(opt.baud),
+				    .fd = -1 };
 
-	/* The signals are only let through inside ppoll(): no lost wake-up. */
-	sigemptyset(&blocked);
-	sigaddset(&blocked, SIGINT);
-	sigaddset(&blocked, SIGTERM);
-	sigprocmask(SIG_BLOCK, &blocked, &waitmask);
-	sigdelset(&waitmask, SIGINT);
-	sigdelset(&waitmask, SIGTERM);
-	sigemptyset(&sa.sa_mask);
-	sigaction(SIGINT, &sa, NULL);
-	sigaction(SIGTERM, &sa, NULL);
-	signal(SIGPIPE, SIG_IGN);
-	/* Wake-ups on time, not up to 50 us late. */
-	prctl(PR_SET_TIMERSLACK, 1UL, 0UL, 0UL, 0UL);
+	sim_catch_signals(&waitmask);
 
 	run(&s, &waitmask);
 	if (s.line.fd >= 0)
 		close(s.line.fd);
-	log_msg("stopped: %" PRIu64 " frames sent, %" PRIu64 " requests answered, %" PRIu64
+	sim_log("stopped: %" PRIu64 " frames sent, %" PRIu64 " requests answered, %" PRIu64
 		" commands seen; noise: %" PRIu64 " junk bursts, %" PRIu64
 		" corrupted copies; %" PRIu64 " bytes dropped on a full line",
 		s.frames_sent, s.requests_answered, s.requests_seen, s.junk_bursts, s.bad_copies,

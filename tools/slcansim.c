@@ -97,14 +97,14 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/prctl.h>
 #include <termios.h>
 #include <time.h>
 #include <unistd.h>
 
+#include "../guardian/guardian.h"
+#include "lib/simline.h"
+
 #define TAG	       "slcansim"
-#define RETRY_MS       100
-#define OUT_MAX	       65536
 #define COMMAND_MAX    64
 #define SET_MAX	       256
 #define LINE_MAX_CHARS 32 /* "T" 8 id, 1 dlc, 16 data, 4 timestamp, CR: 31 */
@@ -142,18 +142,9 @@ struct sim_options {
 	long noise_every;
 };
 
-struct line {
-	const char *path;
-	speed_t speed;
-	int fd;		    /* -1 while down */
-	bool down_reported; /* "line down" already said for this outage */
-	size_t out_len;
-	uint8_t out[OUT_MAX];
-};
-
 struct sim {
 	const struct sim_options *opt;
-	struct line line;
+	struct sim_line line;
 	struct sim_frame set[SET_MAX];
 	size_t nset;
 	bool open;
@@ -174,27 +165,6 @@ struct sim {
 	uint64_t commands_answered; /* with anything but BEL */
 	uint64_t transmits;
 };
-
-static volatile sig_atomic_t stop_requested;
-
-static void on_signal(int signo)
-{
-	(void)signo;
-	stop_requested = 1;
-}
-
-static void log_msg(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
-
-static void log_msg(const char *fmt, ...)
-{
-	va_list ap;
-
-	fputs(TAG ": ", stderr);
-	va_start(ap, fmt);
-	vfprintf(stderr, fmt, ap);
-	va_end(ap);
-	fputc('\n', stderr);
-}
 
 static void usage_error(const char *fmt, ...) __attribute__((format(printf, 1, 2), noreturn));
 
@@ -218,113 +188,7 @@ static int64_t monotonic_ns(void)
 	return (int64_t)ts.tv_sec * NS_PER_SEC + ts.tv_nsec;
 }
 
-/* --- the serial line --- */
-
-static const struct {
-	int baud;
-	speed_t speed;
-} speeds[] = {
-	{ 1200, B1200 },       { 2400, B2400 },	      { 4800, B4800 },	     { 9600, B9600 },
-	{ 19200, B19200 },     { 38400, B38400 },     { 57600, B57600 },     { 115200, B115200 },
-	{ 230400, B230400 },   { 460800, B460800 },   { 500000, B500000 },   { 921600, B921600 },
-	{ 1000000, B1000000 }, { 2000000, B2000000 }, { 3000000, B3000000 }, { 4000000, B4000000 },
-};
-
-/* Returns the termios speed for 'baud', or B0 if it is not a standard rate. */
-static speed_t baud_speed(int baud)
-{
-	for (size_t i = 0; i < sizeof(speeds) / sizeof(speeds[0]); i++)
-		if (speeds[i].baud == baud)
-			return speeds[i].speed;
-	return B0;
-}
-
-static void line_down(struct line *l, const char *why)
-{
-	log_msg("line down: %s: %s (retrying every %d ms)", l->path, why, RETRY_MS);
-	l->down_reported = true;
-	if (l->fd >= 0)
-		close(l->fd);
-	l->fd = -1;
-	l->out_len = 0;
-}
-
-/* Opens the line raw 8N1. Returns 0 if it is up, -1 if not (said once per outage). */
-static int line_open(struct line *l)
-{
-	struct termios tios;
-	int fd = open(l->path, O_RDWR | O_NOCTTY | O_NONBLOCK | O_CLOEXEC);
-
-	if (fd < 0)
-		goto fail;
-	if (tcgetattr(fd, &tios) != 0)
-		goto fail;
-	cfmakeraw(&tios);
-	tios.c_cflag &= ~(tcflag_t)(CSTOPB | PARENB | CRTSCTS);
-	tios.c_cflag |= CLOCAL | CREAD | CS8;
-	tios.c_cc[VMIN] = 1;
-	tios.c_cc[VTIME] = 0;
-	cfsetispeed(&tios, l->speed);
-	cfsetospeed(&tios, l->speed);
-	if (tcsetattr(fd, TCSANOW, &tios) != 0)
-		goto fail;
-	/* Whatever the other end sent while we were away is stale. */
-	tcflush(fd, TCIOFLUSH);
-	l->fd = fd;
-	l->out_len = 0;
-	l->down_reported = false;
-	log_msg("line up: %s", l->path);
-	return 0;
-fail:
-	if (!l->down_reported) {
-		log_msg("line down: %s: %s (retrying every %d ms)", l->path, strerror(errno),
-			RETRY_MS);
-		l->down_reported = true;
-	}
-	if (fd >= 0)
-		close(fd);
-	return -1;
-}
-
-/* Queues len bytes whole, or drops them all if they do not fit. Returns 0 or -1 (dropped). */
-static int line_queue(struct line *l, const void *p, size_t len)
-{
-	if (l->fd < 0 || len > sizeof(l->out) - l->out_len)
-		return -1;
-	memcpy(l->out + l->out_len, p, len);
-	l->out_len += len;
-	return 0;
-}
-
-/* Writes what the line takes now; takes the line down on a hang-up. */
-static void line_flush(struct line *l)
-{
-	ssize_t n;
-
-	if (l->fd < 0 || l->out_len == 0)
-		return;
-	n = write(l->fd, l->out, l->out_len);
-	if (n < 0) {
-		if (errno != EAGAIN && errno != EINTR)
-			line_down(l, strerror(errno));
-		return;
-	}
-	l->out_len -= (size_t)n;
-	memmove(l->out, l->out + n, l->out_len);
-}
-
 /* --- hex --- */
-
-static int hex_digit(char c)
-{
-	if (c >= '0' && c <= '9')
-		return c - '0';
-	if (c >= 'a' && c <= 'f')
-		return c - 'a' + 10;
-	if (c >= 'A' && c <= 'F')
-		return c - 'A' + 10;
-	return -1;
-}
 
 /* Parses exactly 'digits' hex digits at p. Returns 0 and *out, or -1. */
 static int parse_hex(const char *p, size_t digits, uint32_t *out)
@@ -332,7 +196,7 @@ static int parse_hex(const char *p, size_t digits, uint32_t *out)
 	uint32_t v = 0;
 
 	for (size_t i = 0; i < digits; i++) {
-		int d = hex_digit(p[i]);
+		int d = gd_hex_digit(p[i]);
 
 		if (d < 0)
 			return -1;
@@ -414,9 +278,9 @@ static void send_noise(struct sim *s)
 	for (int i = 5; i < 60; i++)
 		overlong[i] = "0123456789ABCDEF"[(i - 5) % 16];
 	overlong[60] = '\r';
-	if (line_queue(&s->line, malformed, sizeof(malformed) - 1) == 0)
+	if (sim_line_queue(&s->line, malformed, sizeof(malformed) - 1) == 0)
 		s->noise_lines++;
-	if (line_queue(&s->line, overlong, sizeof(overlong)) == 0)
+	if (sim_line_queue(&s->line, overlong, sizeof(overlong)) == 0)
 		s->noise_lines++;
 }
 
@@ -426,7 +290,7 @@ static void send_frame(struct sim *s, struct sim_frame *f)
 	size_t len = frame_line(s, f, buf);
 
 	/* Like an adapter whose host stops reading: the frame is lost, counters move on. */
-	if (line_queue(&s->line, buf, len) != 0)
+	if (sim_line_queue(&s->line, buf, len) != 0)
 		s->frames_dropped++;
 	f->sent++;
 	s->frames_sent++;
@@ -471,7 +335,7 @@ static int64_t emit_rate(struct sim *s, int64_t now)
 	int batch = 0;
 
 	if (now - rate_deadline(s, s->rate_index) > NS_PER_SEC) {
-		log_msg("more than 1 s behind the --rate schedule: restarting it from now");
+		sim_log("more than 1 s behind the --rate schedule: restarting it from now");
 		s->rate_epoch_ns = now;
 		s->rate_index = 0;
 	}
@@ -503,9 +367,9 @@ static void channel_open(struct sim *s, bool listen_only)
 	s->rate_epoch_ns = now;
 	s->rate_index = 0;
 	if (s->bitrate < 0)
-		log_msg("channel open%s, no bitrate set", listen_only ? " (listen-only)" : "");
+		sim_log("channel open%s, no bitrate set", listen_only ? " (listen-only)" : "");
 	else
-		log_msg("channel open%s, bitrate S%d", listen_only ? " (listen-only)" : "",
+		sim_log("channel open%s, bitrate S%d", listen_only ? " (listen-only)" : "",
 			s->bitrate);
 }
 
@@ -513,7 +377,7 @@ static void channel_open(struct sim *s, bool listen_only)
 
 static void reply(struct sim *s, const char *text)
 {
-	line_queue(&s->line, text, strlen(text));
+	sim_line_queue(&s->line, text, strlen(text));
 	if (text[0] != BEL)
 		s->commands_answered++;
 }
@@ -582,7 +446,7 @@ static void command(struct sim *s, const char *cmd, size_t len)
 			break;
 		}
 		if (s->open)
-			log_msg("channel closed");
+			sim_log("channel closed");
 		s->open = false;
 		reply(s, "\r");
 		break;
@@ -648,7 +512,7 @@ static void read_input(struct sim *s)
 		return;
 	if (n <= 0) {
 		/* A pseudo-terminal whose other end went away reads EIO or 0. */
-		line_down(&s->line, n == 0 ? "end of file" : strerror(errno));
+		sim_line_down(&s->line, n == 0 ? "end of file" : strerror(errno));
 		return;
 	}
 	for (ssize_t i = 0; i < n && s->line.fd >= 0; i++)
@@ -681,25 +545,25 @@ static void wait_line(struct sim *s, int64_t deadline, const sigset_t *waitmask)
 	if (pfd.revents & POLLIN)
 		read_input(s);
 	else if (pfd.revents & (POLLHUP | POLLERR))
-		line_down(&s->line, "hang-up");
+		sim_line_down(&s->line, "hang-up");
 	if (s->line.fd >= 0 && (pfd.revents & POLLOUT))
-		line_flush(&s->line);
+		sim_line_flush(&s->line);
 }
 
 static void run(struct sim *s, const sigset_t *waitmask)
 {
-	while (!stop_requested) {
+	while (!sim_stop_requested) {
 		int64_t deadline;
 
 		if (s->line.fd < 0) {
 			power_cycle(s);
-			if (line_open(&s->line) != 0) {
-				wait_ms(RETRY_MS, waitmask);
+			if (sim_line_open(&s->line) != 0) {
+				wait_ms(SIM_RETRY_MS, waitmask);
 				continue;
 			}
 		}
 		deadline = emit_frames(s, monotonic_ns());
-		line_flush(&s->line);
+		sim_line_flush(&s->line);
 		if (s->line.fd >= 0)
 			wait_line(s, deadline, waitmask);
 	}
@@ -860,7 +724,7 @@ static void parse_options(int argc, char **argv, struct sim_options *o)
 			break;
 		case OPT_BAUD:
 			o->baud = (int)parse_number("baud", optarg, 1, 4000000);
-			if (baud_speed(o->baud) == B0)
+			if (sim_baud_speed(o->baud) == B0)
 				usage_error("--baud %d: not a standard rate (e.g. 9600, 115200)",
 					    o->baud);
 			break;
@@ -893,36 +757,26 @@ int main(int argc, char **argv)
 {
 	struct sim_options opt;
 	static struct sim s; /* static: the output buffer and the set are large */
-	struct sigaction sa = { .sa_handler = on_signal };
-	sigset_t blocked, waitmask;
+	sigset_t waitmask;
 
+	sim_set_tag(TAG);
 	parse_options(argc, argv, &opt);
 	s.opt = &opt;
-	s.line = (struct line){ .path = opt.device, .speed = baud_speed(opt.baud), .fd = -1 };
+	s.line = (struct sim_line){ .path = opt.device,
+				    .speed = sim_baud_speed(opt.baud),
+				    .fd = -1 };
 	s.start_ns = monotonic_ns();
 	if (opt.frames_file != NULL)
 		load_frames(&s, opt.frames_file);
 	else
 		default_set(&s);
 
-	/* The signals are only let through inside ppoll(): no lost wake-up. */
-	sigemptyset(&blocked);
-	sigaddset(&blocked, SIGINT);
-	sigaddset(&blocked, SIGTERM);
-	sigprocmask(SIG_BLOCK, &blocked, &waitmask);
-	sigdelset(&waitmask, SIGINT);
-	sigdelset(&waitmask, SIGTERM);
-	sigemptyset(&sa.sa_mask);
-	sigaction(SIGINT, &sa, NULL);
-	sigaction(SIGTERM, &sa, NULL);
-	signal(SIGPIPE, SIG_IGN);
-	/* --rate 5000 leaves 200 us a frame: wake-ups must not be 50 us late. */
-	prctl(PR_SET_TIMERSLACK, 1UL, 0UL, 0UL, 0UL);
+	sim_catch_signals(&waitmask);
 
 	run(&s, &waitmask);
 	if (s.line.fd >= 0)
 		close(s.line.fd);
-	log_msg("stopped: %" PRIu64 " frames sent, %" PRIu64 " requests answered, %" PRIu64
+	sim_log("stopped: %" PRIu64 " frames sent, %" PRIu64 " requests answered, %" PRIu64
 		" commands seen (%" PRIu64 " transmits); %" PRIu64 " noise lines, %" PRIu64
 		" frames dropped on a full line",
 		s.frames_sent, s.commands_answered, s.commands_seen, s.transmits, s.noise_lines,

@@ -22,19 +22,6 @@
 
 static const char *const meas_types[] = { "exe", "config", "policy", "file", NULL };
 
-static void whyf(char *why, size_t cap, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
-
-static void whyf(char *why, size_t cap, const char *fmt, ...)
-{
-	va_list ap;
-
-	if (why == NULL || cap == 0)
-		return;
-	va_start(ap, fmt);
-	vsnprintf(why, cap, fmt, ap);
-	va_end(ap);
-}
-
 /* ---- small encodings ---------------------------------------------------------------------- */
 
 static const char b64url_alphabet[] =
@@ -112,43 +99,6 @@ int b64url_decode(const char *in, uint8_t *out, size_t cap)
 	if (i % 4 == 1 || (acc & ((1u << bits) - 1)) != 0)
 		return -1;
 	return (int)o;
-}
-
-static void hex_encode(const uint8_t *in, size_t n, char *out)
-{
-	static const char digits[] = "0123456789abcdef";
-
-	for (size_t i = 0; i < n; i++) {
-		out[2 * i] = digits[in[i] >> 4];
-		out[2 * i + 1] = digits[in[i] & 15];
-	}
-	out[2 * n] = '\0';
-}
-
-static int hex_value(char ch)
-{
-	if (ch >= '0' && ch <= '9')
-		return ch - '0';
-	if (ch >= 'a' && ch <= 'f')
-		return ch - 'a' + 10;
-	if (ch >= 'A' && ch <= 'F')
-		return ch - 'A' + 10;
-	return -1;
-}
-
-/* Exactly 2n hex digits into n bytes. */
-static bool hex_decode(const char *in, uint8_t *out, size_t n)
-{
-	if (strnlen(in, 2 * n + 1) != 2 * n)
-		return false;
-	for (size_t i = 0; i < n; i++) {
-		int hi = hex_value(in[2 * i]), lo = hex_value(in[2 * i + 1]);
-
-		if (hi < 0 || lo < 0)
-			return false;
-		out[i] = (uint8_t)(hi << 4 | lo);
-	}
-	return true;
 }
 
 /* ---- measurement log ---------------------------------------------------------------------- */
@@ -254,13 +204,13 @@ static bool add_log(cJSON *obj, const struct meas_log *log)
 		if (memchr(m->type, 0, sizeof(m->type)) == NULL ||
 		    memchr(m->name, 0, sizeof(m->name)) == NULL)
 			return false;
-		hex_encode(m->sha256, 32, hex);
+		gd_hex_encode(m->sha256, 32, hex);
 		if (cJSON_AddStringToObject(item, "type", m->type) == NULL ||
 		    cJSON_AddStringToObject(item, "name", m->name) == NULL ||
 		    cJSON_AddStringToObject(item, "sha256", hex) == NULL)
 			return false;
 	}
-	hex_encode(log->reg, 32, hex);
+	gd_hex_encode(log->reg, 32, hex);
 	return cJSON_AddStringToObject(obj, "register", hex) != NULL;
 }
 
@@ -324,13 +274,13 @@ static const cJSON *member(const cJSON *obj, const char *key, const char *label,
 		if (it->string == NULL || strcmp(it->string, key) != 0)
 			continue;
 		if (found != NULL) {
-			whyf(why, cap, "%s: given twice", label);
+			gd_whyf(why, cap, "%s: given twice", label);
 			return NULL;
 		}
 		found = it;
 	}
 	if (found == NULL)
-		whyf(why, cap, "%s: missing", label);
+		gd_whyf(why, cap, "%s: missing", label);
 	return found;
 }
 
@@ -342,7 +292,7 @@ static const char *member_string(const cJSON *obj, const char *key, const char *
 	if (it == NULL)
 		return NULL;
 	if (!cJSON_IsString(it) || it->valuestring == NULL) {
-		whyf(why, cap, "%s: not a string", label);
+		gd_whyf(why, cap, "%s: not a string", label);
 		return NULL;
 	}
 	return it->valuestring;
@@ -359,7 +309,7 @@ static bool member_int(const cJSON *obj, const char *key, const char *label, int
 		return false;
 	v = it->valuedouble;
 	if (!cJSON_IsNumber(it) || !isfinite(v) || v < 0 || v > INT_JSON_MAX || floor(v) != v) {
-		whyf(why, cap, "%s: not a whole number from 0 to 2^53", label);
+		gd_whyf(why, cap, "%s: not a whole number from 0 to 2^53", label);
 		return false;
 	}
 	*out = (int64_t)v;
@@ -376,7 +326,7 @@ static bool member_b64(const cJSON *obj, const char *key, uint8_t *out, size_t n
 	if (s == NULL)
 		return false;
 	if (n > sizeof(buf) || b64url_decode(s, buf, n) != (int)n) {
-		whyf(why, cap, "%s: not %zu bytes of base64url", key, n);
+		gd_whyf(why, cap, "%s: not %zu bytes of base64url", key, n);
 		return false;
 	}
 	memcpy(out, buf, n);
@@ -404,7 +354,7 @@ static bool parse_item(const cJSON *obj, size_t i, struct measurement *m, char *
 
 	snprintf(label, sizeof(label), "measurements[%zu]", i);
 	if (!cJSON_IsObject(obj)) {
-		whyf(why, cap, "%s: not an object", label);
+		gd_whyf(why, cap, "%s: not an object", label);
 		return false;
 	}
 	snprintf(label, sizeof(label), "measurements[%zu].type", i);
@@ -412,7 +362,7 @@ static bool parse_item(const cJSON *obj, size_t i, struct measurement *m, char *
 	if (type == NULL)
 		return false;
 	if (!meas_type_known(type)) {
-		whyf(why, cap, "%s: not one of exe, config, policy, file", label);
+		gd_whyf(why, cap, "%s: not one of exe, config, policy, file", label);
 		return false;
 	}
 	snprintf(label, sizeof(label), "measurements[%zu].name", i);
@@ -420,7 +370,7 @@ static bool parse_item(const cJSON *obj, size_t i, struct measurement *m, char *
 	if (name == NULL)
 		return false;
 	if (!printable(name, MEAS_NAME_MAX)) {
-		whyf(why, cap, "%s: not a name of 1 to %d printable characters", label,
+		gd_whyf(why, cap, "%s: not a name of 1 to %d printable characters", label,
 		     MEAS_NAME_MAX - 1);
 		return false;
 	}
@@ -428,8 +378,8 @@ static bool parse_item(const cJSON *obj, size_t i, struct measurement *m, char *
 	hex = member_string(obj, "sha256", label, why, cap);
 	if (hex == NULL)
 		return false;
-	if (!hex_decode(hex, m->sha256, 32)) {
-		whyf(why, cap, "%s: not 64 hex digits", label);
+	if (!gd_hex_decode(hex, m->sha256, 32, '\0')) {
+		gd_whyf(why, cap, "%s: not 64 hex digits", label);
 		return false;
 	}
 	strcpy(m->type, type);
@@ -447,12 +397,12 @@ static bool parse_log(const cJSON *obj, struct meas_log *out, char *why, size_t 
 	if (arr == NULL)
 		return false;
 	if (!cJSON_IsArray(arr)) {
-		whyf(why, cap, "measurements: not an array");
+		gd_whyf(why, cap, "measurements: not an array");
 		return false;
 	}
 	n = cJSON_GetArraySize(arr);
 	if (n > MEAS_MAX) {
-		whyf(why, cap, "measurements: %d items, more than %d", n, MEAS_MAX);
+		gd_whyf(why, cap, "measurements: %d items, more than %d", n, MEAS_MAX);
 		return false;
 	}
 	cJSON_ArrayForEach (it, arr) {
@@ -463,8 +413,8 @@ static bool parse_log(const cJSON *obj, struct meas_log *out, char *why, size_t 
 	hex = member_string(obj, "register", "register", why, cap);
 	if (hex == NULL)
 		return false;
-	if (!hex_decode(hex, out->reg, 32)) {
-		whyf(why, cap, "register: not 64 hex digits");
+	if (!gd_hex_decode(hex, out->reg, 32, '\0')) {
+		gd_whyf(why, cap, "register: not 64 hex digits");
 		return false;
 	}
 	return true;
@@ -477,12 +427,12 @@ int meas_log_parse(const char *json, size_t len, struct meas_log *out, char *why
 	int err = GD_EPROTO;
 
 	if (log == NULL) {
-		whyf(why, cap, "out of memory");
+		gd_whyf(why, cap, "out of memory");
 		return GD_ENOMEM;
 	}
 	root = parse_exact(json, len);
 	if (root == NULL) {
-		whyf(why, cap, "not a JSON object");
+		gd_whyf(why, cap, "not a JSON object");
 		goto out;
 	}
 	if (!parse_log(root, log, why, cap))
@@ -566,7 +516,7 @@ static bool parse_name(const cJSON *obj, struct evidence *ev, char *why, size_t 
 	if (s == NULL)
 		return false;
 	if (!conf_valid_name(s)) {
-		whyf(why, cap, "name: not a device name (1 to 63 of A-Z a-z 0-9 _ . -)");
+		gd_whyf(why, cap, "name: not a device name (1 to 63 of A-Z a-z 0-9 _ . -)");
 		return false;
 	}
 	strcpy(ev->name, s);
@@ -580,14 +530,14 @@ static bool parse_sw(const cJSON *obj, struct evidence *ev, char *why, size_t ca
 	if (s == NULL)
 		return false;
 	if (!printable(s, 64)) {
-		whyf(why, cap, "swname: not a name of 1 to 63 printable characters");
+		gd_whyf(why, cap, "swname: not a name of 1 to 63 printable characters");
 		return false;
 	}
 	s = member_string(obj, "swversion", "swversion", why, cap);
 	if (s == NULL)
 		return false;
 	if (!printable(s, sizeof(ev->swversion))) {
-		whyf(why, cap, "swversion: not a version of 1 to %zu printable characters",
+		gd_whyf(why, cap, "swversion: not a version of 1 to %zu printable characters",
 		     sizeof(ev->swversion) - 1);
 		return false;
 	}
@@ -604,7 +554,7 @@ static bool parse_op_pub(const cJSON *obj, struct evidence *ev, char *why, size_
 		return false;
 	/* Only the form here; whether it is a P-256 key is the service's step 7 (bad_key). */
 	if (strnlen(s, ATTEST_PEM_MAX) >= ATTEST_PEM_MAX || strncmp(s, head, strlen(head)) != 0) {
-		whyf(why, cap, "op_pub: not a PEM public key under %d bytes", ATTEST_PEM_MAX);
+		gd_whyf(why, cap, "op_pub: not a PEM public key under %d bytes", ATTEST_PEM_MAX);
 		return false;
 	}
 	strcpy(ev->op_pub, s);
@@ -618,7 +568,7 @@ static bool claims_parse(const char *claims, struct evidence *ev, char *why, siz
 	bool ok = false;
 
 	if (obj == NULL || !cJSON_IsObject(obj)) {
-		whyf(why, cap, "evidence: not a JSON object");
+		gd_whyf(why, cap, "evidence: not a JSON object");
 		goto out;
 	}
 	ok = member_b64(obj, "eat_nonce", ev->nonce, NONCE_LEN, why, cap) &&
@@ -628,7 +578,7 @@ static bool claims_parse(const char *claims, struct evidence *ev, char *why, siz
 	     parse_log(obj, &ev->log, why, cap) && parse_op_pub(obj, ev, why, cap);
 	/* The UEID's first byte is its type: 0x01, RAND (RFC 9711), the only one we issue. */
 	if (ok && ev->ueid[0] != 0x01) {
-		whyf(why, cap, "ueid: type 0x%02x, expected 0x01", ev->ueid[0]);
+		gd_whyf(why, cap, "ueid: type 0x%02x, expected 0x01", ev->ueid[0]);
 		ok = false;
 	}
 out:
@@ -650,7 +600,7 @@ static bool envelope_members(const cJSON *env, const char **claims, uint8_t *sig
 	if (alg == NULL)
 		return false;
 	if (strcmp(alg, "ES256") != 0) {
-		whyf(why, cap, "alg: not \"ES256\"");
+		gd_whyf(why, cap, "alg: not \"ES256\"");
 		return false;
 	}
 	sig64 = member_string(env, "sig", "sig", why, cap);
@@ -658,7 +608,7 @@ static bool envelope_members(const cJSON *env, const char **claims, uint8_t *sig
 		return false;
 	n = b64url_decode(sig64, sig, SIG_MAX);
 	if (n <= 0) {
-		whyf(why, cap, "sig: not base64url of 1 to %d bytes", SIG_MAX);
+		gd_whyf(why, cap, "sig: not base64url of 1 to %d bytes", SIG_MAX);
 		return false;
 	}
 	*siglen = (size_t)n;
@@ -678,12 +628,12 @@ int evidence_envelope_parse(const char *json, size_t len, struct evidence *ev, c
 
 	*claims = NULL;
 	if (tmp == NULL) {
-		whyf(why, cap, "out of memory");
+		gd_whyf(why, cap, "out of memory");
 		return GD_ENOMEM;
 	}
 	env = parse_exact(json, len);
 	if (env == NULL) {
-		whyf(why, cap, "envelope: not a JSON object");
+		gd_whyf(why, cap, "envelope: not a JSON object");
 		goto out;
 	}
 	if (!envelope_members(env, &text, sigbuf, &n, why, cap) ||
@@ -691,7 +641,7 @@ int evidence_envelope_parse(const char *json, size_t len, struct evidence *ev, c
 		goto out;
 	copy = strdup(text);
 	if (copy == NULL) {
-		whyf(why, cap, "out of memory");
+		gd_whyf(why, cap, "out of memory");
 		err = GD_ENOMEM;
 		goto out;
 	}

@@ -462,7 +462,7 @@ Test(service, reference_add_list_remove)
 	json = meas_log_json(&log);
 	cr_assert_eq(reference_add(svc_dir, json, strlen(json), NULL, label, why, sizeof(why)), 0,
 		     "%s", why);
-	service_hex(log.reg, 32, reg_hex);
+	gd_hex_encode(log.reg, 32, reg_hex);
 	cr_assert_eq(strlen(label), 12);
 	cr_assert_eq(strncmp(label, reg_hex, 12), 0);
 	cr_assert_neq(reference_add(svc_dir, json, strlen(json), NULL, label, why, sizeof(why)), 0,
