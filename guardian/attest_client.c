@@ -554,3 +554,22 @@ size_t attest_health(struct gateway *gw, char *buf, size_t cap)
 	r = snprintf(buf + n, n < cap ? cap - n : 0, "}");
 	return n + (r > 0 ? (size_t)r : 0);
 }
+
+void attest_describe(struct gateway *gw, char *out, size_t cap)
+{
+	struct attest_client *ac = gw->attest;
+
+	if (ac == NULL) {
+		snprintf(out, cap, "%s", "");
+		return;
+	}
+	pthread_mutex_lock(&ac->lock);
+	if (strcmp(ac->state, "attested") == 0)
+		snprintf(out, cap, "attested");
+	else if (ac->last_reason[0] != '\0')
+		snprintf(out, cap, "attestation %s: %s: %s", ac->state, ac->last_reason,
+			 ac->last_detail);
+	else
+		snprintf(out, cap, "attestation %s", ac->state);
+	pthread_mutex_unlock(&ac->lock);
+}

@@ -68,6 +68,14 @@ static void p_status(void *ctx, struct console_status *out)
 	out->last_publish_ms = us.last_publish_ms;
 	snprintf(out->uplink_error, sizeof(out->uplink_error), "%s",
 		 us.connected ? "" : us.last_error);
+	/* Held for attestation: that, not a network error, is why it is not connected. */
+	if (!us.connected && gw->attest != NULL) {
+		char what[160];
+
+		attest_describe(gw, what, sizeof(what));
+		if (strcmp(what, "attested") != 0)
+			snprintf(out->uplink_error, sizeof(out->uplink_error), "%s", what);
+	}
 	out->last_error_ms = log_last_problem(out->last_error, sizeof(out->last_error));
 	out->cert_expiry_ms = attest_cert_expiry(gw);
 }

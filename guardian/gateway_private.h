@@ -78,6 +78,8 @@ void attest_stop(struct gateway *gw);
 void attest_trigger(struct gateway *gw);
 /* UTC ms when the operational certificate expires; 0 when there is none. */
 int64_t attest_cert_expiry(struct gateway *gw);
+/* One line for people: "attested", or the state and the last refusal ("" without attestation). */
+void attest_describe(struct gateway *gw, char *out, size_t cap);
 /* Appends ',"attestation":{...}' to a health document; returns the length. */
 size_t attest_health(struct gateway *gw, char *buf, size_t cap);
 

@@ -119,6 +119,12 @@ Test(attest, one_byte_changed_is_refused_with_the_measurement_named)
 		      "the refusal does not name the policy:\n%s", h_read(h_path("guardian.log")));
 	snprintf(path, sizeof(path), "%s/op.crt", b.state);
 	cr_expect_neq(access(path, F_OK), 0, "a certificate was installed after a refusal");
+	/* A technician at the box sees why telemetry does not flow. */
+	cr_expect_eq(h_sh("printf 'uplink\\r' | %s/guardian console -c %s >%s 2>&1", h_build(),
+			  b.site, h_path("console.out")),
+		     0);
+	cr_expect_geq(h_wait_contains(h_path("console.out"), "measurement_mismatch", 100), 0,
+		      "the console does not say why:\n%s", h_read(h_path("console.out")));
 	h_sleep_ms(1000);
 	cr_expect_eq(h_count(h_path("sub.out"), "/telemetry "), 0, "telemetry left unattested");
 	snprintf(crt, sizeof(crt), "%s/identity.crt", b.state);
