@@ -203,3 +203,40 @@ int adapter_backoff_ms(int min_ms, int max_ms, int failures)
 		d *= 2;
 	return d > max_ms ? max_ms : (int)d;
 }
+
+bool link_retry_due(const struct link_retry *r, int64_t now_ms)
+{
+	return now_ms >= r->retry_at_ms;
+}
+
+void link_retry_failed(struct link_retry *r, struct adapter *a, int64_t now_ms, const char *subsys,
+		       const char *why)
+{
+	r->failures++;
+	r->retry_at_ms =
+		now_ms + adapter_backoff_ms(r->backoff_min_ms, r->backoff_max_ms, r->failures);
+	__atomic_store_n(&a->stats.link_up, 0, __ATOMIC_RELAXED);
+	if (adapter_set_fault(a, "%s", why))
+		log_warnx(subsys, "%s: %s; retrying with backoff", a->name, why);
+}
+
+void link_retry_opened(struct link_retry *r, struct adapter *a)
+{
+	if (r->was_up)
+		__atomic_add_fetch(&a->stats.reconnects, 1, __ATOMIC_RELAXED);
+	r->was_up = true;
+	r->failures = 0;
+	__atomic_store_n(&a->stats.link_up, 1, __ATOMIC_RELAXED);
+	adapter_clear_fault(a);
+}
+
+void link_retry_lost(struct link_retry *r, struct adapter *a, int64_t now_ms, const char *subsys,
+		     const char *what, const char *why)
+{
+	r->failures = 1;
+	r->retry_at_ms = now_ms + r->backoff_min_ms;
+	__atomic_store_n(&a->stats.link_up, 0, __ATOMIC_RELAXED);
+	__atomic_add_fetch(&a->stats.io_errors, 1, __ATOMIC_RELAXED);
+	if (adapter_set_fault(a, "%s: %s", what, why))
+		log_warnx(subsys, "%s: %s: %s; reopening with backoff", a->name, what, why);
+}

@@ -212,4 +212,27 @@ int64_t adapter_get_fault(struct adapter *a, char *buf, size_t cap);
 /* The wait before retry number 'failures' (1, 2, ...): min_ms doubled each time, up to max_ms. */
 int adapter_backoff_ms(int min_ms, int max_ms, int failures);
 
+/*
+ * A link an adapter keeps open (a serial port, a CAN socket): when to try
+ * again after a failure, with doubling backoff; the fault shown in health and
+ * logged once per change; link_up, reconnects and io_errors counted.
+ */
+struct link_retry {
+	int backoff_min_ms, backoff_max_ms;
+	int failures;
+	int64_t retry_at_ms; /* monotonic; no attempt before */
+	bool was_up;	     /* a later open counts as a reconnect */
+};
+
+/* Whether an attempt to open is due at 'now_ms'. */
+bool link_retry_due(const struct link_retry *r, int64_t now_ms);
+/* An attempt failed ('why', shown as the fault): the next waits longer. */
+void link_retry_failed(struct link_retry *r, struct adapter *a, int64_t now_ms, const char *subsys,
+		       const char *why);
+/* The link opened: counted, fault cleared. */
+void link_retry_opened(struct link_retry *r, struct adapter *a);
+/* An open link failed ("<what>: <why>" as the fault); retried after backoff_min_ms. */
+void link_retry_lost(struct link_retry *r, struct adapter *a, int64_t now_ms, const char *subsys,
+		     const char *what, const char *why);
+
 #endif

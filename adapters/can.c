@@ -53,14 +53,11 @@ struct can_backend {
 	struct serial_link link; /* SLCAN */
 	char *interface;	 /* SocketCAN */
 	int sock;
-	int sock_failures;
-	int64_t sock_retry_at_ms;
-	bool sock_was_up;
+	struct link_retry sock_retry;
 	int bitrate;
 	bool listen_only;
 	int timeout_ms;
 	int batch_ms; /* samples are sent together for this long (0: after every read) */
-	int backoff_min_ms, backoff_max_ms;
 
 	struct can_point *cpoints;
 	struct can_message *msgs; /* sorted by key */
@@ -492,8 +489,8 @@ static int can_configure(struct adapter *a, struct conf *c, const void *json_obj
 	errors = conf_read_object(c, obj, path, socketcan ? socketcan_keys : slcan_keys, &cc);
 	b->transport = cc.transport;
 	b->link.set = cc.port;
-	b->link.backoff_min_ms = b->backoff_min_ms = cc.backoff_min_ms;
-	b->link.backoff_max_ms = b->backoff_max_ms = cc.backoff_max_ms;
+	b->link.retry.backoff_min_ms = b->sock_retry.backoff_min_ms = cc.backoff_min_ms;
+	b->link.retry.backoff_max_ms = b->sock_retry.backoff_max_ms = cc.backoff_max_ms;
 	b->interface = cc.interface;
 	b->bitrate = cc.bitrate;
 	b->listen_only = cc.listen_only;
@@ -827,12 +824,7 @@ static void link_lost(struct adapter *a, struct can_backend *b, int64_t now, con
 	}
 	close(b->sock);
 	b->sock = -1;
-	b->sock_failures = 1;
-	b->sock_retry_at_ms = now + b->backoff_min_ms;
-	__atomic_store_n(&a->stats.link_up, 0, __ATOMIC_RELAXED);
-	__atomic_add_fetch(&a->stats.io_errors, 1, __ATOMIC_RELAXED);
-	if (adapter_set_fault(a, "%s: %s", b->interface, why))
-		log_warnx(SUBSYS, "%s: %s: %s; reopening with backoff", a->name, b->interface, why);
+	link_retry_lost(&b->sock_retry, a, now, SUBSYS, b->interface, why);
 }
 
 static bool socketcan_up(struct adapter *a, struct can_backend *b, int64_t now)
@@ -841,23 +833,14 @@ static bool socketcan_up(struct adapter *a, struct can_backend *b, int64_t now)
 
 	if (b->sock >= 0)
 		return true;
-	if (now < b->sock_retry_at_ms)
+	if (!link_retry_due(&b->sock_retry, now))
 		return false;
 	if (socketcan_open(b, why, sizeof(why)) != 0) {
-		b->sock_failures++;
-		b->sock_retry_at_ms = now + adapter_backoff_ms(b->backoff_min_ms, b->backoff_max_ms,
-							       b->sock_failures);
-		if (adapter_set_fault(a, "%s", why))
-			log_warnx(SUBSYS, "%s: %s; retrying with backoff", a->name, why);
+		link_retry_failed(&b->sock_retry, a, now, SUBSYS, why);
 		return false;
 	}
-	if (b->sock_was_up)
-		__atomic_add_fetch(&a->stats.reconnects, 1, __ATOMIC_RELAXED);
-	b->sock_was_up = true;
-	b->sock_failures = 0;
+	link_retry_opened(&b->sock_retry, a);
 	b->opened = true;
-	__atomic_store_n(&a->stats.link_up, 1, __ATOMIC_RELAXED);
-	adapter_clear_fault(a);
 	log_info(SUBSYS, "%s: SocketCAN %s open, %zu frame filters", a->name, b->interface,
 		 b->nmsgs);
 	return true;
@@ -877,9 +860,10 @@ static bool link_up(struct adapter *a, struct can_backend *b, int64_t now)
 	if (slcan_start(b, why, sizeof(why)) != 0) {
 		serial_link_down(&b->link, a, now, SUBSYS, why);
 		/* Not a hang-up: back off like a failed open. */
-		b->link.failures = 2;
-		b->link.retry_at_ms =
-			now + adapter_backoff_ms(b->backoff_min_ms, b->backoff_max_ms, 2);
+		b->link.retry.failures = 2;
+		b->link.retry.retry_at_ms =
+			now + adapter_backoff_ms(b->link.retry.backoff_min_ms,
+						 b->link.retry.backoff_max_ms, 2);
 		return false;
 	}
 	log_info(SUBSYS, "%s: SLCAN channel open at %d bit/s%s", a->name, b->bitrate,
@@ -889,7 +873,7 @@ static bool link_up(struct adapter *a, struct can_backend *b, int64_t now)
 
 static int64_t retry_at(const struct can_backend *b)
 {
-	return b->transport == CAN_SLCAN ? b->link.retry_at_ms : b->sock_retry_at_ms;
+	return b->transport == CAN_SLCAN ? b->link.retry.retry_at_ms : b->sock_retry.retry_at_ms;
 }
 
 /* ---- polling ------------------------------------------------------------------------------- */
@@ -1029,7 +1013,7 @@ static int can_open(struct adapter *a)
 {
 	struct can_backend *b = a->backend_data;
 
-	b->link.retry_at_ms = b->sock_retry_at_ms = 0;
+	b->link.retry.retry_at_ms = b->sock_retry.retry_at_ms = 0;
 	return link_up(a, b, gd_mono_ms()) ? 0 : GD_EIO;
 }
 

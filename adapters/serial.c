@@ -296,22 +296,13 @@ bool serial_link_up(struct serial_link *l, struct adapter *a, int64_t now_ms, co
 
 	if (l->port != NULL)
 		return true;
-	if (now_ms < l->retry_at_ms)
+	if (!link_retry_due(&l->retry, now_ms))
 		return false;
 	if (serial_open(&l->port, &l->set, why, sizeof(why)) != 0) {
-		l->failures++;
-		l->retry_at_ms = now_ms + adapter_backoff_ms(l->backoff_min_ms, l->backoff_max_ms,
-							     l->failures);
-		if (adapter_set_fault(a, "%s", why))
-			log_warnx(subsys, "%s: %s; retrying with backoff", a->name, why);
+		link_retry_failed(&l->retry, a, now_ms, subsys, why);
 		return false;
 	}
-	if (l->was_up)
-		__atomic_add_fetch(&a->stats.reconnects, 1, __ATOMIC_RELAXED);
-	l->was_up = true;
-	l->failures = 0;
-	__atomic_store_n(&a->stats.link_up, 1, __ATOMIC_RELAXED);
-	adapter_clear_fault(a);
+	link_retry_opened(&l->retry, a);
 	log_info(subsys, "%s: %s open, %d %d%c%d (%s)", a->name, l->set.device, l->set.baud,
 		 l->set.data_bits, "NEO"[l->set.parity], l -> set.stop_bits,
 		 serial_backend(l->port));
@@ -323,11 +314,5 @@ void serial_link_down(struct serial_link *l, struct adapter *a, int64_t now_ms, 
 {
 	serial_close(l->port);
 	l->port = NULL;
-	l->failures = 1;
-	l->retry_at_ms = now_ms + l->backoff_min_ms;
-	__atomic_store_n(&a->stats.link_up, 0, __ATOMIC_RELAXED);
-	__atomic_add_fetch(&a->stats.io_errors, 1, __ATOMIC_RELAXED);
-	if (adapter_set_fault(a, "%s: %s", l->set.device, why))
-		log_warnx(subsys, "%s: %s: %s; reopening with backoff", a->name, l->set.device,
-			  why);
+	link_retry_lost(&l->retry, a, now_ms, subsys, l->set.device, why);
 }

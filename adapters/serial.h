@@ -9,6 +9,7 @@
 #include <sys/types.h>
 
 #include "../guardian/guardian.h"
+#include "adapter.h"
 
 enum serial_parity { SERIAL_PARITY_NONE, SERIAL_PARITY_EVEN, SERIAL_PARITY_ODD };
 enum serial_flow { SERIAL_FLOW_NONE, SERIAL_FLOW_RTSCTS, SERIAL_FLOW_XONXOFF, SERIAL_FLOW_DTRDSR };
@@ -81,18 +82,14 @@ void serial_close(struct serial_port *p);
 
 /*
  * A serial link that an adapter keeps open: opened when due, closed when the
- * line hangs up, reopened with doubling backoff, the fault shown in health
- * and logged once per change. Used by the UART and SLCAN transports.
+ * line hangs up, reopened with backoff (struct link_retry). Used by the UART
+ * and SLCAN transports.
  */
-struct adapter;
 
 struct serial_link {
 	struct serial_settings set;
-	int backoff_min_ms, backoff_max_ms;
 	struct serial_port *port; /* NULL while down */
-	int failures;
-	int64_t retry_at_ms; /* monotonic */
-	bool was_up;	     /* a later open counts as a reconnect */
+	struct link_retry retry;
 };
 
 /*

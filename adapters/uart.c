@@ -574,8 +574,8 @@ static int uart_configure(struct adapter *a, struct conf *c, const void *json_ob
 	a->backend_data = b;
 	errors = conf_read_object(c, obj, path, uart_keys, &uc);
 	b->link.set = uc.port;
-	b->link.backoff_min_ms = uc.backoff_min_ms;
-	b->link.backoff_max_ms = uc.backoff_max_ms;
+	b->link.retry.backoff_min_ms = uc.backoff_min_ms;
+	b->link.retry.backoff_max_ms = uc.backoff_max_ms;
 	b->regex_default = uc.regex;
 	b->poll_interval_ms = uc.poll_interval_ms;
 	b->response_timeout_ms = uc.response_timeout_ms;
@@ -623,7 +623,7 @@ static int uart_open(struct adapter *a)
 {
 	struct uart_backend *b = a->backend_data;
 
-	b->link.retry_at_ms = 0;
+	b->link.retry.retry_at_ms = 0;
 	return serial_link_up(&b->link, a, gd_mono_ms(), SUBSYS) ? 0 : GD_EIO;
 }
 
@@ -882,7 +882,7 @@ down:
 		b->down_reported = true;
 		emit_all(a, b, QUALITY_DISCONNECTED, 0);
 	}
-	a->next_due_ms = b->link.retry_at_ms;
+	a->next_due_ms = b->link.retry.retry_at_ms;
 	return GD_ENOTCONN;
 }
 

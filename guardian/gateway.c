@@ -134,7 +134,12 @@ static void emit_chunk(struct runner *r, const struct sample *samples, size_t ns
 			gw->current[samples[i].point_id].kind = VALUE_KIND_NONE;
 		last->quality = samples[i].quality;
 		last->ts_ms = samples[i].ts_ms;
-		gateway_value_json(last->value, sizeof(last->value), &samples[i].value);
+		last->value = samples[i].value;
+		/* The adapter's string lives only during this call: keep a copy. */
+		if (last->value.kind == VALUE_KIND_STRING) {
+			snprintf(last->text, sizeof(last->text), "%s", last->value.s);
+			last->value.s = last->text;
+		}
 	}
 	pthread_mutex_unlock(&gw->current_lock);
 	pthread_rwlock_rdlock(&gw->policy_lock);

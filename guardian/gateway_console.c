@@ -18,7 +18,7 @@
 
 #define SUBSYS		 "console"
 #define MAX_CLIENTS	 4
-#define TICK_MS		 200
+#define TICK_MS		 500
 #define SERIAL_RETRY_MS	 2000
 #define WRITE_TIMEOUT_MS 200
 
@@ -171,8 +171,10 @@ static size_t p_points(void *ctx, const char *glob, struct console_point *out, s
 		o->ts_ms = l->ts_ms;
 		snprintf(o->quality, sizeof(o->quality), "%s",
 			 l->ts_ms == 0 ? "-" : quality_names[l->quality]);
-		snprintf(o->value, sizeof(o->value), "%s",
-			 l->ts_ms == 0 || strcmp(l->value, "null") == 0 ? "-" : l->value);
+		if (l->ts_ms == 0 || l->value.kind == VALUE_KIND_NONE)
+			snprintf(o->value, sizeof(o->value), "-");
+		else
+			gateway_value_json(o->value, sizeof(o->value), &l->value);
 	}
 	pthread_mutex_unlock(&gw->current_lock);
 	return n;

@@ -57,11 +57,12 @@ struct gateway {
 	bool command_started;
 };
 
-/* A point's last reading, as the console shows it. */
+/* A point's last reading, for the console; formatted only when it asks. */
 struct point_last {
 	enum quality quality;
-	int64_t ts_ms;	/* UTC; 0 never read */
-	char value[48]; /* as JSON text */
+	int64_t ts_ms;	    /* UTC; 0 never read */
+	struct value value; /* a string points to 'text' */
+	char text[48];	    /* a string value, cut to fit */
 };
 
 /* Starts the console: the serial port of the config, if any, and the local socket. */
