@@ -14,7 +14,7 @@ LDFLAGS += -fsanitize=address,undefined
 endif
 LIBS    = -lpaho-mqtt3as -lmbedtls -lmbedx509 -lmbedcrypto -lcjson -lmodbus -lserialport -lpthread -lm
 
-CORE_SRC  = $(filter-out guardian/main.c,$(wildcard guardian/*.c)) $(wildcard adapters/*.c) \
+CORE_SRC  = $(wildcard base/*.c) $(filter-out guardian/main.c,$(wildcard guardian/*.c)) $(wildcard adapters/*.c) \
             $(wildcard policy/*.c) $(wildcard uplink/*.c)
 CORE_OBJ  = $(CORE_SRC:%.c=$(BUILD)/obj/%.o)
 HARN_SRC  = $(wildcard tests/harness/*.c)
@@ -94,7 +94,7 @@ bench: deps
 FUZZ_SECONDS ?= 60
 FUZZ_CFLAGS = -g -O1 -std=c11 -D_GNU_SOURCE -fsanitize=fuzzer,address,undefined \
               $(shell pkg-config --cflags libcjson)
-FUZZ_CORE = guardian/conf.c guardian/log.c guardian/errors.c guardian/file.c guardian/clock.c \
+FUZZ_CORE = base/json.c guardian/conf.c guardian/log.c guardian/errors.c guardian/file.c guardian/clock.c \
             guardian/text.c
 
 $(BUILD)/fuzz_policy: fuzz/fuzz_policy.c policy/policy.c $(FUZZ_CORE)
