@@ -31,8 +31,12 @@ static void usage(FILE *out)
 		     "       guardian policy explain -c FILE POINT [VALUE]\n"
 		     "                                which rule decides POINT; what it does with "
 		     "VALUE\n"
-		     "       guardian audit verify -c FILE\n"
-		     "                                check the audit log's hash chain\n"
+		     "       guardian audit verify -c FILE [--head SEQ:MAC]\n"
+		     "                                check every record of the audit log; with\n"
+		     "                                --head, also that it still holds the head\n"
+		     "                                (seq and MAC) last published in health or\n"
+		     "                                on the audit topic: a cut or rewritten log\n"
+		     "                                does not\n"
 		     "       guardian dbc import [--short-names] [--j1939] FILE.dbc\n"
 		     "                                print a DBC file's signals as CAN points;\n"
 		     "                                lines it does not use are named on stderr\n"
@@ -168,26 +172,87 @@ static struct value parse_value(const char *text)
 	return (struct value){ .kind = VALUE_KIND_STRING, .s = text };
 }
 
-static int cmd_audit_verify(const char *file)
+/* Prints one problem of the audit log, as audit_check finds it. */
+static void print_audit_problem(void *ctx, long line, const char *why)
 {
-	struct gd_config *cfg = load(file);
-	char path[1024], why[512] = "";
-	long bad;
+	(void)ctx;
+	(void)line;
+	printf("%s\n", why);
+}
 
+/*
+ * Reads "SEQ:MAC" (a seq from 1 and 64 hex digits, either case) into 'seq' and
+ * 'mac' (lowercase). Returns 0, or -1 if 'text' is not that.
+ */
+static int parse_audit_head(const char *text, uint64_t *seq, char mac[65])
+{
+	unsigned long long n;
+	char *end;
+
+	if (text[0] < '0' || text[0] > '9')
+		return -1;
+	errno = 0;
+	n = strtoull(text, &end, 10);
+	if (errno != 0 || n == 0 || *end != ':' || strlen(end + 1) != 64)
+		return -1;
+	for (size_t i = 0; i < 64; i++) {
+		int digit = gd_hex_digit(end[1 + i]);
+
+		if (digit < 0)
+			return -1;
+		mac[i] = "0123456789abcdef"[digit];
+	}
+	mac[64] = '\0';
+	*seq = n;
+	return 0;
+}
+
+/*
+ * guardian audit verify: one line per problem, a note on records from before
+ * the key, a summary. 0 only when every record checks (and the head, if
+ * given, is in the log); 1 otherwise; 2 for a malformed --head.
+ */
+static int cmd_audit_verify(const char *file, const char *head)
+{
+	struct gd_config *cfg;
+	struct audit_result res;
+	uint64_t head_seq = 0;
+	char path[1024], head_mac[65] = "", why[512] = "";
+
+	if (head != NULL && parse_audit_head(head, &head_seq, head_mac) != 0) {
+		fprintf(stderr,
+			"guardian audit verify: --head \"%s\": expected SEQ:MAC, the seq (from 1) "
+			"and the 64 hex digits of a record's MAC as published in health or on the "
+			"audit topic\n",
+			head);
+		return 2;
+	}
+	cfg = load(file);
 	if (cfg == NULL)
 		return 1;
 	snprintf(path, sizeof(path), "%s/audit.log", cfg->state_dir);
 	gd_config_free(cfg);
-	bad = audit_verify(path, why, sizeof(why));
-	if (bad == 0) {
-		printf("audit log OK: %s\n", path);
-		return 0;
-	}
-	if (bad < 0)
+	if (audit_check(path, head_seq, head_mac, print_audit_problem, NULL, &res, why,
+			sizeof(why)) != 0) {
 		fprintf(stderr, "%s: cannot verify: %s\n", path, why);
-	else
-		fprintf(stderr, "%s: %s\n", path, why);
-	return 1;
+		return 1;
+	}
+	if (res.unkeyed > 0)
+		printf("note: %llu record%s up to line %ld %s from before the audit key "
+		       "(plain SHA-256 \"hash\", no MAC): %s\n",
+		       (unsigned long long)res.unkeyed, res.unkeyed == 1 ? "" : "s",
+		       res.unkeyed_last_line, res.unkeyed == 1 ? "is" : "are",
+		       res.unkeyed_anchored ? "the keyed record after them vouches for them"
+					    : "no keyed record follows, so anyone who can write "
+					      "the file could have rewritten them");
+	printf("audit log%s: %llu record%s checked, %llu problem%s (%s)\n",
+	       res.problems == 0 ? " OK" : "", (unsigned long long)res.records,
+	       res.records == 1 ? "" : "s", (unsigned long long)res.problems,
+	       res.problems == 1 ? "" : "s", path);
+	if (res.head_line != 0)
+		printf("last intact record: line %ld, head %llu:%s\n", res.head_line,
+		       (unsigned long long)res.head_seq, res.head_mac);
+	return res.problems == 0 ? 0 : 1;
 }
 
 static int cmd_explain(const char *file, int argc, char **argv)
@@ -422,10 +487,11 @@ int main(int argc, char **argv)
 		{ "config", required_argument, NULL, 'c' },
 		{ "verbose", no_argument, NULL, 'v' },
 		{ "json", no_argument, NULL, 'j' },
+		{ "head", required_argument, NULL, 'H' },
 		{ "help", no_argument, NULL, 'h' },
 		{ NULL, 0, NULL, 0 },
 	};
-	const char *cmd, *file = NULL;
+	const char *cmd, *file = NULL, *head = NULL;
 	bool verbose = false, json = false;
 	int ch;
 
@@ -479,6 +545,9 @@ int main(int argc, char **argv)
 		case 'j':
 			json = true;
 			break;
+		case 'H':
+			head = optarg;
+			break;
 		case 'h':
 			usage(stdout);
 			return 0;
@@ -492,10 +561,14 @@ int main(int argc, char **argv)
 		usage(stderr);
 		return 2;
 	}
+	if (head != NULL && strcmp(cmd, "audit verify") != 0) {
+		fprintf(stderr, "guardian %s: --head is for audit verify only\n", cmd);
+		return 2;
+	}
 	if (strcmp(cmd, "check") == 0)
 		return cmd_check(file);
 	if (strcmp(cmd, "audit verify") == 0)
-		return cmd_audit_verify(file);
+		return cmd_audit_verify(file, head);
 	if (strcmp(cmd, "policy explain") == 0)
 		return cmd_explain(file, argc - optind, argv + optind);
 	if (strcmp(cmd, "run") == 0)

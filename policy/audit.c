@@ -1,65 +1,226 @@
-/* audit.c: the hash-chained, append-only audit log (JSON lines) and its verifier. */
+/* audit.c: the keyed, hash-chained, append-only audit log (JSON lines) and its verifier. */
 #include <errno.h>
 #include <fcntl.h>
 #include <inttypes.h>
+#include <limits.h>
 #include <pthread.h>
+#include <stdarg.h>
 #include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/random.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
 #include <cJSON.h>
+#include <mbedtls/constant_time.h>
+#include <mbedtls/md.h>
+#include <mbedtls/platform_util.h>
 #include <mbedtls/sha256.h>
 
 #include "policy.h"
 
+#define SUBSYS		 "audit"
 #define AUDIT_RECORD_MAX 8192 /* bytes of one record, without its '\n' */
-#define HASH_HEX_LEN	 64
-#define HASH_TAIL	 ",\"hash\":\""
-#define HASH_TAIL_LEN	 (sizeof(HASH_TAIL) - 1)
-/* ,"hash":"<64 hex>"} */
-#define RECORD_TAIL_LEN (HASH_TAIL_LEN + HASH_HEX_LEN + 2)
+#define AUDIT_KEY_FILE	 "audit.key"
+#define AUDIT_KEY_LEN	 32 /* bytes of HMAC-SHA256 key */
+#define MAC_LEN		 32
+#define MAC_HEX_LEN	 64
+#define MAC_TAIL	 ",\"mac\":\""
+#define HASH_TAIL	 ",\"hash\":\"" /* a record from before the key: plain SHA-256 */
+/* The bytes of a tail: ,"mac":"<64 hex>"} */
+#define TAIL_LEN(tail) (sizeof(tail) - 1 + MAC_HEX_LEN + 2)
+#define WHY_MAX	       320
 
-static const char zero_hash[HASH_HEX_LEN + 1] =
+static const char zero_mac[MAC_HEX_LEN + 1] =
 	"0000000000000000000000000000000000000000000000000000000000000000";
 
 struct audit {
 	pthread_mutex_t lock;
 	int fd;
+	uint8_t key[AUDIT_KEY_LEN];
 	uint64_t seq;			  /* of the last record in the chain; 0 = none yet */
-	char prev[HASH_HEX_LEN + 1];	  /* its hash, or zeros */
+	char prev[MAC_HEX_LEN + 1];	  /* its MAC (or an old record's hash), or zeros */
 	bool need_newline;		  /* the file does not end with '\n' (torn write) */
 	char last[AUDIT_RECORD_MAX + 1];  /* the last record written, for audit_last() */
 	char build[AUDIT_RECORD_MAX + 2]; /* the record being written, with its '\n' */
 };
 
-/* The end of a chain as read from a file: the last record whose seq and hash could be read. */
-struct chain_end {
-	uint64_t seq;
-	char hash[HASH_HEX_LEN + 1];
-	long line; /* its line number, 0 if none */
-};
+/* ---- the key ------------------------------------------------------------------------------ */
 
-/* Writes SHA-256 of 'len' bytes at 'data' as 64 lowercase hex digits and a NUL into 'hex'. */
-static void sha256_hex(const char *data, size_t len, char hex[HASH_HEX_LEN + 1])
+/* The key's path, beside the log: <directory of 'log_path'>/audit.key. 0 or GD_EINVAL. */
+static int key_path_of(const char *log_path, char *out, size_t cap)
 {
-	static const char digits[] = "0123456789abcdef";
-	unsigned char sum[32];
+	const char *slash = strrchr(log_path, '/');
+	int n;
 
-	/* Cannot fail for SHA-256 in software (mbedTLS 2.28 returns 0 or a HW-accel error). */
-	(void)mbedtls_sha256_ret((const unsigned char *)data, len, sum, 0);
-	for (size_t i = 0; i < sizeof(sum); i++) {
-		hex[2 * i] = digits[sum[i] >> 4];
-		hex[2 * i + 1] = digits[sum[i] & 0x0f];
-	}
-	hex[HASH_HEX_LEN] = '\0';
+	if (slash == NULL)
+		n = snprintf(out, cap, "%s", AUDIT_KEY_FILE);
+	else
+		n = snprintf(out, cap, "%.*s/%s", (int)(slash - log_path), log_path,
+			     AUDIT_KEY_FILE);
+	return n < 0 || (size_t)n >= cap ? GD_EINVAL : 0;
 }
 
-static bool is_hash_hex(const char *s, size_t len)
+/*
+ * Reads the key at 'path': a regular file of exactly 32 bytes that group and
+ * others cannot reach. 0; or GD_EIO (with '*absent' when there is no such
+ * file), GD_EDENIED (open to others), GD_EINVAL (not a 32-byte file), each
+ * with a sentence in 'why'.
+ */
+static int key_load(const char *path, uint8_t key[AUDIT_KEY_LEN], bool *absent, char *why,
+		    size_t cap)
 {
-	if (len != HASH_HEX_LEN)
+	struct stat st;
+	unsigned mode;
+	size_t got = 0;
+	int fd, err = GD_EIO;
+
+	*absent = false;
+	fd = open(path, O_RDONLY | O_CLOEXEC | O_NOFOLLOW);
+	if (fd < 0) {
+		*absent = errno == ENOENT;
+		gd_whyf(why, cap, "%s: %s", path, strerror(errno));
+		return GD_EIO;
+	}
+	if (fstat(fd, &st) != 0) {
+		gd_whyf(why, cap, "%s: %s", path, strerror(errno));
+		goto out;
+	}
+	mode = (unsigned)(st.st_mode & 07777);
+	if (!S_ISREG(st.st_mode) || st.st_size != AUDIT_KEY_LEN) {
+		gd_whyf(why, cap, "%s is not the audit key (expected a file of %d random bytes)",
+			path, AUDIT_KEY_LEN);
+		err = GD_EINVAL;
+		goto out;
+	}
+	if ((mode & 077) != 0) {
+		gd_whyf(why, cap,
+			"%s is %s by %s (mode %04o): whoever reads the audit key can forge the "
+			"log; chmod 600 %s",
+			path, (mode & 044) ? "readable" : "accessible",
+			(mode & 007) ? "others" : "its group", mode, path);
+		err = GD_EDENIED;
+		goto out;
+	}
+	while (got < AUDIT_KEY_LEN) {
+		ssize_t n = read(fd, key + got, AUDIT_KEY_LEN - got);
+
+		if (n < 0 && errno == EINTR)
+			continue;
+		if (n <= 0) {
+			gd_whyf(why, cap, "%s: %s", path,
+				n < 0 ? strerror(errno) : "shorter than 32 bytes");
+			goto out;
+		}
+		got += (size_t)n;
+	}
+	err = 0;
+out:
+	close(fd);
+	return err;
+}
+
+/* Writes all of 'len' bytes. 0, or -1 with errno. */
+static int write_all(int fd, const void *data, size_t len)
+{
+	const char *p = data;
+
+	while (len > 0) {
+		ssize_t n = write(fd, p, len);
+
+		if (n < 0 && errno == EINTR)
+			continue;
+		if (n < 0)
+			return -1;
+		p += n;
+		len -= (size_t)n;
+	}
+	return 0;
+}
+
+/*
+ * Makes a key at 'path' unless one is there: 32 bytes from getrandom, written
+ * to a temporary 0600 file and linked into place (which, like O_EXCL, fails if
+ * the name exists), so no one ever reads half a key. The key is not kept: the
+ * caller loads what is on disk. 0, or GD_EIO with a sentence in 'why'.
+ */
+static int key_create(const char *path, char *why, size_t cap)
+{
+	uint8_t key[AUDIT_KEY_LEN];
+	char tmp[PATH_MAX], dir[PATH_MAX];
+	const char *slash = strrchr(path, '/');
+	size_t got = 0;
+	int fd = -1, err = GD_EIO;
+
+	if ((size_t)snprintf(tmp, sizeof(tmp), "%s.XXXXXX", path) >= sizeof(tmp)) {
+		gd_whyf(why, cap, "%s: path too long", path);
+		goto out;
+	}
+	while (got < AUDIT_KEY_LEN) {
+		ssize_t n = getrandom(key + got, AUDIT_KEY_LEN - got, 0);
+
+		if (n < 0 && errno == EINTR)
+			continue;
+		if (n < 0) {
+			gd_whyf(why, cap, "%s: no random bytes for the audit key: %s", path,
+				strerror(errno));
+			goto out;
+		}
+		got += (size_t)n;
+	}
+	fd = mkostemp(tmp, O_CLOEXEC); /* 0600 */
+	if (fd < 0) {
+		gd_whyf(why, cap, "%s: %s", tmp, strerror(errno));
+		goto out;
+	}
+	if (write_all(fd, key, sizeof(key)) != 0 || fsync(fd) != 0) {
+		gd_whyf(why, cap, "%s: %s", tmp, strerror(errno));
+		unlink(tmp);
+		goto out;
+	}
+	close(fd);
+	fd = -1;
+	if (link(tmp, path) != 0 && errno != EEXIST) {
+		gd_whyf(why, cap, "%s: %s", path, strerror(errno));
+		unlink(tmp);
+		goto out;
+	}
+	unlink(tmp);
+	/* The key outlives a power cut only once its directory is synced. */
+	snprintf(dir, sizeof(dir), "%.*s", slash == NULL ? 1 : (int)(slash - path),
+		 slash == NULL ? "." : path);
+	fd = open(dir[0] != '\0' ? dir : "/", O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+	if (fd < 0 || fsync(fd) != 0) {
+		gd_whyf(why, cap, "%s: %s", dir, strerror(errno));
+		goto out;
+	}
+	err = 0;
+out:
+	mbedtls_platform_zeroize(key, sizeof(key));
+	if (fd >= 0)
+		close(fd);
+	return err;
+}
+
+/* ---- one record --------------------------------------------------------------------------- */
+
+/* HMAC-SHA256 of 'len' bytes at 'text' under 'key'. 0 or GD_ENOMEM. */
+static int mac_of(const uint8_t key[AUDIT_KEY_LEN], const char *text, size_t len,
+		  uint8_t mac[MAC_LEN])
+{
+	const mbedtls_md_info_t *md = mbedtls_md_info_from_type(MBEDTLS_MD_SHA256);
+
+	if (md == NULL ||
+	    mbedtls_md_hmac(md, key, AUDIT_KEY_LEN, (const unsigned char *)text, len, mac) != 0)
+		return GD_ENOMEM;
+	return 0;
+}
+
+static bool is_mac_hex(const char *s, size_t len)
+{
+	if (len != MAC_HEX_LEN)
 		return false;
 	for (size_t i = 0; i < len; i++) {
 		if (!((s[i] >= '0' && s[i] <= '9') || (s[i] >= 'a' && s[i] <= 'f')))
@@ -77,6 +238,381 @@ static bool is_event_token(const char *event)
 			return false;
 	}
 	return true;
+}
+
+/* Whether 'len' bytes at 'line' end with 'tail' (of 'tail_len' bytes), 64 hex digits and "}. */
+static bool ends_with(const char *line, size_t len, const char *tail, size_t tail_len)
+{
+	size_t total = tail_len + MAC_HEX_LEN + 2;
+
+	return len >= total && memcmp(line + len - total, tail, tail_len) == 0 &&
+	       is_mac_hex(line + len - MAC_HEX_LEN - 2, MAC_HEX_LEN) && line[len - 2] == '"' &&
+	       line[len - 1] == '}';
+}
+
+/*
+ * Whether 'text' (NUL-terminated) is one JSON object that holds each chain
+ * member (seq, ts, prev, event, mac) once and no "hash": what a verifier and
+ * every other reader can take apart.
+ */
+static bool record_well_formed(const char *text)
+{
+	static const char *const members[] = { "seq", "ts", "prev", "event", "mac" };
+	unsigned seen[sizeof(members) / sizeof(members[0])] = { 0 };
+	cJSON *root = cJSON_ParseWithOpts(text, NULL, 1);
+	const cJSON *item;
+	bool ok = cJSON_IsObject(root);
+
+	cJSON_ArrayForEach (item, root) {
+		if (item->string == NULL || strcmp(item->string, "hash") == 0) {
+			ok = false;
+			continue;
+		}
+		for (size_t i = 0; i < sizeof(members) / sizeof(members[0]); i++) {
+			if (strcmp(item->string, members[i]) == 0)
+				seen[i]++;
+		}
+	}
+	for (size_t i = 0; i < sizeof(members) / sizeof(members[0]); i++) {
+		if (seen[i] != 1)
+			ok = false;
+	}
+	cJSON_Delete(root);
+	return ok;
+}
+
+/* The chain members of one line, as written. */
+struct record {
+	uint64_t seq;
+	char prev[MAC_HEX_LEN + 1];
+	char mac[MAC_HEX_LEN + 1]; /* "mac", or an old record's "hash" */
+	bool keyed;		   /* "mac" (HMAC-SHA256); false: "hash" (plain SHA-256) */
+	size_t body_len;	   /* the bytes the MAC covers: the line before its tail */
+};
+
+/*
+ * Reads the chain members of one line ('len' bytes at 'line', NUL at
+ * line[len]). Returns true, or false with a sentence ("line N: ...") in 'why'.
+ */
+static bool record_read(const char *line, size_t len, long lineno, struct record *r, char *why,
+			size_t cap)
+{
+	cJSON *root = NULL;
+	const cJSON *seq_item, *prev_item, *mac_item;
+	size_t tail_len;
+	bool ok = false;
+
+	if (memchr(line, '\0', len) == NULL)
+		root = cJSON_ParseWithOpts(line, NULL, 1);
+	if (!cJSON_IsObject(root)) {
+		gd_whyf(why, cap, "line %ld: not a JSON record", lineno);
+		goto out;
+	}
+	seq_item = cJSON_GetObjectItemCaseSensitive(root, "seq");
+	prev_item = cJSON_GetObjectItemCaseSensitive(root, "prev");
+	/* 2^53: the largest integer a double (cJSON's number) holds exactly */
+	if (!cJSON_IsNumber(seq_item) || !(seq_item->valuedouble >= 1.0) ||
+	    seq_item->valuedouble > 9007199254740992.0 ||
+	    seq_item->valuedouble != (double)(uint64_t)seq_item->valuedouble) {
+		gd_whyf(why, cap, "line %ld: no \"seq\" (expected a positive integer)", lineno);
+		goto out;
+	}
+	if (!cJSON_IsString(prev_item) ||
+	    !is_mac_hex(prev_item->valuestring, strlen(prev_item->valuestring))) {
+		gd_whyf(why, cap, "line %ld: no \"prev\" (expected 64 lowercase hex digits)",
+			lineno);
+		goto out;
+	}
+	/* The MAC is read from the text: it must be the last member, as written. */
+	r->keyed = ends_with(line, len, MAC_TAIL, sizeof(MAC_TAIL) - 1);
+	tail_len = r->keyed ? TAIL_LEN(MAC_TAIL) : TAIL_LEN(HASH_TAIL);
+	mac_item = cJSON_GetObjectItemCaseSensitive(root, r->keyed ? "mac" : "hash");
+	if (!cJSON_IsString(mac_item) ||
+	    (!r->keyed && !ends_with(line, len, HASH_TAIL, sizeof(HASH_TAIL) - 1))) {
+		gd_whyf(why, cap,
+			"line %ld: no \"mac\" at the end of the record (expected "
+			",\"mac\":\"<64 lowercase hex digits>\"})",
+			lineno);
+		goto out;
+	}
+	r->seq = (uint64_t)seq_item->valuedouble;
+	memcpy(r->prev, prev_item->valuestring, MAC_HEX_LEN + 1);
+	memcpy(r->mac, line + len - MAC_HEX_LEN - 2, MAC_HEX_LEN);
+	r->mac[MAC_HEX_LEN] = '\0';
+	r->body_len = len - tail_len;
+	ok = true;
+out:
+	cJSON_Delete(root);
+	return ok;
+}
+
+/*
+ * Whether the record's MAC (keyed) or hash (an old record) matches its text,
+ * into '*authentic'; compared in constant time. 'key' is needed for a keyed
+ * record. 0 or GD_ENOMEM.
+ */
+static int record_authentic(const struct record *r, const char *line, const uint8_t *key,
+			    bool *authentic)
+{
+	uint8_t written[MAC_LEN], computed[MAC_LEN];
+	int err = 0;
+
+	*authentic = false;
+	if (!gd_hex_decode(r->mac, written, MAC_LEN, '\0'))
+		return 0;
+	if (r->keyed)
+		err = mac_of(key, line, r->body_len, computed);
+	else
+		/* Cannot fail for SHA-256 in software (mbedTLS 2.28: 0 or a HW-accel error). */
+		(void)mbedtls_sha256_ret((const unsigned char *)line, r->body_len, computed, 0);
+	if (err == 0)
+		*authentic = mbedtls_ct_memcmp(written, computed, MAC_LEN) == 0;
+	mbedtls_platform_zeroize(computed, sizeof(computed));
+	return err;
+}
+
+/* ---- the chain ---------------------------------------------------------------------------- */
+
+/* A record a chain can go on from; line 0 is the start (seq 0, MAC zeros). */
+struct link {
+	uint64_t seq;
+	char mac[MAC_HEX_LEN + 1];
+	long line;
+};
+
+/* One walk over a log. */
+struct walk {
+	const uint8_t *key;	/* NULL: there is no key file */
+	const char *key_path;	/* for the sentence when the key is missing */
+	uint64_t published_seq; /* 0: no head to compare with */
+	const char *published_mac;
+	void (*problem)(void *ctx, long line, const char *why);
+	void *ctx;
+	struct audit_result *res;
+	struct link last; /* the last line whose seq and MAC could be read, broken or not */
+	struct link good; /* the last record of the intact chain */
+	bool seen_keyed;  /* an intact keyed record came before */
+	bool published_matched;
+	long published_other; /* the first line holding the published seq with another MAC */
+};
+
+static void report(struct walk *w, long line, const char *fmt, ...)
+	__attribute__((format(printf, 3, 4)));
+
+/* Counts one problem and hands its sentence to the caller. */
+static void report(struct walk *w, long line, const char *fmt, ...)
+{
+	char why[WHY_MAX];
+	va_list ap;
+
+	va_start(ap, fmt);
+	vsnprintf(why, sizeof(why), fmt, ap);
+	va_end(ap);
+	w->res->problems++;
+	if (w->problem != NULL)
+		w->problem(w->ctx, line, why);
+}
+
+static void link_set(struct link *l, const struct record *r, long lineno)
+{
+	l->seq = r->seq;
+	memcpy(l->mac, r->mac, sizeof(l->mac));
+	l->line = lineno;
+}
+
+static bool links_to(const struct record *r, const struct link *to)
+{
+	return r->seq == to->seq + 1 && strcmp(r->prev, to->mac) == 0;
+}
+
+/* Says why an intact record does not follow the line before it. */
+static void report_link(struct walk *w, const struct record *r, long lineno)
+{
+	const struct link *x = &w->last;
+
+	if (x->line == 0 && r->seq != 1)
+		report(w, lineno,
+		       "line %ld: seq %" PRIu64
+		       " where 1 was expected (records were removed at the start)",
+		       lineno, r->seq);
+	else if (x->line == 0)
+		report(w, lineno,
+		       "line %ld: prev is not zeros on the first record (records were removed at "
+		       "the start)",
+		       lineno);
+	else if (r->seq > x->seq + 1)
+		report(w, lineno,
+		       "line %ld: seq %" PRIu64 " follows seq %" PRIu64 " (line %ld): %" PRIu64
+		       " record%s removed or moved",
+		       lineno, r->seq, x->seq, x->line, r->seq - x->seq - 1,
+		       r->seq - x->seq - 1 == 1 ? "" : "s");
+	else if (r->seq <= x->seq)
+		report(w, lineno,
+		       "line %ld: seq %" PRIu64 " follows seq %" PRIu64
+		       " (line %ld): records were reordered or repeated",
+		       lineno, r->seq, x->seq, x->line);
+	else
+		report(w, lineno,
+		       "line %ld: prev does not match line %ld's MAC (a record was removed or "
+		       "replaced)",
+		       lineno, x->line);
+}
+
+/*
+ * Checks one line against the chain so far and moves the chain on. Each
+ * broken line is reported once. A record that is not intact becomes 'last'
+ * (the next line may follow it: then only the changed one is reported); an
+ * intact record that does not follow 'last' but follows 'good' (the lines
+ * between were inserted) is not reported again; an intact record that follows
+ * neither is reported and the chain starts again from it.
+ * 0, or GD_EDENIED (a keyed record but no key) / GD_ENOMEM with 'why'.
+ */
+static int walk_line(struct walk *w, const char *line, size_t len, bool terminated, long lineno,
+		     char *why, size_t why_len)
+{
+	struct record r;
+	char line_why[WHY_MAX];
+	bool authentic;
+	int err;
+
+	w->res->records++;
+	if (!record_read(line, len, lineno, &r, line_why, sizeof(line_why))) {
+		if (!terminated)
+			report(w, lineno,
+			       "line %ld: the last line is incomplete (no newline at its end: a "
+			       "torn "
+			       "write)",
+			       lineno);
+		else
+			report(w, lineno, "%s", line_why);
+		return 0;
+	}
+	if (r.keyed && w->key == NULL) {
+		gd_whyf(why, why_len,
+			"%s is missing, but line %ld has a MAC made with it: restore the key "
+			"(records cannot be checked without it)",
+			w->key_path, lineno);
+		return GD_EDENIED;
+	}
+	err = record_authentic(&r, line, w->key, &authentic);
+	if (err != 0) {
+		gd_whyf(why, why_len, "line %ld: cannot compute its MAC", lineno);
+		return err;
+	}
+	if (w->published_seq != 0 && r.seq == w->published_seq) {
+		if (strcmp(r.mac, w->published_mac) == 0)
+			w->published_matched = true;
+		else if (w->published_other == 0)
+			w->published_other = lineno;
+	}
+	if (!terminated) {
+		report(w, lineno,
+		       "line %ld: the last line is incomplete (no newline at its end: a torn "
+		       "write)",
+		       lineno);
+		link_set(&w->last, &r, lineno);
+		return 0;
+	}
+	if (!authentic) {
+		report(w, lineno, "line %ld: %s does not match its content (record changed)",
+		       lineno, r.keyed ? "MAC" : "hash");
+		link_set(&w->last, &r, lineno);
+		return 0;
+	}
+	if (!r.keyed && w->seen_keyed) {
+		report(w, lineno,
+		       "line %ld: a plain SHA-256 \"hash\" after keyed records: written without "
+		       "the "
+		       "audit key (forged)",
+		       lineno);
+		link_set(&w->last, &r, lineno);
+		return 0;
+	}
+	if (w->good.line != 0 && r.seq <= w->good.seq) {
+		report(w, lineno,
+		       "line %ld: seq %" PRIu64 " after seq %" PRIu64
+		       " (line %ld): a record repeated or out of order",
+		       lineno, r.seq, w->good.seq, w->good.line);
+		link_set(&w->last, &r, lineno);
+		return 0;
+	}
+	if (!links_to(&r, &w->last) && !(w->last.line != w->good.line && links_to(&r, &w->good)))
+		report_link(w, &r, lineno);
+	if (r.keyed && !w->seen_keyed && w->res->unkeyed > 0)
+		w->res->unkeyed_anchored =
+			w->good.line == w->res->unkeyed_last_line && links_to(&r, &w->good);
+	if (r.keyed) {
+		w->seen_keyed = true;
+	} else {
+		w->res->unkeyed++;
+		w->res->unkeyed_last_line = lineno;
+	}
+	link_set(&w->last, &r, lineno);
+	w->good = w->last;
+	return 0;
+}
+
+/* Compares the end of the chain with the head published earlier. */
+static void check_published(struct walk *w)
+{
+	uint64_t s = w->published_seq;
+
+	if (s == 0 || w->published_matched)
+		return;
+	if (w->published_other != 0)
+		report(w, 0,
+		       "head %" PRIu64 ": line %ld holds seq %" PRIu64
+		       " with another MAC than the published head (the log was rewritten from "
+		       "there)",
+		       s, w->published_other, s);
+	else if (w->good.line == 0)
+		report(w, 0,
+		       "head %" PRIu64 ": the log holds no intact record, but seq %" PRIu64
+		       " was published (truncated or replaced)",
+		       s, s);
+	else if (w->good.seq < s)
+		report(w, 0,
+		       "head %" PRIu64 ": the last intact record is seq %" PRIu64
+		       " (line %ld), before the published head: seq %" PRIu64 " to %" PRIu64
+		       " were cut off (truncated tail)",
+		       s, w->good.seq, w->good.line, w->good.seq + 1, s);
+	else
+		report(w, 0,
+		       "head %" PRIu64 ": no record seq %" PRIu64
+		       " in the log, though later ones are there (it was removed)",
+		       s, s);
+}
+
+/*
+ * Walks every line of 'buf' (changing each '\n' into a NUL), then compares
+ * with the published head. Fills w->res. 0, or an error from walk_line.
+ */
+static int walk_log(struct walk *w, char *buf, size_t len, char *why, size_t why_len)
+{
+	long lineno = 0;
+	size_t pos = 0;
+	int err = 0;
+
+	w->last = (struct link){ .seq = 0, .line = 0 };
+	memcpy(w->last.mac, zero_mac, sizeof(w->last.mac));
+	w->good = w->last;
+	while (pos < len) {
+		char *line = buf + pos;
+		char *nl = memchr(line, '\n', len - pos);
+		size_t line_len = nl != NULL ? (size_t)(nl - line) : len - pos;
+
+		lineno++;
+		line[line_len] = '\0';
+		err = walk_line(w, line, line_len, nl != NULL, lineno, why, why_len);
+		if (err != 0)
+			return err;
+		pos += line_len + 1;
+	}
+	check_published(w);
+	w->res->head_seq = w->good.seq;
+	memcpy(w->res->head_mac, w->good.mac, sizeof(w->res->head_mac));
+	w->res->head_line = w->good.line;
+	return 0;
 }
 
 /*
@@ -132,168 +668,45 @@ fail:
 	return NULL;
 }
 
-/*
- * Checks one line ('len' bytes at 'line', NUL-terminated at line[len]) against
- * 'prev', the record before it. Returns true if the record is intact, else
- * writes the reason into 'why'. Whether intact or not, fills 'self' and sets
- * '*usable' when its seq and hash can be read (so a chain can go on from it).
- */
-static bool check_line(const char *line, size_t len, bool terminated, long lineno,
-		       const struct chain_end *prev, struct chain_end *self, bool *usable,
-		       char *why, size_t why_len)
+/* The first problem of a walk, for a caller that shows only one. */
+struct first_problem {
+	long line;
+	char why[WHY_MAX];
+};
+
+static void keep_first(void *ctx, long line, const char *why)
 {
-	cJSON *root = NULL;
-	const cJSON *seq_item, *prev_item, *hash_item;
-	const char *tail_hash;
-	char computed[HASH_HEX_LEN + 1];
-	uint64_t seq;
-	bool ok = false;
+	struct first_problem *first = ctx;
 
-	*usable = false;
-	if (memchr(line, '\0', len) == NULL)
-		root = cJSON_ParseWithOpts(line, NULL, 1);
-	if (!cJSON_IsObject(root)) {
-		if (!terminated)
-			snprintf(why, why_len,
-				 "line %ld: the last line is incomplete (no newline at its end: a "
-				 "torn write)",
-				 lineno);
-		else
-			snprintf(why, why_len, "line %ld: not a JSON record", lineno);
-		goto out;
-	}
-	seq_item = cJSON_GetObjectItemCaseSensitive(root, "seq");
-	prev_item = cJSON_GetObjectItemCaseSensitive(root, "prev");
-	hash_item = cJSON_GetObjectItemCaseSensitive(root, "hash");
-	/* 2^53: the largest integer a double (cJSON's number) holds exactly */
-	if (!cJSON_IsNumber(seq_item) || !(seq_item->valuedouble >= 1.0) ||
-	    seq_item->valuedouble > 9007199254740992.0 ||
-	    seq_item->valuedouble != (double)(uint64_t)seq_item->valuedouble) {
-		snprintf(why, why_len, "line %ld: no \"seq\" (expected a positive integer)",
-			 lineno);
-		goto out;
-	}
-	seq = (uint64_t)seq_item->valuedouble;
-	if (!cJSON_IsString(prev_item) ||
-	    !is_hash_hex(prev_item->valuestring, strlen(prev_item->valuestring))) {
-		snprintf(why, why_len, "line %ld: no \"prev\" (expected 64 lowercase hex digits)",
-			 lineno);
-		goto out;
-	}
-	/* The hash is read from the text: it must be the last member, as written. */
-	tail_hash = len >= RECORD_TAIL_LEN ? line + len - RECORD_TAIL_LEN + HASH_TAIL_LEN : line;
-	if (!cJSON_IsString(hash_item) || len < RECORD_TAIL_LEN ||
-	    memcmp(line + len - RECORD_TAIL_LEN, HASH_TAIL, HASH_TAIL_LEN) != 0 ||
-	    !is_hash_hex(tail_hash, HASH_HEX_LEN) || line[len - 2] != '"' || line[len - 1] != '}') {
-		snprintf(why, why_len,
-			 "line %ld: no \"hash\" at the end of the record (expected "
-			 ",\"hash\":\"<64 lowercase hex digits>\"})",
-			 lineno);
-		goto out;
-	}
-	self->seq = seq;
-	memcpy(self->hash, tail_hash, HASH_HEX_LEN);
-	self->hash[HASH_HEX_LEN] = '\0';
-	self->line = lineno;
-	*usable = true;
-
-	if (!terminated) {
-		snprintf(why, why_len,
-			 "line %ld: the last line is incomplete (no newline at its end: a torn "
-			 "write)",
-			 lineno);
-		goto out;
-	}
-	sha256_hex(line, len - RECORD_TAIL_LEN, computed);
-	if (memcmp(computed, tail_hash, HASH_HEX_LEN) != 0) {
-		snprintf(why, why_len, "line %ld: hash does not match its content (record changed)",
-			 lineno);
-		goto out;
-	}
-	if (prev->line == 0 && seq != 1) {
-		snprintf(why, why_len,
-			 "line %ld: seq %" PRIu64
-			 " where 1 was expected (records were removed at the start)",
-			 lineno, seq);
-		goto out;
-	}
-	if (prev->line != 0 && seq != prev->seq + 1) {
-		snprintf(why, why_len, "line %ld: seq %" PRIu64 " follows %" PRIu64 " (%s)", lineno,
-			 seq, prev->seq,
-			 seq > prev->seq ? "a record was removed"
-					 : "records were reordered or repeated");
-		goto out;
-	}
-	if (strcmp(prev_item->valuestring, prev->hash) != 0) {
-		if (prev->line == 0)
-			snprintf(why, why_len,
-				 "line %ld: prev is not zeros on the first record (records were "
-				 "removed at the start)",
-				 lineno);
-		else
-			snprintf(why, why_len,
-				 "line %ld: prev does not match line %ld's hash (a record was "
-				 "removed or reordered)",
-				 lineno, prev->line);
-		goto out;
-	}
-	ok = true;
-out:
-	cJSON_Delete(root);
-	return ok;
+	if (first->line != 0)
+		return;
+	first->line = line;
+	snprintf(first->why, sizeof(first->why), "%s", why);
 }
 
-/*
- * Walks every line of 'buf' (changing each '\n' into a NUL). Returns 0 if the
- * chain is intact, else the first broken line with a sentence in 'why'. 'end'
- * receives the last record whose seq and hash could be read.
- */
-static long check_chain(char *buf, size_t len, char *why, size_t why_len, struct chain_end *end)
-{
-	struct chain_end prev = { .seq = 0, .line = 0 };
-	long first_broken = 0;
-	long lineno = 0;
-	size_t pos = 0;
-
-	memcpy(prev.hash, zero_hash, sizeof(prev.hash));
-	while (pos < len) {
-		char *line = buf + pos;
-		char *nl = memchr(line, '\n', len - pos);
-		size_t line_len = nl != NULL ? (size_t)(nl - line) : len - pos;
-		struct chain_end self;
-		bool usable;
-		char line_why[256];
-
-		lineno++;
-		line[line_len] = '\0';
-		if (!check_line(line, line_len, nl != NULL, lineno, &prev, &self, &usable, line_why,
-				sizeof(line_why)) &&
-		    first_broken == 0) {
-			first_broken = lineno;
-			if (why_len > 0)
-				snprintf(why, why_len, "%s", line_why);
-		}
-		if (usable)
-			prev = self;
-		pos += line_len + 1;
-	}
-	*end = prev;
-	return first_broken;
-}
+/* ---- writing ------------------------------------------------------------------------------ */
 
 struct audit *audit_open(const char *path)
 {
 	struct audit *a = NULL;
-	struct chain_end end;
-	char why[256];
+	struct audit_result res = { .records = 0 };
+	struct first_problem first = { .line = 0 };
+	struct walk w = { .res = &res, .problem = keep_first, .ctx = &first };
+	char key_path[PATH_MAX], why[WHY_MAX];
 	char *content = NULL;
 	size_t len = 0;
-	long broken;
+	bool absent;
 	int err;
 
 	a = calloc(1, sizeof(*a));
 	if (a == NULL)
 		return NULL;
+	a->fd = -1;
+	if (key_path_of(path, key_path, sizeof(key_path)) != 0) {
+		errno = ENAMETOOLONG;
+		goto fail;
+	}
+	w.key_path = key_path;
 	a->fd = open(path, O_WRONLY | O_APPEND | O_CREAT | O_CLOEXEC, 0600);
 	if (a->fd < 0)
 		goto fail;
@@ -301,12 +714,41 @@ struct audit *audit_open(const char *path)
 	if (content == NULL)
 		goto fail;
 	a->need_newline = len > 0 && content[len - 1] != '\n';
-	broken = check_chain(content, len, why, sizeof(why), &end);
-	if (broken != 0)
-		log_warnx("audit", "%s: the chain is broken at %s; new records follow seq %" PRIu64,
-			  path, why, end.seq);
-	a->seq = end.seq;
-	memcpy(a->prev, end.hash, sizeof(a->prev));
+	err = key_load(key_path, a->key, &absent, why, sizeof(why));
+	if (err != 0 && !absent) {
+		log_warnx(SUBSYS, "%s", why);
+		errno = err == GD_EDENIED ? EACCES : err == GD_EINVAL ? EINVAL : EIO;
+		goto fail;
+	}
+	w.key = err == 0 ? a->key : NULL;
+	err = walk_log(&w, content, len, why, sizeof(why));
+	if (err != 0) {
+		log_warnx(SUBSYS, "%s: %s", path, why);
+		errno = err == GD_EDENIED ? ENOKEY : ENOMEM;
+		goto fail;
+	}
+	if (w.key == NULL) {
+		/* No keyed record yet: the first is made with a new key. */
+		err = key_create(key_path, why, sizeof(why));
+		if (err == 0)
+			err = key_load(key_path, a->key, &absent, why, sizeof(why));
+		if (err != 0) {
+			log_warnx(SUBSYS, "cannot make the audit key: %s", why);
+			errno = EIO;
+			goto fail;
+		}
+		log_info(SUBSYS,
+			 "made the audit key %s: keep it with the log, which cannot be "
+			 "verified without it",
+			 key_path);
+	}
+	if (res.problems != 0)
+		log_warnx(SUBSYS,
+			  "%s: the chain is broken (%" PRIu64 " problem%s; the first: %s); new "
+			  "records follow seq %" PRIu64,
+			  path, res.problems, res.problems == 1 ? "" : "s", first.why, w.last.seq);
+	a->seq = w.last.seq;
+	memcpy(a->prev, w.last.mac, sizeof(a->prev));
 	free(content);
 	content = NULL;
 	err = pthread_mutex_init(&a->lock, NULL);
@@ -320,6 +762,7 @@ fail:
 	free(content);
 	if (a->fd >= 0)
 		close(a->fd);
+	mbedtls_platform_zeroize(a->key, sizeof(a->key));
 	free(a);
 	errno = err;
 	return NULL;
@@ -327,7 +770,8 @@ fail:
 
 int audit_append(struct audit *a, int64_t ts_ms, const char *event, const char *fields_json)
 {
-	char hash[HASH_HEX_LEN + 1];
+	uint8_t mac[MAC_LEN];
+	char mac_hex[MAC_HEX_LEN + 1];
 	size_t fields_len, prefix_len, start, total;
 	int n, rc = GD_OK;
 
@@ -336,9 +780,13 @@ int audit_append(struct audit *a, int64_t ts_ms, const char *event, const char *
 	if (fields_json == NULL)
 		fields_json = "";
 	fields_len = strlen(fields_json);
-	/* a newline would split the record into two lines no one could verify */
-	if (fields_len > AUDIT_RECORD_MAX || strpbrk(fields_json, "\r\n") != NULL)
+	if (fields_len > AUDIT_RECORD_MAX)
 		return GD_EINVAL;
+	/* A newline would split the record into two lines; no control character is JSON. */
+	for (size_t i = 0; i < fields_len; i++) {
+		if ((unsigned char)fields_json[i] < 0x20)
+			return GD_EINVAL;
+	}
 
 	pthread_mutex_lock(&a->lock);
 	start = a->need_newline ? 1 : 0;
@@ -346,15 +794,25 @@ int audit_append(struct audit *a, int64_t ts_ms, const char *event, const char *
 	n = snprintf(a->build + start, sizeof(a->build) - start,
 		     "{\"seq\":%" PRIu64 ",\"ts\":%" PRId64 ",\"prev\":\"%s\",\"event\":\"%s\"%s%s",
 		     a->seq + 1, ts_ms, a->prev, event, fields_len > 0 ? "," : "", fields_json);
-	if (n < 0 || (size_t)n + RECORD_TAIL_LEN > AUDIT_RECORD_MAX) {
+	/* too long: refused whole, never cut */
+	if (n < 0 || (size_t)n + TAIL_LEN(MAC_TAIL) > AUDIT_RECORD_MAX) {
 		rc = GD_EINVAL;
 		goto out;
 	}
 	prefix_len = (size_t)n;
-	sha256_hex(a->build + start, prefix_len, hash);
+	rc = mac_of(a->key, a->build + start, prefix_len, mac);
+	if (rc != 0)
+		goto out;
+	gd_hex_encode(mac, sizeof(mac), mac_hex);
 	snprintf(a->build + start + prefix_len, sizeof(a->build) - start - prefix_len,
-		 HASH_TAIL "%s\"}\n", hash);
-	total = start + prefix_len + RECORD_TAIL_LEN + 1;
+		 MAC_TAIL "%s\"}", mac_hex);
+	/* Records are rare: parse each one before it goes to disk. */
+	if (!record_well_formed(a->build + start)) {
+		rc = GD_EINVAL;
+		goto out;
+	}
+	total = start + prefix_len + TAIL_LEN(MAC_TAIL);
+	a->build[total++] = '\n';
 
 	for (;;) {
 		ssize_t written = write(a->fd, a->build, total);
@@ -374,10 +832,10 @@ int audit_append(struct audit *a, int64_t ts_ms, const char *event, const char *
 	}
 	/* The record is in the file: the chain goes on from it even if fsync fails. */
 	a->seq++;
-	memcpy(a->prev, hash, sizeof(a->prev));
+	memcpy(a->prev, mac_hex, sizeof(a->prev));
 	a->need_newline = false;
-	memcpy(a->last, a->build + start, prefix_len + RECORD_TAIL_LEN);
-	a->last[prefix_len + RECORD_TAIL_LEN] = '\0';
+	memcpy(a->last, a->build + start, prefix_len + TAIL_LEN(MAC_TAIL));
+	a->last[prefix_len + TAIL_LEN(MAC_TAIL)] = '\0';
 	if (fsync(a->fd) != 0)
 		rc = GD_EIO;
 out:
@@ -390,28 +848,83 @@ const char *audit_last(struct audit *a)
 	return a->last;
 }
 
+void audit_head(struct audit *a, uint64_t *seq, char mac_hex[65])
+{
+	pthread_mutex_lock(&a->lock);
+	*seq = a->seq;
+	memcpy(mac_hex, a->prev, MAC_HEX_LEN + 1);
+	pthread_mutex_unlock(&a->lock);
+}
+
 void audit_close(struct audit *a)
 {
 	if (a == NULL)
 		return;
 	close(a->fd);
 	pthread_mutex_destroy(&a->lock);
+	mbedtls_platform_zeroize(a->key, sizeof(a->key));
 	free(a);
+}
+
+/* ---- verifying ---------------------------------------------------------------------------- */
+
+int audit_check(const char *path, uint64_t published_seq, const char *published_mac,
+		void (*problem)(void *ctx, long line, const char *why), void *ctx,
+		struct audit_result *out, char *why, size_t why_len)
+{
+	uint8_t key[AUDIT_KEY_LEN];
+	char key_path[PATH_MAX];
+	struct walk w = {
+		.published_seq = published_seq,
+		.published_mac = published_mac,
+		.problem = problem,
+		.ctx = ctx,
+		.res = out,
+		.key_path = key_path,
+	};
+	char *content = NULL;
+	size_t len = 0;
+	bool absent;
+	int err;
+
+	*out = (struct audit_result){ .records = 0 };
+	memcpy(out->head_mac, zero_mac, sizeof(out->head_mac));
+	if (published_seq != 0 &&
+	    (published_mac == NULL || !is_mac_hex(published_mac, strlen(published_mac)))) {
+		gd_whyf(why, why_len, "the published head's MAC is not 64 lowercase hex digits");
+		return GD_EINVAL;
+	}
+	err = key_path_of(path, key_path, sizeof(key_path));
+	if (err != 0) {
+		gd_whyf(why, why_len, "%s: path too long", path);
+		return err;
+	}
+	content = read_whole(path, &len);
+	if (content == NULL) {
+		gd_whyf(why, why_len, "cannot read %s: %s", path, strerror(errno));
+		err = GD_EIO;
+		goto out;
+	}
+	err = key_load(key_path, key, &absent, why, why_len);
+	if (err != 0 && !absent)
+		goto out;
+	w.key = err == 0 ? key : NULL;
+	err = walk_log(&w, content, len, why, why_len);
+out:
+	mbedtls_platform_zeroize(key, sizeof(key));
+	free(content);
+	return err;
 }
 
 long audit_verify(const char *path, char *why, size_t why_len)
 {
-	struct chain_end end;
-	size_t len = 0;
-	char *content = read_whole(path, &len);
-	long broken;
+	struct audit_result res;
+	struct first_problem first = { .line = 0 };
 
-	if (content == NULL) {
-		if (why_len > 0)
-			snprintf(why, why_len, "cannot read %s: %s", path, strerror(errno));
+	if (audit_check(path, 0, NULL, keep_first, &first, &res, why, why_len) != 0)
 		return -1;
-	}
-	broken = check_chain(content, len, why, why_len, &end);
-	free(content);
-	return broken;
+	if (res.problems == 0)
+		return 0;
+	gd_whyf(why, why_len, "%s", first.why);
+	return first.line;
 }

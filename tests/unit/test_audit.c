@@ -1,4 +1,4 @@
-/* test_audit.c: the audit log chains its records by SHA-256 and the verifier finds every break. */
+/* test_audit.c: a keyed, hash-chained audit log, and a verifier that finds every break. */
 #include <criterion/criterion.h>
 #include <errno.h>
 #include <inttypes.h>
@@ -9,6 +9,8 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include <cjson/cJSON.h>
+#include <mbedtls/md.h>
 #include <mbedtls/sha256.h>
 
 #include "../../policy/policy.h"
@@ -17,17 +19,20 @@
 
 static char dir[64];
 static char log_path[128];
+static char key_path[128];
 
 static void setup(void)
 {
 	strcpy(dir, "/tmp/test_audit.XXXXXX");
 	cr_assert_not_null(mkdtemp(dir), "mkdtemp: %s", strerror(errno));
 	snprintf(log_path, sizeof(log_path), "%s/audit.log", dir);
+	snprintf(key_path, sizeof(key_path), "%s/audit.key", dir);
 }
 
 static void teardown(void)
 {
 	unlink(log_path);
+	unlink(key_path);
 	rmdir(dir);
 }
 
@@ -39,6 +44,23 @@ static void sha256_hex(const char *s, char hex[65])
 	unsigned char sum[32];
 
 	cr_assert_eq(mbedtls_sha256_ret((const unsigned char *)s, strlen(s), sum, 0), 0);
+	for (int i = 0; i < 32; i++)
+		snprintf(hex + 2 * i, 3, "%02x", sum[i]);
+}
+
+/* HMAC-SHA256 of 's' under the key in audit.key, in lowercase hex: what only the key's holder can
+ * compute. */
+static void hmac_hex(const char *s, char hex[65])
+{
+	unsigned char key[64], sum[32];
+	FILE *f = fopen(key_path, "rb");
+
+	cr_assert_not_null(f, "%s: %s", key_path, strerror(errno));
+	cr_assert_eq(fread(key, 1, sizeof(key), f), 32, "the key is not 32 bytes");
+	fclose(f);
+	cr_assert_eq(mbedtls_md_hmac(mbedtls_md_info_from_type(MBEDTLS_MD_SHA256), key, 32,
+				     (const unsigned char *)s, strlen(s), sum),
+		     0);
 	for (int i = 0; i < 32; i++)
 		snprintf(hex + 2 * i, 3, "%02x", sum[i]);
 }
@@ -106,7 +128,7 @@ static long verify(char *why, size_t why_len)
 	return audit_verify(log_path, why, why_len);
 }
 
-/* The 64-hex value of member 'key' ("prev" or "hash") in 'line' (copied into 'out'). */
+/* The 64-hex value of member 'key' ("prev" or "mac") in 'line' (copied into 'out'). */
 static void member_hash(const char *line, const char *key, char out[65])
 {
 	char pattern[16];
@@ -155,12 +177,12 @@ Test(audit, empty_file_verifies)
 	cr_assert_eq(verify(why, sizeof(why)), 0, "%s", why);
 }
 
-Test(audit, record_format_and_hash)
+Test(audit, record_format_and_mac)
 {
 	struct audit *a = audit_open(log_path);
 	const char *prefix1 = "{\"seq\":1,\"ts\":1763744523118,\"prev\":\"" ZEROS
 			      "\",\"event\":\"write_refused\",\"point\":\"plc1/x\",\"value\":3";
-	char hash1[65], hash2[65], prefix2[256], expect[1024];
+	char mac1[65], mac2[65], prefix2[256], expect[1024];
 	char *text;
 
 	cr_assert_not_null(a);
@@ -168,24 +190,24 @@ Test(audit, record_format_and_hash)
 	cr_assert_eq(
 		audit_append(a, 1763744523118, "write_refused", "\"point\":\"plc1/x\",\"value\":3"),
 		0);
-	sha256_hex(prefix1, hash1);
-	snprintf(expect, sizeof(expect), "%s,\"hash\":\"%s\"}", prefix1, hash1);
+	hmac_hex(prefix1, mac1);
+	snprintf(expect, sizeof(expect), "%s,\"mac\":\"%s\"}", prefix1, mac1);
 	cr_assert_str_eq(audit_last(a), expect);
 
-	/* no fields: no dangling comma; prev is the first record's hash */
+	/* no fields: no dangling comma; prev is the first record's MAC */
 	cr_assert_eq(audit_append(a, 1763744523200, "started", NULL), 0);
 	snprintf(prefix2, sizeof(prefix2),
-		 "{\"seq\":2,\"ts\":1763744523200,\"prev\":\"%s\",\"event\":\"started\"", hash1);
-	sha256_hex(prefix2, hash2);
-	snprintf(expect, sizeof(expect), "%s,\"hash\":\"%s\"}", prefix2, hash2);
+		 "{\"seq\":2,\"ts\":1763744523200,\"prev\":\"%s\",\"event\":\"started\"", mac1);
+	hmac_hex(prefix2, mac2);
+	snprintf(expect, sizeof(expect), "%s,\"mac\":\"%s\"}", prefix2, mac2);
 	cr_assert_str_eq(audit_last(a), expect);
 	audit_close(a);
 
 	/* the file holds exactly the two lines */
 	text = gd_read_file(log_path);
 	cr_assert_not_null(text);
-	snprintf(expect, sizeof(expect), "%s,\"hash\":\"%s\"}\n%s,\"hash\":\"%s\"}\n", prefix1,
-		 hash1, prefix2, hash2);
+	snprintf(expect, sizeof(expect), "%s,\"mac\":\"%s\"}\n%s,\"mac\":\"%s\"}\n", prefix1, mac1,
+		 prefix2, mac2);
 	cr_assert_str_eq(text, expect);
 	free(text);
 }
@@ -208,7 +230,7 @@ Test(audit, reopen_continues_seq_and_chain)
 	lines = read_lines(&n);
 	cr_assert_eq(n, 5);
 	cr_assert(strncmp(lines[3], "{\"seq\":4,\"ts\":99,", 17) == 0, "%s", lines[3]);
-	member_hash(lines[2], "hash", hash3);
+	member_hash(lines[2], "mac", hash3);
 	member_hash(lines[3], "prev", prev4);
 	cr_assert_str_eq(prev4, hash3);
 	free_lines(lines);
@@ -249,7 +271,7 @@ Test(audit, removed_record_is_detected)
 	free_lines(lines);
 
 	cr_assert_eq(verify(why, sizeof(why)), 2, "verify: %s", why);
-	cr_assert(strstr(why, "seq 3 follows 1") != NULL, "%s", why);
+	cr_assert(strstr(why, "seq 3 follows seq 1") != NULL, "%s", why);
 	cr_assert_not_null(strstr(why, "removed"), "%s", why);
 }
 
@@ -269,7 +291,8 @@ Test(audit, removed_first_record_is_detected)
 	cr_assert_not_null(strstr(why, "line 1:"), "%s", why);
 }
 
-/* A record removed and the next one renumbered and rehashed: only prev gives it away. */
+/* A record removed and the next one renumbered and its MAC remade (by the key's holder): only prev
+ * gives it away. */
 Test(audit, renumbered_record_breaks_prev)
 {
 	char why[256], prefix[512], hash[65], line[1024];
@@ -280,21 +303,21 @@ Test(audit, renumbered_record_breaks_prev)
 	write_records(4);
 	lines = read_lines(&n);
 	cr_assert_eq(n, 4);
-	/* line 3 becomes seq 2, with a correct hash over its new text */
+	/* line 3 becomes seq 2, with a correct MAC over its new text */
 	seq = strstr(lines[2], "\"seq\":3,");
 	cr_assert_not_null(seq);
 	seq[6] = '2';
-	tail = strstr(lines[2], ",\"hash\":\"");
+	tail = strstr(lines[2], ",\"mac\":\"");
 	cr_assert_not_null(tail);
 	snprintf(prefix, sizeof(prefix), "%.*s", (int)(tail - lines[2]), lines[2]);
-	sha256_hex(prefix, hash);
-	snprintf(line, sizeof(line), "%s,\"hash\":\"%s\"}", prefix, hash);
+	hmac_hex(prefix, hash);
+	snprintf(line, sizeof(line), "%s,\"mac\":\"%s\"}", prefix, hash);
 	lines[1] = line;
 	write_lines(lines, 2, true);
 	free_lines(lines);
 
 	cr_assert_eq(verify(why, sizeof(why)), 2, "verify: %s", why);
-	cr_assert_not_null(strstr(why, "prev does not match line 1's hash"), "%s", why);
+	cr_assert_not_null(strstr(why, "prev does not match line 1's MAC"), "%s", why);
 }
 
 Test(audit, swapped_records_are_detected)
@@ -314,7 +337,7 @@ Test(audit, swapped_records_are_detected)
 	free_lines(lines);
 
 	cr_assert_eq(verify(why, sizeof(why)), 3, "verify: %s", why);
-	cr_assert_not_null(strstr(why, "seq 4 follows 2"), "%s", why);
+	cr_assert_not_null(strstr(why, "seq 4 follows seq 2"), "%s", why);
 }
 
 Test(audit, truncated_last_line_is_detected)
@@ -394,11 +417,11 @@ Test(audit, invalid_event_and_oversized_record_refused)
 	cr_assert_eq(audit_append(a, 1, "ok", "\"a\":1\n,\"b\":2"), GD_EINVAL);
 	big_fields(big, 8999); /* larger than a record may be on its own */
 	cr_assert_eq(audit_append(a, 1, "big", big), GD_EINVAL);
-	/* the record {"seq":1,"ts":1,"prev":"<64>","event":"big",<fields>,"hash":"<64>"} is 179 +
-	 * fields bytes: 8013 makes exactly 8 KiB */
-	big_fields(big, 8014);
+	/* the record {"seq":1,"ts":1,"prev":"<64>","event":"big",<fields>,"mac":"<64>"} is 178 +
+	 * fields bytes: 8014 makes exactly 8 KiB */
+	big_fields(big, 8015);
 	cr_assert_eq(audit_append(a, 1, "big", big), GD_EINVAL);
-	big_fields(big, 8013);
+	big_fields(big, 8014);
 	cr_assert_eq(audit_append(a, 1, "big", big), 0);
 	cr_assert_eq(strlen(audit_last(a)), 8192);
 	cr_assert(strncmp(audit_last(a), "{\"seq\":1,", 9) == 0, "refused appends took a seq");
@@ -445,7 +468,7 @@ Test(audit, open_on_broken_chain_keeps_linking)
 	lines = read_lines(&n);
 	cr_assert_eq(n, 6);
 	cr_assert(strncmp(lines[5], "{\"seq\":6,", 9) == 0, "%s", lines[5]);
-	member_hash(lines[4], "hash", hash5);
+	member_hash(lines[4], "mac", hash5);
 	member_hash(lines[5], "prev", prev6);
 	cr_assert_str_eq(prev6, hash5);
 	free_lines(lines);
@@ -475,7 +498,7 @@ Test(audit, open_after_torn_write_starts_a_new_line)
 	lines = read_lines(&n);
 	cr_assert_eq(n, 6);
 	cr_assert(strncmp(lines[5], "{\"seq\":5,", 9) == 0, "%s", lines[5]);
-	member_hash(lines[3], "hash", hash4);
+	member_hash(lines[3], "mac", hash4);
 	member_hash(lines[5], "prev", prev6);
 	cr_assert_str_eq(prev6, hash4);
 	free_lines(lines);
@@ -523,4 +546,421 @@ Test(audit, concurrent_appends_stay_chained)
 	lines = read_lines(&n);
 	cr_assert_eq(n, THREADS * RECORDS_PER_THREAD);
 	free_lines(lines);
+}
+
+/* ---- the keyed chain, and a verifier that reports every problem ---------------------------- */
+
+#define MAX_PROBLEMS 16
+
+/* The problems audit_check reported, in order. */
+struct problems {
+	size_t n;
+	long line[MAX_PROBLEMS];
+	char why[MAX_PROBLEMS][320];
+};
+
+static void collect(void *ctx, long line, const char *why)
+{
+	struct problems *p = ctx;
+
+	cr_assert_lt(p->n, MAX_PROBLEMS, "too many problems; the last: %s", why);
+	p->line[p->n] = line;
+	snprintf(p->why[p->n], sizeof(p->why[p->n]), "%s", why);
+	p->n++;
+}
+
+/* audit_check with the head 'seq':'mac' (seq 0: none); fails the test if the log cannot be read. */
+static void check(uint64_t seq, const char *mac, struct problems *p, struct audit_result *res)
+{
+	char why[320] = "";
+
+	memset(p, 0, sizeof(*p));
+	cr_assert_eq(audit_check(log_path, seq, mac, collect, p, res, why, sizeof(why)), 0, "%s",
+		     why);
+	cr_assert_eq(res->problems, p->n, "the count differs from the problems reported");
+}
+
+/* Replaces the tail of 'line' (",\"mac\":\"...\"}") by plain SHA-256 over the rest under 'name'. */
+static void rehash_plain(char *line, size_t cap, const char *name)
+{
+	char prefix[512], sum[65];
+	char *tail = strstr(line, ",\"mac\":\"");
+
+	cr_assert_not_null(tail, "%s", line);
+	snprintf(prefix, sizeof(prefix), "%.*s", (int)(tail - line), line);
+	sha256_hex(prefix, sum);
+	snprintf(line, cap, "%s,\"%s\":\"%s\"}", prefix, name, sum);
+}
+
+Test(audit, keyed_mac_differs_from_plain_sha256)
+{
+	struct audit *a = audit_open(log_path);
+	char prefix[512], mac[65], plain[65];
+	const char *tail;
+
+	cr_assert_not_null(a);
+	cr_assert_eq(audit_append(a, 5, "write_refused", "\"point\":\"plc1/x\""), 0);
+	tail = strstr(audit_last(a), ",\"mac\":\"");
+	cr_assert_not_null(tail, "%s", audit_last(a));
+	snprintf(prefix, sizeof(prefix), "%.*s", (int)(tail - audit_last(a)), audit_last(a));
+	hmac_hex(prefix, mac);
+	sha256_hex(prefix, plain);
+	cr_assert_eq(strncmp(tail + 8, mac, 64), 0, "the MAC is not HMAC-SHA256 under the key");
+	cr_assert_str_eq(tail + 8 + 64, "\"}");
+	cr_assert_neq(strncmp(tail + 8, plain, 64), 0,
+		      "the MAC is plain SHA-256: anyone can forge");
+	audit_close(a);
+}
+
+Test(audit, key_file_is_made_0600_and_a_readable_one_is_refused)
+{
+	struct audit *a = audit_open(log_path);
+	struct audit_result res;
+	char why[320] = "";
+	struct stat st;
+
+	cr_assert_not_null(a);
+	cr_assert_eq(audit_append(a, 1, "started", NULL), 0);
+	audit_close(a);
+	cr_assert_eq(stat(key_path, &st), 0, "no %s", key_path);
+	cr_assert_eq(st.st_mode & 0777, 0600, "mode %o", (unsigned)(st.st_mode & 0777));
+	cr_assert_eq(st.st_size, 32);
+	/* reopening uses the same key: the chain still verifies */
+	a = audit_open(log_path);
+	cr_assert_not_null(a);
+	cr_assert_eq(audit_append(a, 2, "stopped", NULL), 0);
+	audit_close(a);
+	cr_assert_eq(verify(why, sizeof(why)), 0, "%s", why);
+
+	cr_assert_eq(chmod(key_path, 0644), 0);
+	errno = 0;
+	cr_assert_null(audit_open(log_path), "a key others can read was used");
+	cr_assert_eq(errno, EACCES);
+	cr_assert_eq(audit_check(log_path, 0, NULL, NULL, NULL, &res, why, sizeof(why)),
+		     GD_EDENIED);
+	cr_assert_not_null(strstr(why, "chmod 600"), "%s", why);
+	cr_assert_not_null(strstr(why, "0644"), "%s", why);
+}
+
+Test(audit, a_missing_key_with_keyed_records_is_refused_not_replaced)
+{
+	struct audit_result res;
+	char why[320] = "";
+	struct stat st;
+
+	write_records(2);
+	cr_assert_eq(unlink(key_path), 0);
+	errno = 0;
+	cr_assert_null(audit_open(log_path), "a new key would make every old record unverifiable");
+	cr_assert_eq(errno, ENOKEY);
+	cr_assert_neq(stat(key_path, &st), 0, "a new key was made");
+	cr_assert_eq(audit_check(log_path, 0, NULL, NULL, NULL, &res, why, sizeof(why)),
+		     GD_EDENIED);
+	cr_assert_not_null(strstr(why, "audit.key is missing"), "%s", why);
+}
+
+/* What an attacker without the key can do: change the last record and recompute SHA-256. */
+Test(audit, record_rehashed_with_plain_sha256_is_reported)
+{
+	const char *names[] = { "mac", "hash" }; /* as a keyed record, as one from before the key */
+	const char *expect[] = { "line 4: MAC does not match its content (record changed)",
+				 "line 4: a plain SHA-256 \"hash\" after keyed records: written "
+				 "without the audit key (forged)" };
+	struct problems p;
+	struct audit_result res;
+	char orig[1024], line[1024];
+	char **lines;
+	size_t n;
+
+	write_records(4);
+	lines = read_lines(&n);
+	cr_assert_eq(n, 4);
+	snprintf(orig, sizeof(orig), "%s", lines[3]);
+	lines[3] = line;
+	for (size_t i = 0; i < 2; i++) {
+		snprintf(line, sizeof(line), "%s", orig);
+		memcpy(strstr(line, "plc1/p4"), "plc1/p9", 7);
+		rehash_plain(line, sizeof(line), names[i]);
+		write_lines(lines, n, true);
+		check(0, NULL, &p, &res);
+		cr_expect_eq(res.records, 4);
+		cr_assert_eq(p.n, 1, "as \"%s\": %zu problems", names[i], p.n);
+		cr_expect_eq(p.line[0], 4);
+		cr_expect_str_eq(p.why[0], expect[i]);
+	}
+	free_lines(lines);
+}
+
+Test(audit, two_edits_far_apart_are_both_reported)
+{
+	struct problems p;
+	struct audit_result res;
+	char **lines;
+	size_t n;
+
+	write_records(20);
+	lines = read_lines(&n);
+	cr_assert_eq(n, 20);
+	memcpy(strstr(lines[2], "plc1/p3\""), "plc1/p8", 7);
+	memcpy(strstr(lines[16], "\"value\":170"), "\"value\":100", 11);
+	write_lines(lines, n, true);
+	free_lines(lines);
+
+	check(0, NULL, &p, &res);
+	cr_expect_eq(res.records, 20);
+	cr_assert_eq(p.n, 2, "%zu problems; the first: %s", p.n, p.why[0]);
+	cr_expect_eq(p.line[0], 3);
+	cr_expect_eq(p.line[1], 17);
+	cr_expect_str_eq(p.why[1], "line 17: MAC does not match its content (record changed)");
+	/* the chain is intact again after line 17 */
+	cr_expect_eq(res.head_seq, 20);
+	cr_expect_eq(res.head_line, 20);
+}
+
+Test(audit, removed_middle_record_is_one_problem)
+{
+	struct problems p;
+	struct audit_result res;
+	char **lines;
+	size_t n;
+
+	write_records(9);
+	lines = read_lines(&n);
+	memmove(&lines[4], &lines[5], 4 * sizeof(*lines));
+	write_lines(lines, 8, true);
+	free_lines(lines);
+
+	check(0, NULL, &p, &res);
+	cr_expect_eq(res.records, 8);
+	cr_assert_eq(p.n, 1, "%zu problems; the first: %s", p.n, p.why[0]);
+	cr_expect_str_eq(p.why[0],
+			 "line 5: seq 6 follows seq 4 (line 4): 1 record removed or moved");
+}
+
+Test(audit, swapped_records_are_two_problems_and_the_chain_goes_on)
+{
+	struct problems p;
+	struct audit_result res;
+	char **lines;
+	char *tmp;
+	size_t n;
+
+	write_records(6);
+	lines = read_lines(&n);
+	tmp = lines[2];
+	lines[2] = lines[3];
+	lines[3] = tmp;
+	write_lines(lines, n, true);
+	free_lines(lines);
+
+	check(0, NULL, &p, &res);
+	cr_assert_eq(p.n, 2, "%zu problems; the last: %s", p.n, p.why[p.n ? p.n - 1 : 0]);
+	cr_expect_eq(p.line[0], 3);
+	cr_expect_eq(p.line[1], 4);
+	cr_expect_not_null(strstr(p.why[1], "out of order"), "%s", p.why[1]);
+	cr_expect_eq(res.head_seq, 6);
+}
+
+Test(audit, head_and_count_of_an_intact_log)
+{
+	struct audit *a = audit_open(log_path);
+	struct problems p;
+	struct audit_result res;
+	uint64_t seq = 99;
+	char mac[65], last_mac[65];
+
+	cr_assert_not_null(a);
+	audit_head(a, &seq, mac);
+	cr_expect_eq(seq, 0);
+	cr_expect_str_eq(mac, ZEROS);
+	for (int i = 0; i < 7; i++)
+		cr_assert_eq(audit_append(a, i, "write_done", "\"point\":\"plc1/x\""), 0);
+	audit_head(a, &seq, mac);
+	member_hash(audit_last(a), "mac", last_mac);
+	audit_close(a);
+	cr_expect_eq(seq, 7);
+	cr_expect_str_eq(mac, last_mac);
+
+	check(seq, mac, &p, &res);
+	cr_expect_eq(p.n, 0, "%s", p.why[0]);
+	cr_expect_eq(res.records, 7);
+	cr_expect_eq(res.head_seq, 7);
+	cr_expect_str_eq(res.head_mac, mac);
+	cr_expect_eq(res.head_line, 7);
+	cr_expect_eq(res.unkeyed, 0);
+}
+
+Test(audit, truncated_tail_is_found_against_the_published_head)
+{
+	struct audit *a;
+	struct problems p;
+	struct audit_result res;
+	uint64_t seq;
+	char mac[65];
+	char **lines;
+	size_t n;
+
+	write_records(5);
+	a = audit_open(log_path);
+	cr_assert_not_null(a);
+	audit_head(a, &seq, mac);
+	audit_close(a);
+	cr_assert_eq(seq, 5);
+
+	/* the last two records cut off: the file alone looks intact */
+	lines = read_lines(&n);
+	write_lines(lines, 3, true);
+	free_lines(lines);
+	check(0, NULL, &p, &res);
+	cr_expect_eq(p.n, 0);
+	check(seq, mac, &p, &res);
+	cr_expect_eq(res.records, 3);
+	cr_assert_eq(p.n, 1);
+	cr_expect_eq(p.line[0], 0);
+	cr_expect_not_null(strstr(p.why[0], "truncated"), "%s", p.why[0]);
+	cr_expect_not_null(strstr(p.why[0], "seq 4 to 5"), "%s", p.why[0]);
+
+	/* guardian started again and wrote seq 4 and 5 anew: seq 5 has another MAC */
+	a = audit_open(log_path);
+	cr_assert_not_null(a);
+	cr_assert_eq(audit_append(a, 1, "started", NULL), 0);
+	cr_assert_eq(audit_append(a, 2, "stopped", NULL), 0);
+	audit_close(a);
+	check(seq, mac, &p, &res);
+	cr_assert_eq(p.n, 1);
+	cr_expect_not_null(strstr(p.why[0], "rewritten"), "%s", p.why[0]);
+}
+
+Test(audit, torn_line_is_reported_and_counted)
+{
+	struct problems p;
+	struct audit_result res;
+	char **lines;
+	size_t n;
+
+	write_records(3);
+	lines = read_lines(&n);
+	lines[2][30] = '\0';
+	write_lines(lines, n, false);
+	free_lines(lines);
+	check(0, NULL, &p, &res);
+	cr_expect_eq(res.records, 3);
+	cr_assert_eq(p.n, 1);
+	cr_expect_eq(p.line[0], 3);
+	cr_expect_not_null(strstr(p.why[0], "torn write"), "%s", p.why[0]);
+	cr_expect_eq(res.head_seq, 2);
+}
+
+Test(audit, fields_that_are_not_json_members_are_refused)
+{
+	struct audit *a = audit_open(log_path);
+	const char *bad[] = {
+		"\"a\":1},{\"b\":2",	   /* two objects */
+		"\"a\":",		   /* cut after the colon */
+		"\"why\":\"value too lar", /* a string cut short */
+		"\"a\":[1,2",		   /* an array cut short */
+		"\"a\":1,",		   /* a dangling comma */
+		"\"seq\":99",		   /* a second seq */
+		"\"mac\":\"x\"",	   /* a second mac */
+		"\"hash\":\"x\"",	   /* a member only old records carry */
+		"\"a\":\"tab\there\"",	   /* a raw control character */
+		"1",			   /* not a member */
+	};
+	char *big = malloc(20000);
+	char **lines;
+	size_t n;
+
+	cr_assert_not_null(a);
+	cr_assert_not_null(big);
+	cr_assert_eq(audit_append(a, 1, "write_refused", "\"point\":\"plc1/x\""), 0);
+	for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++)
+		cr_expect_eq(audit_append(a, 2, "write_refused", bad[i]), GD_EINVAL, "%s", bad[i]);
+	/* a long field is refused whole, not cut into invalid JSON */
+	memcpy(big, "\"why\":\"", 7);
+	memset(big + 7, 'w', 19000);
+	memcpy(big + 19007, "\"", 2);
+	cr_expect_eq(audit_append(a, 3, "write_refused", big), GD_EINVAL);
+	big[8100] = '\0'; /* short enough to fit, but its string is not closed */
+	cr_expect_eq(audit_append(a, 3, "write_refused", big), GD_EINVAL);
+	cr_assert_eq(audit_append(a, 4, "write_done", "\"point\":\"plc1/x\",\"value\":[1,{}]"), 0);
+	cr_expect(strncmp(audit_last(a), "{\"seq\":2,", 9) == 0, "a refused record took a seq");
+	audit_close(a);
+	free(big);
+
+	/* the file holds the two good records, each one JSON object */
+	lines = read_lines(&n);
+	cr_assert_eq(n, 2);
+	for (size_t i = 0; i < n; i++) {
+		cJSON *doc = cJSON_Parse(lines[i]);
+
+		cr_expect(cJSON_IsObject(doc), "line %zu is not JSON: %s", i + 1, lines[i]);
+		cJSON_Delete(doc);
+	}
+	free_lines(lines);
+}
+
+/* Writes 'n' records as guardian did before the key: "hash", plain SHA-256. */
+static void write_unkeyed_records(int n)
+{
+	FILE *f = fopen(log_path, "w");
+	char prev[65] = ZEROS, prefix[512], sum[65];
+
+	cr_assert_not_null(f);
+	for (int i = 1; i <= n; i++) {
+		snprintf(prefix, sizeof(prefix),
+			 "{\"seq\":%d,\"ts\":%d,\"prev\":\"%s\",\"event\":\"write_refused\","
+			 "\"point\":\"plc1/p%d\"",
+			 i, i, prev, i);
+		sha256_hex(prefix, sum);
+		fprintf(f, "%s,\"hash\":\"%s\"}\n", prefix, sum);
+		memcpy(prev, sum, sizeof(prev));
+	}
+	cr_assert_eq(fclose(f), 0);
+}
+
+Test(audit, records_from_before_the_key_are_checked_and_continued)
+{
+	struct audit *a;
+	struct problems p;
+	struct audit_result res;
+	char **lines;
+	size_t n;
+
+	write_unkeyed_records(3);
+	check(0, NULL, &p, &res);
+	cr_expect_eq(p.n, 0, "%s", p.why[0]);
+	cr_expect_eq(res.unkeyed, 3);
+	cr_expect(!res.unkeyed_anchored);
+
+	a = audit_open(log_path);
+	cr_assert_not_null(a);
+	cr_assert_eq(audit_append(a, 9, "started", NULL), 0);
+	cr_expect(strncmp(audit_last(a), "{\"seq\":4,", 9) == 0, "%s", audit_last(a));
+	audit_close(a);
+	check(0, NULL, &p, &res);
+	cr_expect_eq(p.n, 0, "%s", p.why[0]);
+	cr_expect_eq(res.records, 4);
+	cr_expect_eq(res.unkeyed, 3);
+	cr_expect_eq(res.unkeyed_last_line, 3);
+	cr_expect(res.unkeyed_anchored, "the keyed record does not vouch for the old ones");
+
+	/* an old record changed and its hash recomputed: the keyed record's prev gives it away */
+	lines = read_lines(&n);
+	{
+		char line[1024], prefix[512], sum[65];
+		char *tail;
+
+		snprintf(line, sizeof(line), "%s", lines[2]);
+		memcpy(strstr(line, "plc1/p3"), "plc1/p7", 7);
+		tail = strstr(line, ",\"hash\":\"");
+		snprintf(prefix, sizeof(prefix), "%.*s", (int)(tail - line), line);
+		sha256_hex(prefix, sum);
+		snprintf(line, sizeof(line), "%s,\"hash\":\"%s\"}", prefix, sum);
+		lines[2] = line;
+		write_lines(lines, n, true);
+	}
+	free_lines(lines);
+	check(0, NULL, &p, &res);
+	cr_assert_eq(p.n, 1);
+	cr_expect_eq(p.line[0], 4);
 }
