@@ -141,6 +141,10 @@ struct adapter_fault {
  * poll: does the transactions that are due at 'now_ms' (monotonic), emits one
  *   batch to 'out', and sets a->next_due_ms. 0 or a negative enum gd_err.
  * write: writes one value to one point. 0 or a negative enum gd_err.
+ * read: reads the value 'p' holds on the device now, in one fresh transaction
+ *   (scaled like a poll's), into *out; strings are not read. The command path
+ *   judges max_step against it. 0 or a negative enum gd_err; NULL for
+ *   read-only transports.
  * write_function: the Modbus function code a write of 'p' would use (5, 6
  *   or 16), so that the policy can allow or refuse it; NULL for transports
  *   without function codes.
@@ -159,6 +163,7 @@ struct adapter_ops {
 	int (*open)(struct adapter *a);
 	int (*poll)(struct adapter *a, int64_t now_ms, struct point_sink *out);
 	int (*write)(struct adapter *a, const struct point *p, const struct value *v);
+	int (*read)(struct adapter *a, const struct point *p, struct value *out);
 	unsigned (*write_function)(const struct adapter *a, const struct point *p);
 	void (*read_functions)(const struct adapter *a, uint8_t used[128]);
 	void (*close)(struct adapter *a);

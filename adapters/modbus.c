@@ -1,27 +1,37 @@
-/* modbus.c: the Modbus TCP and RTU adapter on libmodbus: map, poll groups, backoff, reconnect. */
+/* modbus.c: the Modbus TCP and RTU adapter: map, poll groups, checked transactions, backoff,
+ * reconnect. */
 #include <cjson/cJSON.h>
 #include <errno.h>
+#include <fcntl.h>
 #include <math.h>
 #include <modbus.h>
+#include <poll.h>
 #include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/socket.h>
 #include <time.h>
+#include <unistd.h>
 
 #include "codec.h"
 #include "modbus.h"
 
 #define SUBSYS "modbus"
 
+#define MB_STALE_TIDS 8 /* TCP requests given up on whose late answers are still recognised */
+
+#define LD(x) __atomic_load_n(&(x), __ATOMIC_RELAXED)
+
 enum mb_parity { PARITY_NONE, PARITY_EVEN, PARITY_ODD };
 static const char *const parity_names[] = { "none", "even", "odd", NULL };
 
 struct mb_unit {
 	uint8_t id;
-	int timeout_ms;
-	int failures;	     /* consecutive failed transactions */
+	int timeout_ms;	     /* bounds a whole transaction, request sent to last answer byte */
+	int failures;	     /* consecutive failed transactions (adapter thread only) */
 	int64_t retry_at_ms; /* monotonic; while in the future, the unit is skipped */
+	/* Counted under the backend's lock, read by health without it (relaxed atomics). */
 	uint64_t polls, polls_ok, timeouts, exceptions, bad_frames;
 	int64_t last_ok_ms; /* UTC */
 };
@@ -65,14 +75,31 @@ struct mb_backend {
 	struct mb_point *mpoints; /* sorted by mb_point_compare */
 	size_t nmpoints;
 
+	/*
+	 * The link. libmodbus connects, closes and sets the serial port up, and
+	 * sends on RTU; requests are built and answers read and checked here
+	 * (modbus_wire.c). Everything from ctx to why is under 'lock': the
+	 * adapter thread polls, the command thread writes and reads, either may
+	 * close.
+	 */
+	pthread_mutex_t lock;
 	modbus_t *ctx;
+	int fd; /* modbus_get_socket(ctx), non-blocking; -1 when closed */
 	bool connected;
+	bool dirty;	   /* stray bytes may come: drain before the next request */
+	uint16_t next_tid; /* TCP transaction ids, ours */
+	uint16_t stale_tids[MB_STALE_TIDS];
+	size_t nstale;
+	int64_t last_frame_end_us; /* monotonic us; RTU inter-frame gap */
+	char why[128];		   /* what the last bad frame or timeout was */
+	uint8_t tx[MB_WIRE_MAX_ADU];
+	uint8_t rx[2 * MB_WIRE_MAX_ADU]; /* room for a late answer and ours behind it */
+	uint64_t late_answers;		 /* skipped answers to requests given up on (relaxed) */
+
+	/* The adapter thread's own. */
 	bool was_connected; /* a later successful open counts as a reconnect */
 	int link_failures;
 	int64_t reconnect_at_ms;
-	int64_t last_frame_end_us; /* monotonic us; RTU inter-frame gap */
-	pthread_mutex_t lock;	   /* one transaction at a time on the link */
-
 	struct sample *samples; /* one group's batch */
 	uint16_t regs[MB_MAX_READ_REGISTERS];
 	uint8_t bits[MB_MAX_READ_BITS];
@@ -537,6 +564,7 @@ static int mb_configure(struct adapter *a, struct conf *c, const void *json_obj,
 		.poll_interval_ms = 1000,
 		.default_unit_id = 1,
 	};
+	b->fd = -1;
 	pthread_mutex_init(&b->lock, NULL);
 	a->backend_data = b;
 	errors = conf_read_object(c, obj, path, rtu ? rtu_keys : tcp_keys, b);
@@ -583,17 +611,35 @@ static int mb_configure_rtu(struct adapter *a, struct conf *c, const void *obj, 
 
 /* ---- the link ---- */
 
-static void mb_close(struct adapter *a)
+static void count(uint64_t *counter)
 {
-	struct mb_backend *b = a->backend_data;
+	__atomic_add_fetch(counter, 1, __ATOMIC_RELAXED);
+}
 
+/* Closes the link; b->lock held (or no other thread left). */
+static void link_close(struct adapter *a, struct mb_backend *b)
+{
 	if (b->ctx != NULL) {
 		modbus_close(b->ctx);
 		modbus_free(b->ctx);
 		b->ctx = NULL;
 	}
+	b->fd = -1;
 	b->connected = false;
 	__atomic_store_n(&a->stats.link_up, 0, __ATOMIC_RELAXED);
+}
+
+/*
+ * The adapter thread (a lost link, a technician's restart) and the command
+ * thread (mb_write, mb_read) share the context: it is freed only under b->lock.
+ */
+static void mb_close(struct adapter *a)
+{
+	struct mb_backend *b = a->backend_data;
+
+	pthread_mutex_lock(&b->lock);
+	link_close(a, b);
+	pthread_mutex_unlock(&b->lock);
 }
 
 /* 3.5 character times of silence (Modbus over serial line, 2.5.1.1); 1750 us above 19200 baud. */
@@ -614,11 +660,11 @@ static int64_t rtu_gap_us(const struct mb_backend *b)
 	return mb_rtu_gap_us(b->baud, b->data_bits, b->parity != PARITY_NONE, b->stop_bits);
 }
 
-static int mb_open(struct adapter *a)
+/* Opens the link; b->lock held. 0, GD_ENOMEM, or GD_EIO with errno kept. */
+static int link_open(struct adapter *a, struct mb_backend *b)
 {
-	struct mb_backend *b = a->backend_data;
 	static const char parity_chars[] = { 'N', 'E', 'O' };
-	int saved;
+	int saved, flags;
 
 	if (b->connected)
 		return 0;
@@ -633,9 +679,8 @@ static int mb_open(struct adapter *a)
 			b->ctx = modbus_new_tcp_pi(b->host, port);
 		if (b->ctx == NULL)
 			return GD_ENOMEM;
-		/* Protocol recovery: flush stray bytes after an error; never sleep or reconnect
-		 * inside libmodbus. */
-		modbus_set_error_recovery(b->ctx, MODBUS_ERROR_RECOVERY_PROTOCOL);
+		/* libmodbus only sends (RTU); it must never sleep or reconnect on its own. */
+		modbus_set_error_recovery(b->ctx, MODBUS_ERROR_RECOVERY_NONE);
 	}
 	if (modbus_connect(b->ctx) != 0) {
 		saved = errno;
@@ -644,10 +689,32 @@ static int mb_open(struct adapter *a)
 		errno = saved;
 		return GD_EIO;
 	}
+	/* Our own reads wait in ppoll() against one deadline: the descriptor must not block. */
+	b->fd = modbus_get_socket(b->ctx);
+	flags = fcntl(b->fd, F_GETFL);
+	if (flags < 0 || fcntl(b->fd, F_SETFL, flags | O_NONBLOCK) != 0) {
+		saved = errno;
+		link_close(a, b);
+		errno = saved;
+		return GD_EIO;
+	}
 	b->connected = true;
+	b->dirty = true; /* whatever a port held before it was ours */
+	b->nstale = 0;
 	b->last_frame_end_us = mono_us();
 	__atomic_store_n(&a->stats.link_up, 1, __ATOMIC_RELAXED);
 	return 0;
+}
+
+static int mb_open(struct adapter *a)
+{
+	struct mb_backend *b = a->backend_data;
+	int rc;
+
+	pthread_mutex_lock(&b->lock);
+	rc = link_open(a, b);
+	pthread_mutex_unlock(&b->lock);
+	return rc;
 }
 
 /* Waits for the bus to have been silent for the inter-frame gap (RTU only). */
@@ -664,92 +731,343 @@ static void rtu_wait_gap(struct mb_backend *b)
 	}
 }
 
-/* How a failed libmodbus call is counted; sets *code for exceptions. */
-static enum quality classify(int err, int32_t *code)
+/*
+ * Waits until the link's descriptor is ready for 'events' or the monotonic
+ * 'deadline_us' passes. Returns the revents (> 0), 0 at the deadline, or -1
+ * with errno.
+ */
+static int wait_fd(int fd, short events, int64_t deadline_us)
 {
-	*code = err;
-	if (err == ETIMEDOUT)
-		return QUALITY_TIMEOUT;
-	if (err > MODBUS_ENOBASE && err <= EMBXGTAR) {
-		*code = err - MODBUS_ENOBASE;
-		return QUALITY_EXCEPTION;
+	for (;;) {
+		int64_t left = deadline_us - mono_us();
+		struct pollfd pfd = { .fd = fd, .events = events };
+		struct timespec ts;
+		int rc;
+
+		if (left <= 0)
+			return 0;
+		ts = (struct timespec){ .tv_sec = left / 1000000,
+					.tv_nsec = left % 1000000 * 1000 };
+		rc = ppoll(&pfd, 1, &ts, NULL);
+		if (rc > 0)
+			return pfd.revents;
+		if (rc < 0 && errno != EINTR)
+			return -1;
 	}
-	if (err >= EMBBADCRC && err <= EMBBADSLAVE)
-		return QUALITY_BAD_FRAME;
-	return QUALITY_DISCONNECTED;
 }
 
-/* One read transaction. Returns the quality of its answer. */
-static enum quality do_request(struct adapter *a, struct mb_backend *b, const struct mb_request *r,
-			       struct mb_unit *unit, int32_t *code)
+/*
+ * Reads what has arrived, waiting for it until 'deadline_us'. Returns the
+ * bytes read (> 0), 0 at the deadline, or -1 on a lost link (errno set).
+ * A serial port in raw mode (VMIN 0) reads 0 when it has nothing; a socket,
+ * only when the peer closed.
+ */
+static ssize_t link_read(struct mb_backend *b, uint8_t *buf, size_t cap, int64_t deadline_us)
 {
-	int n = -1;
-	int err;
+	for (;;) {
+		int ev = wait_fd(b->fd, POLLIN, deadline_us);
+		ssize_t n;
 
-	modbus_set_slave(b->ctx, r->unit_id);
-	modbus_set_response_timeout(b->ctx, (uint32_t)(unit->timeout_ms / 1000),
-				    (uint32_t)(unit->timeout_ms % 1000) * 1000);
+		if (ev <= 0)
+			return ev;
+		n = b->rtu ? read(b->fd, buf, cap) : recv(b->fd, buf, cap, MSG_DONTWAIT);
+		if (n > 0)
+			return n;
+		if (n == 0 && (!b->rtu || (ev & (POLLHUP | POLLERR)) != 0)) {
+			errno = ECONNRESET;
+			return -1;
+		}
+		if (n < 0 && errno != EAGAIN && errno != EWOULDBLOCK && errno != EINTR)
+			return -1;
+	}
+}
+
+/* Discards whatever bytes wait on the link now. */
+static void link_drain(struct mb_backend *b)
+{
+	uint8_t junk[256];
+	ssize_t n;
+
+	do {
+		n = b->rtu ? read(b->fd, junk, sizeof(junk))
+			   : recv(b->fd, junk, sizeof(junk), MSG_DONTWAIT);
+	} while (n > 0);
+}
+
+/*
+ * After a bad frame: on RTU the rest of it may still be on the wire, so bytes
+ * are discarded until the line has been quiet for the frame gap (at least
+ * 2 ms) or 'deadline_us'; on TCP what waits is discarded. Bytes that come
+ * later are drained before the next request (b->dirty).
+ */
+static void link_flush(struct mb_backend *b, int64_t deadline_us)
+{
+	int64_t quiet_us = rtu_gap_us(b) > 2000 ? rtu_gap_us(b) : 2000;
+	uint8_t junk[256];
+
+	link_drain(b);
+	if (!b->rtu)
+		return;
+	for (;;) {
+		int64_t until = mono_us() + quiet_us;
+
+		if (until > deadline_us)
+			until = deadline_us;
+		if (link_read(b, junk, sizeof(junk), until) <= 0)
+			break;
+	}
+}
+
+/* Sends the ADU. Returns 1, 0 when the deadline passed before any byte left, or -1 (errno). */
+static int link_send(struct mb_backend *b, const uint8_t *adu, size_t len, int64_t deadline_us)
+{
+	size_t off = 0;
+
+	if (b->rtu) {
+		/*
+		 * Through libmodbus, without our CRC (it appends the same one): its send
+		 * path is where RTS is driven for RS-485 transceivers that need it
+		 * (modbus_rtu_set_rts), so that stays usable. Reading stays ours.
+		 */
+		if (modbus_send_raw_request(b->ctx, adu, (int)len - 2) != (int)len) {
+			if (errno >= MODBUS_ENOBASE)
+				errno = EIO; /* a short write, in libmodbus's words */
+			return -1;
+		}
+		return 1;
+	}
+	while (off < len) {
+		ssize_t n = send(b->fd, adu + off, len - off, MSG_NOSIGNAL | MSG_DONTWAIT);
+		int ev;
+
+		if (n > 0) {
+			off += (size_t)n;
+			continue;
+		}
+		if (n < 0 && errno != EAGAIN && errno != EWOULDBLOCK && errno != EINTR)
+			return -1;
+		ev = wait_fd(b->fd, POLLOUT, deadline_us);
+		if (ev < 0)
+			return -1;
+		if (ev == 0) {
+			if (off == 0)
+				return 0;
+			/* Half a request on the stream: nothing after it could be understood. */
+			errno = ETIMEDOUT;
+			return -1;
+		}
+	}
+	return 1;
+}
+
+static bool stale_has(const struct mb_backend *b, uint16_t tid)
+{
+	for (size_t i = 0; i < b->nstale && i < MB_STALE_TIDS; i++) {
+		if (b->stale_tids[i] == tid)
+			return true;
+	}
+	return false;
+}
+
+/* A TCP request given up on: its answer, should it come late, is skipped, not taken. */
+static void stale_add(struct mb_backend *b, uint16_t tid)
+{
+	b->stale_tids[b->nstale % MB_STALE_TIDS] = tid;
+	b->nstale++;
+}
+
+/*
+ * One transaction on the open link, b->lock held: sends 'rq' ('wregs' are
+ * FC 16's registers), and reads its answer until unit->timeout_ms after the
+ * send, first byte to last. The answer is checked against the request
+ * (mb_wire_parse); a late answer to a request given up on (TCP: its
+ * transaction id) is skipped. A good read is unpacked into 'regs' or 'bits'.
+ * Counts the transaction in the adapter's and the unit's counters. Returns
+ * the answer's quality: GOOD; EXCEPTION (*code: its code, whatever it is);
+ * BAD_FRAME (the link flushed; b->why says why); TIMEOUT; DISCONNECTED
+ * (*code: errno; the link is closed).
+ */
+static enum quality transact(struct adapter *a, struct mb_backend *b, struct mb_unit *unit,
+			     struct mb_wire_request *rq, const uint16_t *wregs, uint16_t *regs,
+			     uint8_t *bits, int32_t *code)
+{
+	struct mb_wire_answer ans;
+	size_t len, start = 0, have = 0;
+	int64_t deadline = 0;
+	enum quality q;
+	int rc;
+
+	*code = 0;
+	if (b->dirty) {
+		link_drain(b);
+		b->dirty = false;
+	}
 	if (b->rtu)
 		rtu_wait_gap(b);
-	switch (r->table) {
-	case MB_COIL:
-		n = modbus_read_bits(b->ctx, r->address, r->count, b->bits);
-		break;
-	case MB_DISCRETE:
-		n = modbus_read_input_bits(b->ctx, r->address, r->count, b->bits);
-		break;
-	case MB_HOLDING:
-		n = modbus_read_registers(b->ctx, r->address, r->count, b->regs);
-		break;
-	case MB_INPUT:
-		n = modbus_read_input_registers(b->ctx, r->address, r->count, b->regs);
-		break;
+	else
+		rq->tid = b->next_tid++;
+	len = mb_wire_build(rq, wregs, b->tx);
+	if (len == 0) {
+		/* The planner and mb_write keep within the limits: not reached. */
+		snprintf(b->why, sizeof(b->why), "function %u of %u items cannot be sent",
+			 rq->function, rq->count);
+		*code = EINVAL;
+		q = QUALITY_BAD_VALUE;
+		goto out;
 	}
-	err = errno;
-	b->last_frame_end_us = mono_us();
-	unit->polls++;
-	__atomic_add_fetch(&a->stats.polls, 1, __ATOMIC_RELAXED);
-	if (n == r->count) {
-		unit->polls_ok++;
-		__atomic_add_fetch(&a->stats.polls_ok, 1, __ATOMIC_RELAXED);
-		*code = 0;
-		return QUALITY_GOOD;
+	count(&unit->polls);
+	count(&a->stats.polls);
+	deadline = mono_us() + (int64_t)unit->timeout_ms * 1000;
+	rc = link_send(b, b->tx, len, deadline);
+	if (rc <= 0) {
+		if (rc == 0)
+			snprintf(b->why, sizeof(b->why), "the request could not be sent in %d ms",
+				 unit->timeout_ms);
+		q = rc == 0 ? QUALITY_TIMEOUT : QUALITY_DISCONNECTED;
+		goto out;
 	}
-	if (n >= 0)
-		err = EMBBADDATA;
-	switch (classify(err, code)) {
-	case QUALITY_TIMEOUT:
-		unit->timeouts++;
-		__atomic_add_fetch(&a->stats.timeouts, 1, __ATOMIC_RELAXED);
-		return QUALITY_TIMEOUT;
+	if (b->rtu && rq->unit_id == 0 && rq->function > 4) {
+		q = QUALITY_GOOD; /* a broadcast write: no slave answers (serial line 2.1) */
+		goto out;
+	}
+	for (;;) {
+		ssize_t n;
+
+		switch (mb_wire_parse(rq, b->rx + start, have - start, &ans)) {
+		case MB_WIRE_OK:
+			if (regs != NULL || bits != NULL)
+				mb_wire_unpack(rq, &ans, b->rx + start, regs, bits);
+			q = QUALITY_GOOD;
+			goto answered;
+		case MB_WIRE_EXCEPTION:
+			*code = ans.exception;
+			q = QUALITY_EXCEPTION;
+			goto answered;
+		case MB_WIRE_OTHER_TID:
+			if (!stale_has(b, ans.tid)) {
+				snprintf(b->why, sizeof(b->why), "%s", ans.why);
+				q = QUALITY_BAD_FRAME;
+				goto out;
+			}
+			if (have - start >= ans.len) {
+				start += ans.len;
+				count(&b->late_answers);
+				continue;
+			}
+			break;
+		case MB_WIRE_INVALID:
+			snprintf(b->why, sizeof(b->why), "%s", ans.why);
+			q = QUALITY_BAD_FRAME;
+			goto out;
+		case MB_WIRE_NEED:
+			break;
+		}
+		if (start > 0) {
+			memmove(b->rx, b->rx + start, have - start);
+			have -= start;
+			start = 0;
+		}
+		n = have < sizeof(b->rx)
+			    ? link_read(b, b->rx + have, sizeof(b->rx) - have, deadline)
+			    : 0;
+		if (n <= 0) {
+			if (n == 0)
+				snprintf(b->why, sizeof(b->why),
+					 "no complete answer in %d ms (%zu bytes came)",
+					 unit->timeout_ms, have);
+			q = n == 0 ? QUALITY_TIMEOUT : QUALITY_DISCONNECTED;
+			goto out;
+		}
+		have += (size_t)n;
+	}
+answered:
+	/* Bytes after the answer belong to nothing we asked: gone before the next request. */
+	if (have - start > ans.len)
+		b->dirty = true;
+out:
+	switch (q) {
+	case QUALITY_BAD_VALUE: /* nothing was sent */
+		break;
+	case QUALITY_GOOD:
+		count(&unit->polls_ok);
+		count(&a->stats.polls_ok);
+		break;
 	case QUALITY_EXCEPTION:
-		unit->exceptions++;
-		__atomic_add_fetch(&a->stats.exceptions, 1, __ATOMIC_RELAXED);
-		return QUALITY_EXCEPTION;
+		count(&unit->exceptions);
+		count(&a->stats.exceptions);
+		break;
+	case QUALITY_TIMEOUT:
+		count(&unit->timeouts);
+		count(&a->stats.timeouts);
+		b->dirty = true;
+		if (!b->rtu)
+			stale_add(b, rq->tid);
+		break;
 	case QUALITY_BAD_FRAME:
-		unit->bad_frames++;
-		__atomic_add_fetch(&a->stats.bad_frames, 1, __ATOMIC_RELAXED);
-		modbus_flush(b->ctx);
-		return QUALITY_BAD_FRAME;
+		count(&unit->bad_frames);
+		count(&a->stats.bad_frames);
+		log_debug(SUBSYS, "%s: unit %u: bad frame: %s", a->name, unit->id, b->why);
+		link_flush(b, deadline);
+		b->dirty = true;
+		if (!b->rtu)
+			stale_add(b, rq->tid);
+		break;
 	default:
-		__atomic_add_fetch(&a->stats.io_errors, 1, __ATOMIC_RELAXED);
-		errno = err;
+		*code = errno;
+		count(&a->stats.io_errors);
 		log_warn(SUBSYS, "%s: link lost", a->name);
 		adapter_set_fault(a, "link to %s lost: %s", b->rtu ? b->device : b->host,
-				  strerror(err));
-		return QUALITY_DISCONNECTED;
+				  strerror(*code));
+		link_close(a, b);
+		q = QUALITY_DISCONNECTED;
+		break;
+	}
+	if (b->rtu)
+		b->last_frame_end_us = mono_us();
+	return q;
+}
+
+/* The wire request of one planned read. */
+static struct mb_wire_request read_request(const struct mb_backend *b, const struct mb_request *r)
+{
+	return (struct mb_wire_request){
+		.rtu = b->rtu,
+		.unit_id = r->unit_id,
+		.function = (uint8_t)(r->table + 1), /* tables 1..4 are read with FC 1..4 */
+		.address = r->address,
+		.count = r->count,
+	};
+}
+
+/* A gd_err for a failed transaction's quality. */
+static int quality_error(enum quality q)
+{
+	switch (q) {
+	case QUALITY_GOOD:
+		return 0;
+	case QUALITY_TIMEOUT:
+		return GD_ETIMEDOUT;
+	case QUALITY_EXCEPTION:
+		return GD_EDEVICE;
+	case QUALITY_BAD_FRAME:
+		return GD_EPROTO;
+	case QUALITY_BAD_VALUE:
+		return GD_ERANGE;
+	default:
+		return GD_EIO;
 	}
 }
 
-static void decode_point(struct adapter *a, struct mb_backend *b, const struct mb_request *r,
-			 const struct mb_point *mp, struct sample *s)
+/* Decodes one point of a good answer to 'r' (registers or bits as read) into s->value. */
+static void decode_point(struct adapter *a, const struct mb_request *r, const struct mb_point *mp,
+			 const uint16_t *regs, const uint8_t *bits, struct sample *s)
 {
 	const struct point *p = &a->points[mp->point_index];
 	size_t off = (size_t)(mp->address - r->address);
 
 	if (r->table == MB_COIL || r->table == MB_DISCRETE) {
-		s->value = (struct value){ .kind = VALUE_KIND_BOOL, .b = b->bits[off] != 0 };
-	} else if (codec_decode_regs(mp->type, mp->order, mp->length, b->regs + off, &s->value,
+		s->value = (struct value){ .kind = VALUE_KIND_BOOL, .b = bits[off] != 0 };
+	} else if (codec_decode_regs(mp->type, mp->order, mp->length, regs + off, &s->value,
 				     mp->strbuf) != 0) {
 		s->quality = QUALITY_BAD_VALUE;
 		s->value.kind = VALUE_KIND_NONE;
@@ -786,21 +1104,20 @@ static void poll_group(struct adapter *a, struct mb_backend *b, struct mb_group 
 		const struct mb_request *r = &g->requests[ri];
 		struct mb_unit *unit = &b->units[r->unit_index];
 		struct sample *batch = b->samples + ns;
+		struct mb_wire_request rq = read_request(b, r);
+		char why[sizeof(b->why)];
 		enum quality q;
 		int32_t code = 0;
 
-		if (!b->connected) {
-			fill_bad(a, b, r, batch, QUALITY_DISCONNECTED, 0, gd_now_ms());
-			ns += r->npoints;
-			continue;
-		}
-		if (unit->retry_at_ms > now_ms) {
-			fill_bad(a, b, r, batch, QUALITY_OFFLINE, 0, gd_now_ms());
-			ns += r->npoints;
-			continue;
-		}
 		pthread_mutex_lock(&b->lock);
-		q = do_request(a, b, r, unit, &code);
+		if (!b->connected)
+			q = QUALITY_DISCONNECTED;
+		else if (unit->retry_at_ms > now_ms)
+			q = QUALITY_OFFLINE;
+		else
+			q = transact(a, b, unit, &rq, NULL, b->regs, b->bits, &code);
+		if (q == QUALITY_TIMEOUT || q == QUALITY_BAD_FRAME)
+			memcpy(why, b->why, sizeof(why));
 		pthread_mutex_unlock(&b->lock);
 		if (q == QUALITY_GOOD) {
 			int64_t ts = gd_now_ms();
@@ -809,8 +1126,9 @@ static void poll_group(struct adapter *a, struct mb_backend *b, struct mb_group 
 				log_info(SUBSYS, "%s: unit %u answers again", a->name, unit->id);
 			unit->failures = 0;
 			unit->retry_at_ms = 0;
-			unit->last_ok_ms = ts;
+			__atomic_store_n(&unit->last_ok_ms, ts, __ATOMIC_RELAXED);
 			__atomic_store_n(&a->stats.last_ok_ms, ts, __ATOMIC_RELAXED);
+			/* b->regs and b->bits are this thread's: mb_read reads into its own. */
 			for (size_t k = 0; k < r->npoints; k++) {
 				const struct mb_point *mp = &b->mpoints[r->first + k];
 
@@ -819,13 +1137,11 @@ static void poll_group(struct adapter *a, struct mb_backend *b, struct mb_group 
 					.quality = QUALITY_GOOD,
 					.ts_ms = ts,
 				};
-				decode_point(a, b, r, mp, &batch[k]);
+				decode_point(a, r, mp, b->regs, b->bits, &batch[k]);
 			}
 		} else {
 			fill_bad(a, b, r, batch, q, code, gd_now_ms());
-			if (q == QUALITY_DISCONNECTED) {
-				mb_close(a);
-			} else if (q != QUALITY_EXCEPTION) {
+			if (q == QUALITY_TIMEOUT || q == QUALITY_BAD_FRAME) {
 				/* Silence or garbage: back off so this unit cannot starve the bus.
 				 */
 				unit->failures++;
@@ -834,8 +1150,9 @@ static void poll_group(struct adapter *a, struct mb_backend *b, struct mb_group 
 									  b->backoff_max_ms,
 									  unit->failures);
 				if (unit->failures == 1)
-					log_warnx(SUBSYS, "%s: unit %u: %s; retrying with backoff",
-						  a->name, unit->id, quality_names[q]);
+					log_warnx(SUBSYS,
+						  "%s: unit %u: %s (%s); retrying with backoff",
+						  a->name, unit->id, quality_names[q], why);
 			}
 		}
 		ns += r->npoints;
@@ -845,35 +1162,47 @@ static void poll_group(struct adapter *a, struct mb_backend *b, struct mb_group 
 		out->emit(out, a, b->samples, ns);
 }
 
+/* Opens the link when it is down and a retry is due. Returns 0 or the open's gd_err. */
+static int reconnect(struct adapter *a, struct mb_backend *b, int64_t now_ms)
+{
+	bool due;
+	int rc = 0;
+
+	pthread_mutex_lock(&b->lock);
+	due = !b->connected && now_ms >= b->reconnect_at_ms;
+	if (due)
+		rc = link_open(a, b);
+	pthread_mutex_unlock(&b->lock);
+	if (!due)
+		return 0;
+	if (rc == 0) {
+		if (b->was_connected)
+			__atomic_add_fetch(&a->stats.reconnects, 1, __ATOMIC_RELAXED);
+		b->was_connected = true;
+		log_info(SUBSYS, "%s: connected to %s", a->name, b->rtu ? b->device : b->host);
+		adapter_clear_fault(a);
+		b->link_failures = 0;
+	} else {
+		b->link_failures++;
+		b->reconnect_at_ms =
+			now_ms +
+			adapter_backoff_ms(b->backoff_min_ms, b->backoff_max_ms, b->link_failures);
+		if (adapter_set_fault(a, "cannot open %s: %s", b->rtu ? b->device : b->host,
+				      strerror(errno)))
+			log_warnx(SUBSYS, "%s: cannot open %s: %s", a->name,
+				  b->rtu ? b->device : b->host, strerror(errno));
+	}
+	return rc;
+}
+
 static int mb_poll(struct adapter *a, int64_t now_ms, struct point_sink *out)
 {
 	struct mb_backend *b = a->backend_data;
 	int64_t next = INT64_MAX;
-	int rc = 0;
+	bool connected;
+	int rc;
 
-	if (!b->connected && now_ms >= b->reconnect_at_ms) {
-		pthread_mutex_lock(&b->lock);
-		rc = mb_open(a);
-		pthread_mutex_unlock(&b->lock);
-		if (rc == 0) {
-			if (b->was_connected)
-				__atomic_add_fetch(&a->stats.reconnects, 1, __ATOMIC_RELAXED);
-			b->was_connected = true;
-			log_info(SUBSYS, "%s: connected to %s", a->name,
-				 b->rtu ? b->device : b->host);
-			adapter_clear_fault(a);
-			b->link_failures = 0;
-		} else {
-			b->link_failures++;
-			b->reconnect_at_ms =
-				now_ms + adapter_backoff_ms(b->backoff_min_ms, b->backoff_max_ms,
-							    b->link_failures);
-			if (adapter_set_fault(a, "cannot open %s: %s", b->rtu ? b->device : b->host,
-					      strerror(errno)))
-				log_warnx(SUBSYS, "%s: cannot open %s: %s", a->name,
-					  b->rtu ? b->device : b->host, strerror(errno));
-		}
-	}
+	rc = reconnect(a, b, now_ms);
 	for (size_t g = 0; g < b->ngroups; g++) {
 		struct mb_group *grp = &b->groups[g];
 
@@ -895,7 +1224,10 @@ static int mb_poll(struct adapter *a, int64_t now_ms, struct point_sink *out)
 		if (grp->next_due_ms < next)
 			next = grp->next_due_ms;
 	}
-	if (!b->connected && b->reconnect_at_ms < next)
+	pthread_mutex_lock(&b->lock);
+	connected = b->connected;
+	pthread_mutex_unlock(&b->lock);
+	if (!connected && b->reconnect_at_ms < next)
 		next = b->reconnect_at_ms;
 	a->next_due_ms = next;
 	return rc;
@@ -934,56 +1266,142 @@ static void mb_read_functions(const struct adapter *a, uint8_t used[128])
 		used[b->mpoints[i].table + 1] = 1;
 }
 
+/*
+ * One transaction for the command thread, under b->lock. Returns 0 or a
+ * gd_err: GD_ENOTCONN while the link is down (the adapter thread reopens it).
+ */
+static int command_transact(struct adapter *a, struct mb_backend *b, const struct mb_point *mp,
+			    struct mb_wire_request *rq, const uint16_t *wregs, uint16_t *regs,
+			    uint8_t *bits)
+{
+	int32_t code;
+	enum quality q;
+	int rc;
+
+	pthread_mutex_lock(&b->lock);
+	if (!b->connected) {
+		rc = GD_ENOTCONN;
+		goto out;
+	}
+	q = transact(a, b, &b->units[mp->unit_index], rq, wregs, regs, bits, &code);
+	rc = quality_error(q);
+	if (q == QUALITY_DISCONNECTED)
+		errno = code;
+	else if (q == QUALITY_EXCEPTION)
+		log_warnx(SUBSYS, "%s: unit %u: function %u at %u: exception code %d", a->name,
+			  mp->unit_id, rq->function, rq->address, (int)code);
+	else if (q != QUALITY_GOOD)
+		log_warnx(SUBSYS, "%s: unit %u: function %u at %u: %s: %s", a->name, mp->unit_id,
+			  rq->function, rq->address, quality_names[q], b->why);
+out:
+	pthread_mutex_unlock(&b->lock);
+	return rc;
+}
+
+/*
+ * Writes one value with FC 5, 6 or 16; the device's echo must match. Returns
+ * 0, GD_EDENIED (not a writable point of ours), the codec's GD_ERANGE or
+ * GD_EINVAL, or command_transact's error.
+ */
 static int mb_write(struct adapter *a, const struct point *p, const struct value *v)
 {
 	struct mb_backend *b = a->backend_data;
 	const struct mb_point *mp = mb_point_of(a, p);
 	uint16_t regs[MB_MAX_READ_REGISTERS];
+	struct mb_wire_request rq;
 	struct value raw;
-	int rc, n = -1;
+	int rc;
 
 	if (mp == NULL || !p->writable)
 		return GD_EDENIED;
 	rc = codec_unscale(v, p->type, p->scale, p->offset, &raw);
 	if (rc != 0)
 		return rc;
-	if (mp->table == MB_HOLDING) {
+	rq = (struct mb_wire_request){
+		.rtu = b->rtu,
+		.unit_id = mp->unit_id,
+		.function = (uint8_t)mb_write_function(a, p),
+		.address = mp->address,
+		.count = mp->width,
+	};
+	if (mp->table == MB_COIL) {
+		rq.value = raw.b ? 0xFF00 : 0x0000;
+	} else {
+		if (mp->width > MB_WIRE_MAX_WRITE)
+			return GD_ERANGE; /* a string longer than one FC 16 can carry */
 		rc = codec_encode_regs(mp->type, mp->order, mp->length, &raw, regs);
 		if (rc != 0)
 			return rc;
+		rq.value = regs[0];
 	}
-	pthread_mutex_lock(&b->lock);
-	if (!b->connected) {
-		pthread_mutex_unlock(&b->lock);
-		return GD_ENOTCONN;
-	}
-	modbus_set_slave(b->ctx, mp->unit_id);
-	if (b->rtu)
-		rtu_wait_gap(b);
-	if (mp->table == MB_COIL)
-		n = modbus_write_bit(b->ctx, mp->address, raw.b ? 1 : 0) == 1 ? 0 : -1;
-	else if (mp->width == 1)
-		n = modbus_write_register(b->ctx, mp->address, regs[0]) == 1 ? 0 : -1;
-	else
-		n = modbus_write_registers(b->ctx, mp->address, mp->width, regs) == mp->width ? 0
-											      : -1;
-	b->last_frame_end_us = mono_us();
-	pthread_mutex_unlock(&b->lock);
-	if (n != 0) {
-		int32_t code;
+	return command_transact(a, b, mp, &rq, regs, NULL, NULL);
+}
 
-		switch (classify(errno, &code)) {
-		case QUALITY_TIMEOUT:
-			return GD_ETIMEDOUT;
-		case QUALITY_EXCEPTION:
-			return GD_EDEVICE;
-		case QUALITY_BAD_FRAME:
-			return GD_EPROTO;
-		default:
-			return GD_EIO;
-		}
-	}
+/*
+ * A fresh read of one point, decoded and scaled as a poll would, checked as a
+ * poll's answer is. Returns 0, GD_EINVAL (not ours, or a string: not read),
+ * GD_ERANGE (a value a poll would mark bad_value), or command_transact's error.
+ */
+static int mb_read(struct adapter *a, const struct point *p, struct value *out)
+{
+	struct mb_backend *b = a->backend_data;
+	const struct mb_point *mp = mb_point_of(a, p);
+	uint16_t regs[MB_MAX_READ_REGISTERS];
+	uint8_t bits[1];
+	struct mb_request r;
+	struct mb_wire_request rq;
+	struct sample s = { .quality = QUALITY_GOOD };
+	int rc;
+
+	if (mp == NULL || mp->type == VALUE_STRING)
+		return GD_EINVAL;
+	r = (struct mb_request){
+		.unit_index = mp->unit_index,
+		.unit_id = mp->unit_id,
+		.table = mp->table,
+		.address = mp->address,
+		.count = mp->width,
+		.npoints = 1,
+	};
+	rq = read_request(b, &r);
+	rc = command_transact(a, b, mp, &rq, NULL, regs, bits);
+	if (rc != 0)
+		return rc;
+	decode_point(a, &r, mp, regs, bits, &s);
+	if (s.quality != QUALITY_GOOD)
+		return GD_ERANGE;
+	*out = s.value;
 	return 0;
+}
+
+/* The transport's own counters for health: late answers skipped, and each unit's. */
+static size_t mb_stats_json(const struct adapter *a, char *buf, size_t cap)
+{
+	const struct mb_backend *b = a->backend_data;
+	size_t n = 0;
+	int r;
+
+#define PUT(...)                                                                                   \
+	do {                                                                                       \
+		r = snprintf(n < cap ? buf + n : NULL, n < cap ? cap - n : 0, __VA_ARGS__);        \
+		if (r > 0)                                                                         \
+			n += (size_t)r;                                                            \
+	} while (0)
+
+	PUT(",\"late_answers\":%llu,\"units\":{", (unsigned long long)LD(b->late_answers));
+	for (size_t i = 0; i < b->nunits; i++) {
+		const struct mb_unit *u = &b->units[i];
+
+		PUT("%s\"%u\":{\"polls\":%llu,\"polls_ok\":%llu,\"timeouts\":%llu,"
+		    "\"exceptions\":%llu,\"bad_frames\":%llu,\"last_ok_ts\":%lld}",
+		    i ? "," : "", u->id, (unsigned long long)LD(u->polls),
+		    (unsigned long long)LD(u->polls_ok), (unsigned long long)LD(u->timeouts),
+		    (unsigned long long)LD(u->exceptions), (unsigned long long)LD(u->bad_frames),
+		    (long long)LD(u->last_ok_ms));
+	}
+	PUT("}");
+#undef PUT
+	return n;
 }
 
 static void mb_destroy(struct adapter *a)
@@ -1016,10 +1434,12 @@ const struct adapter_ops adapter_modbus_tcp_ops = {
 	.open = mb_open,
 	.poll = mb_poll,
 	.write = mb_write,
+	.read = mb_read,
 	.write_function = mb_write_function,
 	.read_functions = mb_read_functions,
 	.close = mb_close,
 	.destroy = mb_destroy,
+	.stats_json = mb_stats_json,
 };
 
 const struct adapter_ops adapter_modbus_rtu_ops = {
@@ -1028,8 +1448,10 @@ const struct adapter_ops adapter_modbus_rtu_ops = {
 	.open = mb_open,
 	.poll = mb_poll,
 	.write = mb_write,
+	.read = mb_read,
 	.write_function = mb_write_function,
 	.read_functions = mb_read_functions,
 	.close = mb_close,
 	.destroy = mb_destroy,
+	.stats_json = mb_stats_json,
 };

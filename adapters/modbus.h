@@ -1,4 +1,5 @@
-/* modbus.h: private to the Modbus adapter: point map entries and the request planner. */
+/* modbus.h: private to the Modbus adapter: point map entries, the request planner, and the wire
+ * format (request building, answer validation). */
 #ifndef ADAPTERS_MODBUS_H
 #define ADAPTERS_MODBUS_H
 
@@ -61,5 +62,88 @@ size_t mb_plan(const struct mb_point *pts, size_t n, unsigned max_gap, unsigned 
  * 1750 us above 19200 baud.
  */
 int64_t mb_rtu_gap_us(int baud, int data_bits, bool parity, int stop_bits);
+
+/* ---- the wire (modbus_wire.c): requests built and answers checked by our own code ---- */
+
+#define MB_WIRE_TCP_HEADER 7   /* MBAP: transaction id, protocol id, length, unit id */
+#define MB_WIRE_MAX_ADU	   260 /* a TCP ADU: MBAP header and the largest PDU; RTU needs 256 */
+#define MB_WIRE_MAX_WRITE  123 /* registers one FC 16 may write (6.12) */
+
+/*
+ * One request as sent, and so everything its answer must match.
+ * function: 1, 2, 3 or 4 (reads 'count' bits or registers from 'address'),
+ *   5 (writes coil 'address': 'value' 0xFF00 on, 0x0000 off), 6 (writes
+ *   register 'address' with 'value'), 16 ('count' registers from 'address').
+ */
+struct mb_wire_request {
+	bool rtu;
+	uint16_t tid;	  /* TCP transaction id; unused on RTU */
+	uint8_t unit_id;  /* TCP unit id, RTU slave address */
+	uint8_t function; /* 1, 2, 3, 4, 5, 6 or 16 */
+	uint16_t address;
+	uint16_t count; /* bits or registers read, registers written by FC 16; 1 for FC 5 and 6 */
+	uint16_t value; /* FC 5 and 6: the value written */
+};
+
+/*
+ * Builds the ADU of 'rq' into 'out' (MB_WIRE_MAX_ADU bytes): MBAP header on
+ * TCP, CRC on RTU. 'regs' holds FC 16's 'count' registers (host order), else
+ * it may be NULL. Returns the ADU's length, or 0 when 'rq' is no request we
+ * send (unknown function, count 0 or above the limit of 6.1 to 6.12, a FC 5
+ * value other than 0xFF00 and 0, a range past address 65535).
+ */
+size_t mb_wire_build(const struct mb_wire_request *rq, const uint16_t *regs, uint8_t *out);
+
+/* The length of the ADU of a correct, non-exception answer to 'rq' (0 if 'rq' is invalid). */
+size_t mb_wire_answer_len(const struct mb_wire_request *rq);
+
+/* The Modbus CRC-16 (polynomial 0xA001 reflected, initial 0xFFFF) of 'n' bytes. */
+uint16_t mb_wire_crc16(const uint8_t *p, size_t n);
+
+/* What the bytes received so far are, see mb_wire_parse. */
+enum mb_wire_status {
+	MB_WIRE_NEED,	   /* a valid start: at least 'need' more bytes before a verdict */
+	MB_WIRE_OK,	   /* the answer to the request, valid, 'len' bytes */
+	MB_WIRE_EXCEPTION, /* a valid exception answer, 'len' bytes; its code in 'exception' */
+	MB_WIRE_OTHER_TID, /* TCP: a sound MBAP header of another transaction 'tid', 'len' bytes
+			    * in all; 'why' says so, for a caller that refuses it */
+	MB_WIRE_INVALID,   /* does not match the request; 'why' says how */
+};
+
+struct mb_wire_answer {
+	enum mb_wire_status status;
+	size_t need;	   /* MB_WIRE_NEED */
+	size_t len;	   /* the frame's length in bytes (OK, EXCEPTION, OTHER_TID) */
+	size_t data_off;   /* OK, FC 1 to 4: the data bytes' offset in the frame */
+	size_t data_len;   /* and their number (the byte count) */
+	uint8_t exception; /* MB_WIRE_EXCEPTION: the code, any value 0 to 255 */
+	uint16_t tid;	   /* MB_WIRE_OTHER_TID: the transaction it belongs to */
+	char why[112];	   /* MB_WIRE_INVALID: "unit id 7 (expected 1)" */
+};
+
+/*
+ * Judges the 'len' bytes received so far (from the frame's first byte) as
+ * the answer to 'rq'. Checks run in the order the bytes that decide them
+ * arrive, so a prefix gives MB_WIRE_NEED or the verdict the whole frame
+ * gives, however the bytes are split; on RTU, a complete frame's CRC is
+ * checked before its address and echo, since a corrupted byte is the likelier
+ * cause. Bytes past the frame are not looked at. TCP: transaction id (another
+ * one is MB_WIRE_OTHER_TID, for the caller to skip or refuse), protocol id 0,
+ * MBAP length 3 to 254 and equal to the PDU's, unit id. RTU: slave address,
+ * CRC. Both: function code or function code | 0x80 with one exception code;
+ * byte count ceil(count / 8) for bits, 2 * count for registers; FC 5, 6 and
+ * 16 echo address and value or quantity. No allocation; fills *ans and
+ * returns ans->status.
+ */
+enum mb_wire_status mb_wire_parse(const struct mb_wire_request *rq, const uint8_t *buf, size_t len,
+				  struct mb_wire_answer *ans);
+
+/*
+ * Unpacks the data of a valid FC 1 to 4 answer ('frame' as given to
+ * mb_wire_parse): registers into 'regs' (host order), or bits into 'bits'
+ * (one byte, 0 or 1, per bit); rq->count of them.
+ */
+void mb_wire_unpack(const struct mb_wire_request *rq, const struct mb_wire_answer *ans,
+		    const uint8_t *frame, uint16_t *regs, uint8_t *bits);
 
 #endif
