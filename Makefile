@@ -12,6 +12,10 @@ ifeq ($(SAN),1)
 override CFLAGS += -fsanitize=address,undefined -fno-omit-frame-pointer -fno-sanitize-recover=undefined
 LDFLAGS += -fsanitize=address,undefined
 endif
+ifeq ($(TSAN),1)
+override CFLAGS += -fsanitize=thread -fno-omit-frame-pointer
+LDFLAGS += -fsanitize=thread
+endif
 LIBS    = -lpaho-mqtt3as -lmbedtls -lmbedx509 -lmbedcrypto -lcjson -lmodbus -lserialport -lpthread -lm
 
 CORE_SRC  = $(wildcard base/*.c) $(filter-out guardian/main.c,$(wildcard guardian/*.c)) $(wildcard adapters/*.c) \
@@ -29,7 +33,7 @@ SERVICE_SRC = $(wildcard service/*.c)
 
 all: $(BUILD)/guardian $(BUILD)/guardian-service $(TOOLS)
 tests: $(BUILD)/test-unit $(BUILD)/test-integration
-.PHONY: all tests deps test test-run check demo bench fuzz clean format
+.PHONY: all tests deps test test-run check tsan demo bench fuzz fuzz-replay clean format
 
 $(BUILD)/obj/%.o: %.c
 	@mkdir -p $(dir $@)
@@ -81,6 +85,22 @@ test-run: all tests
 check: deps
 	@$(MAKE) --no-print-directory BUILD=build/san SAN=1 CFLAGS="-O1 -g" test-run
 
+# The threads under ThreadSanitizer: the integration suites that reload the policy (SIGHUP) while
+# the console, telemetry and commands use it, and that send commands and writes. A report in any
+# child's log fails the test (h_cleanup). tests/tsan.supp names what is suppressed, and why: only
+# libraries that are not instrumented, never guardian's own code.
+TSAN_SUITES = reload order commands writes
+# The test runner itself is built without: Criterion cannot map its arena under ThreadSanitizer.
+tsan: deps
+	@$(MAKE) --no-print-directory BUILD=build/tsan TSAN=1 CFLAGS="-O1 -g" all
+	@$(MAKE) --no-print-directory BUILD=build/tsan/runner build/tsan/runner/test-integration
+	@for s in $(TSAN_SUITES); do \
+		echo "== $$s/* under ThreadSanitizer"; \
+		TSAN_OPTIONS="suppressions=$(abspath tests/tsan.supp) second_deadlock_stack=1" \
+		GUARDIAN_BUILD=$(abspath build/tsan) build/tsan/runner/test-integration --jobs 1 \
+			--filter "$$s/*" || exit 1; \
+	done
+
 demo: deps
 	@$(MAKE) --no-print-directory all
 	@BUILD=$(abspath $(BUILD)) sh tools/demo.sh
@@ -121,7 +141,15 @@ $(BUILD)/fuzz_attest_result: fuzz/fuzz_attest_result.c uplink/evidence.c $(FUZZ_
 	@mkdir -p $(dir $@)
 	clang $(FUZZ_CFLAGS) -o $@ $^ -lcjson -lmbedx509 -lmbedcrypto -lm
 
-FUZZERS = policy framer slcan console evidence attest_result
+$(BUILD)/fuzz_command: fuzz/fuzz_command.c guardian/command_doc.c $(FUZZ_CORE)
+	@mkdir -p $(dir $@)
+	clang $(FUZZ_CFLAGS) -o $@ $^ -lcjson -lm
+
+$(BUILD)/fuzz_modbus_response: fuzz/fuzz_modbus_response.c adapters/modbus_wire.c
+	@mkdir -p $(dir $@)
+	clang $(FUZZ_CFLAGS) -o $@ $^
+
+FUZZERS = policy framer slcan console evidence attest_result command modbus_response
 
 fuzz: deps
 	@sh tools/install-deps.sh clang libclang-rt-14-dev
@@ -131,6 +159,16 @@ fuzz: deps
 		echo "== fuzz_$$f for $(FUZZ_SECONDS) s"; \
 		$(BUILD)/fuzz_$$f -max_total_time=$(FUZZ_SECONDS) -detect_leaks=1 \
 			-artifact_prefix=$(BUILD)/ $(BUILD)/fuzz-corpus/$$f fuzz/corpus/$$f || exit 1; \
+	done
+
+# Every committed corpus through its target once, no new fuzzing: what fuzzing found stays fixed.
+fuzz-replay: deps
+	@sh tools/install-deps.sh clang libclang-rt-14-dev
+	@$(MAKE) --no-print-directory $(FUZZERS:%=$(BUILD)/fuzz_%)
+	@for f in $(FUZZERS); do \
+		echo "== fuzz_$$f: replaying $$(ls fuzz/corpus/$$f | wc -l) inputs"; \
+		$(BUILD)/fuzz_$$f -runs=0 -detect_leaks=1 -artifact_prefix=$(BUILD)/ fuzz/corpus/$$f \
+			>$(BUILD)/fuzz_$$f.replay.log 2>&1 || { tail -40 $(BUILD)/fuzz_$$f.replay.log; exit 1; }; \
 	done
 
 format:

@@ -1,6 +1,5 @@
 /* command.c: writes the cloud asks for: policy, function codes, the write itself, audit, and the
  * answer. */
-#include <cjson/cJSON.h>
 #include <errno.h>
 #include <math.h>
 #include <stdio.h>
@@ -8,89 +7,135 @@
 #include <string.h>
 #include <time.h>
 
+#include "../base/base.h"
+
+#include "command_doc.h"
 #include "gateway_private.h"
 
 #define SUBSYS	      "command"
-#define INBOX_MAX     64   /* commands waiting; more are refused as busy */
-#define COMMAND_BYTES 4096 /* a larger command is refused unread */
-
+#define INBOX_MAX     64   /* commands waiting to be carried out */
+#define BUSY_MAX      1024 /* "busy" answers waiting for the command thread */
+/* One command as it arrived, or (busy) only the id of one refused as busy. */
 struct command {
 	struct command *next;
+	bool busy;
 	size_t len;
-	char text[]; /* len bytes + NUL */
+	char text[]; /* len bytes + NUL: the command, or the id's JSON text */
 };
 
 struct command_inbox {
 	pthread_mutex_t lock;
 	pthread_cond_t cond;
 	struct command *head, *tail;
-	size_t count;
-	uint64_t refused_busy;
+	size_t count, busy_count;
 	bool stopping;
+	/* Counted under 'lock'; shown in health. */
+	uint64_t received, accepted, refused, failed, busy;
 };
+
+/* Counts one answer of 'status'. */
+static void count_answer(struct command_inbox *in, const char *status)
+{
+	pthread_mutex_lock(&in->lock);
+	if (strcmp(status, "accepted") == 0)
+		in->accepted++;
+	else if (strcmp(status, "failed") == 0)
+		in->failed++;
+	else if (strcmp(status, "busy") == 0)
+		in->busy++;
+	else
+		in->refused++;
+	pthread_mutex_unlock(&in->lock);
+}
+
+/*
+ * Answers on cmd/result and records the answer in the audit log, published on
+ * the audit topic: write_done, write_failed or write_refused. Every command
+ * gets exactly one answer. Every field is bounded before it gets here, so the
+ * answer always fits; should it not, a short answer without the command's
+ * fields goes instead, never a cut one.
+ */
+static void answer(struct gateway *gw, const struct cmd_answer *a)
+{
+	char fields[CMD_FIELDS_BYTES], doc[CMD_FIELDS_BYTES + 64];
+	int64_t ts = gd_now_ms();
+	bool done = strcmp(a->status, "accepted") == 0;
+	size_t n = cmd_answer_format(a, ts, fields, doc, sizeof(doc));
+
+	uplink_publish_event(gw->uplink, "cmd/result", doc, n);
+	gateway_audit(gw, ts,
+		      done			       ? "write_done"
+		      : strcmp(a->status, "failed") == 0 ? "write_failed"
+							 : "write_refused",
+		      fields, true);
+	count_answer(gw->inbox, a->status);
+	if (done)
+		log_info(SUBSYS, "%s = %s written", a->point, a->value);
+	else
+		log_warnx(SUBSYS, "command %s: %s %s: %s", a->id, a->point ? a->point : "(no point)",
+			  a->status, a->reason);
+}
+
+static void answer_busy(struct gateway *gw, const char *id)
+{
+	answer(gw, &(struct cmd_answer){ .id = id,
+				     .value = "null",
+				     .status = "busy",
+				     .reason = "busy: the command inbox is full; nothing was "
+					       "written, send it again later" });
+}
 
 /* On Paho's thread: copy and return at once. */
 static void command_arrived(void *ctx, const char *payload, size_t len)
 {
 	struct gateway *gw = ctx;
 	struct command_inbox *in = gw->inbox;
+	char id[CMD_ID_BYTES];
 	struct command *c;
+	bool inline_busy = false;
 
-	if (len > COMMAND_BYTES)
-		len = COMMAND_BYTES + 1; /* kept short; refused as too large */
-	c = malloc(sizeof(*c) + len + 1);
+	if (len > CMD_BYTES)
+		len = CMD_BYTES + 1; /* kept short; refused as too large */
+	c = malloc(sizeof(*c) + (len > CMD_ID_BYTES ? len : CMD_ID_BYTES) + 1);
 	if (c == NULL)
 		return;
-	c->next = NULL;
-	c->len = len;
+	*c = (struct command){ .len = len };
 	memcpy(c->text, payload, len);
 	c->text[len] = '\0';
 	pthread_mutex_lock(&in->lock);
+	in->received++;
 	if (in->stopping) {
+		pthread_mutex_unlock(&in->lock);
 		free(c);
-	} else if (in->count >= INBOX_MAX) {
-		in->refused_busy++;
-		free(c);
-	} else {
+		return;
+	}
+	if (in->count >= INBOX_MAX) {
+		/* Only its id is kept, for the answer. */
+		cmd_parse_id(payload, len, id);
+		c->busy = true;
+		c->len = strlen(id);
+		memcpy(c->text, id, c->len + 1);
+		if (in->busy_count >= BUSY_MAX)
+			inline_busy = true;
+	}
+	if (!inline_busy) {
 		if (in->tail != NULL)
 			in->tail->next = c;
 		else
 			in->head = c;
 		in->tail = c;
-		in->count++;
+		if (c->busy)
+			in->busy_count++;
+		else
+			in->count++;
 		pthread_cond_signal(&in->cond);
 	}
 	pthread_mutex_unlock(&in->lock);
-}
-
-/*
- * Answers on cmd/result and, unless accepted-and-written is all there is to
- * say, records it in the audit log (and on the audit topic). Every refused
- * write is audited; so is every write done.
- */
-static void answer(struct gateway *gw, const char *id_json, const char *point, const char *value,
-		   const char *status, const char *reason)
-{
-	char reason_json[1024], point_json[256], fields[2048], doc[2600];
-	int64_t ts = gd_now_ms();
-
-	gateway_json_string(reason_json, sizeof(reason_json), reason);
-	gateway_json_string(point_json, sizeof(point_json), point ? point : "");
-	snprintf(fields, sizeof(fields),
-		 "\"id\":%s,\"point\":%s,\"value\":%s,\"status\":\"%s\",\"reason\":%s", id_json,
-		 point ? point_json : "null", value, status, reason_json);
-	snprintf(doc, sizeof(doc), "{%s,\"ts\":%lld}", fields, (long long)ts);
-	uplink_publish_event(gw->uplink, "cmd/result", doc, strlen(doc));
-	if (strcmp(status, "accepted") == 0)
-		gateway_audit(gw, ts, "write_done", fields, false);
-	else
-		gateway_audit(gw, ts,
-			      strcmp(status, "failed") == 0 ? "write_failed" : "write_refused",
-			      fields, true);
-	if (strcmp(status, "accepted") == 0)
-		log_info(SUBSYS, "%s = %s written", point, value);
-	else
-		log_warnx(SUBSYS, "%s %s: %s", point ? point : "(no point)", status, reason);
+	if (inline_busy) {
+		/* A flood past every queue: answered here, which slows the flood down. */
+		answer_busy(gw, c->text);
+		free(c);
+	}
 }
 
 /* Which adapter holds point 'id'. */
@@ -107,80 +152,79 @@ static struct adapter *adapter_of(struct gateway *gw, uint32_t id, size_t *index
 	return NULL;
 }
 
+/*
+ * The value the machine holds now, to judge max_step against: read fresh
+ * from the device where the adapter can, else the newer of the last accepted
+ * write and the last good poll. 0, or a gd_err when the read failed.
+ */
+static int current_value(struct gateway *gw, struct adapter *a, const struct point *p, long pid,
+			 struct value *out)
+{
+	if (a != NULL && a->ops->read != NULL)
+		return a->ops->read(a, p, out);
+	pthread_mutex_lock(&gw->current_lock);
+	if (gw->written[pid].kind != VALUE_KIND_NONE &&
+	    gw->written_ms[pid] >= gw->last[pid].ts_ms)
+		*out = gw->written[pid];
+	else
+		*out = gw->current[pid];
+	pthread_mutex_unlock(&gw->current_lock);
+	return 0;
+}
+
 static void handle(struct gateway *gw, const struct command *c)
 {
-	char id_json[160] = "null", value_text[160] = "null", reason[512];
-	const cJSON *id, *point, *value;
+	struct cmd_parsed cmd;
+	char reason[1024];
+	struct cmd_answer ans = { .id = cmd.id,
+				  .value = cmd.value_text,
+				  .status = "refused",
+				  .reason = reason };
 	const struct point *p;
 	struct adapter *a;
-	struct value requested, current;
+	struct value current = { .kind = VALUE_KIND_NONE };
 	enum policy_refusal refusal;
 	size_t aindex = 0;
+	bool needs_current;
 	long pid;
 	unsigned fc;
-	cJSON *doc;
 	int rc;
 
-	if (c->len > COMMAND_BYTES) {
-		answer(gw, id_json, NULL, value_text, "refused",
-		       "malformed command: larger than 4096 bytes");
+	if (c->busy) {
+		answer_busy(gw, c->text);
 		return;
 	}
-	doc = cJSON_ParseWithLength(c->text, c->len);
-	if (!cJSON_IsObject(doc)) {
-		answer(gw, id_json, NULL, value_text, "refused",
-		       "malformed command: not a JSON object (expected {\"id\":..., \"point\":..., "
-		       "\"value\":...})");
-		cJSON_Delete(doc);
+	if (!cmd_parse(c->text, c->len, &cmd, reason, sizeof(reason))) {
+		ans.point = cmd.point[0] != '\0' ? cmd.point : NULL;
+		answer(gw, &ans);
 		return;
 	}
-	id = cJSON_GetObjectItemCaseSensitive(doc, "id");
-	point = cJSON_GetObjectItemCaseSensitive(doc, "point");
-	value = cJSON_GetObjectItemCaseSensitive(doc, "value");
-	if (cJSON_IsString(id))
-		gateway_json_string(id_json, sizeof(id_json), id->valuestring);
-	else if (cJSON_IsNumber(id))
-		snprintf(id_json, sizeof(id_json), "%.17g", id->valuedouble);
-	if (id == NULL || !(cJSON_IsString(id) || cJSON_IsNumber(id)) || !cJSON_IsString(point) ||
-	    value == NULL) {
-		answer(gw, id_json, cJSON_IsString(point) ? point->valuestring : NULL, value_text,
-		       "refused",
-		       "malformed command: expected \"id\" (string or number), \"point\" (string) "
-		       "and \"value\"");
-		goto out;
-	}
-	if (cJSON_IsBool(value))
-		requested = (struct value){ .kind = VALUE_KIND_BOOL, .b = cJSON_IsTrue(value) };
-	else if (cJSON_IsNumber(value))
-		requested = (struct value){ .kind = VALUE_KIND_FLOAT, .f = value->valuedouble };
-	else if (cJSON_IsString(value))
-		requested = (struct value){ .kind = VALUE_KIND_STRING, .s = value->valuestring };
-	else {
-		answer(gw, id_json, point->valuestring, value_text, "refused",
-		       "malformed command: \"value\" must be a number, true/false or a string");
-		goto out;
-	}
-	/* Integral numbers stay exact integers for integer registers. */
-	if (requested.kind == VALUE_KIND_FLOAT && requested.f == floor(requested.f) &&
-	    fabs(requested.f) < 9007199254740992.0)
-		requested = (struct value){ .kind = VALUE_KIND_INT, .i = (int64_t)requested.f };
-	gateway_value_json(value_text, sizeof(value_text), &requested);
+	ans.point = cmd.point;
 	pthread_rwlock_rdlock(&gw->policy_lock); /* the aliases change on reload */
-	pid = gateway_point_by_name(gw, point->valuestring);
+	pid = gateway_point_by_name(gw, ans.point);
+	needs_current =
+		pid >= 0 && policy_downlink_needs_current(gw->cfg->policy, (uint32_t)pid);
 	pthread_rwlock_unlock(&gw->policy_lock);
 	if (pid < 0) {
-		snprintf(reason, sizeof(reason), "unknown point \"%s\"", point->valuestring);
-		answer(gw, id_json, point->valuestring, value_text, "refused", reason);
-		goto out;
+		snprintf(reason, sizeof(reason), "unknown point \"%s\"", ans.point);
+		answer(gw, &ans);
+		return;
 	}
 	p = gw->cfg->points[pid];
-	pthread_mutex_lock(&gw->current_lock);
-	current = gw->current[pid];
-	pthread_mutex_unlock(&gw->current_lock);
-	pthread_rwlock_rdlock(&gw->policy_lock);
-	refusal = policy_downlink_decide(gw->cfg->policy, gw->pstate, (uint32_t)pid, &requested,
-					 &current, gd_now_ms(), reason, sizeof(reason));
+	ans.point = p->name;
 	a = adapter_of(gw, (uint32_t)pid, &aindex);
+	/* max_step is judged against what the machine holds now, not the last poll. */
+	if (needs_current && (rc = current_value(gw, a, p, pid, &current)) != 0) {
+		snprintf(reason, sizeof(reason),
+			 "cannot read the current value of %s to check max_step: %s; nothing "
+			 "was written",
+			 p->name, gd_strerror(rc));
+		answer(gw, &ans);
+		return;
+	}
+	pthread_rwlock_rdlock(&gw->policy_lock);
+	refusal = policy_downlink_decide(gw->cfg->policy, gw->pstate, (uint32_t)pid, &cmd.value,
+					 &current, gd_now_ms(), reason, sizeof(reason));
 	fc = a != NULL && a->ops->write_function != NULL ? a->ops->write_function(a, p) : 0;
 	if (refusal == POLICY_ACCEPT && fc != 0 &&
 	    !policy_function_allowed(gw->cfg->policy, aindex, fc)) {
@@ -192,23 +236,32 @@ static void handle(struct gateway *gw, const struct command *c)
 	}
 	pthread_rwlock_unlock(&gw->policy_lock);
 	if (refusal != POLICY_ACCEPT) {
-		answer(gw, id_json, p->name, value_text, "refused", reason);
-		goto out;
+		answer(gw, &ans);
+		return;
 	}
 	if (a == NULL || a->ops->write == NULL) {
-		answer(gw, id_json, p->name, value_text, "refused", "this adapter cannot write");
-		goto out;
+		snprintf(reason, sizeof(reason), "this adapter cannot write");
+		answer(gw, &ans);
+		return;
 	}
-	rc = a->ops->write(a, p, &requested);
+	rc = a->ops->write(a, p, &cmd.value);
+	pthread_mutex_lock(&gw->current_lock);
+	/* After a failed write the machine may hold either value: none is assumed. */
+	gw->written[pid] = rc == 0 && cmd.value.kind != VALUE_KIND_STRING
+				   ? cmd.value
+				   : (struct value){ .kind = VALUE_KIND_NONE };
+	gw->written_ms[pid] = gd_now_ms();
+	pthread_mutex_unlock(&gw->current_lock);
 	if (rc != 0) {
 		snprintf(reason, sizeof(reason), "the write to the device failed: %s",
 			 gd_strerror(rc));
-		answer(gw, id_json, p->name, value_text, "failed", reason);
-		goto out;
+		ans.status = "failed";
+		answer(gw, &ans);
+		return;
 	}
-	answer(gw, id_json, p->name, value_text, "accepted", "written");
-out:
-	cJSON_Delete(doc);
+	snprintf(reason, sizeof(reason), "written");
+	ans.status = "accepted";
+	answer(gw, &ans);
 }
 
 static void *command_main(void *arg)
@@ -228,7 +281,10 @@ static void *command_main(void *arg)
 		in->head = c->next;
 		if (in->head == NULL)
 			in->tail = NULL;
-		in->count--;
+		if (c->busy)
+			in->busy_count--;
+		else
+			in->count--;
 		pthread_mutex_unlock(&in->lock);
 		handle(gw, c);
 		free(c);
@@ -270,7 +326,8 @@ void command_stop(struct gateway *gw)
 		return;
 	pthread_mutex_lock(&in->lock);
 	in->stopping = true;
-	/* Waiting commands are not carried out during a stop. */
+	/* Waiting commands are not carried out during a stop (nor answered: the uplink is
+	 * going). */
 	while (in->head != NULL) {
 		struct command *c = in->head;
 
@@ -279,6 +336,7 @@ void command_stop(struct gateway *gw)
 	}
 	in->tail = NULL;
 	in->count = 0;
+	in->busy_count = 0;
 	pthread_cond_broadcast(&in->cond);
 	pthread_mutex_unlock(&in->lock);
 	if (gw->command_started)
@@ -298,4 +356,48 @@ void command_free(struct gateway *gw)
 	pthread_mutex_destroy(&in->lock);
 	free(in);
 	gw->inbox = NULL;
+}
+
+void command_health(struct gateway *gw, struct jw *w)
+{
+	struct command_inbox *in = gw->inbox;
+	uint64_t received = 0, accepted = 0, refused = 0, failed = 0, busy = 0, waiting = 0;
+	char head[65] = "";
+	uint64_t head_seq = 0;
+
+	if (in != NULL) {
+		pthread_mutex_lock(&in->lock);
+		received = in->received;
+		accepted = in->accepted;
+		refused = in->refused;
+		failed = in->failed;
+		busy = in->busy;
+		waiting = in->count + in->busy_count;
+		pthread_mutex_unlock(&in->lock);
+	}
+	if (gw->audit != NULL)
+		audit_head(gw->audit, &head_seq, head);
+	jw_key(w, "commands");
+	jw_object(w);
+	jw_key(w, "received");
+	jw_uint(w, received);
+	jw_key(w, "accepted");
+	jw_uint(w, accepted);
+	jw_key(w, "refused");
+	jw_uint(w, refused);
+	jw_key(w, "failed");
+	jw_uint(w, failed);
+	jw_key(w, "busy");
+	jw_uint(w, busy);
+	jw_key(w, "waiting");
+	jw_uint(w, waiting);
+	jw_end(w);
+	/* The chain head: the cloud keeps it, so that cutting off the log's tail shows. */
+	jw_key(w, "audit");
+	jw_object(w);
+	jw_key(w, "seq");
+	jw_uint(w, head_seq);
+	jw_key(w, "mac");
+	jw_string(w, head);
+	jw_end(w);
 }

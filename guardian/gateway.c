@@ -6,9 +6,12 @@
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
+#include <sys/random.h>
 #include <sys/stat.h>
 #include <time.h>
 
+#include "../base/base.h"
+#include "command_doc.h"
 #include "core.h"
 #include "gateway_private.h"
 #include "keystore.h"
@@ -17,60 +20,15 @@
 
 #define AUDIT_DROP_INTERVAL_MS 60000 /* at most one range-drop record per point per minute */
 
-void gateway_value_json(char *out, size_t cap, const struct value *v)
-{
-	switch (v->kind) {
-	case VALUE_KIND_BOOL:
-		snprintf(out, cap, "%s", v->b ? "true" : "false");
-		break;
-	case VALUE_KIND_INT:
-		snprintf(out, cap, "%lld", (long long)v->i);
-		break;
-	case VALUE_KIND_UINT:
-		snprintf(out, cap, "%llu", (unsigned long long)v->u);
-		break;
-	case VALUE_KIND_FLOAT:
-		payload_format_double(out, cap, v->f);
-		break;
-	case VALUE_KIND_STRING:
-		gateway_json_string(out, cap, v->s);
-		break;
-	default:
-		snprintf(out, cap, "null");
-		break;
-	}
-}
-
 size_t gateway_json_string(char *out, size_t cap, const char *text)
 {
-	size_t n = 0;
+	struct jw w;
+	size_t n;
 
-#define PUTC(ch)                                                                                   \
-	do {                                                                                       \
-		if (n + 1 < cap)                                                                   \
-			out[n] = (ch);                                                             \
-		n++;                                                                               \
-	} while (0)
-	PUTC('"');
-	for (const unsigned char *p = (const unsigned char *)text; *p != '\0'; p++) {
-		if (*p == '"' || *p == '\\') {
-			PUTC('\\');
-			PUTC((char)*p);
-		} else if (*p < 0x20) {
-			char esc[8];
-
-			snprintf(esc, sizeof(esc), "\\u%04x", *p);
-			for (char *e = esc; *e; e++)
-				PUTC(*e);
-		} else {
-			PUTC((char)*p);
-		}
-	}
-	PUTC('"');
-#undef PUTC
-	if (cap > 0)
-		out[n < cap ? n : cap - 1] = '\0';
-	return n;
+	jw_init(&w, out, cap);
+	jw_string(&w, text);
+	n = jw_finish(&w);
+	return n == 0 ? cap : n; /* did not fit: as snprintf says, at least cap */
 }
 
 int gateway_audit(struct gateway *gw, int64_t ts, const char *event, const char *fields,
@@ -101,17 +59,22 @@ int gateway_audit(struct gateway *gw, int64_t ts, const char *event, const char 
 static void audit_range_drop(struct gateway *gw, const struct sample *s, int64_t ts)
 {
 	int64_t *last = &gw->last_drop_audit_ms[s->point_id];
-	char fields[256], value[64];
+	char fields[512], value[64];
+	struct jw w;
 
 	if (gw->audit == NULL || (*last != 0 && ts - *last < AUDIT_DROP_INTERVAL_MS))
 		return;
 	*last = ts;
 	gateway_value_json(value, sizeof(value), &s->value);
-	/* Point names are [A-Za-z0-9_.-/]: no escaping needed. */
-	snprintf(fields, sizeof(fields),
-		 "\"point\":\"%s\",\"value\":%s,\"reason\":\"outside the allowed range\"",
-		 gw->cfg->points[s->point_id]->name, value);
-	gateway_audit(gw, ts, "uplink_dropped", fields, true);
+	jw_init(&w, fields, sizeof(fields));
+	jw_key(&w, "point");
+	jw_string(&w, gw->cfg->points[s->point_id]->name);
+	jw_key(&w, "value");
+	jw_raw(&w, value, strlen(value));
+	jw_key(&w, "reason");
+	jw_string(&w, "outside the allowed range");
+	if (jw_finish(&w) > 0)
+		gateway_audit(gw, ts, "uplink_dropped", fields, true);
 }
 
 /* Policy first, then payloads of at most max_message_bytes, then the queue; at most
@@ -172,22 +135,32 @@ static void emit_chunk(struct runner *r, const struct sample *samples, size_t ns
 	if (dropped > 0)
 		__atomic_add_fetch(&gw->dropped, dropped, __ATOMIC_RELAXED);
 	while (done < n) {
-		uint64_t seq = __atomic_add_fetch(&gw->seq, 1, __ATOMIC_RELAXED);
 		size_t len = 0;
 		size_t wrote =
-			payload_telemetry(r->buf, r->cap, &len, gw->cfg->device_id, seq, ts,
+			payload_telemetry(r->buf + PAYLOAD_SEQ_ROOM, r->cap - PAYLOAD_SEQ_ROOM,
+					  &len, gw->cfg->device_id, gw->boot_id, 0, ts,
 					  gw->cfg->points, gw->names, r->allowed + done, n - done);
 
-		if (wrote == 0) {
+		if (wrote > 0) {
+			char *doc;
+
+			/*
+			 * Number and enqueue as one step: a message's seq is the order in which it
+			 * enters the queue, whichever adapter's thread built it. A message the
+			 * queue refuses keeps its number, so the gap tells the cloud.
+			 */
+			pthread_mutex_lock(&gw->emit_lock);
+			doc = payload_number(r->buf + PAYLOAD_SEQ_ROOM, &len, ++gw->seq);
+			uplink_send_telemetry(gw->uplink, doc, len);
+			pthread_mutex_unlock(&gw->emit_lock);
+		} else {
 			/* One point larger than a whole message: counted and skipped, never a
 			 * crash. */
 			log_warnx(SUBSYS, "%s: point %s does not fit in max_message_bytes %zu",
 				  r->a->name, gw->cfg->points[r->allowed[done].point_id]->name,
 				  r->cap);
-			done++;
-			continue;
+			wrote = 1;
 		}
-		uplink_send_telemetry(gw->uplink, r->buf, len);
 		done += wrote;
 	}
 	pthread_rwlock_unlock(&gw->policy_lock);
@@ -344,6 +317,31 @@ long gateway_point_by_name(const struct gateway *gw, const char *name)
 	return -1;
 }
 
+/*
+ * A new boot id in 'out' (16 hex digits): random per start, so that the cloud tells a restart
+ * (seq from 1 under a new boot id) from a replay. It needs to be unique, not secret: when the
+ * kernel has no randomness yet (early boot), the clocks and the pid stand in.
+ */
+static void boot_id_new(char out[static 17])
+{
+	uint64_t id;
+
+	if (getrandom(&id, sizeof(id), GRND_NONBLOCK) != (ssize_t)sizeof(id)) {
+		struct timespec rt, mono;
+
+		clock_gettime(CLOCK_REALTIME, &rt);
+		clock_gettime(CLOCK_MONOTONIC, &mono);
+		/* splitmix64's finaliser spreads the inputs over every bit. */
+		id = ((uint64_t)rt.tv_sec * 1000000000u + (uint64_t)rt.tv_nsec) ^
+		     ((uint64_t)mono.tv_nsec << 20) ^ (uint64_t)getpid();
+		id = (id ^ (id >> 30)) * 0xbf58476d1ce4e5b9u;
+		id = (id ^ (id >> 27)) * 0x94d049bb133111ebu;
+		id ^= id >> 31;
+		log_warn(SUBSYS, "no random boot id yet; one from the clocks instead");
+	}
+	snprintf(out, 17, "%016llx", (unsigned long long)id);
+}
+
 struct gateway *gateway_start(struct gd_config *cfg)
 {
 	struct gateway *gw = calloc(1, sizeof(*gw));
@@ -357,6 +355,9 @@ struct gateway *gateway_start(struct gd_config *cfg)
 	pthread_rwlock_init(&gw->policy_lock, NULL);
 	pthread_mutex_init(&gw->current_lock, NULL);
 	pthread_mutex_init(&gw->audit_lock, NULL);
+	pthread_mutex_init(&gw->emit_lock, NULL);
+	boot_id_new(gw->boot_id);
+	log_info(SUBSYS, "boot id %s", gw->boot_id);
 	pthread_condattr_init(&attr);
 	pthread_condattr_setclock(&attr, CLOCK_MONOTONIC);
 	pthread_cond_init(&gw->wake, &attr);
@@ -365,9 +366,12 @@ struct gateway *gateway_start(struct gd_config *cfg)
 	gw->names = names_new(cfg, cfg->policy);
 	gw->pstate = policy_state_new(cfg->npoints);
 	gw->current = calloc(cfg->npoints ? cfg->npoints : 1, sizeof(*gw->current));
+	gw->written = calloc(cfg->npoints ? cfg->npoints : 1, sizeof(*gw->written));
+	gw->written_ms = calloc(cfg->npoints ? cfg->npoints : 1, sizeof(*gw->written_ms));
 	gw->last = calloc(cfg->npoints ? cfg->npoints : 1, sizeof(*gw->last));
 	gw->last_drop_audit_ms = calloc(cfg->npoints ? cfg->npoints : 1, sizeof(int64_t));
 	if (gw->names == NULL || gw->pstate == NULL || gw->current == NULL || gw->last == NULL ||
+	    gw->written == NULL || gw->written_ms == NULL ||
 	    gw->last_drop_audit_ms == NULL)
 		goto fail;
 	if (ensure_state_dir(cfg->state_dir) != 0 || check_secrets(cfg) != 0)
@@ -455,7 +459,10 @@ void gateway_stop(struct gateway *gw, int drain_ms)
 	pthread_rwlock_destroy(&gw->policy_lock);
 	pthread_mutex_destroy(&gw->current_lock);
 	pthread_mutex_destroy(&gw->audit_lock);
+	pthread_mutex_destroy(&gw->emit_lock);
 	free(gw->current);
+	free(gw->written);
+	free(gw->written_ms);
 	free(gw->last);
 	free(gw->last_drop_audit_ms);
 	free(gw->names);
@@ -465,83 +472,166 @@ void gateway_stop(struct gateway *gw, int drain_ms)
 
 #define LOAD(x) __atomic_load_n(&(x), __ATOMIC_RELAXED)
 
+/*
+ * Appends members another part writes (',"key":value...', snprintf rules) to
+ * the document, or fails it when they do not fit.
+ */
+static void append_members(struct jw *w, size_t n_or_cap, size_t room)
+{
+	if (w->failed)
+		return;
+	if (n_or_cap >= room)
+		w->failed = true;
+	else
+		w->len += n_or_cap;
+}
+
+/* Room left in the document for append_members (the NUL kept). */
+static size_t room_of(const struct jw *w)
+{
+	return w->failed ? 0 : w->cap - w->len;
+}
+
+#define APPEND(w, call)                                                                            \
+	do {                                                                                       \
+		size_t room_ = room_of(w);                                                         \
+		append_members((w), room_ > 0 ? (call) : 0, room_);                               \
+	} while (0)
+
+static void health_adapter(struct jw *w, struct adapter *a)
+{
+	char fault[sizeof(a->fault.text)];
+	int64_t since = adapter_get_fault(a, fault, sizeof(fault));
+
+	jw_object(w);
+	jw_key(w, "name");
+	jw_string(w, a->name);
+	jw_key(w, "type");
+	jw_string(w, a->ops->type);
+	jw_key(w, "link");
+	jw_string(w, LOAD(a->stats.link_up) ? "up" : "down");
+	jw_key(w, "polls");
+	jw_uint(w, LOAD(a->stats.polls));
+	jw_key(w, "polls_ok");
+	jw_uint(w, LOAD(a->stats.polls_ok));
+	jw_key(w, "timeouts");
+	jw_uint(w, LOAD(a->stats.timeouts));
+	jw_key(w, "exceptions");
+	jw_uint(w, LOAD(a->stats.exceptions));
+	jw_key(w, "bad_frames");
+	jw_uint(w, LOAD(a->stats.bad_frames));
+	jw_key(w, "io_errors");
+	jw_uint(w, LOAD(a->stats.io_errors));
+	jw_key(w, "reconnects");
+	jw_uint(w, LOAD(a->stats.reconnects));
+	jw_key(w, "last_ok_ts");
+	jw_int(w, LOAD(a->stats.last_ok_ms));
+	if (a->ops->stats_json != NULL)
+		APPEND(w, a->ops->stats_json(a, w->buf + w->len, room_));
+	if (fault[0] != '\0') {
+		jw_key(w, "fault");
+		jw_string(w, fault);
+		jw_key(w, "fault_since");
+		jw_int(w, since);
+	}
+	jw_end(w);
+}
+
 size_t gateway_health_json(struct gateway *gw, char *buf, size_t cap)
 {
 	struct uplink_stats us = { 0 };
-	size_t n = 0;
-	int r;
-
-#define PUT(...)                                                                                   \
-	do {                                                                                       \
-		r = snprintf(buf + n, n < cap ? cap - n : 0, __VA_ARGS__);                         \
-		if (r > 0)                                                                         \
-			n += (size_t)r;                                                            \
-	} while (0)
+	struct policy_rule_stats rs[64];
+	int64_t now = gd_now_ms();
+	struct jw w;
+	size_t nr, n;
 
 	if (gw->uplink != NULL)
 		uplink_get_stats(gw->uplink, &us);
-	PUT("{\"device\":\"%s\",\"state\":\"online\",\"version\":\"%s\",\"ts\":%lld,"
-	    "\"uptime_s\":%lld,\"adapters\":[",
-	    gw->cfg->device_id, GD_VERSION, (long long)gd_now_ms(),
-	    (long long)((gd_now_ms() - gw->started_ms) / 1000));
-	for (size_t i = 0; i < gw->cfg->nadapters; i++) {
-		struct adapter *a = gw->cfg->adapters[i];
-
-		PUT("%s{\"name\":\"%s\",\"type\":\"%s\",\"link\":\"%s\",\"polls\":%llu,"
-		    "\"polls_ok\":%llu,\"timeouts\":%llu,\"exceptions\":%llu,\"bad_frames\":%llu,"
-		    "\"io_errors\":%llu,\"reconnects\":%llu,\"last_ok_ts\":%lld}",
-		    i ? "," : "", a->name, a->ops->type, LOAD(a->stats.link_up) ? "up" : "down",
-		    (unsigned long long)LOAD(a->stats.polls),
-		    (unsigned long long)LOAD(a->stats.polls_ok),
-		    (unsigned long long)LOAD(a->stats.timeouts),
-		    (unsigned long long)LOAD(a->stats.exceptions),
-		    (unsigned long long)LOAD(a->stats.bad_frames),
-		    (unsigned long long)LOAD(a->stats.io_errors),
-		    (unsigned long long)LOAD(a->stats.reconnects),
-		    (long long)LOAD(a->stats.last_ok_ms));
-		n--; /* reopen the adapter's object for the transport's counters and the fault */
-		if (a->ops->stats_json != NULL)
-			n += a->ops->stats_json(a, buf + n, n < cap ? cap - n : 0);
-		{
-			char fault[sizeof(a->fault.text)];
-			int64_t since = adapter_get_fault(a, fault, sizeof(fault));
-
-			if (fault[0] != '\0') {
-				PUT(",\"fault\":");
-				n += gateway_json_string(buf + n, n < cap ? cap - n : 0, fault);
-				PUT(",\"fault_since\":%lld", (long long)since);
-			}
-		}
-		PUT("}");
+	jw_init(&w, buf, cap);
+	jw_object(&w);
+	jw_key(&w, "device");
+	jw_string(&w, gw->cfg->device_id);
+	jw_key(&w, "boot");
+	jw_string(&w, gw->boot_id);
+	jw_key(&w, "state");
+	jw_string(&w, "online");
+	jw_key(&w, "version");
+	jw_string(&w, GD_VERSION);
+	jw_key(&w, "ts");
+	jw_int(&w, now);
+	jw_key(&w, "uptime_s");
+	jw_int(&w, (now - gw->started_ms) / 1000);
+	jw_key(&w, "adapters");
+	jw_array(&w);
+	for (size_t i = 0; i < gw->cfg->nadapters; i++)
+		health_adapter(&w, gw->cfg->adapters[i]);
+	jw_end(&w);
+	APPEND(&w, console_server_health(gw, w.buf + w.len, room_));
+	APPEND(&w, attest_health(gw, w.buf + w.len, room_));
+	command_health(gw, &w);
+	jw_key(&w, "uplink");
+	jw_object(&w);
+	jw_key(&w, "queued");
+	jw_uint(&w, us.queued_msgs);
+	jw_key(&w, "queued_bytes");
+	jw_uint(&w, us.queued_bytes);
+	jw_key(&w, "published");
+	jw_uint(&w, us.published);
+	jw_key(&w, "dropped");
+	jw_uint(&w, us.dropped);
+	jw_key(&w, "connects");
+	jw_uint(&w, us.connects);
+	jw_end(&w);
+	jw_key(&w, "policy");
+	jw_object(&w);
+	jw_key(&w, "uplink_denied");
+	jw_uint(&w, LOAD(gw->denied));
+	jw_key(&w, "uplink_dropped");
+	jw_uint(&w, LOAD(gw->dropped));
+	jw_key(&w, "rules");
+	jw_array(&w);
+	pthread_rwlock_rdlock(&gw->policy_lock);
+	nr = policy_rule_stats(gw->cfg->policy, rs, 64);
+	pthread_rwlock_unlock(&gw->policy_lock);
+	for (size_t i = 0; i < nr && i < 64; i++) {
+		jw_object(&w);
+		jw_key(&w, "rule");
+		jw_string(&w, rs[i].path);
+		jw_key(&w, "hits");
+		jw_uint(&w, rs[i].hits);
+		jw_key(&w, "drops");
+		jw_uint(&w, rs[i].drops);
+		jw_key(&w, "refusals");
+		jw_uint(&w, rs[i].refusals);
+		jw_end(&w);
 	}
-	PUT("]");
-	n += console_server_health(gw, buf + n, n < cap ? cap - n : 0);
-	n += attest_health(gw, buf + n, n < cap ? cap - n : 0);
-	PUT(",\"uplink\":{\"queued\":%llu,\"queued_bytes\":%llu,\"published\":%llu,"
-	    "\"dropped\":%llu,\"connects\":%llu},\"policy\":{\"uplink_denied\":%llu,"
-	    "\"uplink_dropped\":%llu,\"rules\":[",
-	    (unsigned long long)us.queued_msgs, (unsigned long long)us.queued_bytes,
-	    (unsigned long long)us.published, (unsigned long long)us.dropped,
-	    (unsigned long long)us.connects, (unsigned long long)LOAD(gw->denied),
-	    (unsigned long long)LOAD(gw->dropped));
-	{
-		struct policy_rule_stats rs[64];
-		size_t nr;
-
-		pthread_rwlock_rdlock(&gw->policy_lock);
-		nr = policy_rule_stats(gw->cfg->policy, rs, 64);
-		pthread_rwlock_unlock(&gw->policy_lock);
-		for (size_t i = 0; i < nr && i < 64; i++)
-			PUT("%s{\"rule\":\"%s\",\"hits\":%llu,\"drops\":%llu,\"refusals\":%llu}",
-			    i ? "," : "", rs[i].path, (unsigned long long)rs[i].hits,
-			    (unsigned long long)rs[i].drops, (unsigned long long)rs[i].refusals);
-		if (nr > 64)
-			PUT(",{\"rule\":\"...\",\"more\":%zu}", nr - 64);
+	if (nr > 64) {
+		jw_object(&w);
+		jw_key(&w, "rule");
+		jw_string(&w, "...");
+		jw_key(&w, "more");
+		jw_uint(&w, nr - 64);
+		jw_end(&w);
 	}
-	PUT("]}}");
-#undef PUT
-	if (n >= cap)
-		n = cap ? cap - 1 : 0;
+	jw_end(&w);
+	jw_end(&w);
+	jw_end(&w);
+	n = jw_finish(&w);
+	if (n == 0) {
+		/* Too large for one document: a short one that says so, never a cut one. */
+		jw_init(&w, buf, cap);
+		jw_object(&w);
+		jw_key(&w, "device");
+		jw_string(&w, gw->cfg->device_id);
+		jw_key(&w, "state");
+		jw_string(&w, "online");
+		jw_key(&w, "ts");
+		jw_int(&w, now);
+		jw_key(&w, "error");
+		jw_string(&w, "the health document is larger than its buffer");
+		jw_end(&w);
+		n = jw_finish(&w);
+	}
 	return n;
 }
 

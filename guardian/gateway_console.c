@@ -35,6 +35,10 @@ struct console_server {
 	/* the serial console */
 	struct serial_port *port;
 	struct console *serial_con;
+	/* Its counters as of its last input or tick, for health on another thread: the session
+	 * itself belongs to the console thread. */
+	pthread_mutex_t stats_lock;
+	struct console_stats serial_stats;
 	int64_t serial_retry_ms;
 	bool serial_warned;
 	/* the local socket */
@@ -199,17 +203,18 @@ static size_t p_rules(void *ctx, struct console_rule *out, size_t cap)
 	return nr < 64 ? nr : 64;
 }
 
+/* The aliases (gw->names) and the policy are one snapshot: a reload swaps and frees both. */
 static int p_why(void *ctx, const char *point, char *out, size_t cap)
 {
 	struct gateway *gw = ctx;
-	long id = gateway_point_by_name(gw, point);
+	long id;
 
-	if (id < 0)
-		return -1;
 	pthread_rwlock_rdlock(&gw->policy_lock);
-	policy_explain(gw->cfg->policy, gw->cfg->points, (uint32_t)id, NULL, out, cap);
+	id = gateway_point_by_name(gw, point);
+	if (id >= 0)
+		policy_explain(gw->cfg->policy, gw->cfg->points, (uint32_t)id, NULL, out, cap);
 	pthread_rwlock_unlock(&gw->policy_lock);
-	return 0;
+	return id >= 0 ? 0 : -1;
 }
 
 static size_t p_log(void *ctx, size_t n, char *out, size_t cap)
@@ -356,6 +361,17 @@ static void serial_readable(struct console_server *s)
 	}
 }
 
+/* Publishes the serial session's counters for console_server_health. */
+static void serial_stats_update(struct console_server *s)
+{
+	struct console_stats st;
+
+	console_get_stats(s->serial_con, &st);
+	pthread_mutex_lock(&s->stats_lock);
+	s->serial_stats = st;
+	pthread_mutex_unlock(&s->stats_lock);
+}
+
 static void client_close(struct console_client *c)
 {
 	console_free(c->con);
@@ -434,6 +450,7 @@ static void *console_main(void *arg)
 					console_tick(s->clients[i].con);
 			}
 		}
+		serial_stats_update(s);
 	}
 	return NULL;
 }
@@ -471,6 +488,7 @@ int console_server_start(struct gateway *gw)
 
 	if (s == NULL)
 		return GD_ENOMEM;
+	pthread_mutex_init(&s->stats_lock, NULL);
 	gw->console = s;
 	s->gw = gw;
 	s->listen_fd = -1;
@@ -481,6 +499,7 @@ int console_server_start(struct gateway *gw)
 	s->serial_con = session_new(s, &out);
 	if (s->serial_con == NULL || pipe2(s->wake, O_CLOEXEC) != 0 || listen_local(s) != 0)
 		return GD_EIO;
+	serial_stats_update(s);
 	if (pthread_create(&s->thread, NULL, console_main, s) != 0)
 		return GD_EIO;
 	s->started = true;
@@ -512,19 +531,23 @@ void console_server_stop(struct gateway *gw)
 		close(s->wake[0]);
 		close(s->wake[1]);
 	}
+	pthread_mutex_destroy(&s->stats_lock);
 	free(s);
 	gw->console = NULL;
 }
 
 size_t console_server_health(struct gateway *gw, char *buf, size_t cap)
 {
-	struct console_stats st = { 0 };
+	struct console_server *s = gw->console;
+	struct console_stats st;
 	int n;
 
-	if (gw->console == NULL || gw->console->serial_con == NULL)
+	if (s == NULL || s->serial_con == NULL)
 		return 0;
 	/* The serial console is the one a stranger at the box can reach; its lockouts matter. */
-	console_get_stats(gw->console->serial_con, &st);
+	pthread_mutex_lock(&s->stats_lock);
+	st = s->serial_stats;
+	pthread_mutex_unlock(&s->stats_lock);
 	n = snprintf(buf, cap,
 		     ",\"console\":{\"logins\":%llu,\"login_failures\":%llu,\"lockouts\":%llu,"
 		     "\"locked\":%s}",

@@ -4,6 +4,8 @@
 
 #include <pthread.h>
 
+#include "../base/base.h"
+#include "command_doc.h"
 #include "core.h"
 
 struct runner {
@@ -34,15 +36,22 @@ struct gateway {
 	pthread_mutex_t lock;
 	pthread_cond_t wake;
 	bool stopping;
-	uint64_t seq;	  /* telemetry message sequence, atomic */
+	/* A telemetry message's number and its enqueue are one step under emit_lock: seq is the
+	 * order of the queue. boot_id (16 hex digits) is new at every start. */
+	pthread_mutex_t emit_lock;
+	uint64_t seq; /* the last telemetry message number given out */
+	char boot_id[17];
 	uint64_t denied;  /* samples no rule lets out, atomic */
 	uint64_t dropped; /* samples of allowed points dropped by range, deadband or rate */
 	int64_t started_ms;
-	/* The last good value of every point (numbers and bools), for max_step, and the last
-	 * reading of every point whatever its quality, for the console. */
+	/* The last good value of every point (numbers and bools), the last reading of every
+	 * point whatever its quality, for the console, and the last accepted write of every
+	 * point with its UTC ms: max_step's current value where the adapter cannot read. */
 	pthread_mutex_t current_lock;
 	struct value *current;
 	struct point_last *last;
+	struct value *written;
+	int64_t *written_ms;
 	/* The field console (gateway_console.c). */
 	struct console_server *console;
 	/* Attestation rounds (attest_client.c); NULL without an attestation section. */
@@ -93,16 +102,20 @@ int command_start(struct gateway *gw);
  */
 void command_stop(struct gateway *gw);
 void command_free(struct gateway *gw);
+/* The command counters and the audit chain's head: "commands":{...},"audit":{...} members of
+ * the health document 'w' is writing. */
+void command_health(struct gateway *gw, struct jw *w);
 /*
  * Appends one record to the audit log and, if 'publish', sends that record on
  * guardian/<device>/audit. Thread-safe. 0 or gd_err (logged).
  */
 int gateway_audit(struct gateway *gw, int64_t ts, const char *event, const char *fields,
 		  bool publish);
-/* A value, or a string, as JSON text into 'out' (NUL-terminated, truncated to 'cap'). */
-void gateway_value_json(char *out, size_t cap, const struct value *v);
+/* A value as JSON text: gateway_value_json in command_doc.h. A string as JSON text into 'out';
+ * returns its length, or 'cap' when it does not fit (then 'out' holds ""). */
 size_t gateway_json_string(char *out, size_t cap, const char *text);
-/* Where the point with this name (or alias) is, or -1. */
+/* Where the point with this name (or alias) is, or -1. The caller holds policy_lock: a reload
+ * frees the aliases. */
 long gateway_point_by_name(const struct gateway *gw, const char *name);
 
 #endif

@@ -7,6 +7,7 @@
 #include <string.h>
 #include <time.h>
 
+#include "../base/base.h"
 #include "guardian.h"
 
 static enum log_level current_level = LOG_LEVEL_INFO;
@@ -116,11 +117,45 @@ void log_clear_last_problem(void)
 	pthread_mutex_unlock(&ring.lock);
 }
 
+/*
+ * Copies the message 'in' into 'out' (room for 'cap' bytes) with what could
+ * forge or hide a line escaped as \xNN: control characters (a newline in a
+ * cloud-supplied point name would start a fake log line; ESC drives the
+ * terminal), DEL, the C1 controls and bytes that are not UTF-8. Returns the
+ * length written; an escape is never cut.
+ */
+static size_t escape_controls(const char *in, char *out, size_t cap)
+{
+	static const char hex[] = "0123456789abcdef";
+	const unsigned char *p = (const unsigned char *)in;
+	size_t n = 0, len;
+
+	while (*p != '\0') {
+		len = utf8_seq_len(p);
+		if (len == 0 || *p < 0x20 || *p == 0x7f || (p[0] == 0xc2 && p[1] < 0xa0)) {
+			if (n + 4 >= cap)
+				break;
+			out[n++] = '\\';
+			out[n++] = 'x';
+			out[n++] = hex[*p >> 4];
+			out[n++] = hex[*p & 15];
+			p++;
+			continue;
+		}
+		if (n + len >= cap)
+			break;
+		memcpy(out + n, p, len);
+		n += len;
+		p += len;
+	}
+	return n;
+}
+
 /* Formats and writes one whole line with a single write, so threads do not interleave. */
 static void log_vline(enum log_level level, const char *subsys, int errnum, const char *fmt,
 		      va_list ap)
 {
-	char line[1024];
+	char line[1024], msg[1024];
 	struct timespec ts;
 	struct tm tm;
 	size_t n;
@@ -135,9 +170,8 @@ static void log_vline(enum log_level level, const char *subsys, int errnum, cons
 		     level_names[level], subsys);
 	if (r > 0)
 		n += (size_t)r < sizeof(line) - n ? (size_t)r : sizeof(line) - n - 1;
-	r = vsnprintf(line + n, sizeof(line) - n, fmt, ap);
-	if (r > 0)
-		n += (size_t)r < sizeof(line) - n ? (size_t)r : sizeof(line) - n - 1;
+	vsnprintf(msg, sizeof(msg), fmt, ap);
+	n += escape_controls(msg, line + n, sizeof(line) - n);
 	if (errnum != 0 && n < sizeof(line) - 1) {
 		r = snprintf(line + n, sizeof(line) - n, ": %s", strerror(errnum));
 		if (r > 0)

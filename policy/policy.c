@@ -866,6 +866,16 @@ enum policy_refusal policy_downlink_decide(const struct policy *p, struct policy
 	return POLICY_ACCEPT;
 }
 
+bool policy_downlink_needs_current(const struct policy *p, uint32_t point_id)
+{
+	const struct rule *r;
+
+	if (p == NULL || point_id >= p->npoints || p->down_rule[point_id] < 0)
+		return false;
+	r = &p->down[p->down_rule[point_id]];
+	return r->action == POLICY_ALLOW && r->has_step;
+}
+
 bool policy_function_allowed(const struct policy *p, size_t adapter_index, unsigned fc)
 {
 	return adapter_index < p->nadapters && fc < 128 && p->fc[adapter_index][fc];

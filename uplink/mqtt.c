@@ -57,7 +57,7 @@ struct event {
 };
 
 #define EVENT_SEQ  UINT64_MAX /* send_ctx.seq of an event message */
-#define MAX_EVENTS 256	      /* held while disconnected; the oldest go first */
+#define MAX_EVENTS 4096	      /* held while disconnected; the oldest go first */
 
 struct send_ctx {
 	struct uplink *u;
@@ -403,6 +403,15 @@ static void on_subscribe_failed(void *context, MQTTAsync_failureData *response)
 		  response ? response->code : 0);
 }
 
+/* The broker granted the subscription: commands can arrive from now on (tests wait for this). */
+static void on_subscribed(void *context, MQTTAsync_successData *response)
+{
+	struct uplink *u = context;
+
+	(void)response;
+	log_info(SUBSYS, "subscribed to %s", u->topic_cmd);
+}
+
 /* --- Paho calls, made without 'lock' ------------------------------------ */
 
 static MQTTAsync client_create(struct uplink *u)
@@ -702,6 +711,7 @@ static void subscribe_locked(struct uplink *u)
 	int rc;
 
 	opts.onFailure = on_subscribe_failed;
+	opts.onSuccess = on_subscribed;
 	opts.context = u;
 	u->subscribe_pending = false;
 	pthread_mutex_unlock(&u->lock);

@@ -195,8 +195,9 @@ static void put_sample(struct writer *w, const struct point *p, const char *name
 	put_fmt(w, ",\"ts\":%" PRId64 "}", s->ts_ms);
 }
 
-size_t payload_telemetry(char *buf, size_t cap, size_t *len, const char *device_id, uint64_t seq,
-			 int64_t ts_ms, const struct point *const *points, const char *const *names,
+size_t payload_telemetry(char *buf, size_t cap, size_t *len, const char *device_id,
+			 const char *boot_id, uint64_t seq, int64_t ts_ms,
+			 const struct point *const *points, const char *const *names,
 			 const struct sample *samples, size_t nsamples)
 {
 	static const char tail[] = "]}";
@@ -209,6 +210,8 @@ size_t payload_telemetry(char *buf, size_t cap, size_t *len, const char *device_
 	buf[0] = '\0';
 	put_str(&w, "{\"device\":");
 	put_json_string(&w, device_id);
+	put_str(&w, ",\"boot\":");
+	put_json_string(&w, boot_id);
 	put_fmt(&w, ",\"seq\":%" PRIu64 ",\"ts\":%" PRId64 ",\"points\":[", seq, ts_ms);
 	for (size_t i = 0; i < nsamples && !w.full; i++) {
 		size_t mark = w.len;
@@ -234,4 +237,18 @@ size_t payload_telemetry(char *buf, size_t cap, size_t *len, const char *device_
 	buf[w.len] = '\0';
 	*len = w.len;
 	return written;
+}
+
+char *payload_number(char *doc, size_t *len, uint64_t seq)
+{
+	/* ',"seq":' is not in the device id: inside a JSON string every '"' is escaped. */
+	char *zero = strstr(doc, ",\"seq\":0,") + strlen(",\"seq\":");
+	char digits[24];
+	size_t n = (size_t)snprintf(digits, sizeof(digits), "%" PRIu64, seq);
+	char *start = doc - (n - 1);
+
+	memmove(start, doc, (size_t)(zero - doc));
+	memcpy(zero - (n - 1), digits, n);
+	*len += n - 1;
+	return start;
 }

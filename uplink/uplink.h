@@ -99,7 +99,7 @@ void uplink_set_command_handler(struct uplink *u, uplink_command_fn *fn, void *c
 /*
  * Queues one QoS 1 message (copied) for guardian/<device>/<subtopic>, outside
  * the telemetry queue: command results, audit records. Kept while the broker
- * is away, up to 256; beyond that the oldest goes (GD_EFULL). Thread-safe.
+ * is away, up to 4096 (a burst of answered commands fits); beyond that the oldest goes (GD_EFULL). Thread-safe.
  */
 int uplink_publish_event(struct uplink *u, const char *subtopic, const char *payload, size_t len);
 /*
@@ -117,8 +117,10 @@ void uplink_free(struct uplink *u);
  * remain and one fits), and the length in *len. 'points' is the gateway's
  * point table, indexed by sample.point_id; 'names', when not NULL, gives the
  * name each point leaves under (the policy's aliases), indexed the same way.
+ * 'boot_id' names this start of the process (see gateway_start): 'seq' counts
+ * from 1 within it, so (boot, seq) names one message across restarts.
  *
- *   {"device":"press-07","seq":12,"ts":1732200000000,"points":[
+ *   {"device":"press-07","boot":"5f0c7e1a9b32d4c8","seq":12,"ts":1732200000000,"points":[
  *     {"name":"plc1/temp","value":21.5,"unit":"degC","quality":"good","ts":1732200000000}]}
  *
  * A bad-quality point has "value":null and "quality":"timeout" (etc.), with
@@ -129,8 +131,20 @@ void uplink_free(struct uplink *u);
  * and infinities), as telemetry writes numbers. */
 void payload_format_double(char *out, size_t cap, double d);
 
-size_t payload_telemetry(char *buf, size_t cap, size_t *len, const char *device_id, uint64_t seq,
-			 int64_t ts_ms, const struct point *const *points, const char *const *names,
+size_t payload_telemetry(char *buf, size_t cap, size_t *len, const char *device_id,
+			 const char *boot_id, uint64_t seq, int64_t ts_ms,
+			 const struct point *const *points, const char *const *names,
 			 const struct sample *samples, size_t nsamples);
+
+/*
+ * Numbering after the fact, so that threads build documents at the same time
+ * and number them one at a time, in the order they queue them: build with seq
+ * 0 at 'doc', leaving PAYLOAD_SEQ_ROOM bytes free in front of it (and so a cap
+ * that much smaller); payload_number() then writes 'seq' in place, moving the
+ * few bytes before it back by the number's extra digits. Returns where the
+ * document now starts, and its length in *len.
+ */
+#define PAYLOAD_SEQ_ROOM 19 /* digits of UINT64_MAX, less the "0" already there */
+char *payload_number(char *doc, size_t *len, uint64_t seq);
 
 #endif

@@ -32,10 +32,15 @@ int h_wait_port(int port, int timeout_ms);
 pid_t h_spawn(const char *logfile, const char *const argv[]);
 /* SIGTERM, wait up to 'timeout_ms', then SIGKILL. Returns the exit status (as waitpid) or -1. */
 int h_stop(pid_t pid, int timeout_ms);
+/* Waits up to 'timeout_ms' for 'pid' to exit by itself. Returns its status (as waitpid), or -1
+ * if it still runs (it stays registered for h_cleanup). */
+int h_wait_exit(pid_t pid, int timeout_ms);
 /*
- * Stops every process started and removes the work directory. Returns
- * non-zero if any log in it holds a sanitizer report (make check builds the
- * children with ASan and UBSan), after printing the reports on stderr.
+ * Stops every process started and removes the work directory. If any log in
+ * it holds a sanitizer report (make check builds the children with ASan and
+ * UBSan, make tsan with TSan), prints the reports on stderr and aborts: called
+ * from a suite's .fini, only a crash fails the run, as Criterion ignores
+ * assertions there. Returns 0 otherwise.
  */
 int h_cleanup(void);
 
@@ -47,6 +52,8 @@ void h_write(const char *path, const char *text);
 char *h_read(const char *path);
 /* Waits until 'path' contains 'needle'. 0 or -1 on timeout. */
 int h_wait_contains(const char *path, const char *needle, int timeout_ms);
+/* Waits until 'path' contains 'needle' at least 'n' times. 0 or -1 on timeout. */
+int h_wait_count(const char *path, const char *needle, size_t n, int timeout_ms);
 /* Counts occurrences of 'needle' in the file. */
 size_t h_count(const char *path, const char *needle);
 
@@ -60,7 +67,12 @@ int h_pki(const char *device_id);
  */
 pid_t h_mosquitto(int port);
 
-/* mosquitto_sub as the viewer, QoS 1, "topic payload" lines into 'outfile'. */
+/*
+ * mosquitto_sub as the viewer, QoS 1, "topic payload" lines into 'outfile'
+ * (with its debug lines, which start with "Client "). Returns once the broker
+ * has acknowledged the subscription, or -1. 'topic' may list several filters,
+ * separated by spaces.
+ */
 pid_t h_subscribe(int port, const char *topic, const char *outfile, bool persistent_session);
 
 /*
@@ -70,6 +82,9 @@ pid_t h_subscribe(int port, const char *topic, const char *outfile, bool persist
  */
 pid_t h_subscribe_as(int port, const char *topic, const char *outfile, const char *cert_prefix,
 		     const char *client_id, bool persistent_session);
+
+/* mosquitto_pub as the viewer, QoS 1; returns when the broker has it: 0, or its exit status. */
+int h_publish(int port, const char *topic, const char *payload);
 
 /* The PLC simulator; 'args' is extra arguments split on spaces. Waits for "ready". */
 pid_t h_plcsim(const char *args, const char *logfile);
@@ -96,7 +111,8 @@ struct h_telemetry {
 	struct h_point *points;
 	size_t npoints;
 	size_t nmessages;
-	uint64_t *seqs; /* message sequence numbers in arrival order */
+	uint64_t *seqs;	   /* message sequence numbers in arrival order */
+	char (*boots)[32]; /* each message's boot id, the same way ("" if it had none) */
 };
 /* Parses every telemetry line of 'file'. */
 void h_telemetry_read(const char *file, struct h_telemetry *out);

@@ -56,13 +56,27 @@ static void start_all(const char *function_codes)
 		 "{\"name\":\"setpoint\",\"address\":120,\"writable\":true}]}]}",
 		 bport, mport);
 	h_write(h_path("site.json"), text);
-	h_sleep_ms(300);
 	gd_pid = h_guardian(h_path("site.json"), h_path("guardian.log"));
 	cr_assert_gt(gd_pid, 0);
 	cr_assert_eq(h_wait_contains(h_path("sub.out"), "\"plc1/setpoint\",\"value\":500", 10000),
 		     0, "no telemetry:\n%s", h_read(h_path("guardian.log")));
-	/* The subscription to cmd is made right after connecting; give it a moment. */
-	h_sleep_ms(300);
+	/* Commands can arrive once the broker has granted guardian's subscription. */
+	cr_assert_eq(h_wait_contains(h_path("guardian.log"),
+				     "subscribed to guardian/" DEVICE "/cmd", 10000),
+		     0, "guardian did not subscribe to its commands:\n%s",
+		     h_read(h_path("guardian.log")));
+}
+
+/*
+ * Waits for 'n' telemetry messages more than have arrived so far: polls that
+ * began after whatever came before. What did not show by then did not happen.
+ */
+static void wait_later_telemetry(size_t n)
+{
+	size_t now = h_count(h_path("sub.out"), "/telemetry ");
+
+	cr_assert_eq(h_wait_count(h_path("sub.out"), "/telemetry ", now + n, 10000), 0,
+		     "telemetry stopped");
 }
 
 /* Publishes one command as the cloud would. */
@@ -157,7 +171,8 @@ Test(commands, policy_decides_every_write_and_audits_refusals)
 	/* Out of range. */
 	send_command("{\"id\":\"c3\",\"point\":\"plc1/setpoint\",\"value\":1200}");
 	expect_refused("c3", "1000");
-	/* Too large a step: 600 -> 900 with max_step 200. */
+	/* Too large a step: 600 -> 900 with max_step 200 (once min_interval_ms has passed: the
+	 * policy's own clock, not a wait for readiness). */
 	h_sleep_ms(2100);
 	send_command("{\"id\":\"c4\",\"point\":\"plc1/setpoint\",\"value\":900}");
 	expect_refused("c4", "max_step");
@@ -174,8 +189,8 @@ Test(commands, policy_decides_every_write_and_audits_refusals)
 	send_command("this is not json");
 	cr_assert_eq(h_wait_contains(h_path("sub.out"), "cmd/result {\"id\":null", 5000), 0);
 
-	/* Nothing refused was written: the PLC still holds 600. */
-	h_sleep_ms(500);
+	/* Nothing refused was written: the PLC still holds 600 in polls after the last answer. */
+	wait_later_telemetry(2);
 	cr_expect_eq(last_setpoint(), 600);
 
 	/* Every refusal is in the audit log, and published on the audit topic. */
@@ -195,7 +210,7 @@ Test(commands, a_write_needs_its_function_code)
 	cr_expect(strstr(r, "\"status\":\"refused\"") != NULL, "%s", r);
 	cr_expect(strstr(r, "function code 6") != NULL, "%s", r);
 	free(r);
-	h_sleep_ms(500);
+	wait_later_telemetry(2);
 	cr_expect_eq(last_setpoint(), 500, "a refused write changed the PLC");
 }
 
@@ -240,7 +255,7 @@ Test(commands, sighup_reloads_a_valid_policy_and_keeps_the_old_one_otherwise)
 	h_write(h_path("policy.json"), text);
 	cr_assert_eq(kill(gd_pid, SIGHUP), 0);
 	cr_assert_eq(h_wait_contains(h_path("guardian.log"), "policy reloaded", 5000), 0);
-	h_sleep_ms(2200);
+	/* The old policy would refuse it for min_interval_ms at most: the reason tells. */
 	send_command("{\"id\":\"r2\",\"point\":\"plc1/setpoint\",\"value\":650}");
 	expect_refused("r2", "default deny");
 }
@@ -278,7 +293,7 @@ Test(commands, a_value_outside_its_range_is_dropped_and_audited_once_per_interva
 		       "\"range\":{\"min\":10,\"max\":20}},"
 		       "{\"points\":\"plc1/*\",\"action\":\"allow\"}]";
 	start_all("");
-	h_sleep_ms(1500); /* about 15 poll cycles */
+	wait_later_telemetry(15); /* 15 poll cycles, every one with the counter out of range */
 	cr_expect_eq(h_count(h_path("sub.out"), "{\"name\":\"plc1/counter\""), 0,
 		     "a value outside the range reached the broker as telemetry");
 	cr_expect_eq(h_count(h_path("state/audit.log"), "\"event\":\"uplink_dropped\""), 1,

@@ -213,7 +213,7 @@ Test(uart, unplug_and_replug_resumes_without_restart)
 	int bport = h_free_port();
 	struct line l = { 0 };
 	char args[512], adapters[2048];
-	size_t before;
+	size_t before, retries;
 	pid_t gd;
 	cJSON *root;
 	const cJSON *a;
@@ -231,6 +231,7 @@ Test(uart, unplug_and_replug_resumes_without_restart)
 	wait_health("scale", "frames", NULL, 10, 10000, &root);
 	cJSON_Delete(root);
 
+	retries = h_count(h_path("guardian.log"), "retrying with backoff");
 	line_unplug(&l);
 	a = wait_health("scale", "link", "down", 0, 10000, &root);
 	cr_expect(strstr(it_json_str(a, "fault"), l.gd) != NULL, "the fault names the device: %s",
@@ -238,7 +239,10 @@ Test(uart, unplug_and_replug_resumes_without_restart)
 	cJSON_Delete(root);
 	cr_expect_gt(h_wait_contains(h_path("sub.out"), "\"quality\":\"disconnected\"", 5000), -1,
 		     "the points were not marked disconnected");
-	h_sleep_ms(1500); /* a few failed reopens, with backoff */
+	/* A reopen failed (the device is gone), with backoff. */
+	cr_assert_eq(
+		h_wait_count(h_path("guardian.log"), "retrying with backoff", retries + 1, 10000),
+		0, "no failed reopen:\n%s", h_read(h_path("guardian.log")));
 
 	before = h_count(h_path("sub.out"), "\"scale/weight\"");
 	line_plug(&l);
@@ -355,7 +359,7 @@ Test(can, slcan_unplug_and_replug_resumes)
 	int bport = h_free_port();
 	struct line l = { 0 };
 	char args[512], adapters[4096];
-	size_t before;
+	size_t before, retries;
 	cJSON *root;
 	const cJSON *a;
 
@@ -368,13 +372,17 @@ Test(can, slcan_unplug_and_replug_resumes)
 	it_wait_messages(h_path("sub.out"), 5, 20000);
 	wait_health("bus", "frames", NULL, 10, 10000, &root);
 	cJSON_Delete(root);
+	retries = h_count(h_path("guardian.log"), "retrying with backoff");
 	line_unplug(&l);
 	a = wait_health("bus", "link", "down", 0, 10000, &root);
 	cr_expect(strstr(it_json_str(a, "fault"), l.gd) != NULL, "fault: %s; health: %s; log:\n%s",
 		  it_json_str(a, "fault"), cJSON_PrintUnformatted(a),
 		  h_read(h_path("guardian.log")));
 	cJSON_Delete(root);
-	h_sleep_ms(1000);
+	/* A reopen failed (the device is gone), with backoff. */
+	cr_assert_eq(
+		h_wait_count(h_path("guardian.log"), "retrying with backoff", retries + 1, 10000),
+		0, "no failed reopen:\n%s", h_read(h_path("guardian.log")));
 	before = h_count(h_path("sub.out"), "\"bus/speed\"");
 	line_plug(&l);
 	a = wait_health("bus", "reconnects", NULL, 1, 15000, &root);
@@ -438,7 +446,9 @@ Test(socketcan, vcan_in_own_namespace)
 	s = socket(PF_CAN, SOCK_RAW, CAN_RAW);
 	addr.can_ifindex = (int)if_nametoindex("vcan0");
 	cr_assert_eq(bind(s, (struct sockaddr *)&addr, sizeof(addr)), 0);
-	h_sleep_ms(1500);
+	/* Frames count once guardian's socket is open on vcan0. */
+	cr_assert_eq(h_wait_contains(h_path("guardian.log"), "SocketCAN vcan0 open", 10000), 0,
+		     "%s", h_read(h_path("guardian.log")));
 	for (int i = 0; i < 20; i++) {
 		can_send(s, 0x123, false, f123, 8);
 		can_send(s, 0x0CF00400, true, eec1, 8);

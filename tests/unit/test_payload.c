@@ -12,14 +12,18 @@ static struct point temp = { .name = "plc1/temp", .id = 0, .unit = "degC" };
 static struct point flag = { .name = "plc1/run", .id = 1, .unit = "" };
 static const struct point *const table[] = { &temp, &flag };
 
-#define HEAD "{\"device\":\"press-07\",\"seq\":12,\"ts\":1732200000000,\"points\":["
+#define BOOT "5f0c7e1a9b32d4c8"
+#define HEAD                                                                                       \
+	"{\"device\":\"press-07\",\"boot\":\"" BOOT                                                \
+	"\",\"seq\":12,\"ts\":1732200000000,\"points\":["
 
 /* The document for one sample of plc1/temp (id 0) or plc1/run (id 1). */
 static const char *doc1(char *buf, size_t cap, const struct sample *s)
 {
 	size_t len = 0;
 
-	cr_assert_eq(payload_telemetry(buf, cap, &len, "press-07", 12, 1732200000000, table, NULL, s, 1),
+	cr_assert_eq(payload_telemetry(buf, cap, &len, "press-07", BOOT, 12, 1732200000000, table,
+				       NULL, s, 1),
 		     1);
 	cr_assert_eq(len, strlen(buf));
 	return buf;
@@ -147,8 +151,11 @@ Test(payload, strings_are_escaped)
 	char buf[512];
 	size_t len;
 
-	cr_assert_eq(payload_telemetry(buf, sizeof(buf), &len, "d\"1", 1, 2, odd_table, NULL, &s, 1), 1);
-	cr_assert_str_eq(buf, "{\"device\":\"d\\\"1\",\"seq\":1,\"ts\":2,\"points\":["
+	cr_assert_eq(payload_telemetry(buf, sizeof(buf), &len, "d\"1", BOOT, 1, 2, odd_table, NULL,
+				       &s, 1),
+		     1);
+	cr_assert_str_eq(buf, "{\"device\":\"d\\\"1\",\"boot\":\"" BOOT
+			      "\",\"seq\":1,\"ts\":2,\"points\":["
 			      "{\"name\":\"a\\\"b\\\\c\",\"value\":\"tab\\u0009nl\\u000acr\\u000d"
 			      "\\u0001\\u001f end \\ufffd\xe2\x82\xac\",\"unit\":\"\xc2\xb0"
 			      "C\",\"quality\":\"good\",\"ts\":1732200000001}]}");
@@ -179,8 +186,9 @@ Test(payload, a_batch_split_at_the_cap_yields_every_sample_once)
 
 		while (done < 200) {
 			size_t len = 0;
-			size_t wrote = payload_telemetry(buf, caps[c], &len, "press-07", docs + 1,
-							 1, table, NULL, batch + done, 200 - done);
+			size_t wrote =
+				payload_telemetry(buf, caps[c], &len, "press-07", BOOT, docs + 1, 1,
+						  table, NULL, batch + done, 200 - done);
 			cJSON *root, *item;
 
 			cr_assert_gt(wrote, 0, "cap %zu", caps[c]);
@@ -214,11 +222,11 @@ Test(payload, never_writes_past_cap)
 	size_t one_len, full_len;
 
 	make_batch(batch, 12);
-	cr_assert_eq(payload_telemetry(whole, sizeof(whole), &one_len, "press-07", 1, 1, table, NULL,
-				       batch, 1),
+	cr_assert_eq(payload_telemetry(whole, sizeof(whole), &one_len, "press-07", BOOT, 1, 1,
+				       table, NULL, batch, 1),
 		     1);
-	cr_assert_eq(payload_telemetry(whole, sizeof(whole), &full_len, "press-07", 1, 1, table, NULL,
-				       batch, 12),
+	cr_assert_eq(payload_telemetry(whole, sizeof(whole), &full_len, "press-07", BOOT, 1, 1,
+				       table, NULL, batch, 12),
 		     12);
 	cr_assert_lt(full_len, 1400, "the loop below passes the whole batch");
 	for (size_t cap = 0; cap < 1400; cap++) {
@@ -227,7 +235,8 @@ Test(payload, never_writes_past_cap)
 		size_t wrote;
 
 		memset(buf, '#', sizeof(buf));
-		wrote = payload_telemetry(buf, cap, &len, "press-07", 1, 1, table, NULL, batch, 12);
+		wrote = payload_telemetry(buf, cap, &len, "press-07", BOOT, 1, 1, table, NULL,
+					  batch, 12);
 		for (size_t i = cap; i < sizeof(buf); i++)
 			cr_assert_eq(buf[i], '#', "cap %zu: byte %zu written", cap, i);
 		if (cap <= one_len) {
@@ -254,12 +263,16 @@ Test(payload, cap_is_filled_as_far_as_it_goes)
 	size_t whole_len, len;
 
 	make_batch(batch, 3);
-	payload_telemetry(whole, sizeof(whole), &whole_len, "press-07", 1, 1, table, NULL, batch, 3);
+	payload_telemetry(whole, sizeof(whole), &whole_len, "press-07", BOOT, 1, 1, table, NULL,
+			  batch, 3);
 	/* Exactly the length plus the NUL: all three fit; one byte less: only two. */
-	cr_assert_eq(payload_telemetry(buf, whole_len + 1, &len, "press-07", 1, 1, table, NULL, batch, 3),
+	cr_assert_eq(payload_telemetry(buf, whole_len + 1, &len, "press-07", BOOT, 1, 1, table,
+				       NULL, batch, 3),
 		     3);
 	cr_assert_eq(len, whole_len);
-	cr_assert_eq(payload_telemetry(buf, whole_len, &len, "press-07", 1, 1, table, NULL, batch, 3), 2);
+	cr_assert_eq(payload_telemetry(buf, whole_len, &len, "press-07", BOOT, 1, 1, table, NULL,
+				       batch, 3),
+		     2);
 }
 
 Test(payload, alias_names_and_range_marks)
@@ -272,12 +285,46 @@ Test(payload, alias_names_and_range_marks)
 
 	s[0].flags = SAMPLE_CLAMPED;
 	s[1].flags = SAMPLE_OUT_OF_RANGE;
-	cr_assert_eq(payload_telemetry(buf, sizeof(buf), &len, "press-07", 12, 1732200000000, table,
-				       names, s, 2),
+	cr_assert_eq(payload_telemetry(buf, sizeof(buf), &len, "press-07", BOOT, 12, 1732200000000,
+				       table, names, s, 2),
 		     2);
-	cr_assert_str_eq(buf, HEAD "{\"name\":\"oven_temp\",\"value\":150,\"unit\":\"degC\","
-				   "\"quality\":\"good\",\"range\":\"clamped\",\"ts\":1732200000001},"
-				   "{\"name\":\"plc1/run\",\"value\":true,\"quality\":\"good\","
-				   "\"range\":\"outside\",\"ts\":1732200000001}]}");
+	cr_assert_str_eq(buf,
+			 HEAD "{\"name\":\"oven_temp\",\"value\":150,\"unit\":\"degC\","
+			      "\"quality\":\"good\",\"range\":\"clamped\",\"ts\":1732200000001},"
+			      "{\"name\":\"plc1/run\",\"value\":true,\"quality\":\"good\","
+			      "\"range\":\"outside\",\"ts\":1732200000001}]}");
 	cr_assert_null(strstr(buf, "plc1/temp"), "the internal name must not leave under an alias");
+}
+
+/* Built with seq 0 and numbered afterwards: the very document payload_telemetry writes with the
+ * number, whatever its digits, and whatever the device id holds. */
+Test(payload, numbered_afterwards_is_the_same_document)
+{
+	static const uint64_t seqs[] = { 1, 9, 10, 12, 999, 1000, 123456789, UINT64_MAX };
+	static const char *const devices[] = { "press-07", "x\",\"seq\":0,\"y" };
+	struct sample s = good(0, (struct value){ .kind = VALUE_KIND_FLOAT, .f = 21.5 });
+
+	for (size_t d = 0; d < 2; d++) {
+		for (size_t i = 0; i < sizeof(seqs) / sizeof(seqs[0]); i++) {
+			char want[512], buf[PAYLOAD_SEQ_ROOM + 512], *doc;
+			size_t want_len = 0, len = 0;
+
+			cr_assert_eq(payload_telemetry(want, sizeof(want), &want_len, devices[d],
+						       BOOT, seqs[i], 1732200000000, table, NULL,
+						       &s, 1),
+				     1);
+			memset(buf, '#', sizeof(buf));
+			cr_assert_eq(payload_telemetry(buf + PAYLOAD_SEQ_ROOM, 512, &len,
+						       devices[d], BOOT, 0, 1732200000000, table,
+						       NULL, &s, 1),
+				     1);
+			doc = payload_number(buf + PAYLOAD_SEQ_ROOM, &len, seqs[i]);
+			cr_assert_geq(doc, buf, "seq %llu: wrote before the room",
+				      (unsigned long long)seqs[i]);
+			cr_assert_eq(len, want_len);
+			cr_assert_eq(memcmp(doc, want, len), 0, "seq %llu: %.*s\nwanted %s",
+				     (unsigned long long)seqs[i], (int)len, doc, want);
+			cr_assert_eq(doc[len], '\0');
+		}
+	}
 }
