@@ -18,9 +18,31 @@ LDFLAGS += -fsanitize=thread
 endif
 LIBS    = -lpaho-mqtt3as -lmbedtls -lmbedx509 -lmbedcrypto -lcjson -lmodbus -lserialport -lpthread -lm
 
-CORE_SRC  = $(wildcard base/*.c) $(filter-out guardian/main.c,$(wildcard guardian/*.c)) $(wildcard adapters/*.c) \
-            $(wildcard policy/*.c) $(wildcard uplink/*.c)
-CORE_OBJ  = $(CORE_SRC:%.c=$(BUILD)/obj/%.o)
+# Hardening: stack protector, fortified libc calls, position-independent executables, read-only
+# relocations bound at start.
+HARDEN  = -fstack-protector-strong -D_FORTIFY_SOURCE=2 -fPIE
+override CFLAGS += $(HARDEN)
+LDFLAGS += -pie -Wl,-z,relro,-z,now
+
+# One archive per folder. A folder may use only what LAYER_<folder> names, and its archive is
+# checked against that (tools/layering.sh, run before anything links): a wrong dependency fails
+# the build. `make layering` prints the graph.
+LAYERS          = base proto adapters policy uplink guardian service tools
+LAYER_base      =
+LAYER_proto     = base
+LAYER_adapters  = base
+LAYER_policy    = base
+LAYER_uplink    = proto base
+LAYER_guardian  = uplink adapters policy proto base
+LAYER_service   = proto base
+LAYER_tools     = base
+# Where each folder's sources are; main.c files are programs, not part of an archive.
+SRC_tools       = tools/lib
+layer_src       = $(filter-out %/main.c,$(wildcard $(or $(SRC_$(1)),$(1))/*.c))
+layer_lib       = $(BUILD)/lib$(1).a
+# An archive and what it may use, in link order.
+link_libs       = $(foreach l,$(1) $(LAYER_$(1)),$(call layer_lib,$(l)))
+
 HARN_SRC  = $(wildcard tests/harness/*.c)
 HARN_OBJ  = $(HARN_SRC:%.c=$(BUILD)/obj/%.o)
 UNIT_SRC  = $(wildcard tests/unit/*.c)
@@ -29,44 +51,57 @@ BENCH_SRC = $(wildcard bench/*.c)
 TOOLS     = $(patsubst tools/%.c,$(BUILD)/%,$(wildcard tools/*.c))
 BENCHES   = $(patsubst bench/%.c,$(BUILD)/%,$(BENCH_SRC))
 
-SERVICE_SRC = $(wildcard service/*.c)
-
 all: $(BUILD)/guardian $(BUILD)/guardian-service $(TOOLS)
 tests: $(BUILD)/test-unit $(BUILD)/test-integration
-.PHONY: all tests deps test test-run check tsan demo bench fuzz fuzz-replay clean format
+.PHONY: all tests deps test test-run check tsan demo bench fuzz fuzz-replay clean format \
+	format-check layering
 
 $(BUILD)/obj/%.o: %.c
 	@mkdir -p $(dir $@)
 	$(CC) $(CFLAGS) -c $< -o $@
 
-$(BUILD)/libguardian.a: $(CORE_OBJ)
-	@rm -f $@
-	ar rcs $@ $^
+define layer_rule
+$(call layer_lib,$(1)): $(patsubst %.c,$(BUILD)/obj/%.o,$(call layer_src,$(1)))
+	@mkdir -p $(BUILD)
+	@rm -f $$@
+	ar rcs $$@ $$^
+endef
+$(foreach l,$(LAYERS),$(eval $(call layer_rule,$(l))))
 
-$(BUILD)/guardian: $(BUILD)/obj/guardian/main.o $(BUILD)/libguardian.a
+ALL_LIBS = $(foreach l,$(LAYERS),$(call layer_lib,$(l)))
+LAYER_GRAPH = $(foreach l,$(LAYERS),$(l):$(subst $(eval) ,$(comma),$(strip $(LAYER_$(l)))))
+comma := ,
+
+# The check every link waits for: no archive uses a symbol or a header of a folder it may not.
+$(BUILD)/layering.ok: $(ALL_LIBS) tools/layering.sh Makefile
+	@sh tools/layering.sh $(BUILD) $(LAYER_GRAPH)
+	@touch $@
+
+layering: $(ALL_LIBS)
+	@sh tools/layering.sh --print $(BUILD) $(LAYER_GRAPH)
+
+$(BUILD)/guardian: $(BUILD)/obj/guardian/main.o $(call link_libs,guardian) | $(BUILD)/layering.ok
 	$(CC) $(LDFLAGS) -o $@ $^ $(LIBS)
 
-# The reference attestation service: its own files, and the shared evidence code.
-$(BUILD)/guardian-service: $(SERVICE_SRC:%.c=$(BUILD)/obj/%.o) $(BUILD)/libguardian.a
+# The reference attestation service: its own files, the protocol and the base.
+$(BUILD)/guardian-service: $(BUILD)/obj/service/main.o $(call link_libs,service) | $(BUILD)/layering.ok
+	$(CC) $(LDFLAGS) -o $@ $^ -lpaho-mqtt3as -lmbedtls -lmbedx509 -lmbedcrypto -lcjson -lpthread -lm
+
+# The simulators and tools: what they share (tools/lib/) and the base, never the device.
+$(BUILD)/%: $(BUILD)/obj/tools/%.o $(call link_libs,tools) | $(BUILD)/layering.ok
 	$(CC) $(LDFLAGS) -o $@ $^ $(LIBS)
 
-# What the simulators share (tools/lib/), linked into each tool.
-TOOLS_LIB = $(patsubst %.c,$(BUILD)/obj/%.o,$(wildcard tools/lib/*.c))
+# Unit tests reach every folder's code.
+EVERY_LIB = $(call layer_lib,service) $(call link_libs,guardian) $(call layer_lib,tools)
 
-$(BUILD)/%: $(BUILD)/obj/tools/%.o $(TOOLS_LIB) $(BUILD)/libguardian.a
-	$(CC) $(LDFLAGS) -o $@ $^ $(LIBS)
-
-# Unit tests also reach the service's code (all of service/ but its main.c).
-SERVICE_LIB = $(patsubst %.c,$(BUILD)/obj/%.o,$(filter-out service/main.c,$(SERVICE_SRC)))
-
-$(BUILD)/test-unit: $(UNIT_SRC:%.c=$(BUILD)/obj/%.o) $(SERVICE_LIB) $(BUILD)/libguardian.a
+$(BUILD)/test-unit: $(UNIT_SRC:%.c=$(BUILD)/obj/%.o) $(EVERY_LIB)
 	$(CC) $(LDFLAGS) -o $@ $^ -lcriterion $(LIBS)
 
 # Integration tests drive real processes; they link only the harness.
 $(BUILD)/test-integration: $(INTEG_SRC:%.c=$(BUILD)/obj/%.o) $(HARN_OBJ)
 	$(CC) $(LDFLAGS) -o $@ $^ -lcriterion -lcjson -lpthread -lm
 
-$(BUILD)/bench_%: $(BUILD)/obj/bench/bench_%.o $(HARN_OBJ) $(SERVICE_LIB) $(BUILD)/libguardian.a
+$(BUILD)/bench_%: $(BUILD)/obj/bench/bench_%.o $(HARN_OBJ) $(EVERY_LIB)
 	$(CC) $(LDFLAGS) -o $@ $^ $(LIBS)
 
 # Installs the Debian packages that are missing (needs root or sudo).
@@ -114,8 +149,7 @@ bench: deps
 FUZZ_SECONDS ?= 60
 FUZZ_CFLAGS = -g -O1 -std=c11 -D_GNU_SOURCE -fsanitize=fuzzer,address,undefined \
               $(shell pkg-config --cflags libcjson)
-FUZZ_CORE = base/json.c guardian/conf.c guardian/log.c guardian/errors.c guardian/file.c guardian/clock.c \
-            guardian/text.c
+FUZZ_CORE = $(filter-out base/serial.c,$(call layer_src,base))
 
 $(BUILD)/fuzz_policy: fuzz/fuzz_policy.c policy/policy.c $(FUZZ_CORE)
 	@mkdir -p $(dir $@)
@@ -133,11 +167,11 @@ $(BUILD)/fuzz_console: fuzz/fuzz_console.c guardian/console.c $(FUZZ_CORE)
 	@mkdir -p $(dir $@)
 	clang $(FUZZ_CFLAGS) -o $@ $^ -lcjson -lmbedcrypto -lm
 
-$(BUILD)/fuzz_evidence: fuzz/fuzz_evidence.c uplink/evidence.c $(FUZZ_CORE)
+$(BUILD)/fuzz_evidence: fuzz/fuzz_evidence.c proto/evidence.c $(FUZZ_CORE)
 	@mkdir -p $(dir $@)
 	clang $(FUZZ_CFLAGS) -o $@ $^ -lcjson -lmbedx509 -lmbedcrypto -lm
 
-$(BUILD)/fuzz_attest_result: fuzz/fuzz_attest_result.c uplink/evidence.c $(FUZZ_CORE)
+$(BUILD)/fuzz_attest_result: fuzz/fuzz_attest_result.c proto/evidence.c $(FUZZ_CORE)
 	@mkdir -p $(dir $@)
 	clang $(FUZZ_CFLAGS) -o $@ $^ -lcjson -lmbedx509 -lmbedcrypto -lm
 
@@ -171,8 +205,14 @@ fuzz-replay: deps
 			>$(BUILD)/fuzz_$$f.replay.log 2>&1 || { tail -40 $(BUILD)/fuzz_$$f.replay.log; exit 1; }; \
 	done
 
+FORMAT_SRC = $(wildcard */*.c */*.h tools/lib/*.c tools/lib/*.h tests/*/*.c tests/*/*.h)
 format:
-	clang-format -i $(wildcard */*.c */*.h tests/*/*.c tests/*/*.h)
+	clang-format -i $(FORMAT_SRC)
+
+# Fails, naming the files, when any source is not as clang-format (.clang-format) would write it.
+format-check:
+	@sh tools/install-deps.sh clang-format
+	@clang-format --dry-run -Werror $(FORMAT_SRC)
 
 clean:
 	rm -rf build

@@ -1,5 +1,4 @@
-/* adapter.c: the adapter registry, point bookkeeping and the names of types, orders and qualities.
- */
+/* adapter.c: the adapter registry, point bookkeeping, link retries and the names of byte orders. */
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -7,33 +6,12 @@
 
 #include "adapter.h"
 
-const char *const value_type_names[] = {
-	[VALUE_BOOL] = "bool",
-	[VALUE_U16] = "u16",
-	[VALUE_I16] = "i16",
-	[VALUE_U32] = "u32",
-	[VALUE_I32] = "i32",
-	[VALUE_U64] = "u64",
-	[VALUE_I64] = "i64",
-	[VALUE_F32] = "f32",
-	[VALUE_F64] = "f64",
-	[VALUE_STRING] = "string",
-	NULL,
-};
-
 const char *const byte_order_names[] = {
 	[ORDER_ABCD] = "ABCD",
 	[ORDER_CDAB] = "CDAB",
 	[ORDER_BADC] = "BADC",
 	[ORDER_DCBA] = "DCBA",
 	NULL,
-};
-
-const char *const quality_names[] = {
-	[QUALITY_GOOD] = "good",	   [QUALITY_TIMEOUT] = "timeout",
-	[QUALITY_EXCEPTION] = "exception", [QUALITY_BAD_FRAME] = "bad_frame",
-	[QUALITY_OFFLINE] = "offline",	   [QUALITY_DISCONNECTED] = "disconnected",
-	[QUALITY_BAD_VALUE] = "bad_value", NULL,
 };
 
 extern const struct adapter_ops adapter_modbus_tcp_ops;
@@ -195,15 +173,6 @@ int64_t adapter_get_fault(struct adapter *a, char *buf, size_t cap)
 	return since;
 }
 
-int adapter_backoff_ms(int min_ms, int max_ms, int failures)
-{
-	long long d = min_ms;
-
-	for (int i = 1; i < failures && d < max_ms; i++)
-		d *= 2;
-	return d > max_ms ? max_ms : (int)d;
-}
-
 bool link_retry_due(const struct link_retry *r, int64_t now_ms)
 {
 	return now_ms >= r->retry_at_ms;
@@ -214,7 +183,7 @@ void link_retry_failed(struct link_retry *r, struct adapter *a, int64_t now_ms, 
 {
 	r->failures++;
 	r->retry_at_ms =
-		now_ms + adapter_backoff_ms(r->backoff_min_ms, r->backoff_max_ms, r->failures);
+		now_ms + gd_backoff_ms(r->backoff_min_ms, r->backoff_max_ms, r->failures);
 	__atomic_store_n(&a->stats.link_up, 0, __ATOMIC_RELAXED);
 	if (adapter_set_fault(a, "%s", why))
 		log_warnx(subsys, "%s: %s; retrying with backoff", a->name, why);
@@ -239,4 +208,31 @@ void link_retry_lost(struct link_retry *r, struct adapter *a, int64_t now_ms, co
 	__atomic_add_fetch(&a->stats.io_errors, 1, __ATOMIC_RELAXED);
 	if (adapter_set_fault(a, "%s: %s", what, why))
 		log_warnx(subsys, "%s: %s: %s; reopening with backoff", a->name, what, why);
+}
+
+bool serial_link_up(struct serial_link *l, struct adapter *a, int64_t now_ms, const char *subsys)
+{
+	char why[192];
+
+	if (l->port != NULL)
+		return true;
+	if (!link_retry_due(&l->retry, now_ms))
+		return false;
+	if (serial_open(&l->port, &l->set, why, sizeof(why)) != 0) {
+		link_retry_failed(&l->retry, a, now_ms, subsys, why);
+		return false;
+	}
+	link_retry_opened(&l->retry, a);
+	log_info(subsys, "%s: %s open, %d %d%c%d (%s)", a->name, l->set.device, l->set.baud,
+		 l->set.data_bits, "NEO"[l->set.parity], l -> set.stop_bits,
+		 serial_backend(l->port));
+	return true;
+}
+
+void serial_link_down(struct serial_link *l, struct adapter *a, int64_t now_ms, const char *subsys,
+		      const char *why)
+{
+	serial_close(l->port);
+	l->port = NULL;
+	link_retry_lost(&l->retry, a, now_ms, subsys, l->set.device, why);
 }

@@ -7,24 +7,10 @@
 #include <pthread.h>
 #include <stdint.h>
 
-#include "../guardian/guardian.h"
-
-/* The type of a point as the device stores it. */
-enum value_type {
-	VALUE_BOOL,
-	VALUE_U16,
-	VALUE_I16,
-	VALUE_U32,
-	VALUE_I32,
-	VALUE_U64,
-	VALUE_I64,
-	VALUE_F32,
-	VALUE_F64,
-	VALUE_STRING,
-};
-
-/* Names as written in configs: "bool", "u16", ... NULL-terminated. */
-extern const char *const value_type_names[];
+#include "../base/base.h"
+#include "../base/conf.h"
+#include "../base/point.h"
+#include "../base/serial.h"
 
 /* Word and byte order of multi-byte values (see adapters/codec.h). */
 enum byte_order {
@@ -34,68 +20,6 @@ enum byte_order {
 	ORDER_DCBA, /* fully little-endian */
 };
 extern const char *const byte_order_names[];
-
-/*
- * A value in engineering units, after scale and offset. Integers stay integers
- * while scale is 1 and offset 0; otherwise the value becomes VALUE_KIND_FLOAT.
- * A string points into a buffer owned by the adapter, valid until its next poll.
- */
-enum value_kind {
-	VALUE_KIND_NONE,
-	VALUE_KIND_BOOL,
-	VALUE_KIND_INT,
-	VALUE_KIND_UINT,
-	VALUE_KIND_FLOAT,
-	VALUE_KIND_STRING
-};
-
-struct value {
-	enum value_kind kind;
-	union {
-		bool b;
-		int64_t i;
-		uint64_t u;
-		double f;
-		const char *s;
-	};
-};
-
-/* Why a value is or is not good. */
-enum quality {
-	QUALITY_GOOD,
-	QUALITY_TIMEOUT,      /* the device did not answer in time */
-	QUALITY_EXCEPTION,    /* the device answered with an exception ('code') */
-	QUALITY_BAD_FRAME,    /* a malformed answer: CRC, length, wrong unit */
-	QUALITY_OFFLINE,      /* the unit is in backoff after failures */
-	QUALITY_DISCONNECTED, /* the link (socket, serial port) is down */
-	QUALITY_BAD_VALUE,    /* read fine, but not representable (NaN, infinity) */
-};
-extern const char *const quality_names[];
-
-/* A point as configured: one value on one device, named "adapter/point". */
-struct point {
-	char *name;  /* full name, "adapter/point"; owned */
-	uint32_t id; /* index in the gateway's point table */
-	char *unit;  /* engineering unit, "" when none; owned */
-	enum value_type type;
-	double scale; /* engineering = raw * scale + offset */
-	double offset;
-	bool writable; /* may a downlink rule ever write it */
-};
-
-/* Marks the policy may set on a sample that leaves (see policy/policy.h). */
-#define SAMPLE_CLAMPED	    0x01 /* the value was clamped into the rule's range */
-#define SAMPLE_OUT_OF_RANGE 0x02 /* the value lies outside the rule's range, sent as it is */
-
-/* One reading of one point. */
-struct sample {
-	uint32_t point_id;
-	enum quality quality;
-	uint32_t flags;	    /* SAMPLE_*; 0 from adapters */
-	int32_t code;	    /* exception code or errno, for quality != GOOD */
-	int64_t ts_ms;	    /* UTC ms when the answer arrived */
-	struct value value; /* VALUE_KIND_NONE unless quality is GOOD */
-};
 
 struct adapter;
 
@@ -214,9 +138,6 @@ bool adapter_clear_fault(struct adapter *a);
 /* Copies the fault text ("" if none) into buf; returns its start time (UTC ms) or 0. */
 int64_t adapter_get_fault(struct adapter *a, char *buf, size_t cap);
 
-/* The wait before retry number 'failures' (1, 2, ...): min_ms doubled each time, up to max_ms. */
-int adapter_backoff_ms(int min_ms, int max_ms, int failures);
-
 /*
  * A link an adapter keeps open (a serial port, a CAN socket): when to try
  * again after a failure, with doubling backoff; the fault shown in health and
@@ -239,5 +160,26 @@ void link_retry_opened(struct link_retry *r, struct adapter *a);
 /* An open link failed ("<what>: <why>" as the fault); retried after backoff_min_ms. */
 void link_retry_lost(struct link_retry *r, struct adapter *a, int64_t now_ms, const char *subsys,
 		     const char *what, const char *why);
+
+/*
+ * A serial link that an adapter keeps open: opened when due, closed when the
+ * line hangs up, reopened with backoff (struct link_retry). Used by the UART
+ * and SLCAN transports.
+ */
+
+struct serial_link {
+	struct serial_settings set;
+	struct serial_port *port; /* NULL while down */
+	struct link_retry retry;
+};
+
+/*
+ * Opens the link if it is down and its retry time has come. Returns true
+ * if the link is up. 'subsys' names the log subsystem.
+ */
+bool serial_link_up(struct serial_link *l, struct adapter *a, int64_t now_ms, const char *subsys);
+/* Closes the link after an error; 'why' goes to the log and health. */
+void serial_link_down(struct serial_link *l, struct adapter *a, int64_t now_ms, const char *subsys,
+		      const char *why);
 
 #endif

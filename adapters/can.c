@@ -17,7 +17,6 @@
 
 #include "canbus.h"
 #include "codec.h"
-#include "serial.h"
 
 #define SUBSYS	     "can"
 #define READ_WAIT_MS 100 /* longest wait in one read, so a stop is seen quickly */
@@ -862,7 +861,7 @@ static bool link_up(struct adapter *a, struct can_backend *b, int64_t now)
 		/* Not a hang-up: back off like a failed open. */
 		b->link.retry.failures = 2;
 		b->link.retry.retry_at_ms =
-			now + adapter_backoff_ms(b->link.retry.backoff_min_ms,
+			now + gd_backoff_ms(b->link.retry.backoff_min_ms,
 						 b->link.retry.backoff_max_ms, 2);
 		return false;
 	}

@@ -1,7 +1,7 @@
 /* canbus.c: DBC signal extraction, J1939 identifiers and the SLCAN (Lawicel) line protocol. */
 #include <string.h>
 
-#include "../guardian/guardian.h"
+#include "../base/base.h"
 #include "canbus.h"
 
 /* ---- signals ------------------------------------------------------------------------------ */

@@ -6,7 +6,8 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "../guardian/guardian.h"
+#include "../base/base.h"
+#include "../base/conf.h"
 #include "canbus.h"
 
 #define DBC_EXT_FLAG  0x80000000u /* bit 31 of a BO_ id: the frame is extended */

@@ -4,7 +4,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "../guardian/guardian.h"
+#include "../base/base.h"
 #include "framer.h"
 
 /*

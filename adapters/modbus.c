@@ -1146,7 +1146,7 @@ static void poll_group(struct adapter *a, struct mb_backend *b, struct mb_group 
 				 */
 				unit->failures++;
 				unit->retry_at_ms =
-					gd_mono_ms() + adapter_backoff_ms(b->backoff_min_ms,
+					gd_mono_ms() + gd_backoff_ms(b->backoff_min_ms,
 									  b->backoff_max_ms,
 									  unit->failures);
 				if (unit->failures == 1)
@@ -1186,7 +1186,7 @@ static int reconnect(struct adapter *a, struct mb_backend *b, int64_t now_ms)
 		b->link_failures++;
 		b->reconnect_at_ms =
 			now_ms +
-			adapter_backoff_ms(b->backoff_min_ms, b->backoff_max_ms, b->link_failures);
+			gd_backoff_ms(b->backoff_min_ms, b->backoff_max_ms, b->link_failures);
 		if (adapter_set_fault(a, "cannot open %s: %s", b->rtu ? b->device : b->host,
 				      strerror(errno)))
 			log_warnx(SUBSYS, "%s: cannot open %s: %s", a->name,

@@ -11,7 +11,6 @@
 
 #include "codec.h"
 #include "framer.h"
-#include "serial.h"
 
 #define SUBSYS	     "uart"
 #define TEXT_MAX     128 /* longest captured text value */

@@ -1,81 +1,86 @@
-/* base.h: what every part uses and that knows no product: the bounded JSON writer. */
+/* base.h: what every part uses and that knows no product: errors, log, clocks, files, text
+ * (hex, UTF-8, "why" sentences) and backoff. The JSON writer is in json.h, the config reader in
+ * conf.h, the point model in point.h, serial ports in serial.h. */
 #ifndef BASE_H
 #define BASE_H
 
+#include <stdarg.h>
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
+#include <stdio.h>
 
-/*
- * The bounded JSON writer. Every JSON document guardian sends or stores is
- * built through it: strings are escaped (control characters as \u00XX, bytes
- * that are not UTF-8 as U+FFFD), numbers that JSON cannot hold (NaN,
- * infinities) are written as null, and commas come by themselves.
- *
- * It never truncates: the first thing that does not fit fails the whole
- * document (jw_finish returns 0 and leaves "" in the buffer), so a caller
- * sends a short, valid document instead of a cut one. The writer allocates
- * nothing; the caller owns the buffer.
- *
- *   struct jw w;
- *   jw_init(&w, buf, sizeof(buf));
- *   jw_object(&w);
- *   jw_key(&w, "id"); jw_string(&w, id);
- *   jw_key(&w, "ts"); jw_int(&w, ts);
- *   jw_end(&w);
- *   if (jw_finish(&w) == 0) ... did not fit ...
- *
- * A document may also be a list of members without braces (a fragment to be
- * placed inside another object): start with jw_key.
- */
-struct jw {
-	char *buf;
-	size_t cap; /* bytes usable, the terminating NUL included */
-	size_t len;
-	bool failed;
-	bool comma;	   /* a value was written: the next member or element needs a ',' */
-	char stack[32];	   /* '}' or ']' for each open object or array */
-	unsigned depth;
+/* One error enum for the whole program. Functions return 0 or one of these. */
+enum gd_err {
+	GD_OK = 0,
+	GD_ENOMEM = -1,	   /* out of memory */
+	GD_EINVAL = -2,	   /* invalid argument or value */
+	GD_EIO = -3,	   /* I/O error; errno has the system's reason */
+	GD_ETIMEDOUT = -4, /* no answer in time */
+	GD_EPROTO = -5,	   /* malformed frame or protocol violation */
+	GD_EDENIED = -6,   /* refused by policy */
+	GD_EFULL = -7,	   /* buffer full */
+	GD_ECONFIG = -8,   /* invalid configuration */
+	GD_ETLS = -9,	   /* TLS set-up or verification failed */
+	GD_ENOTCONN = -10, /* link is down */
+	GD_EDEVICE = -11,  /* the device answered with an exception */
+	GD_ERANGE = -12,   /* value does not fit the type */
 };
 
-/* Starts a document in 'buf' ('cap' bytes, at least 1). */
-void jw_init(struct jw *w, char *buf, size_t cap);
-/* Opens an object or an array; jw_end closes the innermost one. */
-void jw_object(struct jw *w);
-void jw_array(struct jw *w);
-void jw_end(struct jw *w);
-/* A member's name (escaped like a string); the value follows. */
-void jw_key(struct jw *w, const char *key);
-/* A string value; NULL writes null. */
-void jw_string(struct jw *w, const char *s);
-void jw_int(struct jw *w, int64_t v);
-void jw_uint(struct jw *w, uint64_t v);
-/* The shortest of %.15g, %.16g and %.17g that reads back as 'd'; null when not finite. */
-void jw_double(struct jw *w, double d);
-void jw_bool(struct jw *w, bool b);
-void jw_null(struct jw *w);
-/* A value that is already JSON text (the caller vouches for it): copied as it is. */
-void jw_raw(struct jw *w, const char *json, size_t len);
+/* Returns a static string that describes 'err' (one of enum gd_err). */
+const char *gd_strerror(int err);
+
+/* Logging: one line per event on stderr: time, level, subsystem, message. */
+enum log_level { LOG_LEVEL_ERROR, LOG_LEVEL_WARN, LOG_LEVEL_INFO, LOG_LEVEL_DEBUG };
+
+void log_set_level(enum log_level level);
+enum log_level log_get_level(void);
+/* Parses "error", "warn", "info", "debug". Returns 0 or GD_EINVAL. */
+int log_level_parse(const char *name, enum log_level *out);
+
 /*
- * Ends the document: NUL-terminates it and returns its length, or 0 (with ""
- * in the buffer) if anything did not fit or an object or array is still open.
+ * The last log lines kept in memory (256, each cut to 200 bytes), for the
+ * field console: the last 'n', oldest first, newline-ended, into 'out'.
+ * Returns how many. Lines below the log level are not kept.
  */
-size_t jw_finish(struct jw *w);
+size_t log_recent(size_t n, char *out, size_t cap);
+/* The last warning or error line ("" if none since the last clear); returns its UTC ms or 0. */
+int64_t log_last_problem(char *out, size_t cap);
+void log_clear_last_problem(void);
 
-/* Where a document stands, to take back what was written after it (jw_rewind). */
-struct jw_mark {
-	size_t len;
-	bool comma, failed;
-	unsigned depth;
-	char stack[32];
-};
-struct jw_mark jw_save(const struct jw *w);
-/* Returns to 'm': what came after it is gone, and so is a failure that came after it. */
-void jw_rewind(struct jw *w, struct jw_mark m);
+/* log_warn appends strerror(errno); log_warnx does not. fatal/fatalx exit(1). */
+void log_warn(const char *subsys, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+void log_warnx(const char *subsys, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+void log_error(const char *subsys, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+void log_info(const char *subsys, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+void log_debug(const char *subsys, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+_Noreturn void fatal(const char *subsys, const char *fmt, ...)
+	__attribute__((format(printf, 2, 3)));
+_Noreturn void fatalx(const char *subsys, const char *fmt, ...)
+	__attribute__((format(printf, 2, 3)));
 
-/* 'd' as jw_double writes it, into 'out' (NUL-terminated; 32 bytes hold any). */
-void jw_format_double(char *out, size_t cap, double d);
+/* Reads a whole file into a NUL-terminated buffer (caller frees). NULL with errno on failure. */
+char *gd_read_file(const char *path);
+
+/* Clocks. gd_now_ms: UTC milliseconds since the epoch. gd_mono_ms: monotonic ms. */
+int64_t gd_now_ms(void);
+int64_t gd_mono_ms(void);
+/* Sleeps until the monotonic clock reads 'deadline_ms' (returns at once if past). */
+void gd_sleep_until_ms(int64_t deadline_ms);
+
+/* A hex digit's value (either case), or -1. */
+int gd_hex_digit(int ch);
+/* Lower-case hex of 'n' bytes into 'out' (2n + 1 bytes, NUL-terminated). */
+void gd_hex_encode(const uint8_t *in, size_t n, char *out);
+/* Exactly 2n hex digits of 'in' into 'out', followed by the character 'end' ('\0' for the end
+ * of the string). False if not. */
+bool gd_hex_decode(const char *in, uint8_t *out, size_t n, char end);
+/* vsnprintf into 'why' when it is not NULL: the sentence a caller shows for a failure. */
+void gd_whyf(char *why, size_t cap, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
 /* Length of the valid UTF-8 sequence at 's' (1 to 4), or 0 if it is not one. */
 size_t utf8_seq_len(const unsigned char *s);
+
+/* The wait before retry number 'failures' (1, 2, ...): min_ms doubled each time, up to max_ms. */
+int gd_backoff_ms(int min_ms, int max_ms, int failures);
 
 #endif

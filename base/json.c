@@ -6,6 +6,7 @@
 #include <string.h>
 
 #include "base.h"
+#include "json.h"
 
 void jw_init(struct jw *w, char *buf, size_t cap)
 {

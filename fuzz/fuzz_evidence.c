@@ -5,7 +5,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "../uplink/evidence.h"
+#include "../proto/evidence.h"
 
 /* A self-signed P-256 certificate (CN=press-07); its key signed the valid seed in the corpus. */
 static const char test_cert[] = "-----BEGIN CERTIFICATE-----\n"

@@ -8,7 +8,9 @@
 #include <string.h>
 #include <time.h>
 
-#include "../uplink/evidence.h"
+#include "../proto/mqtt_tls.h"
+#include "version.h"
+#include "../proto/evidence.h"
 #include "gateway_private.h"
 #include "keystore.h"
 #include "measure.h"
@@ -154,7 +156,7 @@ static int conv_publish(struct conv *cv, const char *topic, const char *payload,
 static int conv_open(struct conv *cv, const struct gd_config *cfg, char *why, size_t cap)
 {
 	MQTTAsync_connectOptions co = MQTTAsync_connectOptions_initializer;
-	MQTTAsync_SSLOptions ssl = MQTTAsync_SSLOptions_initializer;
+	MQTTAsync_SSLOptions ssl;
 	MQTTAsync_responseOptions ro = MQTTAsync_responseOptions_initializer;
 	const struct gd_attestation *at = &cfg->attest;
 	char uri[300], id[96], key[512];
@@ -174,13 +176,9 @@ static int conv_open(struct conv *cv, const struct gd_config *cfg, char *why, si
 		snprintf(why, cap, "cannot create an MQTT client for %s", uri);
 		return GD_EIO;
 	}
-	ssl.trustStore = at->ca_file;
-	ssl.disableDefaultTrustStore = 1;
-	ssl.keyStore = at->cert_file;
-	ssl.privateKey = key;
-	ssl.enableServerCertAuth = 1;
-	ssl.verify = 1;
-	ssl.sslVersion = MQTT_SSL_VERSION_TLS_1_2;
+	mqtt_tls_options(&ssl, &(struct mqtt_tls){ .ca_file = at->ca_file,
+						   .cert_file = at->cert_file,
+						   .key_file = key });
 	co.ssl = &ssl;
 	co.cleansession = 1;
 	co.keepAliveInterval = 30;
@@ -414,7 +412,7 @@ static int64_t round_once(struct attest_client *ac, int *failures)
 	}
 	attest_result_free(&res);
 	(*failures)++;
-	retry = adapter_backoff_ms(cfg->attest.retry_min_ms, cfg->attest.retry_max_ms, *failures);
+	retry = gd_backoff_ms(cfg->attest.retry_min_ms, cfg->attest.retry_max_ms, *failures);
 	if (strcmp(ac->state, "refused") != 0)
 		set_state(ac, "failed", "unreachable", why);
 	log_warnx(SUBSYS, "attestation failed: %s; retrying in %lld s", why,

@@ -8,6 +8,7 @@
 #include <time.h>
 
 #include "../base/base.h"
+#include "../base/json.h"
 
 #include "command_doc.h"
 #include "gateway_private.h"

@@ -5,6 +5,7 @@
 #include <string.h>
 
 #include "../base/base.h"
+#include "../base/json.h"
 #include "command_doc.h"
 
 void gateway_value_json(char *out, size_t cap, const struct value *v)

@@ -12,7 +12,7 @@
 #include <mbedtls/platform_util.h>
 
 #include "console.h"
-#include "guardian.h"
+#include "../base/base.h"
 
 /*
  * Lines stop one short of the terminal's width: a line of exactly 80 leaves

@@ -3,10 +3,11 @@
 #define GUARDIAN_CORE_H
 
 #include "../adapters/adapter.h"
-#include "../adapters/serial.h"
+#include "../base/serial.h"
 #include "../policy/policy.h"
 #include "../uplink/uplink.h"
-#include "guardian.h"
+#include "../base/base.h"
+#include "../base/conf.h"
 
 /* The field console (see guardian/console.h). */
 struct gd_console {

@@ -10,7 +10,9 @@
 #include <sys/stat.h>
 #include <time.h>
 
+#include "version.h"
 #include "../base/base.h"
+#include "../base/json.h"
 #include "command_doc.h"
 #include "core.h"
 #include "gateway_private.h"

@@ -12,7 +12,8 @@
 #include <sys/un.h>
 #include <unistd.h>
 
-#include "../adapters/serial.h"
+#include "version.h"
+#include "../base/serial.h"
 #include "console.h"
 #include "gateway_private.h"
 

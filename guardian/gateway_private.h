@@ -5,6 +5,7 @@
 #include <pthread.h>
 
 #include "../base/base.h"
+#include "../base/json.h"
 #include "command_doc.h"
 #include "core.h"
 

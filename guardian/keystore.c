@@ -16,7 +16,8 @@
 #include <mbedtls/platform_util.h>
 #include <mbedtls/x509_csr.h>
 
-#include "guardian.h"
+#include "../base/base.h"
+#include "../base/conf.h"
 #include "keystore.h"
 
 #define KEY_FILE    "identity.key"

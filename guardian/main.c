@@ -15,6 +15,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "version.h"
 #include "../adapters/canbus.h"
 #include "console.h"
 #include "core.h"

@@ -5,7 +5,7 @@
 
 #include <stdio.h>
 
-#include "../uplink/evidence.h"
+#include "../proto/evidence.h"
 
 struct gd_config;
 

@@ -6,8 +6,9 @@
 #include <stddef.h>
 #include <stdint.h>
 
-#include "../adapters/adapter.h"
-#include "../guardian/guardian.h"
+#include "../base/point.h"
+#include "../base/base.h"
+#include "../base/conf.h"
 
 /*
  * The policy file (JSON), version 1. Default deny in both directions; rules

@@ -9,6 +9,7 @@
 #include <string.h>
 #include <unistd.h>
 
+#include "../proto/mqtt_tls.h"
 #include "service.h"
 
 #define SERVE_QUEUE_MAX	  10000 /* messages waiting; beyond, new ones are dropped */
@@ -205,14 +206,12 @@ static void on_disconnect_failed(void *context, MQTTAsync_failureData *response)
 static void connect_start(struct server *sv)
 {
 	MQTTAsync_connectOptions opts = MQTTAsync_connectOptions_initializer;
-	MQTTAsync_SSLOptions ssl = MQTTAsync_SSLOptions_initializer;
+	MQTTAsync_SSLOptions ssl;
 	int rc;
 
-	ssl.trustStore = sv->svc->cfg.broker_ca_file;
-	ssl.keyStore = sv->cert_file;
-	ssl.privateKey = sv->key_file;
-	ssl.enableServerCertAuth = 1;
-	ssl.verify = 1;
+	mqtt_tls_options(&ssl, &(struct mqtt_tls){ .ca_file = sv->svc->cfg.broker_ca_file,
+						   .cert_file = sv->cert_file,
+						   .key_file = sv->key_file });
 	opts.keepAliveInterval = 30;
 	opts.cleansession = 1;
 	opts.connectTimeout = 10;

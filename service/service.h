@@ -14,8 +14,9 @@
 #include <mbedtls/pk.h>
 #include <mbedtls/x509_crt.h>
 
-#include "../guardian/guardian.h"
-#include "../uplink/evidence.h"
+#include "../base/base.h"
+#include "../base/conf.h"
+#include "../proto/evidence.h"
 
 #define SERVICE_SUBSYS	       "service"
 #define SERVICE_CONFIG_FILE    "service.json"

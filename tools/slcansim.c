@@ -101,7 +101,7 @@
 #include <time.h>
 #include <unistd.h>
 
-#include "../guardian/guardian.h"
+#include "../base/base.h"
 #include "lib/simline.h"
 
 #define TAG	       "slcansim"

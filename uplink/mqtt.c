@@ -8,6 +8,7 @@
 #include <string.h>
 #include <time.h>
 
+#include "../proto/mqtt_tls.h"
 #include "diagnose.h"
 #include "queue.h"
 #include "uplink.h"
@@ -483,26 +484,18 @@ static int publish_locked(struct uplink *u, const char *topic, const char *data,
 static void connect_start(struct uplink *u, int64_t now)
 {
 	MQTTAsync_connectOptions opts = MQTTAsync_connectOptions_initializer;
-	MQTTAsync_SSLOptions ssl = MQTTAsync_SSLOptions_initializer;
+	MQTTAsync_SSLOptions ssl;
 	MQTTAsync_willOptions will = MQTTAsync_willOptions_initializer;
 	MQTTAsync client;
 	int rc;
 
 	/* TLS: the broker's CA pinned, its certificate and host name verified, our certificate. */
-	ssl.trustStore = u->cfg.ca_file;
-	ssl.disableDefaultTrustStore = 1;
-	ssl.keyStore = u->cfg.cert_file;
-	ssl.privateKey = u->cfg.key_file;
-	ssl.enableServerCertAuth = 1;
-	ssl.verify = u->cfg.verify_hostname;
-	/*
-	 * With OpenSSL 1.1 and later Paho ignores sslVersion and negotiates the
-	 * best version; OpenSSL 3 refuses anything below TLS 1.2 at the security
-	 * level Paho sets, so this only documents the intent.
-	 */
-	ssl.sslVersion = MQTT_SSL_VERSION_TLS_1_2;
-	ssl.ssl_error_cb = on_ssl_error;
-	ssl.ssl_error_context = u;
+	mqtt_tls_options(&ssl, &(struct mqtt_tls){ .ca_file = u->cfg.ca_file,
+						   .cert_file = u->cfg.cert_file,
+						   .key_file = u->cfg.key_file,
+						   .no_hostname_check = !u->cfg.verify_hostname,
+						   .on_error = on_ssl_error,
+						   .error_context = u });
 
 	will.topicName = u->topic_health;
 	will.message = u->will_doc;

@@ -6,8 +6,9 @@
 #include <stddef.h>
 #include <stdint.h>
 
-#include "../adapters/adapter.h"
-#include "../guardian/guardian.h"
+#include "../base/point.h"
+#include "../base/base.h"
+#include "../base/conf.h"
 
 /* What to do with a new message when the queue is full. */
 enum queue_drop {

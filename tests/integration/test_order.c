@@ -22,7 +22,8 @@ static void teardown(void)
 	cr_expect_eq(h_cleanup(), 0, "a child process reported a sanitizer error (above)");
 }
 
-TestSuite(order, .init = setup, .fini = teardown, .timeout = 90);
+/* Generous: under the sanitizers (make check) the message rate is a fraction of a plain build's. */
+TestSuite(order, .init = setup, .fini = teardown, .timeout = 240);
 
 /* A boot id as guardian makes it: 16 lowercase hex digits. */
 static bool is_boot_id(const char *s)
@@ -74,13 +75,13 @@ static pid_t start_site(int bport, int nadapters, int npoints, int interval_ms, 
  */
 Test(order, seq_is_the_order_of_the_queue_with_several_adapters)
 {
-	enum { MESSAGES = 12000 };
+	enum { MESSAGES = 4000 };
 	int bport = h_free_port();
 	struct h_telemetry t;
 	size_t lower = 0, first_lower = 0;
 
 	start_site(bport, 3, 40, 0, "guardian/" DEVICE "/telemetry");
-	it_wait_messages(h_path("sub.out"), MESSAGES, 60000);
+	it_wait_messages(h_path("sub.out"), MESSAGES, 150000);
 	h_telemetry_read(h_path("sub.out"), &t);
 	cr_assert_geq(t.nmessages, MESSAGES);
 	for (size_t i = 1; i < t.nmessages; i++) {

@@ -14,8 +14,9 @@
 #include <mbedtls/sha256.h>
 #include <mbedtls/x509_crt.h>
 
-#include "../../guardian/guardian.h"
-#include "../../uplink/evidence.h"
+#include "../../guardian/version.h"
+#include "../../base/base.h"
+#include "../../proto/evidence.h"
 
 /* A P-256 key with a self-signed certificate, made fresh for the test. */
 struct test_key {

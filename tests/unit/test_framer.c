@@ -5,7 +5,7 @@
 #include <string.h>
 
 #include "../../adapters/framer.h"
-#include "../../guardian/guardian.h"
+#include "../../base/base.h"
 
 /* The bodies handed out, escaped and each followed by '|', so one string compare checks all. */
 struct got {

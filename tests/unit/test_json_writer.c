@@ -6,6 +6,7 @@
 #include <string.h>
 
 #include "../../base/base.h"
+#include "../../base/json.h"
 
 /* 'text' parses as JSON (cJSON, which is strict about control characters in strings). */
 static bool valid_json(const char *text)

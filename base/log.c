@@ -7,8 +7,7 @@
 #include <string.h>
 #include <time.h>
 
-#include "../base/base.h"
-#include "guardian.h"
+#include "base.h"
 
 static enum log_level current_level = LOG_LEVEL_INFO;
 

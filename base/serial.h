@@ -1,15 +1,15 @@
-/* serial.h: a serial port for the UART and SLCAN transports: settings from the config, open,
+/* serial.h: a serial port (the UART and SLCAN transports, the field console): settings from the config, open,
  * read with a timeout that tells a hang-up (cable or USB adapter gone) from silence, write. */
-#ifndef SERIAL_H
-#define SERIAL_H
+#ifndef BASE_SERIAL_H
+#define BASE_SERIAL_H
 
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 #include <sys/types.h>
 
-#include "../guardian/guardian.h"
-#include "adapter.h"
+#include "base.h"
+#include "conf.h"
 
 enum serial_parity { SERIAL_PARITY_NONE, SERIAL_PARITY_EVEN, SERIAL_PARITY_ODD };
 enum serial_flow { SERIAL_FLOW_NONE, SERIAL_FLOW_RTSCTS, SERIAL_FLOW_XONXOFF, SERIAL_FLOW_DTRDSR };
@@ -79,26 +79,5 @@ void serial_flush_input(struct serial_port *p);
 const char *serial_backend(const struct serial_port *p);
 /* Closes and frees. No operation if 'p' is NULL. */
 void serial_close(struct serial_port *p);
-
-/*
- * A serial link that an adapter keeps open: opened when due, closed when the
- * line hangs up, reopened with backoff (struct link_retry). Used by the UART
- * and SLCAN transports.
- */
-
-struct serial_link {
-	struct serial_settings set;
-	struct serial_port *port; /* NULL while down */
-	struct link_retry retry;
-};
-
-/*
- * Opens the link if it is down and its retry time has come. Returns true
- * if the link is up. 'subsys' names the log subsystem.
- */
-bool serial_link_up(struct serial_link *l, struct adapter *a, int64_t now_ms, const char *subsys);
-/* Closes the link after an error; 'why' goes to the log and health. */
-void serial_link_down(struct serial_link *l, struct adapter *a, int64_t now_ms, const char *subsys,
-		      const char *why);
 
 #endif

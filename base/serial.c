@@ -11,7 +11,6 @@
 #include <time.h>
 #include <unistd.h>
 
-#include "adapter.h"
 #include "serial.h"
 
 const char *const serial_parity_names[] = { "none", "even", "odd", NULL };
@@ -226,18 +225,10 @@ ssize_t serial_read(struct serial_port *p, uint8_t *buf, size_t cap, int timeout
 	return GD_EIO;
 }
 
-static int64_t mono_ms(void)
-{
-	struct timespec ts;
-
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
-}
-
 int serial_write(struct serial_port *p, const void *buf, size_t n, int timeout_ms)
 {
 	const uint8_t *at = buf;
-	int64_t deadline = mono_ms() + timeout_ms;
+	int64_t deadline = gd_mono_ms() + timeout_ms;
 
 	while (n > 0) {
 		ssize_t w = write(p->fd, at, n);
@@ -249,7 +240,7 @@ int serial_write(struct serial_port *p, const void *buf, size_t n, int timeout_m
 		}
 		if (w < 0 && errno != EAGAIN && errno != EINTR)
 			return GD_EIO;
-		int64_t left = deadline - mono_ms();
+		int64_t left = deadline - gd_mono_ms();
 		struct pollfd pfd = { .fd = p->fd, .events = POLLOUT };
 
 		if (left <= 0)
@@ -288,31 +279,4 @@ void serial_close(struct serial_port *p)
 		close(p->fd);
 	}
 	free(p);
-}
-
-bool serial_link_up(struct serial_link *l, struct adapter *a, int64_t now_ms, const char *subsys)
-{
-	char why[192];
-
-	if (l->port != NULL)
-		return true;
-	if (!link_retry_due(&l->retry, now_ms))
-		return false;
-	if (serial_open(&l->port, &l->set, why, sizeof(why)) != 0) {
-		link_retry_failed(&l->retry, a, now_ms, subsys, why);
-		return false;
-	}
-	link_retry_opened(&l->retry, a);
-	log_info(subsys, "%s: %s open, %d %d%c%d (%s)", a->name, l->set.device, l->set.baud,
-		 l->set.data_bits, "NEO"[l->set.parity], l -> set.stop_bits,
-		 serial_backend(l->port));
-	return true;
-}
-
-void serial_link_down(struct serial_link *l, struct adapter *a, int64_t now_ms, const char *subsys,
-		      const char *why)
-{
-	serial_close(l->port);
-	l->port = NULL;
-	link_retry_lost(&l->retry, a, now_ms, subsys, l->set.device, why);
 }

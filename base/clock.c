@@ -2,7 +2,7 @@
 #include <errno.h>
 #include <time.h>
 
-#include "guardian.h"
+#include "base.h"
 
 int64_t gd_now_ms(void)
 {

@@ -1,5 +1,5 @@
 /* errors.c: the text of each enum gd_err. */
-#include "guardian.h"
+#include "base.h"
 
 const char *gd_strerror(int err)
 {

@@ -8,7 +8,8 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "guardian.h"
+#include "base.h"
+#include "conf.h"
 
 void conf_init(struct conf *c, const char *file)
 {

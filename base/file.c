@@ -3,7 +3,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 
-#include "guardian.h"
+#include "base.h"
 
 char *gd_read_file(const char *file)
 {

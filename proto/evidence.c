@@ -13,7 +13,8 @@
 #include <mbedtls/sha256.h>
 #include <mbedtls/x509_crt.h>
 
-#include "../guardian/guardian.h"
+#include "../base/base.h"
+#include "../base/conf.h"
 #include "evidence.h"
 
 #define SIG_MAX		80		   /* what evidence_envelope_parse may write into 'sig' */

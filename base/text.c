@@ -1,8 +1,8 @@
-/* text.c: small text helpers every part uses: hex digits and "why" sentences. */
+/* text.c: small helpers every part uses: hex digits, "why" sentences and backoff. */
 #include <stdarg.h>
 #include <stdio.h>
 
-#include "guardian.h"
+#include "base.h"
 
 int gd_hex_digit(int ch)
 {
@@ -47,4 +47,13 @@ void gd_whyf(char *why, size_t cap, const char *fmt, ...)
 	va_start(ap, fmt);
 	vsnprintf(why, cap, fmt, ap);
 	va_end(ap);
+}
+
+int gd_backoff_ms(int min_ms, int max_ms, int failures)
+{
+	long long d = min_ms;
+
+	for (int i = 1; i < failures && d < max_ms; i++)
+		d *= 2;
+	return d > max_ms ? max_ms : (int)d;
 }
