@@ -1,4 +1,6 @@
-/* adapter.c: the adapter registry, point bookkeeping, link retries and the names of byte orders. */
+/* adapter.c: the adapter registry, point bookkeeping, what every transport's config reads, link
+ * retries and the names of byte orders. */
+#include <cjson/cJSON.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -84,51 +86,83 @@ void adapter_free(struct adapter *a)
 	free(a);
 }
 
-struct point *adapter_add_point(struct adapter *a, const char *point_name)
+struct point *adapter_add_point(struct adapter *a, struct point_conf *pc, enum value_type t)
 {
-	struct point *grown;
-	struct point *p;
+	struct point *grown = realloc(a->points, (a->npoints + 1) * sizeof(*grown));
 	char *full = NULL;
 
-	if (asprintf(&full, "%s/%s", a->name, point_name) < 0)
+	if (grown == NULL)
 		return NULL;
-	grown = realloc(a->points, (a->npoints + 1) * sizeof(*grown));
-	if (grown == NULL) {
-		free(full);
+	a->points = grown; /* room for one more; the points are as they were */
+	if (pc->unit == NULL)
+		pc->unit = strdup("");
+	if (pc->unit == NULL || asprintf(&full, "%s/%s", a->name, pc->name) < 0)
 		return NULL;
-	}
-	a->points = grown;
-	p = &a->points[a->npoints];
-	*p = (struct point){ .name = full, .unit = strdup(""), .scale = 1.0, .type = VALUE_U16 };
-	if (p->unit == NULL) {
-		free(full);
-		return NULL;
-	}
-	a->npoints++;
-	return p;
+	grown[a->npoints] = (struct point){
+		.name = full, .unit = pc->unit, .scale = pc->scale, .offset = pc->offset, .type = t
+	};
+	pc->unit = NULL;
+	return &grown[a->npoints++];
 }
 
-int adapter_check_point_name(const struct adapter *a, struct conf *c, const char *path,
-			     const char *name)
+int adapter_check_point(const struct adapter *a, struct conf *c, const char *path,
+			const struct point_conf *pc)
 {
 	size_t prefix = strlen(a->name) + 1;
 	char sub[256];
+	int errors = 0;
 
 	conf_path_key(sub, sizeof(sub), path, "name");
-	if (!conf_valid_name(name)) {
+	if (!conf_valid_name(pc->name)) {
 		conf_error(c, sub,
 			   "invalid point name \"%s\" (expected 1 to 63 of A-Z a-z 0-9 _ . -)",
-			   name);
-		return 1;
+			   pc->name);
+		errors++;
 	}
-	for (size_t i = 0; i < a->npoints; i++) {
-		if (strcmp(a->points[i].name + prefix, name) == 0) {
-			conf_error(c, sub, "point \"%s\" is defined twice in adapter \"%s\"", name,
-				   a->name);
-			return 1;
+	for (size_t i = 0; i < a->npoints && errors == 0; i++) {
+		if (strcmp(a->points[i].name + prefix, pc->name) == 0) {
+			conf_error(c, sub, "point \"%s\" is defined twice in adapter \"%s\"",
+				   pc->name, a->name);
+			errors++;
 		}
 	}
-	return 0;
+	if (pc->scale == 0) {
+		conf_error(c, conf_path_key(sub, sizeof(sub), path, "scale"),
+			   "0 would erase every value (expected a non-zero number)");
+		errors++;
+	}
+	return errors;
+}
+
+int adapter_check_backoff(struct conf *c, const char *path, const struct link_retry *r)
+{
+	char sub[256];
+
+	if (r->backoff_max_ms >= r->backoff_min_ms)
+		return 0;
+	conf_error(c, conf_path_key(sub, sizeof(sub), path, "backoff_max_ms"),
+		   "%d is below backoff_min_ms %d", r->backoff_max_ms, r->backoff_min_ms);
+	return 1;
+}
+
+int adapter_read_points(struct adapter *a, struct conf *c, const void *json_obj, const char *path,
+			adapter_point_reader *read_point)
+{
+	const cJSON *points = cJSON_GetObjectItemCaseSensitive(json_obj, "points"), *item;
+	char sub[256], isub[256];
+	int errors = 0;
+	size_t i = 0;
+
+	if (!cJSON_IsArray(points))
+		return 0;
+	conf_path_key(sub, sizeof(sub), path, "points");
+	cJSON_ArrayForEach (item, points)
+		errors += read_point(a, c, item, conf_path_index(isub, sizeof(isub), sub, i++));
+	if (i == 0) {
+		conf_error(c, sub, "empty (expected at least one point)");
+		errors++;
+	}
+	return errors;
 }
 
 bool adapter_set_fault(struct adapter *a, const char *fmt, ...)
@@ -182,8 +216,7 @@ void link_retry_failed(struct link_retry *r, struct adapter *a, int64_t now_ms, 
 		       const char *why)
 {
 	r->failures++;
-	r->retry_at_ms =
-		now_ms + gd_backoff_ms(r->backoff_min_ms, r->backoff_max_ms, r->failures);
+	r->retry_at_ms = now_ms + gd_backoff_ms(r->backoff_min_ms, r->backoff_max_ms, r->failures);
 	__atomic_store_n(&a->stats.link_up, 0, __ATOMIC_RELAXED);
 	if (adapter_set_fault(a, "%s", why))
 		log_warnx(subsys, "%s: %s; retrying with backoff", a->name, why);

@@ -35,6 +35,9 @@ struct point_sink {
 	void *ctx;
 };
 
+/* A counter read from another thread without a lock (relaxed), for stats_json's "%llu". */
+#define ADAPTER_LD(x) ((unsigned long long)__atomic_load_n(&(x), __ATOMIC_RELAXED))
+
 /* Counters every adapter keeps; read from other threads without locks (relaxed). */
 struct adapter_stats {
 	uint64_t polls; /* transactions attempted */
@@ -116,15 +119,71 @@ struct adapter *adapter_new(const char *name, const struct adapter_ops *ops);
 /* Frees 'a' and its points. No operation is performed if 'a' is NULL. */
 void adapter_free(struct adapter *a);
 
-/* Adds a point named "<adapter>/<point>" to 'a'. Returns it, or NULL on ENOMEM. */
-struct point *adapter_add_point(struct adapter *a, const char *point_name);
+/* What every transport's point has in its config, read with ADAPTER_POINT_KEYS. */
+struct point_conf {
+	char *name, *unit; /* owned */
+	double scale, offset;
+};
+
+/* The keys of struct point_conf member 'm' of struct 'st': "name" (required), "scale", "offset"
+ * and "unit". */
+#define ADAPTER_POINT_KEYS(st, m)                                                                  \
+	{ .name = "name", .kind = CONF_STRING, .required = true, .offset = offsetof(st, m.name) }, \
+		{ .name = "scale", .kind = CONF_DOUBLE, .offset = offsetof(st, m.scale) },         \
+		{ .name = "offset", .kind = CONF_DOUBLE, .offset = offsetof(st, m.offset) },       \
+	{                                                                                          \
+		.name = "unit", .kind = CONF_STRING, .offset = offsetof(st, m.unit),               \
+		.expect = "an engineering unit"                                                    \
+	}
 
 /*
- * Validates a point name read at config 'path' (its "name" key): the name
- * rules, and not twice in 'a'. Returns the number of errors added to 'c'.
+ * Checks what every point read at config 'path' must be: a valid name, not
+ * twice in 'a', and a scale that is not 0. Returns the number of errors added
+ * to 'c'.
  */
-int adapter_check_point_name(const struct adapter *a, struct conf *c, const char *path,
-			     const char *name);
+int adapter_check_point(const struct adapter *a, struct conf *c, const char *path,
+			const struct point_conf *pc);
+
+/*
+ * Adds point "<adapter>/<pc->name>" of type 't' to 'a', scaled as 'pc' says,
+ * taking pc->unit ("" if NULL). Returns it, or NULL on ENOMEM; the caller
+ * frees what 'pc' still holds either way.
+ */
+struct point *adapter_add_point(struct adapter *a, struct point_conf *pc, enum value_type t);
+
+/*
+ * The keys every transport's table has, for struct 'st': "name" and "type"
+ * (the core's), "backoff_min_ms" and "backoff_max_ms" into its struct
+ * link_retry member 'retry', and "points" (see adapter_read_points).
+ */
+#define ADAPTER_CONF_KEYS(st, retry)                                                               \
+	{ .name = "name", .kind = CONF_ANY }, { .name = "type", .kind = CONF_ANY },                \
+		CONF_INT_KEY("backoff_min_ms", st, retry.backoff_min_ms, 10, 3600000, false,       \
+			     "a delay in ms"),                                                     \
+		CONF_INT_KEY("backoff_max_ms", st, retry.backoff_max_ms, 10, 3600000, false,       \
+			     "a delay in ms"),                                                     \
+	{                                                                                          \
+		.name = "points", .kind = CONF_ARRAY, .required = true,                            \
+		.expect = "an array of points"                                                     \
+	}
+
+struct link_retry;
+
+/* Checks that backoff_max_ms, read at 'path', is not below backoff_min_ms. Returns the errors. */
+int adapter_check_backoff(struct conf *c, const char *path, const struct link_retry *r);
+
+/* Reads one element of "points" (a cJSON node) at 'path' into 'a'. Returns the errors. */
+typedef int adapter_point_reader(struct adapter *a, struct conf *c, const void *json_point,
+				 const char *path);
+
+/*
+ * Reads every element of the "points" array of 'json_obj' (the adapter's
+ * object at 'path') with 'read_point', at "<path>.points[i]"; an empty array
+ * is an error. A "points" that is not an array was reported by
+ * conf_read_object: nothing is read. Returns the number of errors added.
+ */
+int adapter_read_points(struct adapter *a, struct conf *c, const void *json_obj, const char *path,
+			adapter_point_reader *read_point);
 
 /*
  * Records why the adapter is not well ("cannot open /dev/ttyUSB0: No such

@@ -154,7 +154,6 @@ uint32_t j1939_encode(const struct j1939_id *in)
 
 static const char hex_upper[] = "0123456789ABCDEF";
 
-/* The value of one hex digit, either case, or -1. */
 /* Reads 'n' (at most 8) hex digits; false if one is not a hex digit. */
 static bool hex_read(const char *s, size_t n, uint32_t *out)
 {

@@ -228,31 +228,13 @@ static const char *read_char(const char *p, char c)
 	return *p == c ? p + 1 : NULL;
 }
 
-/* The number of continuation bytes a UTF-8 lead byte announces, or -1. */
-static int utf8_extra(unsigned char c)
-{
-	if (c < 0x80)
-		return 0;
-	if ((c & 0xE0) == 0xC0)
-		return 1;
-	if ((c & 0xF0) == 0xE0)
-		return 2;
-	if ((c & 0xF8) == 0xF0)
-		return 3;
-	return -1;
-}
-
+/* Whether s[0..n) is UTF-8 throughout (s[n] is the closing quote: no sequence runs past it). */
 static bool utf8_valid(const unsigned char *s, size_t n)
 {
-	for (size_t i = 0; i < n; i++) {
-		int extra = utf8_extra(s[i]);
-
-		if (extra < 0 || n - i - 1 < (size_t)extra)
+	for (size_t i = 0, len; i < n; i += len) {
+		len = utf8_seq_len(s + i);
+		if (len == 0 || len > n - i)
 			return false;
-		for (; extra > 0; extra--) {
-			if ((s[++i] & 0xC0) != 0x80)
-				return false;
-		}
 	}
 	return true;
 }

@@ -1,8 +1,10 @@
-/* modbus.h: private to the Modbus adapter: point map entries, the request planner, and the wire
- * format (request building, answer validation). */
+/* modbus.h: private to the Modbus adapter: point map entries, the request planner, the wire format
+ * (request building, answer validation), and the backend its config (modbus_config.c) fills and its
+ * link (modbus.c) runs. */
 #ifndef ADAPTERS_MODBUS_H
 #define ADAPTERS_MODBUS_H
 
+#include <pthread.h>
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
@@ -97,9 +99,6 @@ size_t mb_wire_build(const struct mb_wire_request *rq, const uint16_t *regs, uin
 /* The length of the ADU of a correct, non-exception answer to 'rq' (0 if 'rq' is invalid). */
 size_t mb_wire_answer_len(const struct mb_wire_request *rq);
 
-/* The Modbus CRC-16 (polynomial 0xA001 reflected, initial 0xFFFF) of 'n' bytes. */
-uint16_t mb_wire_crc16(const uint8_t *p, size_t n);
-
 /* What the bytes received so far are, see mb_wire_parse. */
 enum mb_wire_status {
 	MB_WIRE_NEED,	   /* a valid start: at least 'need' more bytes before a verdict */
@@ -145,5 +144,97 @@ enum mb_wire_status mb_wire_parse(const struct mb_wire_request *rq, const uint8_
  */
 void mb_wire_unpack(const struct mb_wire_request *rq, const struct mb_wire_answer *ans,
 		    const uint8_t *frame, uint16_t *regs, uint8_t *bits);
+
+/* ---- the backend: read by modbus_config.c, run by modbus.c ---- */
+
+#define MB_STALE_TIDS 8 /* TCP requests given up on whose late answers are still recognised */
+
+typedef struct _modbus modbus_t; /* libmodbus's context, as <modbus.h> declares it */
+
+struct mb_unit {
+	uint8_t id;
+	int timeout_ms;	     /* bounds a whole transaction, request sent to last answer byte */
+	int failures;	     /* consecutive failed transactions (adapter thread only) */
+	int64_t retry_at_ms; /* monotonic; while in the future, the unit is skipped */
+	/* Counted under the backend's lock, read by health without it (relaxed atomics). */
+	uint64_t polls, polls_ok, timeouts, exceptions, bad_frames;
+	int64_t last_ok_ms; /* UTC */
+};
+
+struct mb_group {
+	char *name;
+	int interval_ms;
+	int64_t next_due_ms;   /* monotonic */
+	size_t first, npoints; /* range in the sorted point array */
+	struct mb_request *requests;
+	size_t nrequests;
+	uint64_t overruns; /* cycles that started more than one interval late */
+};
+
+struct mb_backend {
+	bool rtu;
+	/* TCP */
+	char *host;
+	int port;
+	/* RTU */
+	char *device;
+	int baud;
+	int parity; /* enum serial_parity */
+	int data_bits;
+	int stop_bits;
+	int frame_gap_us; /* silence between frames on the bus; 0: from the baud rate */
+	/* common */
+	int timeout_ms;
+	struct link_retry retry; /* the link's reopening; its backoff also paces silent units */
+	int max_gap;
+	int max_registers;
+	int max_bits;
+	int poll_interval_ms;
+	int default_unit_id;
+	bool implicit_units; /* no "units" list: the points' unit ids make the units */
+
+	struct mb_unit *units;
+	size_t nunits;
+	struct mb_group *groups;
+	size_t ngroups;
+	struct mb_point *mpoints; /* sorted by mb_point_compare */
+	size_t nmpoints;
+
+	/*
+	 * The link. libmodbus connects, closes and sets the serial port up, and
+	 * sends on RTU; requests are built and answers read and checked here
+	 * (modbus_wire.c). Everything from ctx to why is under 'lock': the
+	 * adapter thread polls, the command thread writes and reads, either may
+	 * close.
+	 */
+	pthread_mutex_t lock;
+	modbus_t *ctx;
+	int fd; /* modbus_get_socket(ctx), non-blocking; -1 when closed */
+	bool connected;
+	bool dirty;	   /* stray bytes may come: drain before the next request */
+	uint16_t next_tid; /* TCP transaction ids, ours */
+	uint16_t stale_tids[MB_STALE_TIDS];
+	size_t nstale;
+	int64_t last_frame_end_us; /* monotonic us; RTU inter-frame gap */
+	char why[128];		   /* what the last bad frame or timeout was */
+	uint8_t tx[MB_WIRE_MAX_ADU];
+	uint8_t rx[2 * MB_WIRE_MAX_ADU]; /* room for a late answer and ours behind it */
+	uint64_t late_answers;		 /* skipped answers to requests given up on (relaxed) */
+
+	/* The adapter thread's own. */
+	struct sample *samples; /* one group's batch */
+	uint16_t regs[MB_MAX_READ_REGISTERS];
+	uint8_t bits[MB_MAX_READ_BITS];
+};
+
+extern const struct adapter_ops adapter_modbus_rtu_ops;
+
+/*
+ * The configure op of both transports (RTU when 'a' was made with
+ * adapter_modbus_rtu_ops): the link, units, poll groups and points into a new
+ * struct mb_backend, each group's requests planned. Returns the number of
+ * errors added to 'c'.
+ */
+int mb_configure(struct adapter *a, struct conf *c, const void *json_obj, const char *path);
 
 #endif

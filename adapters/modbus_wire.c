@@ -4,6 +4,7 @@
 #include <stdio.h>
 #include <string.h>
 
+#include "framer.h"
 #include "modbus.h"
 
 #define TCP_MAX_LENGTH 254 /* MBAP length: unit id and the largest PDU */
@@ -18,18 +19,6 @@ static void put_be16(uint8_t *p, uint16_t v)
 {
 	p[0] = (uint8_t)(v >> 8);
 	p[1] = (uint8_t)v;
-}
-
-uint16_t mb_wire_crc16(const uint8_t *p, size_t n)
-{
-	uint16_t crc = 0xFFFF;
-
-	for (size_t i = 0; i < n; i++) {
-		crc ^= p[i];
-		for (int bit = 0; bit < 8; bit++)
-			crc = (crc & 1) ? (uint16_t)(crc >> 1 ^ 0xA001) : (uint16_t)(crc >> 1);
-	}
-	return crc;
 }
 
 static bool is_read(uint8_t fc)
@@ -116,7 +105,7 @@ size_t mb_wire_build(const struct mb_wire_request *rq, const uint16_t *regs, uin
 		uint16_t crc;
 
 		out[0] = rq->unit_id;
-		crc = mb_wire_crc16(out, 1 + pdu_len);
+		crc = csum_crc16_modbus(out, 1 + pdu_len);
 		out[1 + pdu_len] = (uint8_t)crc; /* low byte first (serial line 2.5.1.2) */
 		out[2 + pdu_len] = (uint8_t)(crc >> 8);
 		return 1 + pdu_len + 2;
@@ -297,7 +286,7 @@ static enum mb_wire_status parse_rtu(const struct mb_wire_request *rq, const uin
 	frame = 1 + want + 2;
 	if (st == MB_WIRE_NEED || len < frame)
 		return need(ans, len, st == MB_WIRE_NEED ? 1 + want : frame);
-	crc = mb_wire_crc16(buf, frame - 2);
+	crc = csum_crc16_modbus(buf, frame - 2);
 	got = (uint16_t)(buf[frame - 2] | buf[frame - 1] << 8);
 	if (got != crc)
 		return invalid(ans, "CRC 0x%04x (expected 0x%04x)", got, crc);

@@ -61,6 +61,12 @@ _Noreturn void fatalx(const char *subsys, const char *fmt, ...)
 
 /* Reads a whole file into a NUL-terminated buffer (caller frees). NULL with errno on failure. */
 char *gd_read_file(const char *path);
+/* Writes 'n' bytes to 'path' with exactly 'mode' (whatever the umask): a synced temp file beside
+ * it renamed over it, then the directory synced; readers see the old file or the new one, never
+ * a part. 0, or GD_EIO with errno kept (the temp file removed). */
+int gd_write_file_atomic(const char *path, const void *data, size_t n, unsigned mode);
+/* Like gd_write_file_atomic, but never replaces a file: GD_EIO with errno EEXIST if 'path' is. */
+int gd_create_file(const char *path, const void *data, size_t n, unsigned mode);
 
 /* Clocks. gd_now_ms: UTC milliseconds since the epoch. gd_mono_ms: monotonic ms. */
 int64_t gd_now_ms(void);
@@ -68,6 +74,8 @@ int64_t gd_mono_ms(void);
 /* Sleeps until the monotonic clock reads 'deadline_ms' (returns at once if past). */
 void gd_sleep_until_ms(int64_t deadline_ms);
 
+/* "0123456789abcdef": the digit of each value 0 to 15. */
+extern const char gd_hex_digits[];
 /* A hex digit's value (either case), or -1. */
 int gd_hex_digit(int ch);
 /* Lower-case hex of 'n' bytes into 'out' (2n + 1 bytes, NUL-terminated). */

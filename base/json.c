@@ -67,36 +67,14 @@ void jw_end(struct jw *w)
 	w->comma = true;
 }
 
-size_t utf8_seq_len(const unsigned char *s)
-{
-	unsigned char c = s[0];
-
-	if (c < 0x80)
-		return 1;
-	if (c >= 0xc2 && c <= 0xdf)
-		return (s[1] & 0xc0) == 0x80 ? 2 : 0;
-	if (c >= 0xe0 && c <= 0xef) {
-		/* No overlong forms (e0 a0..), no surrogates (ed 80..9f). */
-		unsigned char lo = c == 0xe0 ? 0xa0 : 0x80, hi = c == 0xed ? 0x9f : 0xbf;
-
-		if (s[1] < lo || s[1] > hi || (s[2] & 0xc0) != 0x80)
-			return 0;
-		return 3;
-	}
-	if (c >= 0xf0 && c <= 0xf4) {
-		unsigned char lo = c == 0xf0 ? 0x90 : 0x80, hi = c == 0xf4 ? 0x8f : 0xbf;
-
-		if (s[1] < lo || s[1] > hi || (s[2] & 0xc0) != 0x80 || (s[3] & 0xc0) != 0x80)
-			return 0;
-		return 4;
-	}
-	return 0;
-}
+/* 1 for the bytes a string holds as they are: printable ASCII but the quote and the backslash. */
+static const unsigned char plain[256] = { [0x20 ... 0x21] = 1,
+					  [0x23 ... 0x5b] = 1,
+					  [0x5d ... 0x7f] = 1 };
 
 /* 's' quoted and escaped. */
 static void put_string(struct jw *w, const char *s)
 {
-	static const char hex[] = "0123456789abcdef";
 	const unsigned char *p = (const unsigned char *)s;
 
 	put(w, "\"", 1);
@@ -105,7 +83,7 @@ static void put_string(struct jw *w, const char *s)
 		size_t n;
 
 		/* The longest run that needs no escaping, in one go. */
-		while (*p >= 0x20 && *p < 0x80 && *p != '"' && *p != '\\')
+		while (plain[*p])
 			p++;
 		put(w, (const char *)run, (size_t)(p - run));
 		if (*p == '\0')
@@ -116,7 +94,9 @@ static void put_string(struct jw *w, const char *s)
 			put(w, esc, 2);
 			p++;
 		} else if (*p < 0x20) {
-			char esc[6] = { '\\', 'u', '0', '0', hex[*p >> 4], hex[*p & 15] };
+			char esc[6] = {
+				'\\', 'u', '0', '0', gd_hex_digits[*p >> 4], gd_hex_digits[*p & 15]
+			};
 
 			put(w, esc, sizeof(esc));
 			p++;
@@ -226,7 +206,9 @@ size_t jw_finish(struct jw *w)
 
 struct jw_mark jw_save(const struct jw *w)
 {
-	struct jw_mark m = { .len = w->len, .comma = w->comma, .failed = w->failed, .depth = w->depth };
+	struct jw_mark m = {
+		.len = w->len, .comma = w->comma, .failed = w->failed, .depth = w->depth
+	};
 
 	memcpy(m.stack, w->stack, sizeof(m.stack));
 	return m;

@@ -33,8 +33,8 @@ struct jw {
 	size_t cap; /* bytes usable, the terminating NUL included */
 	size_t len;
 	bool failed;
-	bool comma;	   /* a value was written: the next member or element needs a ',' */
-	char stack[32];	   /* '}' or ']' for each open object or array */
+	bool comma;	/* a value was written: the next member or element needs a ',' */
+	char stack[32]; /* '}' or ']' for each open object or array */
 	unsigned depth;
 };
 

@@ -125,7 +125,6 @@ void log_clear_last_problem(void)
  */
 static size_t escape_controls(const char *in, char *out, size_t cap)
 {
-	static const char hex[] = "0123456789abcdef";
 	const unsigned char *p = (const unsigned char *)in;
 	size_t n = 0, len;
 
@@ -136,8 +135,8 @@ static size_t escape_controls(const char *in, char *out, size_t cap)
 				break;
 			out[n++] = '\\';
 			out[n++] = 'x';
-			out[n++] = hex[*p >> 4];
-			out[n++] = hex[*p & 15];
+			out[n++] = gd_hex_digits[*p >> 4];
+			out[n++] = gd_hex_digits[*p & 15];
 			p++;
 			continue;
 		}

@@ -1,5 +1,6 @@
-/* serial.h: a serial port (the UART and SLCAN transports, the field console): settings from the config, open,
- * read with a timeout that tells a hang-up (cable or USB adapter gone) from silence, write. */
+/* serial.h: a serial port (the UART and SLCAN transports, the field console): settings from the
+ * config, open, read with a timeout that tells a hang-up (cable or USB adapter gone) from silence,
+ * write. */
 #ifndef BASE_SERIAL_H
 #define BASE_SERIAL_H
 

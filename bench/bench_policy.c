@@ -5,7 +5,6 @@
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
-#include <unistd.h>
 
 #include "../policy/policy.h"
 
@@ -54,15 +53,14 @@ int main(void)
 	static int allow[NRULES];
 	const char *adapters[NPLC];
 	static char anames[NPLC][8];
-	char file[] = "/tmp/gd-bench-policy-XXXXXX";
-	char rule[256];
+	char rule[256], *text = NULL;
+	size_t len = 0;
 	struct policy_state *st;
 	struct policy *p;
 	struct conf c;
 	double t0, compiled_ns, naive_ns;
 	long sent = 0, allowed_naive = 0;
-	FILE *f;
-	int fd;
+	FILE *f = open_memstream(&text, &len);
 
 	for (int i = 0; i < NPLC; i++) {
 		snprintf(anames[i], sizeof(anames[i]), "plc%d", i);
@@ -75,8 +73,6 @@ int main(void)
 		};
 		table[i] = &pts[i];
 	}
-	fd = mkstemp(file);
-	f = fd >= 0 ? fdopen(fd, "w") : NULL;
 	if (f == NULL) {
 		perror("bench_policy");
 		return 1;
@@ -90,9 +86,9 @@ int main(void)
 	}
 	fprintf(f, "]}");
 	fclose(f);
-	conf_init(&c, file);
-	p = policy_load(&c, file, table, NPOINTS, adapters, NPLC, "localhost:8883");
-	unlink(file);
+	conf_init(&c, "bench-policy.json");
+	p = policy_load(&c, text, len, table, NPOINTS, adapters, NPLC, "localhost:8883");
+	free(text);
 	if (p == NULL) {
 		conf_print_errors(&c, stderr);
 		return 1;

@@ -4,7 +4,7 @@
 #include <stdint.h>
 #include <stdlib.h>
 
-#include "../proto/evidence.h"
+#include "../proto/attest.h"
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 

@@ -23,7 +23,8 @@ static cJSON *must_parse(const char *text, size_t len)
 
 static void check_answer(const struct cmd_answer *a)
 {
-	static char fields[CMD_FIELDS_BYTES], doc[CMD_FIELDS_BYTES + 64], wrapped[CMD_FIELDS_BYTES + 2];
+	static char fields[CMD_FIELDS_BYTES], doc[CMD_FIELDS_BYTES + 64],
+		wrapped[CMD_FIELDS_BYTES + 2];
 	size_t n = cmd_answer_format(a, 1764547200000, fields, doc, sizeof(doc));
 	const cJSON *status;
 	cJSON *root;
@@ -55,7 +56,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	cmd_parse_id((const char *)data, size, id);
 	if (strcmp(id, cmd.id) != 0)
 		abort(); /* a busy answer names the same id the full answer would */
-	if (ok) /* the reasons that quote what the cloud sent */
+	if (ok)		 /* the reasons that quote what the cloud sent */
 		snprintf(reason, sizeof(reason), "unknown point \"%s\"", cmd.point);
 	for (size_t i = 0; i < sizeof(statuses) / sizeof(statuses[0]); i++)
 		check_answer(&(struct cmd_answer){ .id = cmd.id,

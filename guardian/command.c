@@ -10,12 +10,13 @@
 #include "../base/base.h"
 #include "../base/json.h"
 
+#include "audit.h"
 #include "command_doc.h"
 #include "gateway_private.h"
 
-#define SUBSYS	      "command"
-#define INBOX_MAX     64   /* commands waiting to be carried out */
-#define BUSY_MAX      1024 /* "busy" answers waiting for the command thread */
+#define SUBSYS	  "command"
+#define INBOX_MAX 64   /* commands waiting to be carried out */
+#define BUSY_MAX  1024 /* "busy" answers waiting for the command thread */
 /* One command as it arrived, or (busy) only the id of one refused as busy. */
 struct command {
 	struct command *next;
@@ -64,26 +65,26 @@ static void answer(struct gateway *gw, const struct cmd_answer *a)
 	size_t n = cmd_answer_format(a, ts, fields, doc, sizeof(doc));
 
 	uplink_publish_event(gw->uplink, "cmd/result", doc, n);
-	gateway_audit(gw, ts,
-		      done			       ? "write_done"
-		      : strcmp(a->status, "failed") == 0 ? "write_failed"
-							 : "write_refused",
-		      fields, true);
+	audit_sink_record(gw->audit, ts,
+			  done				     ? "write_done"
+			  : strcmp(a->status, "failed") == 0 ? "write_failed"
+							     : "write_refused",
+			  fields);
 	count_answer(gw->inbox, a->status);
 	if (done)
 		log_info(SUBSYS, "%s = %s written", a->point, a->value);
 	else
-		log_warnx(SUBSYS, "command %s: %s %s: %s", a->id, a->point ? a->point : "(no point)",
-			  a->status, a->reason);
+		log_warnx(SUBSYS, "command %s: %s %s: %s", a->id,
+			  a->point ? a->point : "(no point)", a->status, a->reason);
 }
 
 static void answer_busy(struct gateway *gw, const char *id)
 {
 	answer(gw, &(struct cmd_answer){ .id = id,
-				     .value = "null",
-				     .status = "busy",
-				     .reason = "busy: the command inbox is full; nothing was "
-					       "written, send it again later" });
+					 .value = "null",
+					 .status = "busy",
+					 .reason = "busy: the command inbox is full; nothing was "
+						   "written, send it again later" });
 }
 
 /* On Paho's thread: copy and return at once. */
@@ -139,20 +140,6 @@ static void command_arrived(void *ctx, const char *payload, size_t len)
 	}
 }
 
-/* Which adapter holds point 'id'. */
-static struct adapter *adapter_of(struct gateway *gw, uint32_t id, size_t *index)
-{
-	for (size_t i = 0; i < gw->cfg->nadapters; i++) {
-		struct adapter *a = gw->cfg->adapters[i];
-
-		if (a->npoints > 0 && id >= a->points[0].id && id <= a->points[a->npoints - 1].id) {
-			*index = i;
-			return a;
-		}
-	}
-	return NULL;
-}
-
 /*
  * The value the machine holds now, to judge max_step against: read fresh
  * from the device where the adapter can, else the newer of the last accepted
@@ -164,8 +151,7 @@ static int current_value(struct gateway *gw, struct adapter *a, const struct poi
 	if (a != NULL && a->ops->read != NULL)
 		return a->ops->read(a, p, out);
 	pthread_mutex_lock(&gw->current_lock);
-	if (gw->written[pid].kind != VALUE_KIND_NONE &&
-	    gw->written_ms[pid] >= gw->last[pid].ts_ms)
+	if (gw->written[pid].kind != VALUE_KIND_NONE && gw->written_ms[pid] >= gw->last[pid].ts_ms)
 		*out = gw->written[pid];
 	else
 		*out = gw->current[pid];
@@ -177,10 +163,9 @@ static void handle(struct gateway *gw, const struct command *c)
 {
 	struct cmd_parsed cmd;
 	char reason[1024];
-	struct cmd_answer ans = { .id = cmd.id,
-				  .value = cmd.value_text,
-				  .status = "refused",
-				  .reason = reason };
+	struct cmd_answer ans = {
+		.id = cmd.id, .value = cmd.value_text, .status = "refused", .reason = reason
+	};
 	const struct point *p;
 	struct adapter *a;
 	struct value current = { .kind = VALUE_KIND_NONE };
@@ -202,9 +187,8 @@ static void handle(struct gateway *gw, const struct command *c)
 	}
 	ans.point = cmd.point;
 	pthread_rwlock_rdlock(&gw->policy_lock); /* the aliases change on reload */
-	pid = gateway_point_by_name(gw, ans.point);
-	needs_current =
-		pid >= 0 && policy_downlink_needs_current(gw->cfg->policy, (uint32_t)pid);
+	pid = points_find(gw->cfg, gw->names, ans.point);
+	needs_current = pid >= 0 && policy_downlink_needs_current(gw->cfg->policy, (uint32_t)pid);
 	pthread_rwlock_unlock(&gw->policy_lock);
 	if (pid < 0) {
 		snprintf(reason, sizeof(reason), "unknown point \"%s\"", ans.point);
@@ -213,7 +197,7 @@ static void handle(struct gateway *gw, const struct command *c)
 	}
 	p = gw->cfg->points[pid];
 	ans.point = p->name;
-	a = adapter_of(gw, (uint32_t)pid, &aindex);
+	a = points_adapter(gw->cfg, (uint32_t)pid, &aindex);
 	/* max_step is judged against what the machine holds now, not the last poll. */
 	if (needs_current && (rc = current_value(gw, a, p, pid, &current)) != 0) {
 		snprintf(reason, sizeof(reason),
@@ -297,19 +281,11 @@ static void *command_main(void *arg)
 
 int command_start(struct gateway *gw)
 {
-	char path[1024];
-
 	gw->inbox = calloc(1, sizeof(*gw->inbox));
 	if (gw->inbox == NULL)
 		return GD_ENOMEM;
 	pthread_mutex_init(&gw->inbox->lock, NULL);
 	pthread_cond_init(&gw->inbox->cond, NULL);
-	snprintf(path, sizeof(path), "%s/audit.log", gw->cfg->state_dir);
-	gw->audit = audit_open(path);
-	if (gw->audit == NULL) {
-		log_warn(SUBSYS, "cannot open the audit log %s", path);
-		return GD_EIO;
-	}
 	if (pthread_create(&gw->command_thread, NULL, command_main, gw) != 0) {
 		log_warn(SUBSYS, "cannot start the command thread");
 		return GD_EIO;
@@ -349,8 +325,6 @@ void command_free(struct gateway *gw)
 {
 	struct command_inbox *in = gw->inbox;
 
-	audit_close(gw->audit);
-	gw->audit = NULL;
 	if (in == NULL)
 		return;
 	pthread_cond_destroy(&in->cond);
@@ -363,8 +337,6 @@ void command_health(struct gateway *gw, struct jw *w)
 {
 	struct command_inbox *in = gw->inbox;
 	uint64_t received = 0, accepted = 0, refused = 0, failed = 0, busy = 0, waiting = 0;
-	char head[65] = "";
-	uint64_t head_seq = 0;
 
 	if (in != NULL) {
 		pthread_mutex_lock(&in->lock);
@@ -376,8 +348,6 @@ void command_health(struct gateway *gw, struct jw *w)
 		waiting = in->count + in->busy_count;
 		pthread_mutex_unlock(&in->lock);
 	}
-	if (gw->audit != NULL)
-		audit_head(gw->audit, &head_seq, head);
 	jw_key(w, "commands");
 	jw_object(w);
 	jw_key(w, "received");
@@ -392,13 +362,5 @@ void command_health(struct gateway *gw, struct jw *w)
 	jw_uint(w, busy);
 	jw_key(w, "waiting");
 	jw_uint(w, waiting);
-	jw_end(w);
-	/* The chain head: the cloud keeps it, so that cutting off the log's tail shows. */
-	jw_key(w, "audit");
-	jw_object(w);
-	jw_key(w, "seq");
-	jw_uint(w, head_seq);
-	jw_key(w, "mac");
-	jw_string(w, head);
 	jw_end(w);
 }

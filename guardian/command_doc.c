@@ -8,7 +8,7 @@
 #include "../base/json.h"
 #include "command_doc.h"
 
-void gateway_value_json(char *out, size_t cap, const struct value *v)
+void gd_value_json(char *out, size_t cap, const struct value *v)
 {
 	struct jw w;
 
@@ -82,7 +82,7 @@ static bool requested_value(const cJSON *value, struct cmd_parsed *out)
 	} else {
 		return false;
 	}
-	gateway_value_json(out->value_text, sizeof(out->value_text), v);
+	gd_value_json(out->value_text, sizeof(out->value_text), v);
 	return true;
 }
 

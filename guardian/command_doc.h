@@ -19,9 +19,9 @@
 
 /* A command {"id":..., "point":..., "value":...}, each part checked and bounded. */
 struct cmd_parsed {
-	char id[CMD_ID_BYTES];		      /* JSON text; "null" when absent or unusable */
-	char point[CMD_POINT_BYTES];	      /* "" when absent or unusable */
-	struct value value;		      /* a string points to 'text' */
+	char id[CMD_ID_BYTES];		       /* JSON text; "null" when absent or unusable */
+	char point[CMD_POINT_BYTES];	       /* "" when absent or unusable */
+	struct value value;		       /* a string points to 'text' */
 	char value_text[CMD_FIELDS_BYTES / 2]; /* the value as JSON text; "null" if none */
 	char text[CMD_STRING_BYTES + 1];
 };
@@ -54,6 +54,6 @@ size_t cmd_answer_format(const struct cmd_answer *a, int64_t ts, char *fields, c
 			 size_t doc_cap);
 
 /* A value as JSON text into 'out' (NUL-terminated); "null" for none, or if it does not fit. */
-void gateway_value_json(char *out, size_t cap, const struct value *v);
+void gd_value_json(char *out, size_t cap, const struct value *v);
 
 #endif

@@ -300,6 +300,7 @@ struct policy *gd_policy_load(const struct gd_config *cfg, struct conf *c)
 	char endpoint[300];
 	struct policy *p = NULL;
 	struct conf pc;
+	char *text;
 
 	if (names == NULL) {
 		conf_error(c, "policy", "out of memory");
@@ -311,8 +312,13 @@ struct policy *gd_policy_load(const struct gd_config *cfg, struct conf *c)
 		 cfg->uplink.port);
 	/* Policy errors are reported against the policy file. */
 	conf_init(&pc, cfg->policy_file);
-	p = policy_load(&pc, cfg->policy_file, cfg->points, cfg->npoints, names, cfg->nadapters,
-			endpoint);
+	text = gd_read_file(cfg->policy_file);
+	if (text == NULL)
+		conf_error(&pc, "", "cannot read policy: %s", strerror(errno));
+	else
+		p = policy_load(&pc, text, strlen(text), cfg->points, cfg->npoints, names,
+				cfg->nadapters, endpoint);
+	free(text);
 	/* Every function code an adapter's polls send must be allowed. */
 	for (size_t i = 0; p != NULL && i < cfg->nadapters; i++) {
 		const struct adapter *a = cfg->adapters[i];

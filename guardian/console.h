@@ -15,9 +15,9 @@
 struct console_status {
 	char device[64];
 	char version[32];
-	int64_t now_ms;	    /* UTC, for ages */
+	int64_t now_ms; /* UTC, for ages */
 	int64_t uptime_s;
-	char broker[128];   /* "host:port" */
+	char broker[128]; /* "host:port" */
 	bool uplink_connected;
 	uint64_t queued_msgs, queued_bytes, published, dropped, connects;
 	int64_t last_publish_ms; /* UTC, 0 never */

@@ -63,6 +63,14 @@ void gd_config_free(struct gd_config *cfg);
  */
 struct policy *gd_policy_load(const struct gd_config *cfg, struct conf *c);
 
+/* Where the point with this name, or the alias in 'names' (may be NULL), is; -1 if none. A
+ * caller with the gateway's aliases holds its policy_lock: a reload frees them. */
+long points_find(const struct gd_config *cfg, const char *const *names, const char *name);
+/* The adapter that holds point 'id' (its index in *index), or NULL. */
+struct adapter *points_adapter(const struct gd_config *cfg, uint32_t id, size_t *index);
+/* The names every point leaves under with policy 'p' (cfg->npoints of them). NULL on ENOMEM. */
+const char **points_names_new(const struct gd_config *cfg, const struct policy *p);
+
 struct gateway;
 
 /* Starts the uplink and one thread per adapter. NULL on failure (logged). */

@@ -4,7 +4,6 @@
 #include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
-#include <string.h>
 #include <unistd.h>
 #include <sys/random.h>
 #include <sys/stat.h>
@@ -13,71 +12,12 @@
 #include "version.h"
 #include "../base/base.h"
 #include "../base/json.h"
-#include "command_doc.h"
+#include "audit.h"
 #include "core.h"
 #include "gateway_private.h"
 #include "keystore.h"
 
 #define SUBSYS "gateway"
-
-#define AUDIT_DROP_INTERVAL_MS 60000 /* at most one range-drop record per point per minute */
-
-size_t gateway_json_string(char *out, size_t cap, const char *text)
-{
-	struct jw w;
-	size_t n;
-
-	jw_init(&w, out, cap);
-	jw_string(&w, text);
-	n = jw_finish(&w);
-	return n == 0 ? cap : n; /* did not fit: as snprintf says, at least cap */
-}
-
-int gateway_audit(struct gateway *gw, int64_t ts, const char *event, const char *fields,
-		  bool publish)
-{
-	int rc;
-
-	if (gw->audit == NULL)
-		return GD_EIO;
-	/* audit_last is the audit's own buffer: append and publish as one step. */
-	pthread_mutex_lock(&gw->audit_lock);
-	rc = audit_append(gw->audit, ts, event, fields);
-	if (rc != 0)
-		log_warnx(SUBSYS, "cannot append to the audit log: %s", gd_strerror(rc));
-	else if (publish)
-		uplink_publish_event(gw->uplink, "audit", audit_last(gw->audit),
-				     strlen(audit_last(gw->audit)));
-	pthread_mutex_unlock(&gw->audit_lock);
-	return rc;
-}
-
-/*
- * A value outside its allowed range is an anomaly worth a record: the first
- * such drop of a point per AUDIT_DROP_INTERVAL_MS goes to the audit log (and
- * its topic). Drops by deadband or rate are ordinary shaping, and points no
- * rule allows are dropped by design: neither is audited.
- */
-static void audit_range_drop(struct gateway *gw, const struct sample *s, int64_t ts)
-{
-	int64_t *last = &gw->last_drop_audit_ms[s->point_id];
-	char fields[512], value[64];
-	struct jw w;
-
-	if (gw->audit == NULL || (*last != 0 && ts - *last < AUDIT_DROP_INTERVAL_MS))
-		return;
-	*last = ts;
-	gateway_value_json(value, sizeof(value), &s->value);
-	jw_init(&w, fields, sizeof(fields));
-	jw_key(&w, "point");
-	jw_string(&w, gw->cfg->points[s->point_id]->name);
-	jw_key(&w, "value");
-	jw_raw(&w, value, strlen(value));
-	jw_key(&w, "reason");
-	jw_string(&w, "outside the allowed range");
-	if (jw_finish(&w) > 0)
-		gateway_audit(gw, ts, "uplink_dropped", fields, true);
-}
 
 /* Policy first, then payloads of at most max_message_bytes, then the queue; at most
  * r->allowed_cap samples. */
@@ -125,7 +65,8 @@ static void emit_chunk(struct runner *r, const struct sample *samples, size_t ns
 			break;
 		case POLICY_DROP_RANGE:
 			dropped++;
-			audit_range_drop(gw, &samples[i], ts);
+			audit_sink_range_drop(gw->audit, &samples[i],
+					      gw->cfg->points[samples[i].point_id]->name, ts);
 			break;
 		default:
 			dropped++;
@@ -183,18 +124,6 @@ static void runner_emit(struct point_sink *sink, struct adapter *a, const struct
 	}
 }
 
-/* The names every point leaves under, from 'p'. NULL on ENOMEM. */
-static const char **names_new(const struct gd_config *cfg, const struct policy *p)
-{
-	const char **names = calloc(cfg->npoints ? cfg->npoints : 1, sizeof(*names));
-
-	if (names == NULL)
-		return NULL;
-	for (size_t i = 0; i < cfg->npoints; i++)
-		names[i] = policy_uplink_name(p, cfg->points, (uint32_t)i);
-	return names;
-}
-
 int gateway_reload_policy(struct gateway *gw)
 {
 	struct policy *fresh, *old;
@@ -213,7 +142,7 @@ int gateway_reload_policy(struct gateway *gw)
 		return GD_ECONFIG;
 	}
 	conf_release(&c);
-	names = names_new(gw->cfg, fresh);
+	names = points_names_new(gw->cfg, fresh);
 	if (names == NULL) {
 		policy_free(fresh);
 		log_warnx(SUBSYS, "reload refused: out of memory; the policy in force stays");
@@ -229,7 +158,7 @@ int gateway_reload_policy(struct gateway *gw)
 	log_info(SUBSYS, "policy reloaded from %s: %zu rules in force", gw->cfg->policy_file,
 		 policy_rule_count(fresh));
 	/* The policy is measured: what the service vouched for has changed. */
-	attest_trigger(gw);
+	uplink_attest_trigger(gw->attest);
 	return 0;
 }
 
@@ -309,16 +238,6 @@ static int check_secrets(const struct gd_config *cfg)
 	return 0;
 }
 
-long gateway_point_by_name(const struct gateway *gw, const char *name)
-{
-	for (size_t i = 0; i < gw->cfg->npoints; i++) {
-		if (strcmp(gw->cfg->points[i]->name, name) == 0 ||
-		    (gw->names != NULL && strcmp(gw->names[i], name) == 0))
-			return (long)i;
-	}
-	return -1;
-}
-
 /*
  * A new boot id in 'out' (16 hex digits): random per start, so that the cloud tells a restart
  * (seq from 1 under a new boot id) from a replay. It needs to be unique, not secret: when the
@@ -356,7 +275,6 @@ struct gateway *gateway_start(struct gd_config *cfg)
 	pthread_mutex_init(&gw->lock, NULL);
 	pthread_rwlock_init(&gw->policy_lock, NULL);
 	pthread_mutex_init(&gw->current_lock, NULL);
-	pthread_mutex_init(&gw->audit_lock, NULL);
 	pthread_mutex_init(&gw->emit_lock, NULL);
 	boot_id_new(gw->boot_id);
 	log_info(SUBSYS, "boot id %s", gw->boot_id);
@@ -365,16 +283,14 @@ struct gateway *gateway_start(struct gd_config *cfg)
 	pthread_cond_init(&gw->wake, &attr);
 	pthread_condattr_destroy(&attr);
 	/* Everything gateway_stop tears down is initialised above this line. */
-	gw->names = names_new(cfg, cfg->policy);
+	gw->names = points_names_new(cfg, cfg->policy);
 	gw->pstate = policy_state_new(cfg->npoints);
 	gw->current = calloc(cfg->npoints ? cfg->npoints : 1, sizeof(*gw->current));
 	gw->written = calloc(cfg->npoints ? cfg->npoints : 1, sizeof(*gw->written));
 	gw->written_ms = calloc(cfg->npoints ? cfg->npoints : 1, sizeof(*gw->written_ms));
 	gw->last = calloc(cfg->npoints ? cfg->npoints : 1, sizeof(*gw->last));
-	gw->last_drop_audit_ms = calloc(cfg->npoints ? cfg->npoints : 1, sizeof(int64_t));
 	if (gw->names == NULL || gw->pstate == NULL || gw->current == NULL || gw->last == NULL ||
-	    gw->written == NULL || gw->written_ms == NULL ||
-	    gw->last_drop_audit_ms == NULL)
+	    gw->written == NULL || gw->written_ms == NULL)
 		goto fail;
 	if (ensure_state_dir(cfg->state_dir) != 0 || check_secrets(cfg) != 0)
 		goto fail;
@@ -387,15 +303,16 @@ struct gateway *gateway_start(struct gd_config *cfg)
 	if (cfg->attest.enabled)
 		uplink_hold(gw->uplink, true);
 	gateway_publish_health(gw);
+	gw->audit = audit_sink_open(cfg->state_dir, gw->uplink, cfg->npoints);
 	/* Before the uplink connects, so that it subscribes to commands from the first connection.
 	 */
-	if (command_start(gw) != 0)
+	if (gw->audit == NULL || command_start(gw) != 0)
 		goto fail;
 	if (uplink_start(gw->uplink) != 0) {
 		log_warnx(SUBSYS, "cannot start the uplink");
 		goto fail;
 	}
-	if (attest_start(gw) != 0) {
+	if (attest_device_start(gw) != 0) {
 		log_warnx(SUBSYS, "cannot start attestation");
 		goto fail;
 	}
@@ -450,55 +367,26 @@ void gateway_stop(struct gateway *gw, int drain_ms)
 	}
 	free(gw->runners);
 	command_stop(gw);
-	attest_stop(gw);
+	attest_device_stop(gw);
 	if (gw->uplink != NULL) {
 		uplink_stop(gw->uplink, drain_ms);
 		uplink_free(gw->uplink);
 	}
 	command_free(gw);
+	audit_sink_close(gw->audit);
 	pthread_cond_destroy(&gw->wake);
 	pthread_mutex_destroy(&gw->lock);
 	pthread_rwlock_destroy(&gw->policy_lock);
 	pthread_mutex_destroy(&gw->current_lock);
-	pthread_mutex_destroy(&gw->audit_lock);
 	pthread_mutex_destroy(&gw->emit_lock);
 	free(gw->current);
 	free(gw->written);
 	free(gw->written_ms);
 	free(gw->last);
-	free(gw->last_drop_audit_ms);
 	free(gw->names);
 	policy_state_free(gw->pstate);
 	free(gw);
 }
-
-#define LOAD(x) __atomic_load_n(&(x), __ATOMIC_RELAXED)
-
-/*
- * Appends members another part writes (',"key":value...', snprintf rules) to
- * the document, or fails it when they do not fit.
- */
-static void append_members(struct jw *w, size_t n_or_cap, size_t room)
-{
-	if (w->failed)
-		return;
-	if (n_or_cap >= room)
-		w->failed = true;
-	else
-		w->len += n_or_cap;
-}
-
-/* Room left in the document for append_members (the NUL kept). */
-static size_t room_of(const struct jw *w)
-{
-	return w->failed ? 0 : w->cap - w->len;
-}
-
-#define APPEND(w, call)                                                                            \
-	do {                                                                                       \
-		size_t room_ = room_of(w);                                                         \
-		append_members((w), room_ > 0 ? (call) : 0, room_);                               \
-	} while (0)
 
 static void health_adapter(struct jw *w, struct adapter *a)
 {
@@ -528,8 +416,16 @@ static void health_adapter(struct jw *w, struct adapter *a)
 	jw_uint(w, LOAD(a->stats.reconnects));
 	jw_key(w, "last_ok_ts");
 	jw_int(w, LOAD(a->stats.last_ok_ms));
-	if (a->ops->stats_json != NULL)
-		APPEND(w, a->ops->stats_json(a, w->buf + w->len, room_));
+	/* The transport's own members (',"key":value...', snprintf rules), or a failed document. */
+	if (a->ops->stats_json != NULL && !w->failed) {
+		size_t room = w->cap - w->len;
+		size_t n = room > 0 ? a->ops->stats_json(a, w->buf + w->len, room) : 0;
+
+		if (n >= room)
+			w->failed = true;
+		else
+			w->len += n;
+	}
 	if (fault[0] != '\0') {
 		jw_key(w, "fault");
 		jw_string(w, fault);
@@ -568,9 +464,10 @@ size_t gateway_health_json(struct gateway *gw, char *buf, size_t cap)
 	for (size_t i = 0; i < gw->cfg->nadapters; i++)
 		health_adapter(&w, gw->cfg->adapters[i]);
 	jw_end(&w);
-	APPEND(&w, console_server_health(gw, w.buf + w.len, room_));
-	APPEND(&w, attest_health(gw, w.buf + w.len, room_));
+	console_server_health(gw, &w);
+	uplink_attest_health(gw->attest, &w);
 	command_health(gw, &w);
+	audit_sink_health(gw->audit, &w);
 	jw_key(&w, "uplink");
 	jw_object(&w);
 	jw_key(&w, "queued");

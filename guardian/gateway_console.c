@@ -14,6 +14,7 @@
 
 #include "version.h"
 #include "../base/serial.h"
+#include "command_doc.h"
 #include "console.h"
 #include "gateway_private.h"
 
@@ -77,12 +78,12 @@ static void p_status(void *ctx, struct console_status *out)
 	if (!us.connected && gw->attest != NULL) {
 		char what[160];
 
-		attest_describe(gw, what, sizeof(what));
+		uplink_attest_describe(gw->attest, what, sizeof(what));
 		if (strcmp(what, "attested") != 0)
 			snprintf(out->uplink_error, sizeof(out->uplink_error), "%s", what);
 	}
 	out->last_error_ms = log_last_problem(out->last_error, sizeof(out->last_error));
-	out->cert_expiry_ms = attest_cert_expiry(gw);
+	out->cert_expiry_ms = uplink_attest_cert_expiry(gw->attest);
 }
 
 /* A transport's health counters (',"frames":1,"errors":{"checksum":0}') as "frames=1 checksum=0".
@@ -122,8 +123,6 @@ static void counters_text(const char *json, char *out, size_t cap)
 	out[n] = '\0';
 }
 
-#define LD(x) __atomic_load_n(&(x), __ATOMIC_RELAXED)
-
 static size_t p_adapters(void *ctx, struct console_adapter *out, size_t cap)
 {
 	struct gateway *gw = ctx;
@@ -136,16 +135,16 @@ static size_t p_adapters(void *ctx, struct console_adapter *out, size_t cap)
 		memset(o, 0, sizeof(*o));
 		snprintf(o->name, sizeof(o->name), "%s", a->name);
 		snprintf(o->type, sizeof(o->type), "%s", a->ops->type);
-		o->link_up = LD(a->stats.link_up) != 0;
-		o->polls = LD(a->stats.polls);
-		o->polls_ok = LD(a->stats.polls_ok);
-		o->timeouts = LD(a->stats.timeouts);
-		o->exceptions = LD(a->stats.exceptions);
-		o->bad_frames = LD(a->stats.bad_frames);
-		o->io_errors = LD(a->stats.io_errors);
-		o->reconnects = LD(a->stats.reconnects);
-		o->samples = LD(a->stats.samples);
-		o->last_ok_ms = LD(a->stats.last_ok_ms);
+		o->link_up = LOAD(a->stats.link_up) != 0;
+		o->polls = LOAD(a->stats.polls);
+		o->polls_ok = LOAD(a->stats.polls_ok);
+		o->timeouts = LOAD(a->stats.timeouts);
+		o->exceptions = LOAD(a->stats.exceptions);
+		o->bad_frames = LOAD(a->stats.bad_frames);
+		o->io_errors = LOAD(a->stats.io_errors);
+		o->reconnects = LOAD(a->stats.reconnects);
+		o->samples = LOAD(a->stats.samples);
+		o->last_ok_ms = LOAD(a->stats.last_ok_ms);
 		o->fault_since_ms = adapter_get_fault(a, o->fault, sizeof(o->fault));
 		if (a->ops->stats_json != NULL) {
 			a->ops->stats_json(a, json, sizeof(json));
@@ -179,7 +178,7 @@ static size_t p_points(void *ctx, const char *glob, struct console_point *out, s
 		if (l->ts_ms == 0 || l->value.kind == VALUE_KIND_NONE)
 			snprintf(o->value, sizeof(o->value), "-");
 		else
-			gateway_value_json(o->value, sizeof(o->value), &l->value);
+			gd_value_json(o->value, sizeof(o->value), &l->value);
 	}
 	pthread_mutex_unlock(&gw->current_lock);
 	return n;
@@ -211,7 +210,7 @@ static int p_why(void *ctx, const char *point, char *out, size_t cap)
 	long id;
 
 	pthread_rwlock_rdlock(&gw->policy_lock);
-	id = gateway_point_by_name(gw, point);
+	id = points_find(gw->cfg, gw->names, point);
 	if (id >= 0)
 		policy_explain(gw->cfg->policy, gw->cfg->points, (uint32_t)id, NULL, out, cap);
 	pthread_rwlock_unlock(&gw->policy_lock);
@@ -230,6 +229,7 @@ static int p_action(void *ctx, enum console_action act, const char *arg, char *m
 	static const char *const names[] = { "restart_adapter", "reconnect_uplink", "ack_faults" };
 	struct gateway *gw = ctx;
 	char fields[256];
+	struct jw w;
 	int rc = -1;
 
 	switch (act) {
@@ -264,10 +264,13 @@ static int p_action(void *ctx, enum console_action act, const char *arg, char *m
 	if (rc != 0)
 		return rc;
 	log_info(SUBSYS, "technician: %s", msg);
-	snprintf(fields, sizeof(fields), "\"action\":\"%s\",\"target\":", names[act]);
-	gateway_json_string(fields + strlen(fields), sizeof(fields) - strlen(fields),
-			    arg != NULL ? arg : "");
-	gateway_audit(gw, gd_now_ms(), "console_action", fields, true);
+	jw_init(&w, fields, sizeof(fields));
+	jw_key(&w, "action");
+	jw_string(&w, names[act]);
+	jw_key(&w, "target");
+	jw_string(&w, arg != NULL ? arg : "");
+	if (jw_finish(&w) > 0)
+		audit_sink_record(gw->audit, gd_now_ms(), "console_action", fields);
 	return 0;
 }
 
@@ -537,23 +540,26 @@ void console_server_stop(struct gateway *gw)
 	gw->console = NULL;
 }
 
-size_t console_server_health(struct gateway *gw, char *buf, size_t cap)
+void console_server_health(struct gateway *gw, struct jw *w)
 {
 	struct console_server *s = gw->console;
 	struct console_stats st;
-	int n;
 
 	if (s == NULL || s->serial_con == NULL)
-		return 0;
+		return;
 	/* The serial console is the one a stranger at the box can reach; its lockouts matter. */
 	pthread_mutex_lock(&s->stats_lock);
 	st = s->serial_stats;
 	pthread_mutex_unlock(&s->stats_lock);
-	n = snprintf(buf, cap,
-		     ",\"console\":{\"logins\":%llu,\"login_failures\":%llu,\"lockouts\":%llu,"
-		     "\"locked\":%s}",
-		     (unsigned long long)st.logins, (unsigned long long)st.login_failures,
-		     (unsigned long long)st.lockouts,
-		     st.locked_until_ms > gd_mono_ms() ? "true" : "false");
-	return n > 0 ? (size_t)n : 0;
+	jw_key(w, "console");
+	jw_object(w);
+	jw_key(w, "logins");
+	jw_uint(w, st.logins);
+	jw_key(w, "login_failures");
+	jw_uint(w, st.login_failures);
+	jw_key(w, "lockouts");
+	jw_uint(w, st.lockouts);
+	jw_key(w, "locked");
+	jw_bool(w, st.locked_until_ms > gd_mono_ms());
+	jw_end(w);
 }

@@ -1,4 +1,6 @@
-/* gateway_private.h: private to gateway.c and command.c: the running gateway's state. */
+/* gateway_private.h: private to guardian/: the running gateway's state, and the parts gateway.c
+ * starts and calls: the console server, attestation, commands and the audit sink. None of them
+ * calls gateway.c. */
 #ifndef GUARDIAN_GATEWAY_PRIVATE_H
 #define GUARDIAN_GATEWAY_PRIVATE_H
 
@@ -6,8 +8,10 @@
 
 #include "../base/base.h"
 #include "../base/json.h"
-#include "command_doc.h"
 #include "core.h"
+
+/* A counter another thread writes. */
+#define LOAD(x) __atomic_load_n(&(x), __ATOMIC_RELAXED)
 
 struct runner {
 	struct gateway *gw;
@@ -55,13 +59,12 @@ struct gateway {
 	int64_t *written_ms;
 	/* The field console (gateway_console.c). */
 	struct console_server *console;
-	/* Attestation rounds (attest_client.c); NULL without an attestation section. */
-	struct attest_client *attest;
-	/* Per point, when its last range drop was audited (each point: one adapter thread). */
-	int64_t *last_drop_audit_ms;
+	/* Attestation rounds (uplink/attest.c) and this device's part (attest.c); NULL without an
+	 * attestation section. */
+	struct uplink_attest *attest;
+	struct attest_device *attest_device;
+	struct audit_sink *audit; /* the audit log and its topic (audit_sink.c) */
 	/* The command path (command.c). */
-	struct audit *audit;
-	pthread_mutex_t audit_lock; /* an append and the publish of that record */
 	struct command_inbox *inbox;
 	pthread_t command_thread;
 	bool command_started;
@@ -79,20 +82,13 @@ struct point_last {
 int console_server_start(struct gateway *gw);
 /* Stops it and frees it. No operation if it never started. */
 void console_server_stop(struct gateway *gw);
-/* Appends ',"console":{...}' counters to a health document; returns the length. */
-size_t console_server_health(struct gateway *gw, char *buf, size_t cap);
+/* The "console":{...} member of the health document 'w' is writing. */
+void console_server_health(struct gateway *gw, struct jw *w);
 
-/* Attestation: rounds on their own thread; the uplink is held until the first succeeds. */
-int attest_start(struct gateway *gw);
-void attest_stop(struct gateway *gw);
-/* The measurements changed (a policy reload): attest again now. */
-void attest_trigger(struct gateway *gw);
-/* UTC ms when the operational certificate expires; 0 when there is none. */
-int64_t attest_cert_expiry(struct gateway *gw);
-/* One line for people: "attested", or the state and the last refusal ("" without attestation). */
-void attest_describe(struct gateway *gw, char *out, size_t cap);
-/* Appends ',"attestation":{...}' to a health document; returns the length. */
-size_t attest_health(struct gateway *gw, char *buf, size_t cap);
+/* Starts attestation rounds with this device's keys (gw->attest); none without an attestation
+ * section. 0 or gd_err. */
+int attest_device_start(struct gateway *gw);
+void attest_device_stop(struct gateway *gw);
 
 /* Starts the command thread and registers it with the uplink. 0 or gd_err (logged). */
 int command_start(struct gateway *gw);
@@ -103,20 +99,24 @@ int command_start(struct gateway *gw);
  */
 void command_stop(struct gateway *gw);
 void command_free(struct gateway *gw);
-/* The command counters and the audit chain's head: "commands":{...},"audit":{...} members of
- * the health document 'w' is writing. */
+/* The command counters: the "commands":{...} member of the health document 'w' is writing. */
 void command_health(struct gateway *gw, struct jw *w);
+
+/* Opens <state_dir>/audit.log for records 'u' publishes, for 'npoints' points. NULL on failure
+ * (logged). */
+struct audit_sink *audit_sink_open(const char *state_dir, struct uplink *u, size_t npoints);
+/* Closes it. No operation is performed if 's' is NULL. */
+void audit_sink_close(struct audit_sink *s);
 /*
- * Appends one record to the audit log and, if 'publish', sends that record on
- * guardian/<device>/audit. Thread-safe. 0 or gd_err (logged).
+ * Appends one record ('fields': its JSON members) to the audit log and sends
+ * that record on guardian/<device>/audit. Thread-safe. 0 or gd_err (logged).
  */
-int gateway_audit(struct gateway *gw, int64_t ts, const char *event, const char *fields,
-		  bool publish);
-/* A value as JSON text: gateway_value_json in command_doc.h. A string as JSON text into 'out';
- * returns its length, or 'cap' when it does not fit (then 'out' holds ""). */
-size_t gateway_json_string(char *out, size_t cap, const char *text);
-/* Where the point with this name (or alias) is, or -1. The caller holds policy_lock: a reload
- * frees the aliases. */
-long gateway_point_by_name(const struct gateway *gw, const char *name);
+int audit_sink_record(struct audit_sink *s, int64_t ts, const char *event, const char *fields);
+/* A sample the policy dropped as outside its range: the first of a point per minute becomes a
+ * record. Each point's drops come from one thread. */
+void audit_sink_range_drop(struct audit_sink *s, const struct sample *sample, const char *point,
+			   int64_t ts);
+/* The chain's head: the "audit":{...} member of the health document 'w' is writing. */
+void audit_sink_health(struct audit_sink *s, struct jw *w);
 
 #endif

@@ -2,7 +2,6 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <limits.h>
-#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -18,6 +17,7 @@
 
 #include "../base/base.h"
 #include "../base/conf.h"
+#include "../proto/evidence.h"
 #include "keystore.h"
 
 #define KEY_FILE    "identity.key"
@@ -54,18 +54,18 @@ static int check_path(const char *path, bool dir, char *why, size_t cap)
 	}
 	if (st.st_uid != geteuid()) {
 		gd_whyf(why, cap,
-		     "%s belongs to uid %u, not to uid %u that guardian runs as; chown %u %s", path,
-		     (unsigned)st.st_uid, (unsigned)geteuid(), (unsigned)geteuid(), path);
+			"%s belongs to uid %u, not to uid %u that guardian runs as; chown %u %s",
+			path, (unsigned)st.st_uid, (unsigned)geteuid(), (unsigned)geteuid(), path);
 		return GD_EDENIED;
 	}
 	if ((mode & 077) == 0)
 		return 0;
 	if (dir)
 		gd_whyf(why, cap, "%s is accessible to %s (mode %04o); chmod 700 %s", path,
-		     others_of(mode), mode, path);
+			others_of(mode), mode, path);
 	else
 		gd_whyf(why, cap, "%s is %s by %s (mode %04o); chmod 600 %s", path,
-		     (mode & 044) ? "readable" : "accessible", others_of(mode), mode, path);
+			(mode & 044) ? "readable" : "accessible", others_of(mode), mode, path);
 	return GD_EDENIED;
 }
 
@@ -77,122 +77,6 @@ int keystore_check_file(const char *path, char *why, size_t cap)
 int keystore_check_dir(const char *dir, char *why, size_t cap)
 {
 	return check_path(dir, true, why, cap);
-}
-
-/* ---- files -------------------------------------------------------------------------------- */
-
-/* The directory part of 'path' into 'out' ("." when there is none). */
-static void dir_of(const char *path, char *out, size_t cap)
-{
-	const char *slash = strrchr(path, '/');
-	size_t n = slash == NULL ? 0 : (size_t)(slash - path);
-
-	if (slash == NULL)
-		snprintf(out, cap, ".");
-	else if (n == 0)
-		snprintf(out, cap, "/");
-	else
-		snprintf(out, cap, "%.*s", (int)n, path);
-}
-
-/* A rename or link is durable only once its directory is synced. */
-static int sync_dir(const char *path)
-{
-	char dir[PATH_MAX];
-	int fd, err = 0;
-
-	dir_of(path, dir, sizeof(dir));
-	fd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-	if (fd < 0)
-		return GD_EIO;
-	if (fsync(fd) != 0)
-		err = GD_EIO;
-	close(fd);
-	return err;
-}
-
-static int write_all(int fd, const void *data, size_t n)
-{
-	const char *p = data;
-
-	while (n > 0) {
-		ssize_t w = write(fd, p, n);
-
-		if (w < 0 && errno == EINTR)
-			continue;
-		if (w <= 0)
-			return GD_EIO;
-		p += w;
-		n -= (size_t)w;
-	}
-	return 0;
-}
-
-/*
- * A complete, synced temp file beside 'path' holding 'data' with 'mode'; its
- * name into 'tmp'. The mode is set before any byte is written, so a secret is
- * never readable by others, whatever the umask.
- */
-static int write_temp(const char *path, const void *data, size_t n, unsigned mode, char *tmp,
-		      size_t cap)
-{
-	int fd, err, saved;
-
-	if ((size_t)snprintf(tmp, cap, "%s.tmp.XXXXXX", path) >= cap) {
-		errno = ENAMETOOLONG;
-		return GD_EIO;
-	}
-	fd = mkostemp(tmp, O_CLOEXEC);
-	if (fd < 0)
-		return GD_EIO;
-	err = fchmod(fd, (mode_t)mode) != 0 ? GD_EIO : write_all(fd, data, n);
-	if (err == 0 && fsync(fd) != 0)
-		err = GD_EIO;
-	saved = errno;
-	if (close(fd) != 0 && err == 0) {
-		err = GD_EIO;
-		saved = errno;
-	}
-	if (err != 0)
-		unlink(tmp);
-	errno = saved;
-	return err;
-}
-
-int keystore_write_file(const char *path, const void *data, size_t n, unsigned mode)
-{
-	char tmp[PATH_MAX];
-	int err, saved;
-
-	err = write_temp(path, data, n, mode, tmp, sizeof(tmp));
-	if (err != 0)
-		return err;
-	if (rename(tmp, path) != 0) {
-		saved = errno;
-		unlink(tmp);
-		errno = saved;
-		return GD_EIO;
-	}
-	return sync_dir(path);
-}
-
-/*
- * Like keystore_write_file, but never replaces an existing file: link(2)
- * fails with EEXIST where rename(2) would overwrite. For the identity key.
- */
-static int create_file(const char *path, const void *data, size_t n, unsigned mode)
-{
-	char tmp[PATH_MAX];
-	int err, saved;
-
-	err = write_temp(path, data, n, mode, tmp, sizeof(tmp));
-	if (err != 0)
-		return err;
-	err = link(tmp, path) != 0 ? GD_EIO : 0;
-	saved = errno;
-	unlink(tmp);
-	errno = saved;
-	return err != 0 ? err : sync_dir(path);
 }
 
 /* ---- keys --------------------------------------------------------------------------------- */
@@ -223,12 +107,6 @@ static int key_generate(mbedtls_pk_context *pk, mbedtls_ctr_drbg_context *drbg)
 				mbedtls_ctr_drbg_random, drbg) != 0)
 		return GD_EIO;
 	return 0;
-}
-
-static bool key_is_p256(mbedtls_pk_context *pk)
-{
-	return mbedtls_pk_get_type(pk) == MBEDTLS_PK_ECKEY &&
-	       mbedtls_pk_ec(*pk)->grp.id == MBEDTLS_ECP_DP_SECP256R1;
 }
 
 int keystore_new_operational_key(char *priv_pem, size_t priv_cap, char *pub_pem, size_t pub_cap)
@@ -290,7 +168,7 @@ static int file_load(struct file_key *fk, const char *path, char *why, size_t ca
 	pem[n] = '\0';
 	/* PEM input is parsed with its terminating NUL counted. */
 	err = mbedtls_pk_parse_key(&fk->pk, (uint8_t *)pem, (size_t)n + 1, NULL, 0);
-	if (err != 0 || !key_is_p256(&fk->pk)) {
+	if (err != 0 || !evidence_key_is_p256(&fk->pk)) {
 		gd_whyf(why, cap, "%s: not an EC P-256 private key in PEM", path);
 		err = GD_EINVAL;
 	}
@@ -311,7 +189,7 @@ static int file_create(struct file_key *fk, const char *path, char *why, size_t 
 		gd_whyf(why, cap, "%s: cannot generate an EC P-256 key", path);
 		goto out;
 	}
-	err = create_file(path, pem, strlen((char *)pem), 0600);
+	err = gd_create_file(path, pem, strlen((char *)pem), 0600);
 	if (err != 0 && errno != EEXIST) {
 		gd_whyf(why, cap, "%s: %s", path, strerror(errno));
 		goto out;

@@ -32,8 +32,7 @@ struct keystore_ops {
  * 'why' names the file, its mode and the chmod that fixes it. GD_EIO when
  * there is no key and not 'create' ("run guardian provision first").
  */
-int keystore_open(const char *state_dir, bool create, struct keystore **out, char *why,
-		  size_t cap);
+int keystore_open(const char *state_dir, bool create, struct keystore **out, char *why, size_t cap);
 int keystore_sign(struct keystore *ks, const uint8_t digest[32], uint8_t *sig, size_t cap,
 		  size_t *len);
 int keystore_public_pem(struct keystore *ks, char *out, size_t cap);
@@ -49,8 +48,5 @@ int keystore_check_dir(const char *dir, char *why, size_t cap);
  * into priv (written by the caller to op.key, 0600) and the public key PEM.
  */
 int keystore_new_operational_key(char *priv_pem, size_t priv_cap, char *pub_pem, size_t pub_cap);
-
-/* Writes 'data' to 'path' atomically (temp file, fsync, rename) with 'mode'. 0 or GD_EIO. */
-int keystore_write_file(const char *path, const void *data, size_t n, unsigned mode);
 
 #endif

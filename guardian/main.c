@@ -17,6 +17,7 @@
 
 #include "version.h"
 #include "../adapters/canbus.h"
+#include "audit.h"
 #include "console.h"
 #include "core.h"
 #include "keystore.h"
@@ -188,22 +189,16 @@ static void print_audit_problem(void *ctx, long line, const char *why)
 static int parse_audit_head(const char *text, uint64_t *seq, char mac[65])
 {
 	unsigned long long n;
+	uint8_t raw[32];
 	char *end;
 
 	if (text[0] < '0' || text[0] > '9')
 		return -1;
 	errno = 0;
 	n = strtoull(text, &end, 10);
-	if (errno != 0 || n == 0 || *end != ':' || strlen(end + 1) != 64)
+	if (errno != 0 || n == 0 || *end != ':' || !gd_hex_decode(end + 1, raw, sizeof(raw), '\0'))
 		return -1;
-	for (size_t i = 0; i < 64; i++) {
-		int digit = gd_hex_digit(end[1 + i]);
-
-		if (digit < 0)
-			return -1;
-		mac[i] = "0123456789abcdef"[digit];
-	}
-	mac[64] = '\0';
+	gd_hex_encode(raw, sizeof(raw), mac);
 	*seq = n;
 	return 0;
 }
@@ -261,7 +256,7 @@ static int cmd_explain(const char *file, int argc, char **argv)
 	struct gd_config *cfg;
 	struct value v;
 	char buf[4096];
-	int rc = 1;
+	long id;
 
 	if (argc < 1 || argc > 2) {
 		fprintf(stderr, "guardian policy explain: expected POINT [VALUE]\n");
@@ -270,22 +265,19 @@ static int cmd_explain(const char *file, int argc, char **argv)
 	cfg = load(file);
 	if (cfg == NULL)
 		return 1;
-	for (size_t i = 0; i < cfg->npoints; i++) {
-		if (strcmp(cfg->points[i]->name, argv[0]) != 0)
-			continue;
+	id = points_find(cfg, NULL, argv[0]);
+	if (id >= 0) {
 		if (argc == 2)
 			v = parse_value(argv[1]);
-		policy_explain(cfg->policy, cfg->points, (uint32_t)i, argc == 2 ? &v : NULL, buf,
+		policy_explain(cfg->policy, cfg->points, (uint32_t)id, argc == 2 ? &v : NULL, buf,
 			       sizeof(buf));
 		fputs(buf, stdout);
-		rc = 0;
-		break;
-	}
-	if (rc != 0)
+	} else {
 		fprintf(stderr, "%s: no point \"%s\" (points are named adapter/point)\n", file,
 			argv[0]);
+	}
 	gd_config_free(cfg);
-	return rc;
+	return id >= 0 ? 0 : 1;
 }
 
 /* Makes (or keeps) the identity key and writes the CSR an operator sends to enrollment. */
@@ -305,7 +297,7 @@ static int cmd_provision(const char *file)
 	}
 	snprintf(path, sizeof(path), "%s/identity.csr", cfg->state_dir);
 	if (keystore_csr_pem(ks, cfg->device_id, csr, sizeof(csr)) != 0 ||
-	    keystore_write_file(path, csr, strlen(csr), 0644) != 0) {
+	    gd_write_file_atomic(path, csr, strlen(csr), 0644) != 0) {
 		fprintf(stderr, "guardian provision: cannot write %s: %s\n", path, strerror(errno));
 		goto out;
 	}

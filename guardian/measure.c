@@ -79,20 +79,14 @@ int measure_config(const struct gd_config *cfg, const char *exe, struct meas_log
 	return err;
 }
 
-static void hex32(const uint8_t in[32], char out[65])
-{
-	for (size_t i = 0; i < 32; i++)
-		sprintf(out + 2 * i, "%02x", in[i]);
-}
-
 void measure_print(const struct meas_log *log, FILE *out)
 {
 	char hex[65];
 
 	for (size_t i = 0; i < log->n; i++) {
-		hex32(log->items[i].sha256, hex);
+		gd_hex_encode(log->items[i].sha256, 32, hex);
 		fprintf(out, "%s %s %s\n", log->items[i].type, hex, log->items[i].name);
 	}
-	hex32(log->reg, hex);
+	gd_hex_encode(log->reg, 32, hex);
 	fprintf(out, "register %s\n", hex);
 }

@@ -1,6 +1,5 @@
-/* policy.c: loads the policy file, compiles its rules into one decision per point, and decides. */
+/* policy.c: compiles the policy's text into one decision per point, and decides. */
 #include <cjson/cJSON.h>
-#include <errno.h>
 #include <fnmatch.h>
 #include <math.h>
 #include <stdio.h>
@@ -434,9 +433,8 @@ static int read_function_codes(struct conf *c, struct policy *p, const cJSON *ob
 				    code->valuedouble != floor(code->valuedouble) ||
 				    code->valuedouble < 1 || code->valuedouble > 127) {
 					conf_error(c, at,
-						   "not a function code (expected an integer from "
-						   "1 to "
-						   "127)");
+						   "not a function code (expected an integer "
+						   "from 1 to 127)");
 					errors++;
 					continue;
 				}
@@ -550,28 +548,27 @@ static int check_compiled(struct conf *c, struct policy *p)
 	return errors;
 }
 
-struct policy *policy_load(struct conf *c, const char *file, const struct point *const *points,
-			   size_t npoints, const char *const *adapter_names, size_t nadapters,
-			   const char *endpoint)
+struct policy *policy_load(struct conf *c, const char *text, size_t len,
+			   const struct point *const *points, size_t npoints,
+			   const char *const *adapter_names, size_t nadapters, const char *endpoint)
 {
 	struct top_conf top = { 0 };
 	struct policy *p = NULL;
 	const cJSON *item;
 	const char *err_at = NULL;
 	cJSON *root = NULL;
-	char *text;
+	char *json = strndup(text, len); /* cJSON wants the text NUL-terminated */
 	size_t before = c->nerrors;
 
-	text = gd_read_file(file);
-	if (text == NULL) {
-		conf_error(c, "", "cannot read policy: %s", strerror(errno));
+	if (json == NULL) {
+		conf_error(c, "", "out of memory");
 		return NULL;
 	}
-	root = cJSON_ParseWithOpts(text, &err_at, 1);
+	root = cJSON_ParseWithOpts(json, &err_at, 1);
 	if (root == NULL) {
 		size_t line = 1;
 
-		for (const char *q = text; err_at != NULL && q < err_at && *q; q++)
+		for (const char *q = json; err_at != NULL && q < err_at && *q; q++)
 			line += *q == '\n';
 		conf_error(c, "", "line %zu: invalid JSON", line);
 		goto out;
@@ -609,7 +606,7 @@ struct policy *policy_load(struct conf *c, const char *file, const struct point 
 		check_compiled(c, p);
 out:
 	cJSON_Delete(root);
-	free(text);
+	free(json);
 	if (c->nerrors != before) {
 		policy_free(p);
 		return NULL;

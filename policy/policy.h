@@ -1,4 +1,5 @@
-/* policy.h: the declarative, default-deny policy: load, compile to a per-point table, decide, explain, audit. */
+/* policy.h: the declarative, default-deny policy: compile its text to a per-point table, decide,
+ * explain. It does no I/O: the caller reads the policy file and hands over its bytes. */
 #ifndef POLICY_H
 #define POLICY_H
 
@@ -7,7 +8,6 @@
 #include <stdint.h>
 
 #include "../base/point.h"
-#include "../base/base.h"
 #include "../base/conf.h"
 
 /*
@@ -47,26 +47,26 @@ enum policy_outside { POLICY_OUTSIDE_DROP, POLICY_OUTSIDE_CLAMP, POLICY_OUTSIDE_
 
 /* The outcome of one uplink decision. */
 enum policy_verdict {
-	POLICY_SEND,         /* leaves as it is */
-	POLICY_SEND_CLAMPED, /* leaves, value clamped into the range */
-	POLICY_SEND_FLAGGED, /* leaves, marked out of range */
-	POLICY_DROP_DENIED,  /* no rule allows it, or a deny rule matched */
-	POLICY_DROP_RANGE,   /* outside the range, "outside": "drop" */
-	POLICY_DROP_DEADBAND,/* changed less than the deadband since the last value sent */
-	POLICY_DROP_RATE,    /* sooner than min_interval_ms after the last value sent */
+	POLICY_SEND,	      /* leaves as it is */
+	POLICY_SEND_CLAMPED,  /* leaves, value clamped into the range */
+	POLICY_SEND_FLAGGED,  /* leaves, marked out of range */
+	POLICY_DROP_DENIED,   /* no rule allows it, or a deny rule matched */
+	POLICY_DROP_RANGE,    /* outside the range, "outside": "drop" */
+	POLICY_DROP_DEADBAND, /* changed less than the deadband since the last value sent */
+	POLICY_DROP_RATE,     /* sooner than min_interval_ms after the last value sent */
 };
 extern const char *const policy_verdict_names[];
 
 /* Why a write was refused (0 = accepted). */
 enum policy_refusal {
 	POLICY_ACCEPT = 0,
-	POLICY_REFUSE_NO_RULE,      /* default deny */
-	POLICY_REFUSE_DENIED,       /* a deny rule matched */
+	POLICY_REFUSE_NO_RULE,	    /* default deny */
+	POLICY_REFUSE_DENIED,	    /* a deny rule matched */
 	POLICY_REFUSE_NOT_WRITABLE, /* the adapter map does not mark it writable */
-	POLICY_REFUSE_RANGE,        /* outside the rule's range */
-	POLICY_REFUSE_STEP,         /* too far from the current value (max_step) */
-	POLICY_REFUSE_RATE,         /* sooner than min_interval_ms after the last write */
-	POLICY_REFUSE_TYPE,         /* not a number where the rule needs one (or NaN/inf) */
+	POLICY_REFUSE_RANGE,	    /* outside the rule's range */
+	POLICY_REFUSE_STEP,	    /* too far from the current value (max_step) */
+	POLICY_REFUSE_RATE,	    /* sooner than min_interval_ms after the last write */
+	POLICY_REFUSE_TYPE,	    /* not a number where the rule needs one (or NaN/inf) */
 	POLICY_REFUSE_NO_CURRENT,   /* max_step set but the current value is unknown */
 };
 extern const char *const policy_refusal_names[];
@@ -77,13 +77,15 @@ struct policy;
 struct policy_state;
 
 /*
- * Loads and compiles 'file' against the gateway's point table ('points[i]->id
- * == i'). 'adapter_names' lists the adapters (for "adapter" and
- * "function_codes"). 'endpoint' is the uplink's "host:port" (checked against
- * "connections"). Every error goes to 'c'; returns NULL if there was any.
+ * Compiles the policy 'text' ('len' bytes of JSON) against the gateway's point
+ * table ('points[i]->id == i'). 'adapter_names' lists the adapters (for
+ * "adapter" and "function_codes"). 'endpoint' is the uplink's "host:port"
+ * (checked against "connections"). Every error goes to 'c', whose file names
+ * the policy in the messages; returns NULL if there was any.
  */
-struct policy *policy_load(struct conf *c, const char *file, const struct point *const *points,
-			   size_t npoints, const char *const *adapter_names, size_t nadapters,
+struct policy *policy_load(struct conf *c, const char *text, size_t len,
+			   const struct point *const *points, size_t npoints,
+			   const char *const *adapter_names, size_t nadapters,
 			   const char *endpoint);
 /* Frees 'p'. No operation is performed if 'p' is NULL. */
 void policy_free(struct policy *p);
@@ -138,105 +140,17 @@ bool policy_function_allowed(const struct policy *p, size_t adapter_index, unsig
  * were the first value sent / the requested write with no current value.
  * Returns the length written (snprintf-like).
  */
-size_t policy_explain(const struct policy *p, const struct point *const *points,
-		      uint32_t point_id, const struct value *value, char *buf, size_t cap);
+size_t policy_explain(const struct policy *p, const struct point *const *points, uint32_t point_id,
+		      const struct value *value, char *buf, size_t cap);
 
 /* Per-rule counters, for health: "uplink[0]" etc., hits, drops, refusals. */
 struct policy_rule_stats {
 	char path[24];
-	uint64_t hits;     /* samples or writes the rule decided */
-	uint64_t drops;    /* uplink samples it dropped */
+	uint64_t hits;	   /* samples or writes the rule decided */
+	uint64_t drops;	   /* uplink samples it dropped */
 	uint64_t refusals; /* writes it refused */
 };
 /* Fills up to 'cap' entries; returns the number of rules. */
 size_t policy_rule_stats(const struct policy *p, struct policy_rule_stats *out, size_t cap);
-
-/*
- * The audit log: an append-only file of JSON lines in the state directory.
- * Each record carries the MAC of the record before it, so that removing,
- * reordering or changing a record breaks the chain, and its own MAC last:
- *   {"seq":1,"ts":1763744523118,"prev":"<64 hex>","event":"write_refused",...,"mac":"<64 hex>"}
- * "mac" is HMAC-SHA256 over the line without its ,"mac":"..." tail, keyed
- * with the 32 random bytes of audit.key beside the log (made 0600 at the
- * first open; refused when group or others may read it). Without the key no
- * one can recompute a chain after an edit. The first record's "prev" is 64
- * zeros.
- *
- * Records from before the key carry "hash" (plain SHA-256) instead of "mac".
- * They are checked as a plain chain and only at the start of a log: the first
- * keyed record's "prev" (under its MAC) vouches for all of them. A "hash"
- * record after a keyed one was written without the key and is reported.
- *
- * A truncated tail cannot be told from the file alone: compare with the head
- * (seq and MAC of the last record) published in health and on the audit topic.
- */
-struct audit;
-/*
- * Opens (creating, 0600) 'path' and the key beside it (creating it when the
- * log holds no keyed record), and reads the end of the chain: new records
- * follow the last record whose seq and MAC can be read, with one warning in
- * the log when the chain is broken. NULL with errno on failure, after a
- * warning saying why when the key is refused (EACCES: open to group or
- * others; EINVAL: not a 32-byte file; ENOKEY: the log holds keyed records but
- * the key is gone).
- */
-struct audit *audit_open(const char *path);
-/*
- * Appends one record: 'event' ([a-z_]+) and 'fields_json', the inner members
- * (e.g. "\"point\":\"plc1/x\""), NULL or "" for none. The record is written
- * only if it is one JSON object whose chain members (seq, ts, prev, event,
- * mac) appear once: fields that are not JSON members, hold a control
- * character, or would make the record longer than 8 KiB are refused, never
- * cut. Thread-safe; fsyncs. 0, GD_EINVAL (nothing written, no seq taken),
- * GD_ENOMEM or GD_EIO.
- */
-int audit_append(struct audit *a, int64_t ts_ms, const char *event, const char *fields_json);
-/* The last record appended, as written (for publishing); valid until the next append. */
-const char *audit_last(struct audit *a);
-/*
- * The head of the chain, for publishing: the seq of the last record and its
- * MAC as 64 lowercase hex digits and a NUL (seq 0 and 64 zeros when the log
- * is empty). After audit_open on a broken log, the record new ones follow.
- * Thread-safe.
- */
-void audit_head(struct audit *a, uint64_t *seq, char mac_hex[65]);
-/* Closes the log and wipes the key from memory. No operation is performed if 'a' is NULL. */
-void audit_close(struct audit *a);
-
-/* What audit_check found. */
-struct audit_result {
-	uint64_t records;	/* lines checked */
-	uint64_t problems;	/* reported through the callback */
-	uint64_t unkeyed;	/* intact records from before the key ("hash", no MAC) */
-	long unkeyed_last_line; /* the last of them, 0 if none */
-	bool unkeyed_anchored;	/* a keyed record follows them and vouches for them */
-	uint64_t head_seq;	/* the last record of the intact chain; 0 if none */
-	char head_mac[65];	/* its MAC (64 hex), or 64 zeros */
-	long head_line;		/* its line, 0 if none */
-};
-/*
- * Checks every line of 'path' against the key beside it (audit.key) and,
- * when 'published_seq' is not 0, against the head published earlier
- * ('published_mac', 64 lowercase hex digits): a log whose intact chain ends
- * before that seq, or whose record of that seq has another MAC, was cut or
- * rewritten. Calls 'problem' (if not NULL) once per problem in file order:
- * 'line' is 1-based, 0 for the log as a whole (the head); 'why' is one
- * sentence ("line 5: MAC does not match its content (record changed)").
- * After a broken line the walk goes on from the next readable record, so a
- * later edit is found too. Fills 'out'.
- * Returns 0 when the log could be checked (out->problems says whether it is
- * intact); else GD_EIO (unreadable file or key), GD_EDENIED (key open to
- * group or others, or missing while the log holds keyed records), GD_EINVAL
- * (key not 32 bytes) or GD_ENOMEM, with a sentence in 'why'.
- */
-int audit_check(const char *path, uint64_t published_seq, const char *published_mac,
-		void (*problem)(void *ctx, long line, const char *why), void *ctx,
-		struct audit_result *out, char *why, size_t why_len);
-/*
- * audit_check without a head, for a yes or no: 0 if every record is intact,
- * else the 1-based line of the first problem with its sentence in 'why'; -1
- * with the reason in 'why' if the log cannot be checked.
- */
-long audit_verify(const char *path, char *why, size_t why_len);
 
 #endif

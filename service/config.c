@@ -1,4 +1,4 @@
-/* config.c: service.json, the service's configuration: broker, certificate lifetime, nonce ttl. */
+/* config.c: service.json (broker, certificate lifetime, nonce ttl) and paths in the directory. */
 #include <cjson/cJSON.h>
 #include <errno.h>
 #include <stdio.h>
@@ -35,6 +35,13 @@ static const struct conf_key top_keys[] = {
 	CONF_INT_KEY("nonce_ttl_s", struct service_config, nonce_ttl_s, 1, 3600, false, "seconds"),
 	{ .name = NULL },
 };
+
+bool service_path(char *buf, size_t cap, const char *dir, const char *name)
+{
+	int n = snprintf(buf, cap, "%s/%s", dir, name);
+
+	return n >= 0 && (size_t)n < cap;
+}
 
 void service_config_release(struct service_config *cfg)
 {
@@ -123,7 +130,7 @@ int service_config_write(const char *dir, const struct service_config *cfg)
 		size_t n = strlen(text);
 
 		text[n] = '\n'; /* replaces the NUL; written with its length */
-		rc = service_write_file(path, text, n + 1, 0644);
+		rc = gd_write_file_atomic(path, text, n + 1, 0644);
 		text[n] = '\0';
 	}
 out:

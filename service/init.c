@@ -15,42 +15,36 @@
 static const char *const ca_files[] = { "mfg-ca.key", "mfg-ca.crt", "op-ca.key", "op-ca.crt",
 					NULL };
 
-/* Writes the PEM of 'key' to <dir>/<name>, 0600, never over an existing file. */
+/* Writes 'n' bytes to <dir>/<name> with 'mode', never over an existing file. */
+static int write_new(const char *dir, const char *name, const void *data, size_t n, unsigned mode,
+		     char *why, size_t cap)
+{
+	char path[4096];
+	int rc;
+
+	if (!service_path(path, sizeof(path), dir, name)) {
+		snprintf(why, cap, "%s: path too long", dir);
+		return GD_EINVAL;
+	}
+	rc = gd_create_file(path, data, n, mode);
+	if (rc != 0)
+		snprintf(why, cap, "%s: %s", path, strerror(errno));
+	return rc;
+}
+
+/* The PEM of 'key' as a new <dir>/<name>, 0600. */
 static int write_key(const char *dir, const char *name, mbedtls_pk_context *key, char *why,
 		     size_t cap)
 {
 	unsigned char pem[1024];
-	char path[4096];
 	int rc;
 
 	if (mbedtls_pk_write_key_pem(key, pem, sizeof(pem)) != 0) {
 		snprintf(why, cap, "%s: cannot encode the key", name);
 		return GD_EINVAL;
 	}
-	if (!service_path(path, sizeof(path), dir, name)) {
-		snprintf(why, cap, "%s: path too long", dir);
-		return GD_EINVAL;
-	}
-	rc = service_create_file(path, pem, strlen((char *)pem), 0600);
-	if (rc != 0)
-		snprintf(why, cap, "%s: %s", path, strerror(errno));
+	rc = write_new(dir, name, pem, strlen((char *)pem), 0600, why, cap);
 	mbedtls_platform_zeroize(pem, sizeof(pem));
-	return rc;
-}
-
-static int write_public(const char *dir, const char *name, const void *data, size_t n,
-			unsigned mode, char *why, size_t cap)
-{
-	char path[4096];
-	int rc;
-
-	if (!service_path(path, sizeof(path), dir, name)) {
-		snprintf(why, cap, "%s: path too long", dir);
-		return GD_EINVAL;
-	}
-	rc = service_create_file(path, data, n, mode);
-	if (rc != 0)
-		snprintf(why, cap, "%s: %s", path, strerror(errno));
 	return rc;
 }
 
@@ -96,7 +90,7 @@ static int make_pair(const char *dir, const char *base, const struct cert_spec *
 	if (rc != 0)
 		return rc;
 	snprintf(name, sizeof(name), "%s.crt", base);
-	rc = write_public(dir, name, pem, strlen(pem), 0644, why, cap);
+	rc = write_new(dir, name, pem, strlen(pem), 0644, why, cap);
 	if (rc != 0)
 		return rc;
 	if (out_crt != NULL &&
@@ -185,7 +179,7 @@ int service_init_dir(const char *dir, const struct service_init_opts *opts, char
 		snprintf(why, cap, "cannot make the nonce secret");
 		goto out;
 	}
-	rc = write_public(dir, "nonce.key", secret, sizeof(secret), 0600, why, cap);
+	rc = write_new(dir, "nonce.key", secret, sizeof(secret), 0600, why, cap);
 	mbedtls_platform_zeroize(secret, sizeof(secret));
 	if (rc != 0)
 		goto out;

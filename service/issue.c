@@ -20,13 +20,6 @@
 static const unsigned char eku_client_auth[] = { 0x30, 0x0a, 0x06, 0x08, 0x2b, 0x06,
 						 0x01, 0x05, 0x05, 0x07, 0x03, 0x02 };
 
-bool issue_key_is_p256(const mbedtls_pk_context *pk)
-{
-	if (mbedtls_pk_get_type(pk) != MBEDTLS_PK_ECKEY)
-		return false;
-	return mbedtls_pk_ec(*pk)->grp.id == MBEDTLS_ECP_DP_SECP256R1;
-}
-
 int issue_new_key(mbedtls_pk_context *key, mbedtls_ctr_drbg_context *drbg)
 {
 	if (mbedtls_pk_setup(key, mbedtls_pk_info_from_type(MBEDTLS_PK_ECKEY)) != 0)

@@ -215,7 +215,7 @@ static int cmd_enroll(const struct cmdline *cl)
 		snprintf(out_path, sizeof(out_path), "%s", cl->output);
 	else
 		snprintf(out_path, sizeof(out_path), "./%s.crt", name);
-	if (service_write_file(out_path, cert, strlen(cert), 0644) != 0) {
+	if (gd_write_file_atomic(out_path, cert, strlen(cert), 0644) != 0) {
 		fprintf(stderr,
 			"guardian-service: %s: %s (the device is registered; its "
 			"certificate is also %s/devices/%s.crt)\n",

@@ -8,6 +8,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include <mbedtls/constant_time.h>
 #include <mbedtls/md.h>
 
 #include "service.h"
@@ -91,16 +92,14 @@ static bool marker_holds(const char *path, const uint8_t tag[16])
 int nonce_check(struct service *s, const char *dev, const uint8_t nonce[NONCE_LEN], int64_t now_ms,
 		const uint8_t tag[16], bool *duplicate)
 {
-	uint8_t mac[NONCE_MAC_LEN], diff = 0;
+	uint8_t mac[NONCE_MAC_LEN];
 	char hex[2 * NONCE_LEN + 1], path[4096];
 	int64_t ts = nonce_ts(nonce);
 
 	*duplicate = false;
 	if (nonce_mac(s, dev, nonce, mac) != 0)
 		return GD_EINVAL;
-	for (size_t i = 0; i < NONCE_MAC_LEN; i++)
-		diff |= mac[i] ^ nonce[NONCE_TS_LEN + NONCE_RAND_LEN + i];
-	if (diff != 0)
+	if (mbedtls_ct_memcmp(mac, nonce + NONCE_TS_LEN + NONCE_RAND_LEN, NONCE_MAC_LEN) != 0)
 		return REASON_BAD_NONCE;
 	if (now_ms - ts > (int64_t)s->cfg.nonce_ttl_s * 1000)
 		return REASON_STALE_NONCE;

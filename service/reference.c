@@ -70,7 +70,7 @@ int reference_add(const char *dir, const char *json, size_t len, const char *lab
 		snprintf(why, cap, "%s: path too long", dir);
 		goto out;
 	}
-	rc = service_create_file(path, text, strlen(text), 0644);
+	rc = gd_create_file(path, text, strlen(text), 0644);
 	if (rc != 0)
 		snprintf(why, cap, "%s: %s", path,
 			 errno == EEXIST ? "a reference with this label exists (remove it first)"

@@ -42,32 +42,13 @@ static bool subject_cn(const mbedtls_x509_name *name, char out[64])
 	return false;
 }
 
-/* The DER of a public key; returns its length, or 0. The DER ends at buf + cap. */
-static size_t pubkey_der(mbedtls_pk_context *pk, unsigned char *buf, size_t cap)
-{
-	int n = mbedtls_pk_write_pubkey_der(pk, buf, cap);
-
-	return n > 0 ? (size_t)n : 0;
-}
-
-/* Whether the key of 'cert_pem' equals 'pk'. */
+/* Whether the key of 'cert_pem' equals 'pk': the same UEID, the hash of the same public key. */
 static bool same_key(const char *cert_pem, mbedtls_pk_context *pk)
 {
-	mbedtls_x509_crt crt;
-	unsigned char a[256], b[256];
-	size_t na, nb;
-	bool same = false;
+	uint8_t a[UEID_LEN], b[UEID_LEN];
 
-	mbedtls_x509_crt_init(&crt);
-	if (mbedtls_x509_crt_parse(&crt, (const unsigned char *)cert_pem, strlen(cert_pem) + 1) ==
-	    0) {
-		na = pubkey_der(&crt.pk, a, sizeof(a));
-		nb = pubkey_der(pk, b, sizeof(b));
-		same = na > 0 && na == nb &&
-		       memcmp(a + sizeof(a) - na, b + sizeof(b) - nb, na) == 0;
-	}
-	mbedtls_x509_crt_free(&crt);
-	return same;
+	return evidence_ueid(cert_pem, a) == 0 && evidence_ueid_of_key(pk, b) == 0 &&
+	       memcmp(a, b, UEID_LEN) == 0;
 }
 
 int registry_enroll(struct service *s, const char *csr_pem, bool replace, char name[64],
@@ -104,7 +85,7 @@ int registry_enroll(struct service *s, const char *csr_pem, bool replace, char n
 		name[0] = '\0';
 		goto out;
 	}
-	if (!issue_key_is_p256(&csr.pk)) {
+	if (!evidence_key_is_p256(&csr.pk)) {
 		snprintf(why, cap, "%s: the request's key is %s, expected an EC P-256 key", name,
 			 mbedtls_pk_get_name(&csr.pk));
 		goto out;
@@ -131,7 +112,7 @@ int registry_enroll(struct service *s, const char *csr_pem, bool replace, char n
 		goto out;
 	}
 	snprintf(path, sizeof(path), "%s/devices/%s.crt", s->dir, name);
-	rc = service_write_file(path, pem, strlen(pem), 0644);
+	rc = gd_write_file_atomic(path, pem, strlen(pem), 0644);
 	if (rc != 0) {
 		snprintf(why, cap, "%s: cannot write: %s", path, strerror(errno));
 		goto out;

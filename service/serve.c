@@ -62,6 +62,22 @@ static void wake(struct server *sv)
 	pthread_cond_broadcast(&sv->cond);
 }
 
+/* No operation is performed if 'msg' is NULL. */
+static void msg_free(struct serve_msg *msg)
+{
+	if (msg == NULL)
+		return;
+	free(msg->topic);
+	free(msg->payload);
+	free(msg);
+}
+
+/* The monotonic time 'ms' as pthread_cond_timedwait wants it (the condition uses that clock). */
+static struct timespec mono_timespec(int64_t ms)
+{
+	return (struct timespec){ .tv_sec = ms / 1000, .tv_nsec = (ms % 1000) * 1000000 };
+}
+
 /* --- Paho callbacks: record and wake ------------------------------------- */
 
 static void on_connect_ok(void *context, MQTTAsync_successData *response)
@@ -151,11 +167,7 @@ static int on_message(void *context, char *topic, int topic_len, MQTTAsync_messa
 	if (msg == NULL || msg->topic == NULL || msg->payload == NULL) {
 		log_warnx(SERVICE_SUBSYS, "out of memory: a message on %.*s is dropped", (int)tlen,
 			  topic);
-		if (msg != NULL) {
-			free(msg->topic);
-			free(msg->payload);
-			free(msg);
-		}
+		msg_free(msg);
 		goto out;
 	}
 	if (plen > 0)
@@ -165,9 +177,7 @@ static int on_message(void *context, char *topic, int topic_len, MQTTAsync_messa
 	if (sv->queued >= SERVE_QUEUE_MAX) {
 		sv->dropped++;
 		pthread_mutex_unlock(&sv->lock);
-		free(msg->topic);
-		free(msg->payload);
-		free(msg);
+		msg_free(msg);
 		goto out;
 	}
 	if (sv->tail != NULL)
@@ -318,15 +328,6 @@ static void handle(struct server *sv, const struct serve_msg *msg)
 	free(answer);
 }
 
-static int64_t backoff_ms(int failures)
-{
-	int64_t ms = SERVE_BACKOFF_MIN;
-
-	for (int i = 1; i < failures && ms < SERVE_BACKOFF_MAX; i++)
-		ms *= 2;
-	return ms > SERVE_BACKOFF_MAX ? SERVE_BACKOFF_MAX : ms;
-}
-
 /* The loop: events from Paho, messages, reconnection, sweeping, until a signal. */
 static void serve_loop(struct server *sv)
 {
@@ -336,8 +337,7 @@ static void serve_loop(struct server *sv)
 	bool ready = false;
 
 	while (!stop_signal) {
-		int64_t now = gd_mono_ms();
-		struct timespec until;
+		int64_t now = gd_mono_ms(), wait_ms;
 		struct serve_msg *msgs;
 		bool connected, connect_failed, lost, subscribed, subscribe_failed;
 		char why[192];
@@ -358,12 +358,8 @@ static void serve_loop(struct server *sv)
 		pthread_mutex_lock(&sv->lock);
 		if (sv->head == NULL && !sv->ev_connected && !sv->ev_connect_failed &&
 		    !sv->ev_lost && !sv->ev_subscribed && !sv->ev_subscribe_failed) {
-			clock_gettime(CLOCK_MONOTONIC, &until);
-			until.tv_nsec += 200 * 1000000L;
-			if (until.tv_nsec >= 1000000000L) {
-				until.tv_sec++;
-				until.tv_nsec -= 1000000000L;
-			}
+			struct timespec until = mono_timespec(gd_mono_ms() + 200);
+
 			pthread_cond_timedwait(&sv->cond, &sv->lock, &until);
 		}
 		msgs = sv->head;
@@ -402,11 +398,11 @@ static void serve_loop(struct server *sv)
 		if (connect_failed || lost || subscribe_failed) {
 			if (subscribe_failed)
 				MQTTAsync_disconnect(sv->client, NULL);
-			failures++;
-			next_attempt = gd_mono_ms() + backoff_ms(failures);
+			wait_ms = gd_backoff_ms(SERVE_BACKOFF_MIN, SERVE_BACKOFF_MAX, ++failures);
+			next_attempt = gd_mono_ms() + wait_ms;
 			log_warnx(SERVICE_SUBSYS, "%s %s: %s; trying again in %lld ms",
 				  lost ? "lost the connection to" : "cannot connect to", sv->uri,
-				  why, (long long)backoff_ms(failures));
+				  why, (long long)wait_ms);
 			state = SERVE_DOWN;
 		}
 		while (msgs != NULL) {
@@ -414,9 +410,7 @@ static void serve_loop(struct server *sv)
 
 			if (!stop_signal)
 				handle(sv, msgs);
-			free(msgs->topic);
-			free(msgs->payload);
-			free(msgs);
+			msg_free(msgs);
 			msgs = next;
 		}
 	}
@@ -432,8 +426,7 @@ static void serve_loop(struct server *sv)
 		if (MQTTAsync_disconnect(sv->client, &opts) == MQTTASYNC_SUCCESS) {
 			pthread_mutex_lock(&sv->lock);
 			while (!sv->disconnected && gd_mono_ms() < deadline) {
-				struct timespec until = { .tv_sec = (deadline / 1000),
-							  .tv_nsec = (deadline % 1000) * 1000000 };
+				struct timespec until = mono_timespec(deadline);
 
 				pthread_cond_timedwait(&sv->cond, &sv->lock, &until);
 			}
@@ -518,9 +511,7 @@ destroy:
 	while (sv.head != NULL) {
 		struct serve_msg *next = sv.head->next;
 
-		free(sv.head->topic);
-		free(sv.head->payload);
-		free(sv.head);
+		msg_free(sv.head);
 		sv.head = next;
 	}
 	pthread_cond_destroy(&sv.cond);

@@ -118,20 +118,13 @@ int service_config_load(const char *dir, struct service_config *cfg, struct conf
 int service_config_write(const char *dir, const struct service_config *cfg);
 /* Frees the strings of 'cfg'. No operation is performed if 'cfg' is NULL. */
 void service_config_release(struct service_config *cfg);
+/* snprintf into 'buf' of "<dir>/<name>"; false if it did not fit. */
+bool service_path(char *buf, size_t cap, const char *dir, const char *name);
 
 /* Opens an instance on 'dir': config, CAs, nonce secret. 0 or a gd_err with 'why'. */
 int service_open(const char *dir, struct service **out, char *why, size_t cap);
 /* No operation is performed if 's' is NULL. */
 void service_free(struct service *s);
-
-/* ---- small helpers shared by the files of service/ (util.c) ---------------------------- */
-
-/* snprintf into 'buf' of "<dir>/<name>"; false if it did not fit. */
-bool service_path(char *buf, size_t cap, const char *dir, const char *name);
-/* Writes 'n' bytes to 'path' atomically (temp file, fsync, rename) with 'mode'. 0 or GD_EIO. */
-int service_write_file(const char *path, const void *data, size_t n, unsigned mode);
-/* Creates 'path' with 'mode' and O_EXCL (never overwrites). 0, GD_EIO (errno EEXIST...). */
-int service_create_file(const char *path, const void *data, size_t n, unsigned mode);
 
 /* ---- certificates (issue.c) ------------------------------------------------------------ */
 
@@ -155,8 +148,6 @@ int issue_cert(mbedtls_pk_context *subject, const struct cert_spec *spec,
 /* Loads <dir>/<base>.crt and <base>.key. 0 or a gd_err with 'why'. */
 int issue_ca_load(struct service_ca *ca, const char *dir, const char *base, char *why, size_t cap);
 void issue_ca_free(struct service_ca *ca);
-/* True if 'pk' is an EC key on P-256. */
-bool issue_key_is_p256(const mbedtls_pk_context *pk);
 
 /* ---- the device registry (registry.c) -------------------------------------------------- */
 

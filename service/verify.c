@@ -198,7 +198,7 @@ int service_verify(struct service *s, const char *dev, const char *json, size_t 
 		refuse(res, REASON_BAD_KEY, "op_pub is not a PEM public key");
 		goto decided;
 	}
-	if (!issue_key_is_p256(&op_key)) {
+	if (!evidence_key_is_p256(&op_key)) {
 		refuse(res, REASON_BAD_KEY, "op_pub is a %s key, expected EC P-256",
 		       mbedtls_pk_get_name(&op_key));
 		goto decided;

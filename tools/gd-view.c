@@ -154,10 +154,11 @@ static char *format_quality(const cJSON *point)
 	if (text != NULL && cJSON_IsString(range)) {
 		char *safe = printable_dup(range->valuestring);
 
-		joined = safe == NULL ? NULL
-				      : format_dup("%s, %s", text,
-						   strcmp(safe, "outside") == 0 ? "outside its range"
-										: safe);
+		joined = safe == NULL
+				 ? NULL
+				 : format_dup("%s, %s", text,
+					      strcmp(safe, "outside") == 0 ? "outside its range"
+									   : safe);
 		free(safe);
 		free(text);
 		text = joined;

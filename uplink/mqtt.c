@@ -161,15 +161,11 @@ static uint32_t next_random(struct uplink *u)
 /* reconnect_min_ms doubled per consecutive failure, up to reconnect_max_ms, +-20%. */
 static int64_t backoff_ms(struct uplink *u)
 {
-	int64_t base = u->cfg.reconnect_min_ms, max = u->cfg.reconnect_max_ms, span, delay;
+	int64_t base = gd_backoff_ms(u->cfg.reconnect_min_ms, u->cfg.reconnect_max_ms, u->failures);
+	int64_t span = base / 5;
+	int64_t delay = base - span + (int64_t)(next_random(u) % (uint32_t)(2 * span + 1));
 
-	for (int i = 1; i < u->failures && base < max; i++)
-		base *= 2;
-	if (base > max)
-		base = max;
-	span = base / 5;
-	delay = base - span + (int64_t)(next_random(u) % (uint32_t)(2 * span + 1));
-	return delay > max ? max : delay;
+	return delay > u->cfg.reconnect_max_ms ? u->cfg.reconnect_max_ms : delay;
 }
 
 static char *dup_printf(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
@@ -592,17 +588,6 @@ static void handle_connected(struct uplink *u, int64_t now)
 			 (long long)(now - u->attempt_ms));
 }
 
-/* Keeps the start of 'msg' for the stats (they hold 160 bytes); the log has it all. */
-static void set_last_error(struct uplink *u, const char *msg)
-{
-	size_t n = strlen(msg);
-
-	if (n >= sizeof(u->last_error))
-		n = sizeof(u->last_error) - 1;
-	memcpy(u->last_error, msg, n);
-	u->last_error[n] = '\0';
-}
-
 static void schedule_retry(struct uplink *u, int64_t now, int64_t *delay)
 {
 	*delay = backoff_ms(u);
@@ -653,7 +638,7 @@ static void handle_connect_failed(struct uplink *u, int64_t now)
 
 		snprintf(line + used, sizeof(line) - used, "; %s", why);
 	}
-	set_last_error(u, line);
+	snprintf(u->last_error, sizeof(u->last_error), "%s", line); /* the start; the log has all */
 	log_warnx(SUBSYS, "%s; attempt %d, next in %lld ms", line, u->failures, (long long)delay);
 }
 
@@ -671,7 +656,7 @@ static void handle_lost(struct uplink *u, int64_t now)
 	schedule_retry(u, now, &delay);
 	if (snprintf(line, sizeof(line), "connection to %s lost: %s", u->uri, u->fail_msg) < 0)
 		line[0] = '\0';
-	set_last_error(u, line);
+	snprintf(u->last_error, sizeof(u->last_error), "%s", line);
 	log_warnx(SUBSYS, "%s; %zu messages in flight will be resent; reconnecting in %lld ms",
 		  line, qs.inflight, (long long)delay);
 	client_replace_locked(u);

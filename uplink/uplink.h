@@ -100,7 +100,8 @@ void uplink_set_command_handler(struct uplink *u, uplink_command_fn *fn, void *c
 /*
  * Queues one QoS 1 message (copied) for guardian/<device>/<subtopic>, outside
  * the telemetry queue: command results, audit records. Kept while the broker
- * is away, up to 4096 (a burst of answered commands fits); beyond that the oldest goes (GD_EFULL). Thread-safe.
+ * is away, up to 4096 (a burst of answered commands fits); beyond that the oldest goes (GD_EFULL).
+ * Thread-safe.
  */
 int uplink_publish_event(struct uplink *u, const char *subtopic, const char *payload, size_t len);
 /*
@@ -126,12 +127,9 @@ void uplink_free(struct uplink *u);
  *
  * A bad-quality point has "value":null and "quality":"timeout" (etc.), with
  * "code" for exceptions. A sample flagged by the policy carries
- * "range":"clamped" or "range":"outside". Strings are JSON-escaped.
+ * "range":"clamped" or "range":"outside". Strings are JSON-escaped, numbers
+ * written as jw_double writes them (base/json.h).
  */
-/* The shortest of %.15g, %.16g and %.17g that reads back as the same double ("null" for NaN
- * and infinities), as telemetry writes numbers. */
-void payload_format_double(char *out, size_t cap, double d);
-
 size_t payload_telemetry(char *buf, size_t cap, size_t *len, const char *device_id,
 			 const char *boot_id, uint64_t seq, int64_t ts_ms,
 			 const struct point *const *points, const char *const *names,
@@ -147,5 +145,62 @@ size_t payload_telemetry(char *buf, size_t cap, size_t *len, const char *device_
  */
 #define PAYLOAD_SEQ_ROOM 19 /* digits of UINT64_MAX, less the "0" already there */
 char *payload_number(char *doc, size_t *len, uint64_t seq);
+
+/*
+ * Attestation rounds (uplink/attest.c, service/PROTOCOL.md). The keys and the
+ * measurements are the device's: a round asks for them through these, on the
+ * rounds' thread. Each returns 0 (or the evidence) on success, else a gd_err
+ * (NULL) with a sentence in 'why'.
+ *   begin: before connecting: opens the identity key, makes the round's
+ *     operational key pair.
+ *   evidence: the signed evidence (malloc'd) for 'nonce' (NONCE_LEN bytes,
+ *     proto/evidence.h), naming the operational key; the register it measured
+ *     goes to 'register_hex' (left as it is when nothing was measured).
+ *   end: after every round, whatever happened: with the issued 'cert_pem',
+ *     keeps it and the operational key for the uplink; always forgets the
+ *     round's secrets.
+ */
+struct uplink_attest_ops {
+	int (*begin)(void *ctx, char *why, size_t cap);
+	char *(*evidence)(void *ctx, const uint8_t *nonce, char register_hex[65], char *why,
+			  size_t cap);
+	int (*end)(void *ctx, const char *cert_pem, char *why, size_t cap);
+};
+
+/* What the rounds need. The strings and 'ctx' are borrowed: they outlive the rounds. */
+struct uplink_attest_config {
+	const char *device_id;
+	const char *swversion; /* said in hello */
+	const char *host;      /* the broker's attestation listener */
+	int port;
+	const char *ca_file;   /* verifies that listener's server certificate */
+	const char *cert_file; /* the identity certificate */
+	const char *key_file;  /* and its key */
+	int timeout_ms;	       /* to connect, for the nonce and for the result */
+	int retry_min_ms, retry_max_ms;
+	const struct uplink_attest_ops *ops;
+	void *ctx;
+};
+
+struct uplink_attest;
+struct jw;
+
+/*
+ * Starts the rounds on their own thread: at once, at two thirds of each
+ * certificate's lifetime, on uplink_attest_trigger, after a failure with
+ * backoff. A round that brings a certificate releases 'u' and reconnects it;
+ * an expired certificate holds it. NULL on failure.
+ */
+struct uplink_attest *uplink_attest_start(const struct uplink_attest_config *cfg, struct uplink *u);
+/* Stops the rounds and frees 'a'. The functions below do nothing for a NULL 'a'. */
+void uplink_attest_stop(struct uplink_attest *a);
+/* The measurements changed (a policy reload): attest again now. */
+void uplink_attest_trigger(struct uplink_attest *a);
+/* UTC ms when the operational certificate expires; 0 when there is none. */
+int64_t uplink_attest_cert_expiry(struct uplink_attest *a);
+/* One line for people: "attested", or the state and the last refusal ("" for NULL). */
+void uplink_attest_describe(struct uplink_attest *a, char *out, size_t cap);
+/* The "attestation":{...} member of the health document 'w' is writing. */
+void uplink_attest_health(struct uplink_attest *a, struct jw *w);
 
 #endif

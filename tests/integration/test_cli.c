@@ -11,7 +11,8 @@ static void setup(void)
 {
 	cr_assert_eq(h_pki("press-07"), 0);
 	h_write(h_path("policy.json"),
-		"{\"version\":1,\"connections\":[\"localhost:8883\"],\"uplink\":[{\"points\":\"plc1/*\",\"action\":\"allow\"}]}");
+		"{\"version\":1,\"connections\":[\"localhost:8883\"],\"uplink\":[{\"points\":"
+		"\"plc1/*\",\"action\":\"allow\"}]}");
 }
 
 static void teardown(void)

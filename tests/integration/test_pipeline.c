@@ -145,8 +145,8 @@ Test(pipeline, tcp_every_type_and_order_arrives_exactly)
 	h_telemetry_read(h_path("sub.out"), &t);
 	check_every_type(&t, "plc1");
 	/* The retained health document says online. */
-	cr_expect_gt(h_count(h_path("sub.out"), "guardian/" DEVICE "/health {\"device\":\"" DEVICE
-						"\",\"boot\":\""),
+	cr_expect_gt(h_count(h_path("sub.out"),
+			     "guardian/" DEVICE "/health {\"device\":\"" DEVICE "\",\"boot\":\""),
 		     0, "no health message");
 	cr_expect_gt(h_count(h_path("sub.out"), "\",\"state\":\"online\""), 0,
 		     "no online health message");

@@ -60,8 +60,8 @@ static void start_all(int poll_ms, const char *downlink)
 	cr_assert_gt(h_guardian(h_path("site.json"), h_path("guardian.log")), 0);
 	cr_assert_eq(h_wait_contains(h_path("sub.out"), "\"plc1/setpoint\",\"value\":500", 10000),
 		     0, "no telemetry:\n%s", h_read(h_path("guardian.log")));
-	cr_assert_eq(h_wait_contains(h_path("guardian.log"), "subscribed to guardian/" DEVICE "/cmd",
-				     10000),
+	cr_assert_eq(h_wait_contains(h_path("guardian.log"),
+				     "subscribed to guardian/" DEVICE "/cmd", 10000),
 		     0, "guardian never subscribed to commands:\n%s",
 		     h_read(h_path("guardian.log")));
 }
@@ -196,7 +196,8 @@ Test(writes, max_step_is_judged_against_the_machine_not_the_last_poll)
 	expect_answer("b4", "accepted", "written");
 }
 
-/* A burst far larger than the inbox: every command gets exactly one answer, and one audit record. */
+/* A burst far larger than the inbox: every command gets exactly one answer, and one audit record.
+ */
 Test(writes, a_burst_of_commands_gets_one_answer_each)
 {
 	enum { N = 1000 };
@@ -238,13 +239,14 @@ Test(writes, a_burst_of_commands_gets_one_answer_each)
 	cr_log_info("burst of %d: %zu refused by the policy, %zu busy", N, other, busy);
 	/* Every answer is audited, and health counts them. */
 	cr_expect_eq(h_count(h_path("state/audit.log"), "\"event\":\"write_refused\""), N);
-	cr_assert_eq(h_wait_contains(h_path("sub.out"), "\"commands\":{\"received\":1000,", 5000), 0,
-		     "health does not count the commands");
+	cr_assert_eq(h_wait_contains(h_path("sub.out"), "\"commands\":{\"received\":1000,", 5000),
+		     0, "health does not count the commands");
 	{
 		char want[128];
 
-		snprintf(want, sizeof(want), "\"received\":1000,\"accepted\":0,\"refused\":%zu,"
-					     "\"failed\":0,\"busy\":%zu",
+		snprintf(want, sizeof(want),
+			 "\"received\":1000,\"accepted\":0,\"refused\":%zu,"
+			 "\"failed\":0,\"busy\":%zu",
 			 other, busy);
 		cr_expect_gt(h_count(h_path("sub.out"), want), 0, "no health with %s", want);
 	}
@@ -264,15 +266,15 @@ Test(writes, answers_and_audit_records_are_json_whatever_the_fields)
 	for (size_t i = 0; i < sizeof(lengths) / sizeof(lengths[0]); i++) {
 		int len = lengths[i];
 
-		snprintf(cmd, sizeof(cmd), "{\"id\":\"%.*s\",\"point\":\"plc1/setpoint\",\"value\":5000}",
-			 len, big);
-		send_command(cmd);
-		snprintf(cmd, sizeof(cmd), "{\"id\":\"p%d\",\"point\":\"plc1/%.*s\",\"value\":5000}", len,
-			 len, big);
+		snprintf(cmd, sizeof(cmd),
+			 "{\"id\":\"%.*s\",\"point\":\"plc1/setpoint\",\"value\":5000}", len, big);
 		send_command(cmd);
 		snprintf(cmd, sizeof(cmd),
-			 "{\"id\":\"v%d\",\"point\":\"plc1/setpoint\",\"value\":\"%.*s\"}", len, len,
-			 big);
+			 "{\"id\":\"p%d\",\"point\":\"plc1/%.*s\",\"value\":5000}", len, len, big);
+		send_command(cmd);
+		snprintf(cmd, sizeof(cmd),
+			 "{\"id\":\"v%d\",\"point\":\"plc1/setpoint\",\"value\":\"%.*s\"}", len,
+			 len, big);
 		send_command(cmd);
 		sent += 3;
 	}

@@ -13,7 +13,8 @@
 #include <mbedtls/md.h>
 #include <mbedtls/sha256.h>
 
-#include "../../policy/policy.h"
+#include "../../base/base.h"
+#include "../../guardian/audit.h"
 
 #define ZEROS "0000000000000000000000000000000000000000000000000000000000000000"
 
@@ -44,8 +45,7 @@ static void sha256_hex(const char *s, char hex[65])
 	unsigned char sum[32];
 
 	cr_assert_eq(mbedtls_sha256_ret((const unsigned char *)s, strlen(s), sum, 0), 0);
-	for (int i = 0; i < 32; i++)
-		snprintf(hex + 2 * i, 3, "%02x", sum[i]);
+	gd_hex_encode(sum, sizeof(sum), hex);
 }
 
 /* HMAC-SHA256 of 's' under the key in audit.key, in lowercase hex: what only the key's holder can
@@ -61,8 +61,7 @@ static void hmac_hex(const char *s, char hex[65])
 	cr_assert_eq(mbedtls_md_hmac(mbedtls_md_info_from_type(MBEDTLS_MD_SHA256), key, 32,
 				     (const unsigned char *)s, strlen(s), sum),
 		     0);
-	for (int i = 0; i < 32; i++)
-		snprintf(hex + 2 * i, 3, "%02x", sum[i]);
+	gd_hex_encode(sum, sizeof(sum), hex);
 }
 
 /* Writes 'n' records ("point":"plc1/p<i>") to a fresh log and closes it. */

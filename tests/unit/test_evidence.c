@@ -99,12 +99,6 @@ static void digest_of(const char *text, uint8_t out[32])
 	mbedtls_sha256_ret((const uint8_t *)text, strlen(text), out, 0);
 }
 
-static void hex_of(const uint8_t *in, size_t n, char *out)
-{
-	for (size_t i = 0; i < n; i++)
-		sprintf(out + 2 * i, "%02x", in[i]);
-}
-
 /* ---- measurement log ---------------------------------------------------------------------- */
 
 /*
@@ -126,17 +120,17 @@ Test(evidence, fold_matches_shell_vector)
 	char hex[65];
 
 	meas_init(&log);
-	hex_of(log.reg, 32, hex);
+	gd_hex_encode(log.reg, 32, hex);
 	cr_assert_str_eq(hex, "0000000000000000000000000000000000000000000000000000000000000000");
 	digest_of("abc", d);
-	hex_of(d, 32, hex);
+	gd_hex_encode(d, 32, hex);
 	cr_assert_str_eq(hex, SHA_ABC);
 	cr_assert_eq(meas_add(&log, "exe", "/usr/bin/guardian", d), 0);
-	hex_of(log.reg, 32, hex);
+	gd_hex_encode(log.reg, 32, hex);
 	cr_assert_str_eq(hex, FOLD_R1);
 	digest_of("", d);
 	cr_assert_eq(meas_add(&log, "config", "/etc/guardian/site.json", d), 0);
-	hex_of(log.reg, 32, hex);
+	gd_hex_encode(log.reg, 32, hex);
 	cr_assert_str_eq(hex, FOLD_R2);
 	meas_fold(&log, reg);
 	cr_assert_arr_eq(reg, log.reg, 32);
@@ -200,7 +194,7 @@ Test(evidence, hash_file)
 	cr_assert_eq(write(fd, "abc", 3), 3);
 	close(fd);
 	cr_assert_eq(meas_hash_file(path, d), 0);
-	hex_of(d, 32, hex);
+	gd_hex_encode(d, 32, hex);
 	cr_assert_str_eq(hex, SHA_ABC);
 	unlink(path);
 	cr_assert_eq(meas_hash_file(path, d), GD_EIO);

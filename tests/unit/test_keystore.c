@@ -2,6 +2,7 @@
 #include <criterion/criterion.h>
 #include <criterion/logging.h>
 #include <dirent.h>
+#include <errno.h>
 #include <limits.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -306,8 +307,8 @@ Test(keystore, write_file_is_whole_with_its_mode)
 		big[i] = (char)('a' + i % 26);
 	snprintf(path, sizeof(path), "%s/op.key", tmp);
 	old = umask(0);
-	cr_assert_eq(keystore_write_file(path, "first\n", 6, 0600), 0);
-	cr_assert_eq(keystore_write_file(path, big, sizeof(big) - 1, 0600), 0);
+	cr_assert_eq(gd_write_file_atomic(path, "first\n", 6, 0600), 0);
+	cr_assert_eq(gd_write_file_atomic(path, big, sizeof(big) - 1, 0600), 0);
 	umask(old);
 	cr_assert_eq(mode_of(path), 0600);
 	back = read_all(path);
@@ -316,10 +317,12 @@ Test(keystore, write_file_is_whole_with_its_mode)
 	free(back);
 	cr_assert_eq(count_entries(tmp), 1, "a temp file was left behind");
 
-	cr_assert_eq(keystore_write_file(path, "cert\n", 5, 0644), 0);
+	cr_assert_eq(gd_write_file_atomic(path, "cert\n", 5, 0644), 0);
 	cr_assert_eq(mode_of(path), 0644);
 	snprintf(missing, sizeof(missing), "%s/nodir/op.key", tmp);
-	cr_assert_eq(keystore_write_file(missing, "x", 1, 0600), GD_EIO);
+	cr_assert_eq(gd_write_file_atomic(missing, "x", 1, 0600), GD_EIO);
+	cr_assert_eq(gd_create_file(path, "x", 1, 0600), GD_EIO, "an existing file was replaced");
+	cr_assert_eq(errno, EEXIST);
 }
 
 /* ---- measure_config ------------------------------------------------------------------------ */

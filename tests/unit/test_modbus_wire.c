@@ -3,6 +3,7 @@
 #include <criterion/criterion.h>
 #include <string.h>
 
+#include "../../adapters/framer.h"
 #include "../../adapters/modbus.h"
 
 /* An answer as a test writes it: MBAP fields (TCP) around a PDU, or address, PDU and CRC (RTU). */
@@ -37,7 +38,7 @@ static struct frame rtu(uint8_t slave, const uint8_t *pdu, size_t pdu_len)
 
 	f.b[0] = slave;
 	memcpy(f.b + 1, pdu, pdu_len);
-	crc = mb_wire_crc16(f.b, 1 + pdu_len);
+	crc = csum_crc16_modbus(f.b, 1 + pdu_len);
 	f.b[1 + pdu_len] = (uint8_t)crc;
 	f.b[2 + pdu_len] = (uint8_t)(crc >> 8);
 	return f;
@@ -121,8 +122,8 @@ Test(modbus_wire, builds_an_rtu_read_with_the_crc_of_the_spec_example)
 Test(modbus_wire, crc16_of_the_check_string)
 {
 	/* CRC-16/MODBUS of "123456789" is 0x4B37 (the CRC catalogue's check value). */
-	cr_assert_eq(mb_wire_crc16((const uint8_t *)"123456789", 9), 0x4B37);
-	cr_assert_eq(mb_wire_crc16(NULL, 0), 0xFFFF);
+	cr_assert_eq(csum_crc16_modbus((const uint8_t *)"123456789", 9), 0x4B37);
+	cr_assert_eq(csum_crc16_modbus(NULL, 0), 0xFFFF);
 }
 
 Test(modbus_wire, builds_writes_of_one_coil_one_register_and_several)
@@ -152,7 +153,7 @@ Test(modbus_wire, builds_writes_of_one_coil_one_register_and_several)
 	cr_assert_eq(mb_wire_answer_len(&rq), 12, "a write's answer is its echo");
 	rq.rtu = true;
 	cr_assert_eq(mb_wire_build(&rq, values, out), 1 + 10 + 2);
-	cr_assert_eq(mb_wire_crc16(out, 13), 0, "a frame with its CRC checks to 0");
+	cr_assert_eq(csum_crc16_modbus(out, 13), 0, "a frame with its CRC checks to 0");
 }
 
 Test(modbus_wire, refuses_to_build_what_the_spec_does_not_allow)

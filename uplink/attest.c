@@ -1,24 +1,24 @@
-/* attest_client.c: the device's attestation rounds (service/PROTOCOL.md): measure, prove it to
- * the service over the attestation listener, receive a short-lived certificate, let telemetry
- * use it; again at two thirds of its lifetime and whenever the measurements change. */
+/* attest.c: attestation rounds over MQTT (service/PROTOCOL.md): hello, nonce, evidence, result on
+ * the attestation listener; the uplink held until a certificate comes, renewed at two thirds of its
+ * lifetime, on request, and after a failure with backoff. */
 #include <MQTTAsync.h>
 #include <errno.h>
+#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
 
-#include "../proto/mqtt_tls.h"
-#include "version.h"
+#include "../base/json.h"
 #include "../proto/evidence.h"
-#include "gateway_private.h"
-#include "keystore.h"
-#include "measure.h"
+#include "../proto/mqtt_tls.h"
+#include "uplink.h"
 
 #define SUBSYS "attest"
 
-struct attest_client {
-	struct gateway *gw;
+struct uplink_attest {
+	struct uplink_attest_config cfg;
+	struct uplink *uplink;
 	pthread_t thread;
 	bool started;
 	pthread_mutex_t lock;
@@ -30,7 +30,7 @@ struct attest_client {
 	char last_reason[32];
 	char last_detail[256];
 	uint64_t rounds, refusals;
-	char register_hex[65];
+	char register_hex[65]; /* written by the rounds' thread only */
 };
 
 /* ---- one MQTT conversation with the service ----------------------------------------------- */
@@ -45,6 +45,22 @@ struct conv {
 	char topic_nonce[160], topic_result[160];
 	char *nonce, *result; /* payloads that arrived, malloc'd */
 };
+
+static void cond_init_monotonic(pthread_cond_t *cond)
+{
+	pthread_condattr_t attr;
+
+	pthread_condattr_init(&attr);
+	pthread_condattr_setclock(&attr, CLOCK_MONOTONIC);
+	pthread_cond_init(cond, &attr);
+	pthread_condattr_destroy(&attr);
+}
+
+/* A monotonic time in ms as the deadline of pthread_cond_timedwait. */
+static struct timespec mono_ts(int64_t ms)
+{
+	return (struct timespec){ .tv_sec = ms / 1000, .tv_nsec = (ms % 1000) * 1000000L };
+}
 
 static void conv_signal(struct conv *cv, int rc)
 {
@@ -93,24 +109,12 @@ static int on_message(void *ctx, char *topic, int tlen, MQTTAsync_message *m)
 	return 1;
 }
 
-static void deadline_ts(struct timespec *ts, int ms)
-{
-	clock_gettime(CLOCK_MONOTONIC, ts);
-	ts->tv_sec += ms / 1000;
-	ts->tv_nsec += (long)(ms % 1000) * 1000000L;
-	if (ts->tv_nsec >= 1000000000L) {
-		ts->tv_sec++;
-		ts->tv_nsec -= 1000000000L;
-	}
-}
-
 /* Waits for the pending operation; 0, its failure code, or GD_ETIMEDOUT. */
 static int conv_wait(struct conv *cv, int ms)
 {
-	struct timespec ts;
+	struct timespec ts = mono_ts(gd_mono_ms() + ms);
 	int rc;
 
-	deadline_ts(&ts, ms);
 	pthread_mutex_lock(&cv->lock);
 	while (!cv->done && pthread_cond_timedwait(&cv->cond, &cv->lock, &ts) != ETIMEDOUT)
 		;
@@ -123,10 +127,9 @@ static int conv_wait(struct conv *cv, int ms)
 /* Waits until *slot holds a message; returns it (owned by the caller) or NULL on timeout. */
 static char *conv_take(struct conv *cv, char **slot, int ms)
 {
-	struct timespec ts;
+	struct timespec ts = mono_ts(gd_mono_ms() + ms);
 	char *msg;
 
-	deadline_ts(&ts, ms);
 	pthread_mutex_lock(&cv->lock);
 	while (*slot == NULL && pthread_cond_timedwait(&cv->cond, &cv->lock, &ts) != ETIMEDOUT)
 		;
@@ -153,23 +156,21 @@ static int conv_publish(struct conv *cv, const char *topic, const char *payload,
 }
 
 /* Connects to the attestation listener with the identity certificate, and subscribes. */
-static int conv_open(struct conv *cv, const struct gd_config *cfg, char *why, size_t cap)
+static int conv_open(struct conv *cv, const struct uplink_attest_config *at, char *why, size_t cap)
 {
 	MQTTAsync_connectOptions co = MQTTAsync_connectOptions_initializer;
 	MQTTAsync_SSLOptions ssl;
 	MQTTAsync_responseOptions ro = MQTTAsync_responseOptions_initializer;
-	const struct gd_attestation *at = &cfg->attest;
-	char uri[300], id[96], key[512];
+	char uri[300], id[96];
 	char *topics[2] = { cv->topic_nonce, cv->topic_result };
 	int qos[2] = { 1, 1 }, rc;
 
 	snprintf(uri, sizeof(uri), "ssl://%s:%d", at->host, at->port);
-	snprintf(id, sizeof(id), "%s-attest", cfg->device_id);
-	snprintf(key, sizeof(key), "%s/identity.key", cfg->state_dir);
+	snprintf(id, sizeof(id), "%s-attest", at->device_id);
 	snprintf(cv->topic_nonce, sizeof(cv->topic_nonce), "guardian/%s/attest/nonce",
-		 cfg->device_id);
+		 at->device_id);
 	snprintf(cv->topic_result, sizeof(cv->topic_result), "guardian/%s/attest/result",
-		 cfg->device_id);
+		 at->device_id);
 	if (MQTTAsync_create(&cv->client, uri, id, MQTTCLIENT_PERSISTENCE_NONE, NULL) !=
 		    MQTTASYNC_SUCCESS ||
 	    MQTTAsync_setCallbacks(cv->client, cv, NULL, on_message, NULL) != MQTTASYNC_SUCCESS) {
@@ -178,7 +179,7 @@ static int conv_open(struct conv *cv, const struct gd_config *cfg, char *why, si
 	}
 	mqtt_tls_options(&ssl, &(struct mqtt_tls){ .ca_file = at->ca_file,
 						   .cert_file = at->cert_file,
-						   .key_file = key });
+						   .key_file = at->key_file });
 	co.ssl = &ssl;
 	co.cleansession = 1;
 	co.keepAliveInterval = 30;
@@ -199,7 +200,7 @@ static int conv_open(struct conv *cv, const struct gd_config *cfg, char *why, si
 	ro.context = cv;
 	if (MQTTAsync_subscribeMany(cv->client, 2, topics, qos, &ro) != MQTTASYNC_SUCCESS ||
 	    conv_wait(cv, at->timeout_ms) != 0) {
-		snprintf(why, cap, "cannot subscribe to guardian/%s/attest/# on %s", cfg->device_id,
+		snprintf(why, cap, "cannot subscribe to guardian/%s/attest/# on %s", at->device_id,
 			 uri);
 		return GD_EIO;
 	}
@@ -226,114 +227,64 @@ static void conv_close(struct conv *cv)
 
 /* ---- one round ---------------------------------------------------------------------------- */
 
-static int sign_with(void *ctx, const uint8_t digest[32], uint8_t *sig, size_t cap, size_t *len)
+/* The device's signed evidence for the nonce message 'msg'; NULL with the reason in 'why'. */
+static char *evidence_for(struct uplink_attest *ac, const char *msg, char *why, size_t cap)
 {
-	return keystore_sign(ctx, digest, sig, cap, len);
-}
-
-/* The evidence of this round, signed; NULL with the reason in 'why'. */
-static char *make_evidence(struct attest_client *ac, struct keystore *ks, const char *nonce_msg,
-			   const char *op_pub, char *why, size_t cap)
-{
-	const struct gd_config *cfg = ac->gw->cfg;
-	struct evidence *ev = calloc(1, sizeof(*ev));
-	char pub[ATTEST_PEM_MAX];
+	uint8_t nonce[NONCE_LEN];
+	char reg[sizeof(ac->register_hex)];
 	int64_t expires;
-	char *out = NULL;
+	char *ev;
 
-	if (ev == NULL)
-		return NULL;
-	if (attest_nonce_parse(nonce_msg, strlen(nonce_msg), ev->nonce, &expires) != 0) {
+	if (attest_nonce_parse(msg, strlen(msg), nonce, &expires) != 0) {
 		snprintf(why, cap, "the service's nonce message is malformed");
-		goto out;
+		return NULL;
 	}
-	if (measure_config(cfg, "/proc/self/exe", &ev->log, why, cap) != 0)
-		goto out;
-	if (keystore_public_pem(ks, pub, sizeof(pub)) != 0 || evidence_ueid(pub, ev->ueid) != 0) {
-		snprintf(why, cap, "cannot read the identity public key");
-		goto out;
-	}
-	snprintf(ev->name, sizeof(ev->name), "%s", cfg->device_id);
-	snprintf(ev->swversion, sizeof(ev->swversion), "%s", GD_VERSION);
-	snprintf(ev->op_pub, sizeof(ev->op_pub), "%s", op_pub);
-	ev->iat = gd_now_ms() / 1000;
+	memcpy(reg, ac->register_hex, sizeof(reg)); /* this thread is its only writer */
+	ev = ac->cfg.ops->evidence(ac->cfg.ctx, nonce, reg, why, cap);
 	pthread_mutex_lock(&ac->lock);
-	for (size_t i = 0; i < 32; i++)
-		snprintf(ac->register_hex + 2 * i, 3, "%02x", ev->log.reg[i]);
+	memcpy(ac->register_hex, reg, sizeof(reg));
 	pthread_mutex_unlock(&ac->lock);
-	out = evidence_envelope_build(ev, sign_with, ks);
-	if (out == NULL)
-		snprintf(why, cap, "cannot sign the evidence with the identity key");
-out:
-	free(ev);
-	return out;
-}
-
-/* Writes op.key then op.crt; the uplink reads both at its next connection. */
-static int install(struct attest_client *ac, const char *priv, const char *cert, char *why,
-		   size_t cap)
-{
-	const char *dir = ac->gw->cfg->state_dir;
-	char path[512];
-
-	snprintf(path, sizeof(path), "%s/op.key", dir);
-	if (keystore_write_file(path, priv, strlen(priv), 0600) != 0)
-		goto fail;
-	snprintf(path, sizeof(path), "%s/op.crt", dir);
-	if (keystore_write_file(path, cert, strlen(cert), 0600) != 0)
-		goto fail;
-	return 0;
-fail:
-	snprintf(why, cap, "cannot write %.300s: %s", path, strerror(errno));
-	return GD_EIO;
+	return ev;
 }
 
 /*
  * hello -> nonce -> evidence -> result. Returns 0 with *res filled (ok or a
  * refusal), or a negative gd_err with 'why' when the round could not be had.
  */
-static int converse(struct attest_client *ac, struct keystore *ks, const char *op_pub,
-		    struct attest_result *res, char *why, size_t cap, int64_t *exchange_ms)
+static int converse(struct uplink_attest *ac, struct attest_result *res, char *why, size_t cap,
+		    int64_t *exchange_ms)
 {
-	const struct gd_config *cfg = ac->gw->cfg;
+	const struct uplink_attest_config *at = &ac->cfg;
 	struct conv cv = { 0 };
 	char topic[160], hello[64];
 	char *msg = NULL, *ev = NULL;
 	int rc = GD_ETIMEDOUT;
 
 	pthread_mutex_init(&cv.lock, NULL);
-	{
-		/* The waits below count on the monotonic clock. */
-		pthread_condattr_t attr;
-
-		pthread_condattr_init(&attr);
-		pthread_condattr_setclock(&attr, CLOCK_MONOTONIC);
-		pthread_cond_init(&cv.cond, &attr);
-		pthread_condattr_destroy(&attr);
-	}
-	if ((rc = conv_open(&cv, cfg, why, cap)) != 0)
+	cond_init_monotonic(&cv.cond); /* the waits below count on the monotonic clock */
+	if ((rc = conv_open(&cv, at, why, cap)) != 0)
 		goto out;
-	snprintf(topic, sizeof(topic), "guardian/%s/attest/hello", cfg->device_id);
-	snprintf(hello, sizeof(hello), "{\"swversion\":\"%s\"}", GD_VERSION);
+	snprintf(topic, sizeof(topic), "guardian/%s/attest/hello", at->device_id);
+	snprintf(hello, sizeof(hello), "{\"swversion\":\"%s\"}", at->swversion);
 	*exchange_ms = gd_mono_ms();
-	if (conv_publish(&cv, topic, hello, cfg->attest.timeout_ms) != 0 ||
-	    (msg = conv_take(&cv, &cv.nonce, cfg->attest.timeout_ms)) == NULL) {
+	if (conv_publish(&cv, topic, hello, at->timeout_ms) != 0 ||
+	    (msg = conv_take(&cv, &cv.nonce, at->timeout_ms)) == NULL) {
 		snprintf(why, cap, "no nonce from the attestation service within %d ms",
-			 cfg->attest.timeout_ms);
+			 at->timeout_ms);
 		rc = GD_ETIMEDOUT;
 		goto out;
 	}
-	ev = make_evidence(ac, ks, msg, op_pub, why, cap);
+	ev = evidence_for(ac, msg, why, cap);
 	free(msg);
 	msg = NULL;
 	rc = GD_EIO;
 	if (ev == NULL)
 		goto out;
-	snprintf(topic, sizeof(topic), "guardian/%s/attest/evidence", cfg->device_id);
-	if (conv_publish(&cv, topic, ev, cfg->attest.timeout_ms) != 0 ||
-	    (msg = conv_take(&cv, &cv.result, cfg->attest.timeout_ms)) == NULL) {
+	snprintf(topic, sizeof(topic), "guardian/%s/attest/evidence", at->device_id);
+	if (conv_publish(&cv, topic, ev, at->timeout_ms) != 0 ||
+	    (msg = conv_take(&cv, &cv.result, at->timeout_ms)) == NULL) {
 		snprintf(why, cap, "no result from the attestation service within %d ms",
-			 cfg->attest.timeout_ms);
+			 at->timeout_ms);
 		rc = GD_ETIMEDOUT;
 		goto out;
 	}
@@ -350,7 +301,7 @@ out:
 	return rc;
 }
 
-static void set_state(struct attest_client *ac, const char *state, const char *reason,
+static void set_state(struct uplink_attest *ac, const char *state, const char *reason,
 		      const char *detail)
 {
 	pthread_mutex_lock(&ac->lock);
@@ -363,34 +314,27 @@ static void set_state(struct attest_client *ac, const char *state, const char *r
 }
 
 /* One round; returns the monotonic time of the next one. */
-static int64_t round_once(struct attest_client *ac, int *failures)
+static int64_t round_once(struct uplink_attest *ac, int *failures)
 {
-	const struct gd_config *cfg = ac->gw->cfg;
+	const struct uplink_attest_config *at = &ac->cfg;
 	struct attest_result res = { 0 };
-	struct keystore *ks = NULL;
-	static char priv[ATTEST_PEM_MAX], pub[ATTEST_PEM_MAX];
 	char why[768];
 	int64_t now = gd_now_ms(), started = gd_mono_ms(), exchange = 0, retry;
-	bool ok = false;
+	bool issued = false, ok;
 
 	__atomic_add_fetch(&ac->rounds, 1, __ATOMIC_RELAXED);
 	set_state(ac, "attesting", NULL, NULL);
 	why[0] = '\0';
-	if (keystore_open(cfg->state_dir, false, &ks, why, sizeof(why)) != 0 ||
-	    keystore_new_operational_key(priv, sizeof(priv), pub, sizeof(pub)) != 0) {
-		if (why[0] == '\0')
-			snprintf(why, sizeof(why), "cannot make an operational key");
-	} else if (converse(ac, ks, pub, &res, why, sizeof(why), &exchange) == 0) {
-		if (res.ok && install(ac, priv, res.cert_pem, why, sizeof(why)) == 0) {
-			ok = true;
-		} else if (!res.ok) {
+	if (at->ops->begin(at->ctx, why, sizeof(why)) == 0 &&
+	    converse(ac, &res, why, sizeof(why), &exchange) == 0) {
+		issued = res.ok;
+		if (!res.ok) {
 			__atomic_add_fetch(&ac->refusals, 1, __ATOMIC_RELAXED);
 			snprintf(why, sizeof(why), "refused: %s: %.400s", res.reason, res.detail);
 			set_state(ac, "refused", res.reason, res.detail);
 		}
 	}
-	explicit_bzero(priv, sizeof(priv));
-	keystore_close(ks);
+	ok = at->ops->end(at->ctx, issued ? res.cert_pem : NULL, why, sizeof(why)) == 0 && issued;
 	if (ok) {
 		int64_t life = res.not_after - now;
 
@@ -406,13 +350,13 @@ static int64_t round_once(struct attest_client *ac, int *failures)
 		*failures = 0;
 		attest_result_free(&res);
 		/* A renewal while connected: the next connection uses the new certificate. */
-		uplink_hold(ac->gw->uplink, false);
-		uplink_reconnect(ac->gw->uplink);
+		uplink_hold(ac->uplink, false);
+		uplink_reconnect(ac->uplink);
 		return gd_mono_ms() + (life > 3000 ? life * 2 / 3 : 1000);
 	}
 	attest_result_free(&res);
 	(*failures)++;
-	retry = gd_backoff_ms(cfg->attest.retry_min_ms, cfg->attest.retry_max_ms, *failures);
+	retry = gd_backoff_ms(at->retry_min_ms, at->retry_max_ms, *failures);
 	if (strcmp(ac->state, "refused") != 0)
 		set_state(ac, "failed", "unreachable", why);
 	log_warnx(SUBSYS, "attestation failed: %s; retrying in %lld s", why,
@@ -422,7 +366,7 @@ static int64_t round_once(struct attest_client *ac, int *failures)
 
 static void *attest_main(void *arg)
 {
-	struct attest_client *ac = arg;
+	struct uplink_attest *ac = arg;
 	int64_t next = 0;
 	int failures = 0;
 
@@ -443,7 +387,7 @@ static void *attest_main(void *arg)
 			snprintf(ac->state, sizeof(ac->state), "expired");
 			pthread_mutex_unlock(&ac->lock);
 			log_warnx(SUBSYS, "the operational certificate expired; telemetry waits");
-			uplink_hold(ac->gw->uplink, true);
+			uplink_hold(ac->uplink, true);
 			pthread_mutex_lock(&ac->lock);
 		}
 		wake = next;
@@ -453,8 +397,7 @@ static void *attest_main(void *arg)
 			if (exp < wake)
 				wake = exp;
 		}
-		ts.tv_sec = wake / 1000;
-		ts.tv_nsec = (wake % 1000) * 1000000L;
+		ts = mono_ts(wake);
 		if (!ac->stop && !ac->trigger)
 			pthread_cond_timedwait(&ac->cond, &ac->lock, &ts);
 	}
@@ -462,36 +405,29 @@ static void *attest_main(void *arg)
 	return NULL;
 }
 
-/* ---- the gateway's interface -------------------------------------------------------------- */
+/* ---- the interface ------------------------------------------------------------------------ */
 
-int attest_start(struct gateway *gw)
+struct uplink_attest *uplink_attest_start(const struct uplink_attest_config *cfg, struct uplink *u)
 {
-	struct attest_client *ac;
-	pthread_condattr_t attr;
+	struct uplink_attest *ac = calloc(1, sizeof(*ac));
 
-	if (!gw->cfg->attest.enabled)
-		return 0;
-	ac = calloc(1, sizeof(*ac));
 	if (ac == NULL)
-		return GD_ENOMEM;
-	ac->gw = gw;
-	gw->attest = ac;
+		return NULL;
+	ac->cfg = *cfg;
+	ac->uplink = u;
 	snprintf(ac->state, sizeof(ac->state), "attesting");
 	pthread_mutex_init(&ac->lock, NULL);
-	pthread_condattr_init(&attr);
-	pthread_condattr_setclock(&attr, CLOCK_MONOTONIC);
-	pthread_cond_init(&ac->cond, &attr);
-	pthread_condattr_destroy(&attr);
-	if (pthread_create(&ac->thread, NULL, attest_main, ac) != 0)
-		return GD_EIO;
+	cond_init_monotonic(&ac->cond);
+	if (pthread_create(&ac->thread, NULL, attest_main, ac) != 0) {
+		uplink_attest_stop(ac);
+		return NULL;
+	}
 	ac->started = true;
-	return 0;
+	return ac;
 }
 
-void attest_stop(struct gateway *gw)
+void uplink_attest_stop(struct uplink_attest *ac)
 {
-	struct attest_client *ac = gw->attest;
-
 	if (ac == NULL)
 		return;
 	pthread_mutex_lock(&ac->lock);
@@ -503,13 +439,10 @@ void attest_stop(struct gateway *gw)
 	pthread_cond_destroy(&ac->cond);
 	pthread_mutex_destroy(&ac->lock);
 	free(ac);
-	gw->attest = NULL;
 }
 
-void attest_trigger(struct gateway *gw)
+void uplink_attest_trigger(struct uplink_attest *ac)
 {
-	struct attest_client *ac = gw->attest;
-
 	if (ac == NULL)
 		return;
 	pthread_mutex_lock(&ac->lock);
@@ -518,9 +451,8 @@ void attest_trigger(struct gateway *gw)
 	pthread_mutex_unlock(&ac->lock);
 }
 
-int64_t attest_cert_expiry(struct gateway *gw)
+int64_t uplink_attest_cert_expiry(struct uplink_attest *ac)
 {
-	struct attest_client *ac = gw->attest;
 	int64_t t;
 
 	if (ac == NULL)
@@ -531,32 +463,33 @@ int64_t attest_cert_expiry(struct gateway *gw)
 	return t;
 }
 
-size_t attest_health(struct gateway *gw, char *buf, size_t cap)
+void uplink_attest_health(struct uplink_attest *ac, struct jw *w)
 {
-	struct attest_client *ac = gw->attest;
-	size_t n;
-	int r;
-
 	if (ac == NULL)
-		return 0;
+		return;
 	pthread_mutex_lock(&ac->lock);
-	r = snprintf(buf, cap,
-		     ",\"attestation\":{\"state\":\"%s\",\"not_after\":%lld,\"rounds\":%llu,"
-		     "\"refusals\":%llu,\"register\":\"%s\",\"last_reason\":\"%s\","
-		     "\"last_detail\":",
-		     ac->state, (long long)ac->not_after_ms, (unsigned long long)ac->rounds,
-		     (unsigned long long)ac->refusals, ac->register_hex, ac->last_reason);
-	n = r > 0 ? (size_t)r : 0;
-	n += gateway_json_string(buf + n, n < cap ? cap - n : 0, ac->last_detail);
+	jw_key(w, "attestation");
+	jw_object(w);
+	jw_key(w, "state");
+	jw_string(w, ac->state);
+	jw_key(w, "not_after");
+	jw_int(w, ac->not_after_ms);
+	jw_key(w, "rounds");
+	jw_uint(w, ac->rounds);
+	jw_key(w, "refusals");
+	jw_uint(w, ac->refusals);
+	jw_key(w, "register");
+	jw_string(w, ac->register_hex);
+	jw_key(w, "last_reason");
+	jw_string(w, ac->last_reason);
+	jw_key(w, "last_detail");
+	jw_string(w, ac->last_detail);
+	jw_end(w);
 	pthread_mutex_unlock(&ac->lock);
-	r = snprintf(buf + n, n < cap ? cap - n : 0, "}");
-	return n + (r > 0 ? (size_t)r : 0);
 }
 
-void attest_describe(struct gateway *gw, char *out, size_t cap)
+void uplink_attest_describe(struct uplink_attest *ac, char *out, size_t cap)
 {
-	struct attest_client *ac = gw->attest;
-
 	if (ac == NULL) {
 		snprintf(out, cap, "%s", "");
 		return;

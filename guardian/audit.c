@@ -13,13 +13,15 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
-#include <cJSON.h>
+#include <cjson/cJSON.h>
 #include <mbedtls/constant_time.h>
 #include <mbedtls/md.h>
 #include <mbedtls/platform_util.h>
 #include <mbedtls/sha256.h>
 
-#include "policy.h"
+#include "../base/base.h"
+#include "../base/json.h"
+#include "audit.h"
 
 #define SUBSYS		 "audit"
 #define AUDIT_RECORD_MAX 8192 /* bytes of one record, without its '\n' */
@@ -53,13 +55,9 @@ struct audit {
 static int key_path_of(const char *log_path, char *out, size_t cap)
 {
 	const char *slash = strrchr(log_path, '/');
-	int n;
+	int n = snprintf(out, cap, "%.*s%s", slash == NULL ? 0 : (int)(slash - log_path + 1),
+			 log_path, AUDIT_KEY_FILE);
 
-	if (slash == NULL)
-		n = snprintf(out, cap, "%s", AUDIT_KEY_FILE);
-	else
-		n = snprintf(out, cap, "%.*s/%s", (int)(slash - log_path), log_path,
-			     AUDIT_KEY_FILE);
 	return n < 0 || (size_t)n >= cap ? GD_EINVAL : 0;
 }
 
@@ -74,7 +72,7 @@ static int key_load(const char *path, uint8_t key[AUDIT_KEY_LEN], bool *absent, 
 {
 	struct stat st;
 	unsigned mode;
-	size_t got = 0;
+	ssize_t got;
 	int fd, err = GD_EIO;
 
 	*absent = false;
@@ -104,17 +102,12 @@ static int key_load(const char *path, uint8_t key[AUDIT_KEY_LEN], bool *absent, 
 		err = GD_EDENIED;
 		goto out;
 	}
-	while (got < AUDIT_KEY_LEN) {
-		ssize_t n = read(fd, key + got, AUDIT_KEY_LEN - got);
-
-		if (n < 0 && errno == EINTR)
-			continue;
-		if (n <= 0) {
-			gd_whyf(why, cap, "%s: %s", path,
-				n < 0 ? strerror(errno) : "shorter than 32 bytes");
-			goto out;
-		}
-		got += (size_t)n;
+	/* A regular file of 32 bytes: one read gets all of it. */
+	got = read(fd, key, AUDIT_KEY_LEN);
+	if (got != AUDIT_KEY_LEN) {
+		gd_whyf(why, cap, "%s: %s", path,
+			got < 0 ? strerror(errno) : "shorter than 32 bytes");
+		goto out;
 	}
 	err = 0;
 out:
@@ -122,85 +115,29 @@ out:
 	return err;
 }
 
-/* Writes all of 'len' bytes. 0, or -1 with errno. */
-static int write_all(int fd, const void *data, size_t len)
-{
-	const char *p = data;
-
-	while (len > 0) {
-		ssize_t n = write(fd, p, len);
-
-		if (n < 0 && errno == EINTR)
-			continue;
-		if (n < 0)
-			return -1;
-		p += n;
-		len -= (size_t)n;
-	}
-	return 0;
-}
-
 /*
- * Makes a key at 'path' unless one is there: 32 bytes from getrandom, written
- * to a temporary 0600 file and linked into place (which, like O_EXCL, fails if
- * the name exists), so no one ever reads half a key. The key is not kept: the
+ * Makes a key at 'path' unless one is there: 32 bytes from getrandom, put in
+ * place whole by gd_create_file (which, like O_EXCL, fails if the name
+ * exists), so no one ever reads half a key. The key is not kept: the
  * caller loads what is on disk. 0, or GD_EIO with a sentence in 'why'.
  */
 static int key_create(const char *path, char *why, size_t cap)
 {
 	uint8_t key[AUDIT_KEY_LEN];
-	char tmp[PATH_MAX], dir[PATH_MAX];
-	const char *slash = strrchr(path, '/');
-	size_t got = 0;
-	int fd = -1, err = GD_EIO;
+	ssize_t got;
+	int err = GD_EIO;
 
-	if ((size_t)snprintf(tmp, sizeof(tmp), "%s.XXXXXX", path) >= sizeof(tmp)) {
-		gd_whyf(why, cap, "%s: path too long", path);
-		goto out;
-	}
-	while (got < AUDIT_KEY_LEN) {
-		ssize_t n = getrandom(key + got, AUDIT_KEY_LEN - got, 0);
-
-		if (n < 0 && errno == EINTR)
-			continue;
-		if (n < 0) {
-			gd_whyf(why, cap, "%s: no random bytes for the audit key: %s", path,
-				strerror(errno));
-			goto out;
-		}
-		got += (size_t)n;
-	}
-	fd = mkostemp(tmp, O_CLOEXEC); /* 0600 */
-	if (fd < 0) {
-		gd_whyf(why, cap, "%s: %s", tmp, strerror(errno));
-		goto out;
-	}
-	if (write_all(fd, key, sizeof(key)) != 0 || fsync(fd) != 0) {
-		gd_whyf(why, cap, "%s: %s", tmp, strerror(errno));
-		unlink(tmp);
-		goto out;
-	}
-	close(fd);
-	fd = -1;
-	if (link(tmp, path) != 0 && errno != EEXIST) {
+	/* Up to 256 bytes come whole, once the system has entropy (it may wait for that). */
+	while ((got = getrandom(key, sizeof(key), 0)) < 0 && errno == EINTR)
+		;
+	if (got != (ssize_t)sizeof(key))
+		gd_whyf(why, cap, "%s: no random bytes for the audit key: %s", path,
+			strerror(errno));
+	else if (gd_create_file(path, key, sizeof(key), 0600) != 0 && errno != EEXIST)
 		gd_whyf(why, cap, "%s: %s", path, strerror(errno));
-		unlink(tmp);
-		goto out;
-	}
-	unlink(tmp);
-	/* The key outlives a power cut only once its directory is synced. */
-	snprintf(dir, sizeof(dir), "%.*s", slash == NULL ? 1 : (int)(slash - path),
-		 slash == NULL ? "." : path);
-	fd = open(dir[0] != '\0' ? dir : "/", O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-	if (fd < 0 || fsync(fd) != 0) {
-		gd_whyf(why, cap, "%s: %s", dir, strerror(errno));
-		goto out;
-	}
-	err = 0;
-out:
+	else
+		err = 0;
 	mbedtls_platform_zeroize(key, sizeof(key));
-	if (fd >= 0)
-		close(fd);
 	return err;
 }
 
@@ -218,26 +155,17 @@ static int mac_of(const uint8_t key[AUDIT_KEY_LEN], const char *text, size_t len
 	return 0;
 }
 
+/* Whether the 'len' bytes at 's' (followed by a byte that is not one) are 64 lowercase hex. */
 static bool is_mac_hex(const char *s, size_t len)
 {
-	if (len != MAC_HEX_LEN)
-		return false;
-	for (size_t i = 0; i < len; i++) {
-		if (!((s[i] >= '0' && s[i] <= '9') || (s[i] >= 'a' && s[i] <= 'f')))
-			return false;
-	}
-	return true;
+	return len == MAC_HEX_LEN && strspn(s, "0123456789abcdef") == MAC_HEX_LEN;
 }
 
+/* An event name: [a-z_]+. */
 static bool is_event_token(const char *event)
 {
-	if (event == NULL || *event == '\0')
-		return false;
-	for (const char *p = event; *p != '\0'; p++) {
-		if (!((*p >= 'a' && *p <= 'z') || *p == '_'))
-			return false;
-	}
-	return true;
+	return event != NULL && *event != '\0' &&
+	       event[strspn(event, "abcdefghijklmnopqrstuvwxyz_")] == '\0';
 }
 
 /* Whether 'len' bytes at 'line' end with 'tail' (of 'tail_len' bytes), 64 hex digits and "}. */
@@ -382,8 +310,10 @@ struct link {
 
 /* One walk over a log. */
 struct walk {
-	const uint8_t *key;	/* NULL: there is no key file */
+	const uint8_t *key;	/* NULL: there is none */
+	bool key_absent;	/* there is no key file */
 	const char *key_path;	/* for the sentence when the key is missing */
+	bool torn_end;		/* the log does not end with '\n' */
 	uint64_t published_seq; /* 0: no head to compare with */
 	const char *published_mac;
 	void (*problem)(void *ctx, long line, const char *why);
@@ -584,88 +514,84 @@ static void check_published(struct walk *w)
 }
 
 /*
- * Walks every line of 'buf' (changing each '\n' into a NUL), then compares
- * with the published head. Fills w->res. 0, or an error from walk_line.
+ * Reads all of 'path' into a NUL-terminated buffer (caller frees), its length
+ * (which may include NUL bytes, unlike gd_read_file's) in 'len'. NULL with
+ * errno on failure.
  */
-static int walk_log(struct walk *w, char *buf, size_t len, char *why, size_t why_len)
+static char *read_whole(const char *path, size_t *len)
 {
-	long lineno = 0;
-	size_t pos = 0;
-	int err = 0;
+	FILE *in = fopen(path, "rbe"), *out;
+	char *buf = NULL, chunk[16384];
+	size_t n;
+	bool ok;
+	int err;
 
+	if (in == NULL)
+		return NULL;
+	out = open_memstream(&buf, len);
+	while (out != NULL && (n = fread(chunk, 1, sizeof(chunk), in)) > 0 &&
+	       fwrite(chunk, 1, n, out) == n)
+		;
+	ok = out != NULL && !ferror(in) && !ferror(out);
+	err = errno;
+	fclose(in);
+	if ((out != NULL && fclose(out) != 0) || !ok) {
+		free(buf);
+		errno = err;
+		return NULL;
+	}
+	return buf;
+}
+
+/*
+ * Reads the log at 'path' and the key beside it (into 'key'; its path into
+ * 'key_path'), walks every line, then compares with the published head.
+ * Fills w->res, w->key (NULL when there is no key file), w->last and
+ * w->torn_end. 0; or GD_EINVAL (path too long), GD_EIO (log or key
+ * unreadable), the refusal of key_load, or an error from walk_line; with a
+ * sentence in 'why'.
+ */
+static int walk_file(struct walk *w, const char *path, uint8_t key[AUDIT_KEY_LEN],
+		     char key_path[PATH_MAX], char *why, size_t why_len)
+{
+	char *buf;
+	size_t len = 0, line_len;
+	long lineno = 0;
+	int err;
+
+	if (key_path_of(path, key_path, PATH_MAX) != 0) {
+		gd_whyf(why, why_len, "%s: path too long", path);
+		return GD_EINVAL;
+	}
+	buf = read_whole(path, &len);
+	if (buf == NULL) {
+		gd_whyf(why, why_len, "cannot read %s: %s", path, strerror(errno));
+		return GD_EIO;
+	}
+	err = key_load(key_path, key, &w->key_absent, why, why_len);
+	w->key = err == 0 ? key : NULL;
+	w->key_path = key_path;
+	w->torn_end = len > 0 && buf[len - 1] != '\n';
 	w->last = (struct link){ .seq = 0, .line = 0 };
 	memcpy(w->last.mac, zero_mac, sizeof(w->last.mac));
 	w->good = w->last;
-	while (pos < len) {
-		char *line = buf + pos;
-		char *nl = memchr(line, '\n', len - pos);
-		size_t line_len = nl != NULL ? (size_t)(nl - line) : len - pos;
+	if (w->key_absent)
+		err = 0;
+	for (size_t pos = 0; pos < len && err == 0; pos += line_len + 1) {
+		char *line = buf + pos, *nl = memchr(line, '\n', len - pos);
 
-		lineno++;
+		line_len = nl != NULL ? (size_t)(nl - line) : len - pos;
 		line[line_len] = '\0';
-		err = walk_line(w, line, line_len, nl != NULL, lineno, why, why_len);
-		if (err != 0)
-			return err;
-		pos += line_len + 1;
+		err = walk_line(w, line, line_len, nl != NULL, ++lineno, why, why_len);
 	}
+	free(buf);
+	if (err != 0)
+		return err;
 	check_published(w);
 	w->res->head_seq = w->good.seq;
 	memcpy(w->res->head_mac, w->good.mac, sizeof(w->res->head_mac));
 	w->res->head_line = w->good.line;
 	return 0;
-}
-
-/*
- * Reads all of 'path' into a NUL-terminated buffer (caller frees), its length
- * (which may include NUL bytes) in 'len'. NULL with errno on failure.
- */
-static char *read_whole(const char *path, size_t *len)
-{
-	int fd = open(path, O_RDONLY | O_CLOEXEC);
-	char *buf = NULL;
-	size_t used = 0, cap = 0;
-	struct stat st;
-	int saved;
-
-	if (fd < 0)
-		return NULL;
-	if (fstat(fd, &st) == 0 && st.st_size > 0)
-		cap = (size_t)st.st_size + 1;
-	for (;;) {
-		ssize_t n;
-
-		if (cap - used < 2) {
-			size_t grown_cap = cap < 4096 ? 4096 : cap * 2;
-			char *grown = realloc(buf, grown_cap);
-
-			if (grown == NULL)
-				goto fail;
-			buf = grown;
-			cap = grown_cap;
-		} else if (buf == NULL) {
-			buf = malloc(cap);
-			if (buf == NULL)
-				goto fail;
-		}
-		n = read(fd, buf + used, cap - used - 1);
-		if (n < 0 && errno == EINTR)
-			continue;
-		if (n < 0)
-			goto fail;
-		if (n == 0)
-			break;
-		used += (size_t)n;
-	}
-	buf[used] = '\0';
-	*len = used;
-	close(fd);
-	return buf;
-fail:
-	saved = errno;
-	free(buf);
-	close(fd);
-	errno = saved;
-	return NULL;
 }
 
 /* The first problem of a walk, for a caller that shows only one. */
@@ -688,43 +614,26 @@ static void keep_first(void *ctx, long line, const char *why)
 
 struct audit *audit_open(const char *path)
 {
-	struct audit *a = NULL;
+	struct audit *a = calloc(1, sizeof(*a));
 	struct audit_result res = { .records = 0 };
 	struct first_problem first = { .line = 0 };
 	struct walk w = { .res = &res, .problem = keep_first, .ctx = &first };
 	char key_path[PATH_MAX], why[WHY_MAX];
-	char *content = NULL;
-	size_t len = 0;
 	bool absent;
 	int err;
 
-	a = calloc(1, sizeof(*a));
 	if (a == NULL)
 		return NULL;
-	a->fd = -1;
-	if (key_path_of(path, key_path, sizeof(key_path)) != 0) {
-		errno = ENAMETOOLONG;
-		goto fail;
-	}
-	w.key_path = key_path;
 	a->fd = open(path, O_WRONLY | O_APPEND | O_CREAT | O_CLOEXEC, 0600);
 	if (a->fd < 0)
 		goto fail;
-	content = read_whole(path, &len);
-	if (content == NULL)
-		goto fail;
-	a->need_newline = len > 0 && content[len - 1] != '\n';
-	err = key_load(key_path, a->key, &absent, why, sizeof(why));
-	if (err != 0 && !absent) {
-		log_warnx(SUBSYS, "%s", why);
-		errno = err == GD_EDENIED ? EACCES : err == GD_EINVAL ? EINVAL : EIO;
-		goto fail;
-	}
-	w.key = err == 0 ? a->key : NULL;
-	err = walk_log(&w, content, len, why, sizeof(why));
+	err = walk_file(&w, path, a->key, key_path, why, sizeof(why));
 	if (err != 0) {
-		log_warnx(SUBSYS, "%s: %s", path, why);
-		errno = err == GD_EDENIED ? ENOKEY : ENOMEM;
+		log_warnx(SUBSYS, "%s", why);
+		errno = err == GD_EDENIED  ? (w.key_absent ? ENOKEY : EACCES)
+			: err == GD_EINVAL ? EINVAL
+			: err == GD_ENOMEM ? ENOMEM
+					   : EIO;
 		goto fail;
 	}
 	if (w.key == NULL) {
@@ -749,8 +658,7 @@ struct audit *audit_open(const char *path)
 			  path, res.problems, res.problems == 1 ? "" : "s", first.why, w.last.seq);
 	a->seq = w.last.seq;
 	memcpy(a->prev, w.last.mac, sizeof(a->prev));
-	free(content);
-	content = NULL;
+	a->need_newline = w.torn_end;
 	err = pthread_mutex_init(&a->lock, NULL);
 	if (err != 0) {
 		errno = err;
@@ -759,7 +667,6 @@ struct audit *audit_open(const char *path)
 	return a;
 fail:
 	err = errno;
-	free(content);
 	if (a->fd >= 0)
 		close(a->fd);
 	mbedtls_platform_zeroize(a->key, sizeof(a->key));
@@ -772,15 +679,13 @@ int audit_append(struct audit *a, int64_t ts_ms, const char *event, const char *
 {
 	uint8_t mac[MAC_LEN];
 	char mac_hex[MAC_HEX_LEN + 1];
-	size_t fields_len, prefix_len, start, total;
-	int n, rc = GD_OK;
+	char *record;
+	size_t fields_len = fields_json == NULL ? 0 : strlen(fields_json), len, total;
+	ssize_t written;
+	struct jw w;
+	int rc = GD_EINVAL;
 
 	if (a == NULL || !is_event_token(event))
-		return GD_EINVAL;
-	if (fields_json == NULL)
-		fields_json = "";
-	fields_len = strlen(fields_json);
-	if (fields_len > AUDIT_RECORD_MAX)
 		return GD_EINVAL;
 	/* A newline would split the record into two lines; no control character is JSON. */
 	for (size_t i = 0; i < fields_len; i++) {
@@ -789,53 +694,52 @@ int audit_append(struct audit *a, int64_t ts_ms, const char *event, const char *
 	}
 
 	pthread_mutex_lock(&a->lock);
-	start = a->need_newline ? 1 : 0;
-	a->build[0] = '\n';
-	n = snprintf(a->build + start, sizeof(a->build) - start,
-		     "{\"seq\":%" PRIu64 ",\"ts\":%" PRId64 ",\"prev\":\"%s\",\"event\":\"%s\"%s%s",
-		     a->seq + 1, ts_ms, a->prev, event, fields_len > 0 ? "," : "", fields_json);
-	/* too long: refused whole, never cut */
-	if (n < 0 || (size_t)n + TAIL_LEN(MAC_TAIL) > AUDIT_RECORD_MAX) {
-		rc = GD_EINVAL;
-		goto out;
-	}
-	prefix_len = (size_t)n;
-	rc = mac_of(a->key, a->build + start, prefix_len, mac);
-	if (rc != 0)
+	a->build[0] = '\n'; /* after a torn write, the record starts on a line of its own */
+	record = a->build + (a->need_newline ? 1 : 0);
+	/* The writer refuses what does not fit: a record too long is refused whole, never cut. */
+	jw_init(&w, record, AUDIT_RECORD_MAX + 1);
+	jw_object(&w);
+	jw_key(&w, "seq");
+	jw_uint(&w, a->seq + 1);
+	jw_key(&w, "ts");
+	jw_int(&w, ts_ms);
+	jw_key(&w, "prev");
+	jw_string(&w, a->prev);
+	jw_key(&w, "event");
+	jw_string(&w, event);
+	if (fields_len > 0)
+		jw_raw(&w, fields_json, fields_len); /* members, not a value: checked below */
+	/* The MAC covers the record up to here, and is its last member. */
+	if (w.failed || (rc = mac_of(a->key, record, w.len, mac)) != 0)
 		goto out;
 	gd_hex_encode(mac, sizeof(mac), mac_hex);
-	snprintf(a->build + start + prefix_len, sizeof(a->build) - start - prefix_len,
-		 MAC_TAIL "%s\"}", mac_hex);
+	jw_key(&w, "mac");
+	jw_string(&w, mac_hex);
+	jw_end(&w);
+	len = jw_finish(&w);
 	/* Records are rare: parse each one before it goes to disk. */
-	if (!record_well_formed(a->build + start)) {
+	if (len == 0 || !record_well_formed(record)) {
 		rc = GD_EINVAL;
 		goto out;
 	}
-	total = start + prefix_len + TAIL_LEN(MAC_TAIL);
-	a->build[total++] = '\n';
-
-	for (;;) {
-		ssize_t written = write(a->fd, a->build, total);
-
-		if (written < 0 && errno == EINTR)
-			continue;
-		if (written < 0 || (size_t)written != total) {
-			if (written >= 0) {
-				/* a torn record: the next one starts on a new line */
-				a->need_newline = true;
-				errno = EIO;
-			}
-			rc = GD_EIO;
-			goto out;
+	record[len] = '\n';
+	total = (size_t)(record - a->build) + len + 1;
+	written = write(a->fd, a->build, total);
+	if (written != (ssize_t)total) {
+		if (written >= 0) {
+			/* a torn record: the next one starts on a new line */
+			a->need_newline = true;
+			errno = EIO;
 		}
-		break;
+		rc = GD_EIO;
+		goto out;
 	}
 	/* The record is in the file: the chain goes on from it even if fsync fails. */
 	a->seq++;
 	memcpy(a->prev, mac_hex, sizeof(a->prev));
 	a->need_newline = false;
-	memcpy(a->last, a->build + start, prefix_len + TAIL_LEN(MAC_TAIL));
-	a->last[prefix_len + TAIL_LEN(MAC_TAIL)] = '\0';
+	memcpy(a->last, record, len);
+	a->last[len] = '\0';
 	if (fsync(a->fd) != 0)
 		rc = GD_EIO;
 out:
@@ -880,11 +784,7 @@ int audit_check(const char *path, uint64_t published_seq, const char *published_
 		.problem = problem,
 		.ctx = ctx,
 		.res = out,
-		.key_path = key_path,
 	};
-	char *content = NULL;
-	size_t len = 0;
-	bool absent;
 	int err;
 
 	*out = (struct audit_result){ .records = 0 };
@@ -894,25 +794,8 @@ int audit_check(const char *path, uint64_t published_seq, const char *published_
 		gd_whyf(why, why_len, "the published head's MAC is not 64 lowercase hex digits");
 		return GD_EINVAL;
 	}
-	err = key_path_of(path, key_path, sizeof(key_path));
-	if (err != 0) {
-		gd_whyf(why, why_len, "%s: path too long", path);
-		return err;
-	}
-	content = read_whole(path, &len);
-	if (content == NULL) {
-		gd_whyf(why, why_len, "cannot read %s: %s", path, strerror(errno));
-		err = GD_EIO;
-		goto out;
-	}
-	err = key_load(key_path, key, &absent, why, why_len);
-	if (err != 0 && !absent)
-		goto out;
-	w.key = err == 0 ? key : NULL;
-	err = walk_log(&w, content, len, why, why_len);
-out:
+	err = walk_file(&w, path, key, key_path, why, why_len);
 	mbedtls_platform_zeroize(key, sizeof(key));
-	free(content);
 	return err;
 }
 
