@@ -54,7 +54,7 @@ BENCHES   = $(patsubst bench/%.c,$(BUILD)/%,$(BENCH_SRC))
 all: $(BUILD)/guardian $(BUILD)/guardian-service $(TOOLS)
 tests: $(BUILD)/test-unit $(BUILD)/test-integration
 .PHONY: all tests deps test test-run check tsan demo bench fuzz fuzz-replay clean format \
-	format-check layering
+	format-check layering hardening-check lint
 
 $(BUILD)/obj/%.o: %.c
 	@mkdir -p $(dir $@)
@@ -79,6 +79,14 @@ $(BUILD)/layering.ok: $(ALL_LIBS) tools/layering.sh Makefile
 
 layering: $(ALL_LIBS)
 	@sh tools/layering.sh --print $(BUILD) $(LAYER_GRAPH)
+
+# The static checks CI runs: format, layering (and that its check refuses what it should), hardening.
+lint: format-check layering hardening-check
+	@sh tests/scripts/layering-selftest.sh
+
+# The programs a box runs carry the hardening flags (tools/hardening-check.sh says which is missing).
+hardening-check: $(BUILD)/guardian $(BUILD)/guardian-service
+	@sh tools/hardening-check.sh $^
 
 $(BUILD)/guardian: $(BUILD)/obj/guardian/main.o $(call link_libs,guardian) | $(BUILD)/layering.ok
 	$(CC) $(LDFLAGS) -o $@ $^ $(LIBS)
@@ -163,15 +171,18 @@ $(BUILD)/fuzz_slcan: fuzz/fuzz_slcan.c adapters/canbus.c $(FUZZ_CORE)
 	@mkdir -p $(dir $@)
 	clang $(FUZZ_CFLAGS) -o $@ $^ -lcjson -lm
 
-$(BUILD)/fuzz_console: fuzz/fuzz_console.c guardian/console.c $(FUZZ_CORE)
+$(BUILD)/fuzz_console: fuzz/fuzz_console.c guardian/console.c guardian/console_commands.c \
+		guardian/console_output.c guardian/console_pin.c $(FUZZ_CORE)
 	@mkdir -p $(dir $@)
 	clang $(FUZZ_CFLAGS) -o $@ $^ -lcjson -lmbedcrypto -lm
 
-$(BUILD)/fuzz_evidence: fuzz/fuzz_evidence.c proto/evidence.c $(FUZZ_CORE)
+$(BUILD)/fuzz_evidence: fuzz/fuzz_evidence.c $(filter-out proto/mqtt_tls.c,$(call layer_src,proto)) \
+		$(FUZZ_CORE)
 	@mkdir -p $(dir $@)
 	clang $(FUZZ_CFLAGS) -o $@ $^ -lcjson -lmbedx509 -lmbedcrypto -lm
 
-$(BUILD)/fuzz_attest_result: fuzz/fuzz_attest_result.c proto/evidence.c $(FUZZ_CORE)
+$(BUILD)/fuzz_attest_result: fuzz/fuzz_attest_result.c $(filter-out proto/mqtt_tls.c,$(call layer_src,proto)) \
+		$(FUZZ_CORE)
 	@mkdir -p $(dir $@)
 	clang $(FUZZ_CFLAGS) -o $@ $^ -lcjson -lmbedx509 -lmbedcrypto -lm
 
@@ -179,9 +190,10 @@ $(BUILD)/fuzz_command: fuzz/fuzz_command.c guardian/command_doc.c $(FUZZ_CORE)
 	@mkdir -p $(dir $@)
 	clang $(FUZZ_CFLAGS) -o $@ $^ -lcjson -lm
 
-$(BUILD)/fuzz_modbus_response: fuzz/fuzz_modbus_response.c adapters/modbus_wire.c
+$(BUILD)/fuzz_modbus_response: fuzz/fuzz_modbus_response.c adapters/modbus_wire.c adapters/framer.c \
+		$(FUZZ_CORE)
 	@mkdir -p $(dir $@)
-	clang $(FUZZ_CFLAGS) -o $@ $^
+	clang $(FUZZ_CFLAGS) -o $@ $^ -lcjson -lm
 
 FUZZERS = policy framer slcan console evidence attest_result command modbus_response
 
