@@ -274,8 +274,14 @@ size_t h_count(const char *path, const char *needle)
 	char *text = needle[0] != '\0' ? h_read(path) : NULL; /* "" is nowhere to count */
 	size_t n = 0;
 
-	for (const char *p = text; p != NULL && (p = strstr(p, needle)) != NULL; p++)
-		n++;
+	size_t nlen = strlen(needle);
+
+	/* By hand: under ASan, strstr checks the whole rest of the text at every call, which is
+	 * quadratic on a subscriber's file of hundreds of megabytes. */
+	for (const char *p = text; p != NULL && *p != '\0'; p++) {
+		if (*p == needle[0] && strncmp(p, needle, nlen) == 0)
+			n++;
+	}
 	free(text);
 	return n;
 }
@@ -498,7 +504,7 @@ static void add_point(struct h_telemetry *t, const cJSON *p, uint64_t seq)
 	struct h_point *hp;
 	char *vtext;
 
-	if ((t->npoints & (t->npoints - 1)) == 0) {
+	if (t->npoints == 0 || (t->npoints >= 64 && (t->npoints & (t->npoints - 1)) == 0)) {
 		size_t cap = t->npoints ? t->npoints * 2 : 64;
 
 		t->points = realloc(t->points, cap * sizeof(*t->points));
@@ -547,8 +553,15 @@ void h_telemetry_read(const char *file, struct h_telemetry *out)
 			continue;
 		seq = cJSON_GetObjectItemCaseSensitive(doc, "seq");
 		s = cJSON_IsNumber(seq) ? (uint64_t)seq->valuedouble : 0;
-		out->seqs = realloc(out->seqs, (out->nmessages + 1) * sizeof(*out->seqs));
-		out->boots = realloc(out->boots, (out->nmessages + 1) * sizeof(*out->boots));
+		/* Doubling: a realloc per message is quadratic where realloc always copies (ASan).
+		 */
+		if (out->nmessages == 0 ||
+		    (out->nmessages >= 64 && (out->nmessages & (out->nmessages - 1)) == 0)) {
+			size_t cap = out->nmessages ? out->nmessages * 2 : 64;
+
+			out->seqs = realloc(out->seqs, cap * sizeof(*out->seqs));
+			out->boots = realloc(out->boots, cap * sizeof(*out->boots));
+		}
 		boot = cJSON_GetObjectItemCaseSensitive(doc, "boot");
 		snprintf(out->boots[out->nmessages], sizeof(out->boots[0]), "%s",
 			 cJSON_IsString(boot) ? boot->valuestring : "");
