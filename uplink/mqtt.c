@@ -638,7 +638,9 @@ static void handle_connect_failed(struct uplink *u, int64_t now)
 
 		snprintf(line + used, sizeof(line) - used, "; %s", why);
 	}
-	snprintf(u->last_error, sizeof(u->last_error), "%s", line); /* the start; the log has all */
+	/* the start; the log has all */
+	snprintf(u->last_error, sizeof(u->last_error), "%.*s", (int)sizeof(u->last_error) - 1,
+		 line);
 	log_warnx(SUBSYS, "%s; attempt %d, next in %lld ms", line, u->failures, (long long)delay);
 }
 
@@ -656,7 +658,8 @@ static void handle_lost(struct uplink *u, int64_t now)
 	schedule_retry(u, now, &delay);
 	if (snprintf(line, sizeof(line), "connection to %s lost: %s", u->uri, u->fail_msg) < 0)
 		line[0] = '\0';
-	snprintf(u->last_error, sizeof(u->last_error), "%s", line);
+	snprintf(u->last_error, sizeof(u->last_error), "%.*s", (int)sizeof(u->last_error) - 1,
+		 line);
 	log_warnx(SUBSYS, "%s; %zu messages in flight will be resent; reconnecting in %lld ms",
 		  line, qs.inflight, (long long)delay);
 	client_replace_locked(u);
