@@ -1,4 +1,5 @@
-/* config.c: service.json (broker, certificate lifetime, nonce ttl) and paths in the directory. */
+/* config.c: service.json (broker, certificate lifetime, nonce ttl, the broker's pid file) and
+ * paths in the directory. */
 #include <cjson/cJSON.h>
 #include <errno.h>
 #include <stdio.h>
@@ -33,6 +34,10 @@ static const struct conf_key top_keys[] = {
 	CONF_INT_KEY("lifetime_s", struct service_config, lifetime_s, 5, 366LL * 86400, false,
 		     "seconds of operational certificate lifetime"),
 	CONF_INT_KEY("nonce_ttl_s", struct service_config, nonce_ttl_s, 1, 3600, false, "seconds"),
+	{ .name = "broker_pid_file",
+	  .kind = CONF_STRING,
+	  .offset = offsetof(struct service_config, broker_pid_file),
+	  .expect = "the pid file of a broker on this host, told to reload the CRL" },
 	{ .name = NULL },
 };
 
@@ -49,8 +54,24 @@ void service_config_release(struct service_config *cfg)
 		return;
 	free(cfg->broker_host);
 	free(cfg->broker_ca_file);
+	free(cfg->broker_pid_file);
 	cfg->broker_host = NULL;
 	cfg->broker_ca_file = NULL;
+	cfg->broker_pid_file = NULL;
+}
+
+/* A relative *path made relative to 'dir' (the old string freed). 0 or GD_ENOMEM. */
+static int resolve(const char *dir, char **path)
+{
+	char *joined;
+
+	if ((*path)[0] == '/')
+		return 0;
+	if (asprintf(&joined, "%s/%s", dir, *path) < 0)
+		return GD_ENOMEM;
+	free(*path);
+	*path = joined;
+	return 0;
 }
 
 int service_config_load(const char *dir, struct service_config *cfg, struct conf *c)
@@ -87,12 +108,14 @@ int service_config_load(const char *dir, struct service_config *cfg, struct conf
 	cfg->broker_host = broker.host;
 	cfg->broker_port = broker.port;
 	broker.host = NULL;
-	if (broker.ca_file[0] == '/') {
-		cfg->broker_ca_file = broker.ca_file;
-		broker.ca_file = NULL;
-	} else if (asprintf(&cfg->broker_ca_file, "%s/%s", dir, broker.ca_file) < 0) {
-		cfg->broker_ca_file = NULL;
+	if (resolve(dir, &broker.ca_file) != 0) {
 		conf_error(c, "broker.ca_file", "out of memory");
+		goto out;
+	}
+	cfg->broker_ca_file = broker.ca_file;
+	broker.ca_file = NULL;
+	if (cfg->broker_pid_file != NULL && resolve(dir, &cfg->broker_pid_file) != 0) {
+		conf_error(c, "broker_pid_file", "out of memory");
 		goto out;
 	}
 	rc = 0;
@@ -118,7 +141,9 @@ int service_config_write(const char *dir, const struct service_config *cfg)
 	    cJSON_AddNumberToObject(broker, "port", cfg->broker_port) == NULL ||
 	    cJSON_AddStringToObject(broker, "ca_file", cfg->broker_ca_file) == NULL ||
 	    cJSON_AddNumberToObject(root, "lifetime_s", (double)cfg->lifetime_s) == NULL ||
-	    cJSON_AddNumberToObject(root, "nonce_ttl_s", cfg->nonce_ttl_s) == NULL)
+	    cJSON_AddNumberToObject(root, "nonce_ttl_s", cfg->nonce_ttl_s) == NULL ||
+	    (cfg->broker_pid_file != NULL &&
+	     cJSON_AddStringToObject(root, "broker_pid_file", cfg->broker_pid_file) == NULL))
 		goto out;
 	text = cJSON_Print(root);
 	if (text == NULL)

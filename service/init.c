@@ -1,4 +1,5 @@
-/* init.c: `guardian-service init`: a new service directory with its CAs, keys and config. */
+/* init.c: `guardian-service init`: a new service directory with its CAs, keys, config and an
+ * empty CRL. */
 #include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -80,7 +81,8 @@ static int make_pair(const char *dir, const char *base, const struct cert_spec *
 		snprintf(why, cap, "%s: cannot make a key", base);
 		return rc;
 	}
-	rc = issue_cert(key, spec, issuer_key ? issuer_key : key, issuer, drbg, pem, sizeof(pem));
+	rc = issue_cert(key, spec, issuer_key ? issuer_key : key, issuer, drbg, pem, sizeof(pem),
+			NULL);
 	if (rc != 0) {
 		snprintf(why, cap, "%s: cannot sign the certificate: %s", base, gd_strerror(rc));
 		return rc;
@@ -107,7 +109,7 @@ int service_init_dir(const char *dir, const struct service_init_opts *opts, char
 	mbedtls_entropy_context entropy;
 	mbedtls_ctr_drbg_context drbg;
 	mbedtls_pk_context mfg_key, op_key, svc_key;
-	mbedtls_x509_crt mfg_crt;
+	mbedtls_x509_crt mfg_crt, op_crt;
 	struct service_config cfg;
 	uint8_t secret[32];
 	int64_t now = gd_now_ms() / 1000;
@@ -121,6 +123,7 @@ int service_init_dir(const char *dir, const struct service_init_opts *opts, char
 	mbedtls_pk_init(&op_key);
 	mbedtls_pk_init(&svc_key);
 	mbedtls_x509_crt_init(&mfg_crt);
+	mbedtls_x509_crt_init(&op_crt);
 
 	if (mkdir(dir, 0700) != 0 && errno != EEXIST) {
 		snprintf(why, cap, "%s: cannot create: %s", dir, strerror(errno));
@@ -162,7 +165,7 @@ int service_init_dir(const char *dir, const struct service_init_opts *opts, char
 					    .not_before_s = now - SERVICE_SKEW_S,
 					    .not_after_s = now + (int64_t)days * 86400,
 					    .is_ca = true },
-		       &op_key, NULL, NULL, &drbg, NULL, why, cap);
+		       &op_key, NULL, NULL, &drbg, &op_crt, why, cap);
 	if (rc != 0)
 		goto out;
 	rc = make_pair(dir, "service",
@@ -185,7 +188,17 @@ int service_init_dir(const char *dir, const struct service_init_opts *opts, char
 		goto out;
 	if ((rc = make_subdir(dir, "devices", why, cap)) != 0 ||
 	    (rc = make_subdir(dir, "references", why, cap)) != 0 ||
-	    (rc = make_subdir(dir, "nonces", why, cap)) != 0)
+	    (rc = make_subdir(dir, "nonces", why, cap)) != 0 ||
+	    (rc = make_subdir(dir, "certs", why, cap)) != 0)
+		goto out;
+	/* The broker's telemetry listener needs a CRL from the start: an empty one. */
+	if (!service_path(path, sizeof(path), dir, SERVICE_CRL_FILE)) {
+		snprintf(why, cap, "%s: path too long", dir);
+		rc = GD_EINVAL;
+		goto out;
+	}
+	rc = crl_write(path, &op_crt, &op_key, &drbg, NULL, 0, gd_now_ms(), why, cap);
+	if (rc != 0)
 		goto out;
 
 	cfg = (struct service_config){
@@ -204,6 +217,7 @@ int service_init_dir(const char *dir, const struct service_init_opts *opts, char
 		goto out;
 	}
 out:
+	mbedtls_x509_crt_free(&op_crt);
 	mbedtls_x509_crt_free(&mfg_crt);
 	mbedtls_pk_free(&svc_key);
 	mbedtls_pk_free(&op_key);

@@ -43,11 +43,12 @@ static bool x509_time(int64_t t, char out[16])
 
 int issue_cert(mbedtls_pk_context *subject, const struct cert_spec *spec,
 	       mbedtls_pk_context *issuer_key, const mbedtls_x509_crt *issuer,
-	       mbedtls_ctr_drbg_context *drbg, char *pem, size_t cap)
+	       mbedtls_ctr_drbg_context *drbg, char *pem, size_t cap,
+	       uint8_t serial_out[SERVICE_SERIAL_LEN])
 {
 	mbedtls_x509write_cert crt;
 	mbedtls_mpi serial;
-	unsigned char serial_bytes[16];
+	unsigned char serial_bytes[SERVICE_SERIAL_LEN];
 	char subject_name[128], issuer_name[256], from[16], to[16];
 	int rc = GD_EINVAL;
 
@@ -101,6 +102,8 @@ int issue_cert(mbedtls_pk_context *subject, const struct cert_spec *spec,
 		rc = GD_EFULL;
 		goto out;
 	}
+	if (serial_out != NULL)
+		memcpy(serial_out, serial_bytes, sizeof(serial_bytes));
 	rc = 0;
 out:
 	mbedtls_mpi_free(&serial);

@@ -1,4 +1,4 @@
-/* main.c: guardian-service: init, enroll, reference and serve, the reference attestation
+/* main.c: guardian-service: init, enroll, reference, crl and serve, the reference attestation
  * service of PROTOCOL.md. */
 #include <errno.h>
 #include <getopt.h>
@@ -18,6 +18,7 @@ static const char usage_text[] =
 	"       guardian-service reference add -d DIR FILE [--name LABEL]\n"
 	"       guardian-service reference list -d DIR\n"
 	"       guardian-service reference remove -d DIR LABEL\n"
+	"       guardian-service crl -d DIR\n"
 	"       guardian-service serve -d DIR [--once-per-request] [-v]\n";
 
 static int usage(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
@@ -274,6 +275,31 @@ static int cmd_reference(const char *sub, const struct cmdline *cl)
 	return 0;
 }
 
+/* Writes the CRL again from the records, and tells the broker (serve does it by itself). */
+static int cmd_crl(const struct cmdline *cl)
+{
+	struct service *s = NULL;
+	char why[512];
+	int n;
+
+	if (cl->nargs != 0)
+		return usage("crl: unexpected argument \"%s\"", cl->args[0]);
+	if (service_open(cl->dir, &s, why, sizeof(why)) != 0) {
+		fprintf(stderr, "guardian-service: %s\n", why);
+		return 1;
+	}
+	n = revoke_publish(s);
+	service_free(s);
+	if (n < 0) {
+		fprintf(stderr, "guardian-service: %s/%s: not written (see above)\n", cl->dir,
+			SERVICE_CRL_FILE);
+		return 1;
+	}
+	printf("guardian-service: %s/%s written: %d certificate%s revoked\n", cl->dir,
+	       SERVICE_CRL_FILE, n, n == 1 ? "" : "s");
+	return 0;
+}
+
 int main(int argc, char **argv)
 {
 	struct cmdline cl;
@@ -299,8 +325,10 @@ int main(int argc, char **argv)
 				  false, false);
 		return rc != 0 ? rc : cmd_reference(sub, &cl);
 	}
-	if (strcmp(cmd, "init") != 0 && strcmp(cmd, "enroll") != 0 && strcmp(cmd, "serve") != 0)
-		return usage("unknown command \"%s\" (expected init, enroll, reference or serve)",
+	if (strcmp(cmd, "init") != 0 && strcmp(cmd, "enroll") != 0 && strcmp(cmd, "serve") != 0 &&
+	    strcmp(cmd, "crl") != 0)
+		return usage("unknown command \"%s\" (expected init, enroll, reference, crl or "
+			     "serve)",
 			     cmd);
 	rc = parse(argc - 1, argv + 1, &cl);
 	if (rc != 0)
@@ -313,6 +341,10 @@ int main(int argc, char **argv)
 		rc = only(&cl, cmd, false, true, false, false, true, false);
 		return rc != 0 ? rc : cmd_enroll(&cl);
 	}
+	if (strcmp(cmd, "crl") == 0) {
+		rc = only(&cl, cmd, false, false, false, false, false, false);
+		return rc != 0 ? rc : cmd_crl(&cl);
+	}
 	if (strcmp(cmd, "serve") == 0) {
 		struct serve_opts opts = { .once_per_request = cl.once, .verbose = cl.verbose };
 
@@ -323,5 +355,6 @@ int main(int argc, char **argv)
 			return usage("serve: unexpected argument \"%s\"", cl.args[0]);
 		return service_serve(cl.dir, &opts);
 	}
-	return usage("unknown command \"%s\" (expected init, enroll, reference or serve)", cmd);
+	return usage("unknown command \"%s\" (expected init, enroll, reference, crl or serve)",
+		     cmd);
 }

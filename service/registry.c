@@ -105,7 +105,7 @@ int registry_enroll(struct service *s, const char *csr_pem, bool replace, char n
 				     .not_before_s = now - SERVICE_SKEW_S,
 				     .not_after_s = now + (int64_t)SERVICE_IDENTITY_DAYS * 86400,
 				     .client_auth = true },
-		&s->mfg_ca.key, &s->mfg_ca.crt, &s->drbg, pem, sizeof(pem));
+		&s->mfg_ca.key, &s->mfg_ca.crt, &s->drbg, pem, sizeof(pem), NULL);
 	if (rc != 0) {
 		snprintf(why, cap, "%s: cannot sign the identity certificate: %s", name,
 			 gd_strerror(rc));

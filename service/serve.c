@@ -1,5 +1,6 @@
 /* serve.c: `guardian-service serve`: the MQTT side: shared subscriptions on the attestation
- * topics, answers published back, reconnection with backoff, a clean stop on SIGTERM/SIGINT. */
+ * topics, answers published back, the CRL kept fresh, reconnection with backoff, a clean stop on
+ * SIGTERM/SIGINT. */
 #include <MQTTAsync.h>
 #include <errno.h>
 #include <pthread.h>
@@ -12,11 +13,13 @@
 #include "../proto/mqtt_tls.h"
 #include "service.h"
 
-#define SERVE_QUEUE_MAX	  10000 /* messages waiting; beyond, new ones are dropped */
-#define SERVE_BACKOFF_MIN 1000
-#define SERVE_BACKOFF_MAX 30000
-#define SERVE_SWEEP_MS	  10000
-#define SERVE_PREFIX	  "guardian/"
+#define SERVE_QUEUE_MAX	   10000 /* messages waiting; beyond, new ones are dropped */
+#define SERVE_BACKOFF_MIN  250
+#define SERVE_BACKOFF_MAX  30000
+#define SERVE_SWEEP_MS	   10000
+#define SERVE_CRL_CHECK_MS 600000 /* how often the CRL's nextUpdate is looked at */
+#define SERVE_CRL_GAP_MS   1000	  /* revocations within this are written (and reloaded) together */
+#define SERVE_PREFIX	   "guardian/"
 
 static const char *const sub_topics[] = {
 	"$share/guardian-attest/guardian/+/attest/hello",
@@ -332,7 +335,7 @@ static void handle(struct server *sv, const struct serve_msg *msg)
 static void serve_loop(struct server *sv)
 {
 	enum serve_state state = SERVE_DOWN;
-	int64_t next_attempt = 0, next_sweep = 0;
+	int64_t next_attempt = 0, next_sweep = 0, next_crl_check = 0, last_crl = INT64_MIN / 2;
 	int failures = 0;
 	bool ready = false;
 
@@ -353,6 +356,11 @@ static void serve_loop(struct server *sv)
 			if (removed > 0)
 				log_debug(SERVICE_SUBSYS, "swept %d used-nonce markers", removed);
 			next_sweep = now + SERVE_SWEEP_MS;
+		}
+		if (now >= next_crl_check) {
+			if (revoke_refresh(sv->svc) == 1)
+				last_crl = now;
+			next_crl_check = now + SERVE_CRL_CHECK_MS;
 		}
 
 		pthread_mutex_lock(&sv->lock);
@@ -413,7 +421,14 @@ static void serve_loop(struct server *sv)
 			msg_free(msgs);
 			msgs = next;
 		}
+		/* After the batch: its revocations reach the broker in one CRL, one reload. */
+		if (sv->svc->crl_stale && gd_mono_ms() - last_crl >= SERVE_CRL_GAP_MS) {
+			revoke_publish(sv->svc);
+			last_crl = gd_mono_ms();
+		}
 	}
+	if (sv->svc->crl_stale)
+		revoke_publish(sv->svc);
 	log_info(SERVICE_SUBSYS, "%s: stopping", strsignal(stop_signal));
 	if (MQTTAsync_isConnected(sv->client)) {
 		MQTTAsync_disconnectOptions opts = MQTTAsync_disconnectOptions_initializer;
@@ -502,6 +517,11 @@ int service_serve(const char *dir, const struct serve_opts *opts)
 	signal(SIGPIPE, SIG_IGN);
 	log_info(SERVICE_SUBSYS, "serving %s as %s (certificates for %lld s, nonces for %d s)", dir,
 		 sv.client_id, sv.svc->cfg.lifetime_s, sv.svc->cfg.nonce_ttl_s);
+	if (sv.svc->cfg.broker_pid_file == NULL)
+		log_info(SERVICE_SUBSYS,
+			 "no broker_pid_file in %s: the broker must reload %s/%s "
+			 "itself when it changes (PROTOCOL.md)",
+			 SERVICE_CONFIG_FILE, dir, SERVICE_CRL_FILE);
 	serve_loop(&sv);
 	log_info(SERVICE_SUBSYS, "stopped");
 	status = 0;

@@ -25,6 +25,10 @@
 #define SERVICE_SKEW_S	       60   /* notBefore of issued certificates lies this far back */
 #define SERVICE_NONCE_MARGIN_S 60   /* used-nonce markers outlive the ttl by this much */
 #define SERVICE_PEM_MAX	       4096
+#define SERVICE_SERIAL_LEN     16	   /* of every certificate issued */
+#define SERVICE_CRL_FILE       "op-ca.crl" /* the operational CA's CRL, in the dir */
+#define SERVICE_CRL_VALID_S    (2 * 86400) /* nextUpdate - now */
+#define SERVICE_CRL_REFRESH_S  86400	   /* rewritten when less than this is left */
 
 /* service.json. Strings owned. */
 struct service_config {
@@ -33,6 +37,7 @@ struct service_config {
 	char *broker_ca_file; /* resolved against the service dir */
 	long long lifetime_s; /* of operational certificates */
 	int nonce_ttl_s;
+	char *broker_pid_file; /* NULL, or resolved against the service dir: told of a new CRL */
 };
 
 /* What `init` writes. */
@@ -82,6 +87,7 @@ struct service {
 	bool refs_loaded;
 	bool once_per_request;	 /* duplicate deliveries of one evidence get no second answer */
 	int64_t (*now_ms)(void); /* the clock (gd_now_ms; tests inject theirs) */
+	bool crl_stale;		 /* a certificate was revoked since the CRL was written */
 	struct service_stats stats;
 };
 
@@ -140,14 +146,68 @@ int issue_new_key(mbedtls_pk_context *key, mbedtls_ctr_drbg_context *drbg);
 /*
  * Signs a certificate for 'subject' as 'spec' says with 'issuer_key'; with
  * 'issuer' NULL it is self-signed (subject == issuer). PEM into 'pem'. Serial:
- * 16 random bytes, positive. 0 or a gd_err.
+ * 16 random bytes, positive, also into 'serial' unless it is NULL. 0 or a gd_err.
  */
 int issue_cert(mbedtls_pk_context *subject, const struct cert_spec *spec,
 	       mbedtls_pk_context *issuer_key, const mbedtls_x509_crt *issuer,
-	       mbedtls_ctr_drbg_context *drbg, char *pem, size_t cap);
+	       mbedtls_ctr_drbg_context *drbg, char *pem, size_t cap,
+	       uint8_t serial[SERVICE_SERIAL_LEN]);
 /* Loads <dir>/<base>.crt and <base>.key. 0 or a gd_err with 'why'. */
 int issue_ca_load(struct service_ca *ca, const char *dir, const char *base, char *why, size_t cap);
 void issue_ca_free(struct service_ca *ca);
+
+/* ---- revocation (revoke.c, crl.c) ------------------------------------------------------ */
+
+/* Why an operational certificate was revoked; the CRL says it as a reasonCode. */
+enum revoke_reason {
+	REVOKE_SUPERSEDED = 1, /* a newer one was issued to the device: superseded (4) */
+	REVOKE_REFUSED,	       /* the device's attestation was refused: privilegeWithdrawn (9) */
+};
+
+/* One revoked certificate. */
+struct crl_entry {
+	uint8_t serial[SERVICE_SERIAL_LEN];
+	int64_t revoked_s; /* UTC seconds */
+	enum revoke_reason reason;
+};
+
+/*
+ * Writes to 'path', atomically, the PEM of an X.509 v2 CRL signed by 'issuer'
+ * with 'key' (ECDSA SHA-256): thisUpdate SERVICE_SKEW_S before 'now_ms' (a
+ * broker whose clock is behind must not see it "not yet valid"), nextUpdate
+ * SERVICE_CRL_VALID_S after, the 'n' entries, a CRL number ('now_ms') and the
+ * issuer's key identifier. 0 or a gd_err with 'why'.
+ */
+int crl_write(const char *path, const mbedtls_x509_crt *issuer, mbedtls_pk_context *key,
+	      mbedtls_ctr_drbg_context *drbg, const struct crl_entry *entries, size_t n,
+	      int64_t now_ms, char *why, size_t cap);
+
+/*
+ * Records the certificate 'serial' just issued to 'dev' (certs/<dev>.list)
+ * and revokes the device's earlier unexpired ones (superseded: appended to
+ * revoked.log; s->crl_stale set). Several instances share these files under
+ * an flock. 0 or a gd_err (the certificate must then not be handed out).
+ */
+int revoke_record_issued(struct service *s, const char *dev,
+			 const uint8_t serial[SERVICE_SERIAL_LEN], int64_t not_after_s);
+/* Revokes every unexpired certificate of 'dev' for 'reason'. How many, or a negative gd_err. */
+int revoke_device(struct service *s, const char *dev, enum revoke_reason reason);
+/*
+ * Writes <dir>/op-ca.crl from revoked.log (expired certificates dropped, and
+ * dropped from the log), clears s->crl_stale and tells the broker
+ * (revoke_reload_broker). The number of certificates listed, or a negative gd_err.
+ */
+int revoke_publish(struct service *s);
+/* revoke_publish when op-ca.crl is missing, unreadable or has less than
+ * SERVICE_CRL_REFRESH_S left. 1 written, 0 fresh, or a negative gd_err. */
+int revoke_refresh(struct service *s);
+/*
+ * SIGHUP to the broker whose pid is in broker_pid_file (mosquitto then reads
+ * its crlfile again, and keeps its clients). A missing or stale pid file, or a
+ * pid that is not a mosquitto process, is logged and otherwise ignored.
+ * Returns the pid signalled, or 0.
+ */
+long revoke_reload_broker(struct service *s);
 
 /* ---- the device registry (registry.c) -------------------------------------------------- */
 

@@ -94,12 +94,24 @@ static void delivery_tag(const uint8_t *sig, size_t siglen, uint8_t tag[16])
 	memcpy(tag, full, 16);
 }
 
+/*
+ * Whether a refusal revokes the device's certificates: not for evidence that does not parse
+ * or names no enrolled device (it proves nothing about a device), nor for evidence already
+ * answered, delivered again (the transport's doing, not the device's).
+ */
+static bool refusal_revokes(const struct attest_result *res, bool dup)
+{
+	return !res->ok && !dup &&
+	       strcmp(res->reason, service_reason_name(REASON_MALFORMED)) != 0 &&
+	       strcmp(res->reason, service_reason_name(REASON_UNKNOWN_DEVICE)) != 0;
+}
+
 int service_verify(struct service *s, const char *dev, const char *json, size_t len,
 		   struct attest_result *res, bool *duplicate)
 {
 	struct evidence *ev = malloc(sizeof(*ev));
 	mbedtls_pk_context op_key;
-	uint8_t sig[80], tag[16], ueid[UEID_LEN], reg[32];
+	uint8_t sig[80], tag[16], ueid[UEID_LEN], reg[32], serial[SERVICE_SERIAL_LEN];
 	char why[256], pem[SERVICE_PEM_MAX], hex_a[65], hex_b[65];
 	char *claims = NULL, *cert = NULL;
 	size_t siglen = 0;
@@ -211,10 +223,17 @@ int service_verify(struct service *s, const char *dev, const char *json, size_t 
 					     .not_before_s = now_s - SERVICE_SKEW_S,
 					     .not_after_s = now_s + s->cfg.lifetime_s,
 					     .client_auth = true },
-			&s->op_ca.key, &s->op_ca.crt, &s->drbg, pem, sizeof(pem));
+			&s->op_ca.key, &s->op_ca.crt, &s->drbg, pem, sizeof(pem), serial);
 	s->stats.issue_ns += mono_ns() - t1;
 	if (rc != 0) {
 		log_warnx(SERVICE_SUBSYS, "%s: cannot sign the operational certificate: %s", dev,
+			  gd_strerror(rc));
+		goto out;
+	}
+	/* Not handed out unless recorded: a certificate the service forgot it cannot revoke. */
+	rc = revoke_record_issued(s, dev, serial, now_s + s->cfg.lifetime_s);
+	if (rc != 0) {
+		log_warnx(SERVICE_SUBSYS, "%s: cannot record the operational certificate: %s", dev,
 			  gd_strerror(rc));
 		goto out;
 	}
@@ -231,6 +250,9 @@ int service_verify(struct service *s, const char *dev, const char *json, size_t 
 decided:
 	s->stats.verify_ns += mono_ns() - t0;
 	s->stats.decisions++;
+	if (refusal_revokes(res, dup) && revoke_device(s, dev, REVOKE_REFUSED) < 0)
+		log_warnx(SERVICE_SUBSYS, "%s: refused, but its certificates could not be revoked",
+			  dev);
 out:
 	if (duplicate != NULL)
 		*duplicate = dup;

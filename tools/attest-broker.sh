@@ -6,16 +6,22 @@
 #   PKI_DIR: ca.crt, broker.crt, broker.key (tools/pki.sh): the broker's own certificate.
 #   SERVICE_DIR: made by guardian-service init: mfg-ca.crt, op-ca.crt, op-ca.key.
 # Writes DIR/mosquitto.conf, DIR/acl-attest, DIR/acl-telemetry, and DIR/viewer.crt and
-# DIR/viewer.key (CN viewer, signed by the operational CA: it may read every device's topics
-# and write their cmd topics, as a cloud backend does).
-# Then: mosquitto -c DIR/mosquitto.conf
+# DIR/viewer.key (CN viewer, signed by the operational CA: it may read what devices send and
+# write their cmd topics, as a cloud backend does).
+# Then: mosquitto -c DIR/mosquitto.conf. It writes its pid to DIR/mosquitto.pid: set
+# "broker_pid_file" in SERVICE_DIR/service.json to it, and guardian-service tells the broker
+# (SIGHUP) each time it rewrites its CRL.
 #
+# The two listeners share one topic tree, so their ACLs must not overlap: nothing a client
+# may publish on one listener is a topic the other listener's clients may read.
 # Attestation listener (ATTEST_PORT): client certificates of the manufacturer CA only (device
-#   identities, and the service's CN guardian-attest); a device may use only
-#   guardian/<its CN>/attest/...; the service all of guardian/+/attest/#.
+#   identities, and the service's CN guardian-attest); a device may write only its own
+#   attest/hello and attest/evidence and read only its attest/nonce and attest/result; the
+#   service reads every hello and evidence and writes every nonce and result; nothing else.
 # Telemetry listener (TELEMETRY_PORT): client certificates of the operational CA only, which
-#   signs nothing but short-lived attested certificates; a device may use only
-#   guardian/<its CN>/...
+#   signs nothing but short-lived attested certificates, checked against SERVICE_DIR/op-ca.crl
+#   (a revoked one is refused at the handshake); a device may write only its own telemetry,
+#   health, audit and cmd/result and read only its cmd; never a topic under attest/.
 set -eu
 
 if [ $# -ne 5 ]; then
@@ -42,12 +48,20 @@ for f in "$PKI/ca.crt" "$PKI/broker.crt" "$PKI/broker.key" "$SVC/mfg-ca.crt" "$S
 		exit 1
 	fi
 done
+# Without its CRL the telemetry listener would refuse every handshake.
+if [ ! -f "$SVC/op-ca.crl" ]; then
+	echo "attest-broker.sh: $SVC/op-ca.crl is missing (guardian-service crl -d $SVC)" >&2
+	exit 1
+fi
 RUN_AS=$(id -un)
 
 cat >"$DIR/acl-attest" <<'EOF'
-# The attestation service answers every device.
+# The attestation service hears every device's requests and answers them; nothing else.
 user guardian-attest
-topic readwrite guardian/+/attest/#
+topic read guardian/+/attest/hello
+topic read guardian/+/attest/evidence
+topic write guardian/+/attest/nonce
+topic write guardian/+/attest/result
 
 # A device (its identity certificate's CN is %u) asks and listens for itself only.
 pattern write guardian/%u/attest/hello
@@ -57,13 +71,22 @@ pattern read guardian/%u/attest/result
 EOF
 
 cat >"$DIR/acl-telemetry" <<'EOF'
-# A backend (here the viewer) reads every device and may send commands.
+# A backend (here the viewer) reads what devices send and the commands, and sends commands; it
+# neither reads nor writes attestation topics.
 user viewer
-topic read guardian/#
+topic read guardian/+/telemetry
+topic read guardian/+/health
+topic read guardian/+/audit
+topic read guardian/+/cmd
+topic read guardian/+/cmd/result
 topic write guardian/+/cmd
 
-# A device (its operational certificate's CN is %u) uses its own topics only.
-pattern readwrite guardian/%u/#
+# A device (its operational certificate's CN is %u): what guardian publishes, and its commands.
+pattern write guardian/%u/telemetry
+pattern write guardian/%u/health
+pattern write guardian/%u/audit
+pattern write guardian/%u/cmd/result
+pattern read guardian/%u/cmd
 EOF
 
 cat >"$DIR/mosquitto.conf.tmp" <<EOF
@@ -77,6 +100,7 @@ log_type notice
 log_type information
 connection_messages true
 user $RUN_AS
+pid_file $DIR/mosquitto.pid
 
 listener $APORT 127.0.0.1
 allow_anonymous false
@@ -94,6 +118,7 @@ certfile $PKI/broker.crt
 keyfile $PKI/broker.key
 require_certificate true
 use_identity_as_username true
+crlfile $SVC/op-ca.crl
 acl_file $DIR/acl-telemetry
 EOF
 mv -f "$DIR/mosquitto.conf.tmp" "$DIR/mosquitto.conf"

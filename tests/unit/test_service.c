@@ -1,18 +1,23 @@
-/* test_service.c: the attestation service: init, enrollment, nonces, references and every
- * decision of the verify pipeline, with evidence built as a device builds it. */
+/* test_service.c: the attestation service: init, enrollment, nonces, references, every
+ * decision of the verify pipeline (evidence built as a device builds it) and revocation. */
 #include <criterion/criterion.h>
 #include <errno.h>
 #include <ftw.h>
+#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/prctl.h>
 #include <sys/stat.h>
+#include <sys/wait.h>
+#include <time.h>
 #include <unistd.h>
 
 #include <mbedtls/ctr_drbg.h>
 #include <mbedtls/entropy.h>
 #include <mbedtls/oid.h>
 #include <mbedtls/pk.h>
+#include <mbedtls/x509_crl.h>
 #include <mbedtls/x509_csr.h>
 
 #include "../../service/service.h"
@@ -837,5 +842,405 @@ Test(service, a_duplicate_delivery_is_answered_once_when_asked)
 	free(json);
 	free(env);
 	device_free(&d);
+	service_free(s);
+}
+
+/* ---- revocation and the CRL --------------------------------------------------------------- */
+
+/* A successful round for 'd' with 'log': its certificate (caller frees). */
+static char *attest_ok(struct service *s, struct device *d, const struct meas_log *log)
+{
+	struct evidence ev;
+	struct attest_result res;
+	uint8_t nonce[NONCE_LEN];
+	char *env, *pem;
+
+	get_nonce(s, d->name, nonce);
+	fill_evidence(&ev, d, nonce, log);
+	env = envelope(&ev, &d->identity);
+	verify_env(s, d->name, env, &res);
+	free(env);
+	cr_assert(res.ok, "%s: %s", res.reason, res.detail);
+	pem = res.cert_pem;
+	return pem;
+}
+
+/* 'pem' into <tmp>/<name>; returns the path (a static buffer). */
+static const char *save_pem(const char *name, const char *pem)
+{
+	static char path[256];
+	FILE *f;
+
+	snprintf(path, sizeof(path), "%s/%s", tmp, name);
+	f = fopen(path, "w");
+	cr_assert_not_null(f);
+	fputs(pem, f);
+	fclose(f);
+	return path;
+}
+
+/* Whether op-ca.crl, as mbedTLS parses it, lists the certificate 'pem'. */
+static bool crl_lists(const char *pem)
+{
+	mbedtls_x509_crl crl;
+	mbedtls_x509_crt crt;
+	char path[256];
+	bool listed;
+
+	snprintf(path, sizeof(path), "%s/%s", svc_dir, SERVICE_CRL_FILE);
+	mbedtls_x509_crl_init(&crl);
+	mbedtls_x509_crt_init(&crt);
+	cr_assert_eq(mbedtls_x509_crl_parse_file(&crl, path), 0, "mbedTLS does not parse %s", path);
+	cr_assert_eq(crl.version, 2);
+	cr_assert_eq(mbedtls_x509_crt_parse(&crt, (const unsigned char *)pem, strlen(pem) + 1), 0);
+	listed = mbedtls_x509_crt_is_revoked(&crt, &crl) != 0;
+	mbedtls_x509_crt_free(&crt);
+	mbedtls_x509_crl_free(&crl);
+	return listed;
+}
+
+/* openssl verify -crl_check of the certificate 'pem' against the operational CA: its status. */
+static int openssl_verify(const char *pem)
+{
+	char cmd[1024];
+
+	snprintf(
+		cmd, sizeof(cmd),
+		"openssl verify -crl_check -CAfile %s/op-ca.crt -CRLfile %s/%s %s >>%s/openssl.log "
+		"2>&1",
+		svc_dir, svc_dir, SERVICE_CRL_FILE, save_pem("cert.pem", pem), tmp);
+	return system(cmd);
+}
+
+static char *openssl_log(void)
+{
+	char path[256];
+
+	snprintf(path, sizeof(path), "%s/openssl.log", tmp);
+	return gd_read_file(path);
+}
+
+/* How many lines of `openssl crl -text` of op-ca.crl contain 'word'. */
+static int openssl_crl_count(const char *word)
+{
+	char cmd[512], line[256];
+	int n = 0;
+	FILE *p;
+
+	snprintf(cmd, sizeof(cmd), "openssl crl -in %s/%s -noout -text", svc_dir, SERVICE_CRL_FILE);
+	p = popen(cmd, "r");
+	cr_assert_not_null(p);
+	while (fgets(line, sizeof(line), p) != NULL)
+		n += strstr(line, word) != NULL;
+	cr_assert_eq(pclose(p), 0, "openssl crl failed");
+	return n;
+}
+
+Test(service, init_writes_an_empty_crl_that_openssl_and_mbedtls_accept)
+{
+	struct service *s = new_service();
+	mbedtls_x509_crl crl;
+	char path[256], cmd[1024];
+	struct tm next;
+
+	snprintf(path, sizeof(path), "%s/%s", svc_dir, SERVICE_CRL_FILE);
+	mbedtls_x509_crl_init(&crl);
+	cr_assert_eq(mbedtls_x509_crl_parse_file(&crl, path), 0);
+	cr_assert_eq(crl.version, 2);
+	cr_assert_eq(crl.entry.serial.len, 0, "an empty CRL lists a certificate");
+	cr_assert_eq(mbedtls_x509_time_is_past(&crl.this_update), 1);
+	next = (struct tm){ .tm_year = crl.next_update.year - 1900,
+			    .tm_mon = crl.next_update.mon - 1,
+			    .tm_mday = crl.next_update.day,
+			    .tm_hour = crl.next_update.hour,
+			    .tm_min = crl.next_update.min,
+			    .tm_sec = crl.next_update.sec };
+	cr_assert_geq((int64_t)timegm(&next) - gd_now_ms() / 1000, SERVICE_CRL_VALID_S - 5);
+	mbedtls_x509_crl_free(&crl);
+	/* signed by the operational CA, and its key identifier is the CA's */
+	snprintf(cmd, sizeof(cmd),
+		 "cd %s && openssl crl -in op-ca.crl -CAfile op-ca.crt -noout 2>&1 | grep -qx "
+		 "'verify OK' && test \"$(openssl crl -in op-ca.crl -noout -text | grep -A1 "
+		 "'Authority Key Identifier' | tail -1 | tr -d ' ')\" = \"$(openssl x509 -in "
+		 "op-ca.crt -noout -ext subjectKeyIdentifier | tail -1 | tr -d ' ')\"",
+		 svc_dir);
+	cr_assert_eq(system(cmd), 0, "openssl does not accept the CRL");
+	cr_assert_eq(mode_of("op-ca.crl") & 0777, 0644);
+	service_free(s);
+}
+
+Test(service, a_new_certificate_supersedes_the_earlier_ones)
+{
+	struct service *s = new_service();
+	struct device d, other;
+	struct meas_log log;
+	char *first, *second, *third, *others, *text;
+
+	device_new(&d, "press-07");
+	device_enroll(s, &d);
+	device_new(&other, "press-08");
+	device_enroll(s, &other);
+	sample_log(&log, 0x22);
+	record_reference(&log, "release-1");
+	others = attest_ok(s, &other, &log);
+	first = attest_ok(s, &d, &log);
+	cr_assert_not(s->crl_stale, "a first certificate revoked something");
+	second = attest_ok(s, &d, &log);
+	cr_assert(s->crl_stale);
+	cr_assert_eq(revoke_publish(s), 1);
+	cr_assert_not(s->crl_stale);
+	cr_assert(crl_lists(first), "the superseded certificate is not in the CRL");
+	cr_assert_not(crl_lists(second));
+	cr_assert_not(crl_lists(others));
+	cr_assert_neq(openssl_verify(first), 0, "openssl accepts the superseded certificate");
+	text = openssl_log();
+	cr_assert(strstr(text, "certificate revoked") != NULL, "%s", text);
+	free(text);
+	cr_assert_eq(openssl_verify(second), 0, "%s", openssl_log());
+	cr_assert_eq(openssl_verify(others), 0);
+	/* a third: both earlier ones listed, once each, as superseded */
+	third = attest_ok(s, &d, &log);
+	cr_assert_eq(revoke_publish(s), 2);
+	cr_assert(crl_lists(first) && crl_lists(second) && !crl_lists(third));
+	cr_assert_eq(openssl_crl_count("Superseded"), 2);
+	free(first);
+	free(second);
+	free(third);
+	free(others);
+	device_free(&d);
+	device_free(&other);
+	service_free(s);
+}
+
+Test(service, a_refusal_revokes_but_not_a_duplicate_or_malformed_evidence)
+{
+	struct service *s = new_service();
+	struct device d;
+	struct meas_log log, changed;
+	struct evidence ev;
+	struct attest_result res;
+	uint8_t nonce[NONCE_LEN];
+	char *cert, *env;
+
+	device_new(&d, "press-07");
+	device_enroll(s, &d);
+	sample_log(&log, 0x22);
+	record_reference(&log, "release-1");
+	get_nonce(s, d.name, nonce);
+	fill_evidence(&ev, &d, nonce, &log);
+	env = envelope(&ev, &d.identity);
+	verify_env(s, d.name, env, &res);
+	cr_assert(res.ok);
+	cert = res.cert_pem;
+	/* the same evidence delivered again, and evidence that does not parse: refused, but
+	 * nothing is revoked */
+	verify_env(s, d.name, env, &res);
+	expect_refusal(&res, "replayed_nonce");
+	verify_env(s, d.name, "{\"evidence\":", &res);
+	expect_refusal(&res, "malformed");
+	cr_assert_not(s->crl_stale, "a duplicate or malformed evidence revoked a certificate");
+	free(env);
+	/* a changed measurement: the certificate in force is revoked */
+	sample_log(&changed, 0x23);
+	get_nonce(s, d.name, nonce);
+	fill_evidence(&ev, &d, nonce, &changed);
+	env = envelope(&ev, &d.identity);
+	verify_env(s, d.name, env, &res);
+	expect_refusal(&res, "measurement_mismatch");
+	cr_assert(s->crl_stale);
+	cr_assert_eq(revoke_publish(s), 1);
+	cr_assert(crl_lists(cert), "the certificate in force survived a refusal");
+	cr_assert_eq(openssl_crl_count("Privilege Withdrawn"), 1);
+	cr_assert_neq(openssl_verify(cert), 0, "openssl accepts a withdrawn certificate");
+	free(env);
+	free(cert);
+	device_free(&d);
+	service_free(s);
+}
+
+/* Appends the content of 'path' to itself: every line repeated. */
+static int append_copy(const char *path)
+{
+	char *text = gd_read_file(path);
+	FILE *f = fopen(path, "a");
+	int rc = text != NULL && f != NULL && fputs(text, f) >= 0 ? 0 : -1;
+
+	if (f != NULL && fclose(f) != 0)
+		rc = -1;
+	free(text);
+	return rc;
+}
+
+Test(service, two_instances_share_what_was_issued)
+{
+	struct service *one = new_service(), *two = new_service();
+	struct device d;
+	struct meas_log log;
+	char *first, *second;
+
+	device_new(&d, "press-07");
+	device_enroll(one, &d);
+	sample_log(&log, 0x22);
+	record_reference(&log, "release-1");
+	first = attest_ok(one, &d, &log);
+	second = attest_ok(two, &d, &log);
+	cr_assert(two->crl_stale, "the other instance's certificate was not superseded");
+	cr_assert_eq(revoke_publish(one), 1);
+	cr_assert(crl_lists(first) && !crl_lists(second));
+	free(first);
+	free(second);
+	device_free(&d);
+	service_free(two);
+	service_free(one);
+}
+
+Test(service, expired_certificates_leave_the_crl)
+{
+	struct service *s = new_service();
+	struct device d;
+	struct meas_log log;
+	char path[256], *first, *second, *text;
+
+	device_new(&d, "press-07");
+	device_enroll(s, &d);
+	sample_log(&log, 0x22);
+	record_reference(&log, "release-1");
+	first = attest_ok(s, &d, &log);
+	second = attest_ok(s, &d, &log);
+	cr_assert_eq(revoke_publish(s), 1);
+	/* a line repeated (a crash between revoked.log and the device's file) is listed once */
+	snprintf(path, sizeof(path), "%s/revoked.log", svc_dir);
+	cr_assert_eq(append_copy(path), 0);
+	cr_assert_eq(revoke_publish(s), 1);
+	/* still listed a moment after notAfter (a broker's clock may be behind), then gone */
+	clock_offset_ms = (LIFETIME_S + SERVICE_SKEW_S - 5) * 1000LL;
+	cr_assert_eq(revoke_publish(s), 1);
+	clock_offset_ms = (LIFETIME_S + SERVICE_SKEW_S + 5) * 1000LL;
+	cr_assert_eq(revoke_publish(s), 0);
+	cr_assert_not(crl_lists(first));
+	text = gd_read_file(path);
+	cr_assert_not_null(text);
+	cr_assert_str_eq(text, "", "revoked.log keeps an expired entry");
+	free(text);
+	free(first);
+	free(second);
+	device_free(&d);
+	service_free(s);
+}
+
+/* A child named 'name' that exits 7 on SIGHUP; returns when it has its name. */
+static pid_t named_child(const char *name)
+{
+	sigset_t hup;
+	int fds[2];
+	char ready;
+	pid_t pid;
+
+	cr_assert_eq(pipe(fds), 0);
+	sigemptyset(&hup);
+	sigaddset(&hup, SIGHUP);
+	pid = fork();
+	cr_assert_geq(pid, 0);
+	if (pid == 0) {
+		int sig = 0;
+
+		sigprocmask(SIG_BLOCK, &hup, NULL);
+		prctl(PR_SET_NAME, name);
+		if (write(fds[1], "r", 1) != 1)
+			_exit(1);
+		sigwait(&hup, &sig);
+		_exit(7);
+	}
+	close(fds[1]);
+	cr_assert_eq(read(fds[0], &ready, 1), 1);
+	close(fds[0]);
+	return pid;
+}
+
+Test(service, the_broker_of_the_pid_file_is_told_to_reload)
+{
+	struct service *s = new_service();
+	char pid_file[256], text[32];
+	pid_t broker, stranger;
+	int status = 0;
+
+	snprintf(pid_file, sizeof(pid_file), "%s/mosquitto.pid", tmp);
+	s->cfg.broker_pid_file = strdup(pid_file);
+	cr_assert_eq(revoke_reload_broker(s), 0, "no pid file: nothing to signal");
+	broker = named_child("mosquitto");
+	snprintf(text, sizeof(text), "%ld\n", (long)broker);
+	cr_assert_eq(gd_write_file_atomic(pid_file, text, strlen(text), 0644), 0);
+	cr_assert_eq(revoke_publish(s), 0);
+	cr_assert_eq(waitpid(broker, &status, 0), broker);
+	cr_assert(WIFEXITED(status) && WEXITSTATUS(status) == 7, "the broker got no SIGHUP");
+	/* a stale pid file naming another process: it is not signalled */
+	stranger = named_child("sleeper");
+	snprintf(text, sizeof(text), "%ld", (long)stranger);
+	cr_assert_eq(gd_write_file_atomic(pid_file, text, strlen(text), 0644), 0);
+	cr_assert_eq(revoke_reload_broker(s), 0);
+	kill(stranger, SIGTERM);
+	cr_assert_eq(waitpid(stranger, &status, 0), stranger);
+	cr_assert(WIFSIGNALED(status) && WTERMSIG(status) == SIGTERM,
+		  "a process that is not the broker got SIGHUP");
+	service_free(s);
+}
+
+Test(service, broker_pid_file_is_read_relative_to_the_directory)
+{
+	struct service *s = new_service();
+	struct service_config cfg = { 0 };
+	struct conf c;
+	char want[256];
+
+	s->cfg.broker_pid_file = strdup("run/mosquitto.pid");
+	cr_assert_eq(service_config_write(svc_dir, &s->cfg), 0);
+	conf_init(&c, SERVICE_CONFIG_FILE);
+	cr_assert_eq(service_config_load(svc_dir, &cfg, &c), 0);
+	snprintf(want, sizeof(want), "%s/run/mosquitto.pid", svc_dir);
+	cr_assert_str_eq(cfg.broker_pid_file, want);
+	conf_release(&c);
+	service_config_release(&cfg);
+	service_free(s);
+}
+
+/* Thousands of entries, serials with the top bit set, dates past 2049 (GeneralizedTime). */
+Test(service, a_long_crl_is_encoded_whole)
+{
+	struct service *s = new_service();
+	struct crl_entry *e = calloc(3000, sizeof(*e));
+	const mbedtls_x509_crl_entry *at;
+	mbedtls_x509_crl crl;
+	char path[256], why[512] = "", cmd[512];
+	size_t n = 0;
+
+	cr_assert_not_null(e);
+	for (size_t i = 0; i < 3000; i++) {
+		memset(e[i].serial, (int)(i % 251), sizeof(e[i].serial));
+		e[i].serial[0] = (uint8_t)(i >> 8 | (i % 2 ? 0x80 : 0x40));
+		e[i].serial[1] = (uint8_t)i;
+		e[i].revoked_s = i % 3 ? 1700000000 : 2900000000LL;
+		e[i].reason = i % 2 ? REVOKE_REFUSED : REVOKE_SUPERSEDED;
+	}
+	snprintf(path, sizeof(path), "%s/long.crl", tmp);
+	cr_assert_eq(crl_write(path, &s->op_ca.crt, &s->op_ca.key, &s->drbg, e, 3000, gd_now_ms(),
+			       why, sizeof(why)),
+		     0, "%s", why);
+	mbedtls_x509_crl_init(&crl);
+	cr_assert_eq(mbedtls_x509_crl_parse_file(&crl, path), 0);
+	for (at = &crl.entry; at != NULL && at->serial.len > 0; at = at->next) {
+		cr_assert_eq(at->serial.len, SERVICE_SERIAL_LEN + (e[n].serial[0] & 0x80 ? 1 : 0));
+		cr_assert_eq(memcmp(at->serial.p + at->serial.len - SERVICE_SERIAL_LEN, e[n].serial,
+				    SERVICE_SERIAL_LEN),
+			     0, "entry %zu", n);
+		cr_assert_eq(at->revocation_date.year, n % 3 ? 2023 : 2061, "entry %zu", n);
+		n++;
+	}
+	cr_assert_eq(n, 3000);
+	mbedtls_x509_crl_free(&crl);
+	snprintf(cmd, sizeof(cmd),
+		 "openssl crl -in %s -CAfile %s/op-ca.crt -noout 2>&1 | grep -qx 'verify OK'", path,
+		 svc_dir);
+	cr_assert_eq(system(cmd), 0, "openssl does not accept a long CRL");
+	free(e);
 	service_free(s);
 }
