@@ -10,18 +10,24 @@
 #include "keystore.h"
 #include "measure.h"
 
-/* One round's keys, between begin and end. */
+/* One round's keys and what it measured, between begin and end. */
 struct attest_device {
+	struct gateway *gw;
 	const struct gd_config *cfg;
 	char key_file[512]; /* the identity key, for the TLS connection */
 	struct keystore *ks;
 	char priv[ATTEST_PEM_MAX], pub[ATTEST_PEM_MAX]; /* the operational key pair */
+	bool measured;		   /* the evidence was made: 'gen' names its policy */
+	uint64_t gen;		   /* see enforce_round_policy */
+	struct gd_measured policy; /* the policy measurement the evidence holds */
+	const char *cert;	   /* the issued certificate, for keep() */
 };
 
 static int begin(void *ctx, char *why, size_t cap)
 {
 	struct attest_device *d = ctx;
 
+	d->measured = false;
 	if (keystore_open(d->cfg->state_dir, false, &d->ks, why, cap) != 0 ||
 	    keystore_new_operational_key(d->priv, sizeof(d->priv), d->pub, sizeof(d->pub)) != 0) {
 		if (why[0] == '\0')
@@ -46,7 +52,9 @@ static char *evidence(void *ctx, const uint8_t *nonce, char register_hex[65], ch
 	if (ev == NULL)
 		return NULL;
 	memcpy(ev->nonce, nonce, NONCE_LEN);
-	if (measure_config(d->cfg, "/proc/self/exe", &ev->log, why, cap) != 0)
+	/* What was loaded, as it was loaded: a pending policy if a reload waits for this round. */
+	enforce_round_policy(d->gw, &d->policy, &d->gen);
+	if (measure_config(d->cfg, &d->policy, &ev->log, why, cap) != 0)
 		goto out;
 	if (keystore_public_pem(d->ks, pub, sizeof(pub)) != 0 ||
 	    evidence_ueid(pub, ev->ueid) != 0) {
@@ -61,21 +69,23 @@ static char *evidence(void *ctx, const uint8_t *nonce, char register_hex[65], ch
 	out = evidence_envelope_build(ev, sign_with, d->ks);
 	if (out == NULL)
 		snprintf(why, cap, "cannot sign the evidence with the identity key");
+	d->measured = out != NULL;
 out:
 	free(ev);
 	return out;
 }
 
 /* Writes op.key then op.crt; the uplink reads both at its next connection. */
-static int install(const struct attest_device *d, const char *cert, char *why, size_t cap)
+static int keep(void *ctx, char *why, size_t cap)
 {
+	const struct attest_device *d = ctx;
 	char path[512];
 
 	snprintf(path, sizeof(path), "%s/op.key", d->cfg->state_dir);
 	if (gd_write_file_atomic(path, d->priv, strlen(d->priv), 0600) != 0)
 		goto fail;
 	snprintf(path, sizeof(path), "%s/op.crt", d->cfg->state_dir);
-	if (gd_write_file_atomic(path, cert, strlen(cert), 0600) != 0)
+	if (gd_write_file_atomic(path, d->cert, strlen(d->cert), 0600) != 0)
 		goto fail;
 	return 0;
 fail:
@@ -83,21 +93,40 @@ fail:
 	return GD_EIO;
 }
 
-static int end(void *ctx, const char *cert_pem, char *why, size_t cap)
+/* A certificate goes in with the policy its round measured; a refusal drops a pending policy
+ * (attest what is enforced, at once) or holds the uplink (what is enforced was refused). */
+static enum uplink_attest_next end(void *ctx, const struct attest_result *res, char *why,
+				   size_t cap)
 {
 	struct attest_device *d = ctx;
-	int rc = cert_pem != NULL ? install(d, cert_pem, why, cap) : 0;
+	enum uplink_attest_next next = UPLINK_ATTEST_RETRY;
 
+	if (res != NULL && d->measured && res->ok) {
+		d->cert = res->cert_pem;
+		next = enforce_round_accepted(d->gw, d->gen, keep, d, why, cap);
+	} else if (res != NULL && d->measured) {
+		next = enforce_round_refused(d->gw, d->gen, res->reason, res->detail);
+	}
 	explicit_bzero(d->priv, sizeof(d->priv));
 	keystore_close(d->ks);
 	d->ks = NULL;
-	return rc;
+	d->cert = NULL;
+	d->measured = false;
+	return next;
+}
+
+static void health(void *ctx, struct jw *w)
+{
+	const struct attest_device *d = ctx;
+
+	enforce_health(d->gw, w);
 }
 
 static const struct uplink_attest_ops device_ops = {
 	.begin = begin,
 	.evidence = evidence,
 	.end = end,
+	.health = health,
 };
 
 int attest_device_start(struct gateway *gw)
@@ -105,13 +134,20 @@ int attest_device_start(struct gateway *gw)
 	const struct gd_config *cfg = gw->cfg;
 	const struct gd_attestation *at = &cfg->attest;
 	struct attest_device *d;
+	char why[512];
 
 	if (!at->enabled)
 		return 0;
+	/* The image that runs, once: an update that replaces the file changes nothing here. */
+	if (measure_exe(gw->cfg, "/proc/self/exe", why, sizeof(why)) != 0) {
+		log_warnx("attest", "cannot measure the executable: %s", why);
+		return GD_EIO;
+	}
 	d = calloc(1, sizeof(*d));
 	if (d == NULL)
 		return GD_ENOMEM;
 	gw->attest_device = d;
+	d->gw = gw;
 	d->cfg = cfg;
 	snprintf(d->key_file, sizeof(d->key_file), "%s/identity.key", cfg->state_dir);
 	gw->attest = uplink_attest_start(

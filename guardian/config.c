@@ -9,6 +9,7 @@
 
 #include "console.h"
 #include "core.h"
+#include "measure.h"
 
 static const char *const log_level_names[] = { "error", "warn", "info", "debug", NULL };
 
@@ -294,7 +295,8 @@ static int build_point_table(struct gd_config *cfg, struct conf *c)
 	return 0;
 }
 
-struct policy *gd_policy_load(const struct gd_config *cfg, struct conf *c)
+struct policy *gd_policy_load(const struct gd_config *cfg, struct conf *c,
+			      struct gd_measured *measured)
 {
 	const char **names = calloc(cfg->nadapters ? cfg->nadapters : 1, sizeof(*names));
 	char endpoint[300];
@@ -313,11 +315,14 @@ struct policy *gd_policy_load(const struct gd_config *cfg, struct conf *c)
 	/* Policy errors are reported against the policy file. */
 	conf_init(&pc, cfg->policy_file);
 	text = gd_read_file(cfg->policy_file);
-	if (text == NULL)
+	if (text == NULL) {
 		conf_error(&pc, "", "cannot read policy: %s", strerror(errno));
-	else
+	} else {
+		/* The bytes the parser sees (all of a text file) are the bytes measured. */
+		measure_take(measured, cfg->policy_file, text, strlen(text));
 		p = policy_load(&pc, text, strlen(text), cfg->points, cfg->npoints, names,
 				cfg->nadapters, endpoint);
+	}
 	free(text);
 	/* Every function code an adapter's polls send must be allowed. */
 	for (size_t i = 0; p != NULL && i < cfg->nadapters; i++) {
@@ -377,6 +382,7 @@ int gd_config_load(const char *file, struct conf *c, struct gd_config **out)
 		conf_error(c, "", "cannot read: %s", strerror(errno));
 		goto out;
 	}
+	measure_take(&cfg->measured_config, file, text, strlen(text));
 	root = cJSON_ParseWithOpts(text, &err_at, 1);
 	if (root == NULL || !cJSON_IsObject(root)) {
 		json_error(c, text, root == NULL ? err_at : text);
@@ -421,8 +427,13 @@ int gd_config_load(const char *file, struct conf *c, struct gd_config **out)
 			conf_error(c, "policy", "out of memory");
 			goto out;
 		}
-		cfg->policy = gd_policy_load(cfg, c);
+		cfg->policy = gd_policy_load(cfg, c, &cfg->measured_policy);
 	}
+	/* The CA files as they are at load; one that cannot be measured fails the evidence. */
+	if (cfg->uplink.ca_file != NULL)
+		measure_take(&cfg->measured_files[0], cfg->uplink.ca_file, NULL, 0);
+	if (cfg->attest.enabled)
+		measure_take(&cfg->measured_files[1], cfg->attest.ca_file, NULL, 0);
 out:
 	cJSON_Delete(root);
 	free(text);

@@ -8,6 +8,7 @@
 #include "../uplink/uplink.h"
 #include "../base/base.h"
 #include "../base/conf.h"
+#include "../proto/meas_log.h"
 
 /* The field console (see guardian/console.h). */
 struct gd_console {
@@ -31,6 +32,17 @@ struct gd_attestation {
 	int retry_min_ms, retry_max_ms;
 };
 
+/*
+ * A file as guardian took it (service/PROTOCOL.md, "Evidence"): its real path and the SHA-256 of
+ * the bytes it parsed (for the executable and CA files: of the file when measured). Evidence is
+ * built from these, never by reading the files again.
+ */
+struct gd_measured {
+	char name[MEAS_NAME_MAX]; /* the real path; "": not named, nothing measured */
+	uint8_t sha256[32];
+	int error; /* errno when it could not be measured; 'name' is then the path as named */
+};
+
 /* A site config, completely validated. Owns everything it points to. */
 struct gd_config {
 	char *file;
@@ -47,6 +59,11 @@ struct gd_config {
 	const struct point **points; /* the point table: points[id]; borrowed from adapters */
 	size_t npoints;
 	struct policy *policy;
+	/* Measured at load (measured_exe once at start, measure_exe): what decides behaviour. */
+	struct gd_measured measured_exe;
+	struct gd_measured measured_config;
+	struct gd_measured measured_policy;   /* of 'policy'; a reload swaps both together */
+	struct gd_measured measured_files[2]; /* uplink.ca_file, attestation.ca_file */
 };
 
 /*
@@ -59,9 +76,11 @@ int gd_config_load(const char *file, struct conf *c, struct gd_config **out);
 void gd_config_free(struct gd_config *cfg);
 /*
  * Loads cfg->policy_file again against cfg's points, adapters and broker (for
- * a reload). Errors go to 'c' (with the policy file's name); NULL if any.
+ * a reload), and measures the bytes it parsed into 'measured'. Errors go to 'c'
+ * (with the policy file's name); NULL if any.
  */
-struct policy *gd_policy_load(const struct gd_config *cfg, struct conf *c);
+struct policy *gd_policy_load(const struct gd_config *cfg, struct conf *c,
+			      struct gd_measured *measured);
 
 /* Where the point with this name, or the alias in 'names' (may be NULL), is; -1 if none. A
  * caller with the gateway's aliases holds its policy_lock: a reload frees them. */
@@ -83,7 +102,9 @@ void gateway_stop(struct gateway *gw, int drain_ms);
 /*
  * Loads the policy file again and, only if all of it is valid, puts it in
  * force for every following decision; otherwise the old one stays and the
- * errors are logged. 0 or GD_ECONFIG.
+ * errors are logged. With attestation the new policy waits, pending, until the
+ * service accepts a round that measured it (enforce.c). 0, GD_ECONFIG or
+ * GD_ENOMEM.
  */
 int gateway_reload_policy(struct gateway *gw);
 

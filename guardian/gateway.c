@@ -126,12 +126,13 @@ static void runner_emit(struct point_sink *sink, struct adapter *a, const struct
 
 int gateway_reload_policy(struct gateway *gw)
 {
-	struct policy *fresh, *old;
+	struct gd_measured measured;
+	struct policy *fresh;
 	const char **names;
 	struct conf c;
 
 	conf_init(&c, gw->cfg->policy_file);
-	fresh = gd_policy_load(gw->cfg, &c);
+	fresh = gd_policy_load(gw->cfg, &c, &measured);
 	if (fresh == NULL) {
 		for (size_t i = 0; i < c.nerrors; i++)
 			log_error(SUBSYS, "reload: %s",
@@ -148,17 +149,8 @@ int gateway_reload_policy(struct gateway *gw)
 		log_warnx(SUBSYS, "reload refused: out of memory; the policy in force stays");
 		return GD_ENOMEM;
 	}
-	pthread_rwlock_wrlock(&gw->policy_lock);
-	old = gw->cfg->policy;
-	gw->cfg->policy = fresh;
-	free(gw->names);
-	gw->names = names;
-	pthread_rwlock_unlock(&gw->policy_lock);
-	policy_free(old);
-	log_info(SUBSYS, "policy reloaded from %s: %zu rules in force", gw->cfg->policy_file,
-		 policy_rule_count(fresh));
-	/* The policy is measured: what the service vouched for has changed. */
-	uplink_attest_trigger(gw->attest);
+	/* In force now, or, with attestation, once the service has accepted it. */
+	enforce_reload(gw, fresh, names, &measured);
 	return 0;
 }
 
@@ -274,6 +266,7 @@ struct gateway *gateway_start(struct gd_config *cfg)
 	gw->started_ms = gd_now_ms();
 	pthread_mutex_init(&gw->lock, NULL);
 	pthread_rwlock_init(&gw->policy_lock, NULL);
+	pthread_mutex_init(&gw->pending_lock, NULL);
 	pthread_mutex_init(&gw->current_lock, NULL);
 	pthread_mutex_init(&gw->emit_lock, NULL);
 	boot_id_new(gw->boot_id);
@@ -377,6 +370,8 @@ void gateway_stop(struct gateway *gw, int drain_ms)
 	pthread_cond_destroy(&gw->wake);
 	pthread_mutex_destroy(&gw->lock);
 	pthread_rwlock_destroy(&gw->policy_lock);
+	enforce_free(gw);
+	pthread_mutex_destroy(&gw->pending_lock);
 	pthread_mutex_destroy(&gw->current_lock);
 	pthread_mutex_destroy(&gw->emit_lock);
 	free(gw->current);

@@ -1,6 +1,6 @@
 /* gateway_private.h: private to guardian/: the running gateway's state, and the parts gateway.c
- * starts and calls: the console server, attestation, commands and the audit sink. None of them
- * calls gateway.c. */
+ * starts and calls: the console server, what is enforced, attestation, commands and the audit
+ * sink. None of them calls gateway.c. */
 #ifndef GUARDIAN_GATEWAY_PRIVATE_H
 #define GUARDIAN_GATEWAY_PRIVATE_H
 
@@ -36,6 +36,18 @@ struct gateway {
 	pthread_rwlock_t policy_lock;
 	const char **names;
 	struct policy_state *pstate;
+	/*
+	 * A reloaded policy that waits for attestation (enforce.c). pending_lock guards it, the
+	 * refusal and cfg->measured_policy; a swap takes policy_lock inside it.
+	 */
+	pthread_mutex_t pending_lock;
+	struct {
+		struct policy *policy; /* NULL: none */
+		const char **names;
+		struct gd_measured measured;
+		uint64_t gen; /* counts reloads: names what a round measured */
+	} pending;
+	char reload_reason[32], reload_detail[256]; /* the last reload the service refused */
 	struct runner *runners;
 	size_t nrunners;
 	pthread_mutex_t lock;
@@ -84,6 +96,36 @@ int console_server_start(struct gateway *gw);
 void console_server_stop(struct gateway *gw);
 /* The "console":{...} member of the health document 'w' is writing. */
 void console_server_health(struct gateway *gw, struct jw *w);
+
+/*
+ * What is enforced (enforce.c). A reloaded policy 'p' (taken), measured 'm', with the names
+ * points leave under ('names', taken): without attestation it goes into force now; with it, it
+ * becomes the pending policy (replacing one) and a round is asked for.
+ */
+void enforce_reload(struct gateway *gw, struct policy *p, const char **names,
+		    const struct gd_measured *m);
+/* For a round: the policy measurement to attest, the pending one if any, else the one in force;
+ * *gen names it for the two calls below (0: the one in force). */
+void enforce_round_policy(struct gateway *gw, struct gd_measured *out, uint64_t *gen);
+/*
+ * The service issued a certificate for round 'gen'. Unless a newer reload came since the round
+ * measured (UPLINK_ATTEST_AGAIN, nothing kept), calls keep(ctx) to install the certificate and,
+ * when it succeeds, puts the policy the round measured in force, all under pending_lock so that
+ * no reload slips between. UPLINK_ATTEST_KEPT, or UPLINK_ATTEST_RETRY when keep failed ('why').
+ */
+enum uplink_attest_next enforce_round_accepted(struct gateway *gw, uint64_t gen,
+					       int (*keep)(void *ctx, char *why, size_t cap),
+					       void *ctx, char *why, size_t cap);
+/* The service refused round 'gen': a pending policy it measured is dropped and the refusal
+ * logged (UPLINK_ATTEST_AGAIN: attest what is in force now); if it measured the policy in force,
+ * UPLINK_ATTEST_HOLD. */
+enum uplink_attest_next enforce_round_refused(struct gateway *gw, uint64_t gen, const char *reason,
+					      const char *detail);
+/* The members "policy", "policy_sha256", "reload_reason", "reload_detail" of the object 'w' is
+ * writing. */
+void enforce_health(struct gateway *gw, struct jw *w);
+/* Frees the pending policy, if any (at stop). */
+void enforce_free(struct gateway *gw);
 
 /* Starts attestation rounds with this device's keys (gw->attest); none without an attestation
  * section. 0 or gd_err. */

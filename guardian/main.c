@@ -323,7 +323,9 @@ static int cmd_measure(const char *file, bool json)
 
 	if (cfg == NULL)
 		return 1;
-	if (measure_config(cfg, "/proc/self/exe", &log, why, sizeof(why)) != 0) {
+	/* The same digests a running guardian attests: taken as the config loaded. */
+	if (measure_exe(cfg, "/proc/self/exe", why, sizeof(why)) != 0 ||
+	    measure_config(cfg, NULL, &log, why, sizeof(why)) != 0) {
 		fprintf(stderr, "guardian measure: %s\n", why);
 	} else if (json) {
 		char *text = meas_log_json(&log);

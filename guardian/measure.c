@@ -1,11 +1,41 @@
-/* measure.c: hashes what decides guardian's behaviour (binary, config, policy, CAs) into a log. */
+/* measure.c: hashes what decides guardian's behaviour (binary, config, policy, CAs) as it is
+ * loaded, and builds the measurement log from those digests. */
 #include <errno.h>
 #include <limits.h>
+#include <mbedtls/sha256.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "core.h"
 #include "measure.h"
+
+void measure_take(struct gd_measured *m, const char *path, const char *data, size_t len)
+{
+	char real[PATH_MAX];
+
+	memset(m, 0, sizeof(*m));
+	if (realpath(path, real) == NULL) {
+		m->error = errno;
+	} else if (strlen(real) >= sizeof(m->name)) {
+		m->error = ENAMETOOLONG;
+	} else if (data != NULL) {
+		mbedtls_sha256_ret((const unsigned char *)data, len, m->sha256, 0);
+	} else if (meas_hash_file(path, m->sha256) != 0) {
+		m->error = errno;
+	}
+	/* A path too long is cut: it only names the error then. */
+	snprintf(m->name, sizeof(m->name), "%.*s", (int)sizeof(m->name) - 1,
+		 m->error != 0 ? path : real);
+}
+
+int measure_exe(struct gd_config *cfg, const char *exe, char *why, size_t cap)
+{
+	measure_take(&cfg->measured_exe, exe, NULL, 0);
+	if (cfg->measured_exe.error == 0)
+		return 0;
+	snprintf(why, cap, "%s: %s", exe, strerror(cfg->measured_exe.error));
+	return GD_EIO;
+}
 
 static bool already_measured(const struct meas_log *log, const char *real)
 {
@@ -16,67 +46,47 @@ static bool already_measured(const struct meas_log *log, const char *real)
 	return false;
 }
 
-/*
- * Measures 'path' under its real path, unless that file is in the log already.
- * 'hash_path' is what is read: normally 'path', but for the executable
- * /proc/self/exe, the image that runs even if an update replaced the file.
- */
-static int measure_one(struct meas_log *log, const char *type, const char *path,
-		       const char *hash_path, char *why, size_t cap)
+int measure_config(const struct gd_config *cfg, const struct gd_measured *policy,
+		   struct meas_log *out, char *why, size_t cap)
 {
-	char real[PATH_MAX];
-	uint8_t digest[32];
-	int err;
-
-	if (realpath(path, real) == NULL) {
-		snprintf(why, cap, "%s: %s", path, strerror(errno));
-		return GD_EIO;
-	}
-	if (already_measured(log, real))
-		return 0;
-	if (meas_hash_file(hash_path, digest) != 0) {
-		snprintf(why, cap, "%s: %s", real, strerror(errno));
-		return GD_EIO;
-	}
-	err = meas_add(log, type, real, digest);
-	if (err == GD_EINVAL)
-		snprintf(why, cap, "%s: path longer than %d bytes", real, MEAS_NAME_MAX - 1);
-	else if (err != 0)
-		snprintf(why, cap, "%s: more than %d measurements", real, MEAS_MAX);
-	return err != 0 ? GD_EIO : 0;
-}
-
-int measure_config(const struct gd_config *cfg, const char *exe, struct meas_log *out, char *why,
-		   size_t cap)
-{
-	/* Everything after the executable, in the order the config names it; NULL: not set. */
+	/* In the order the config names them; "" names nothing (a CA the config does not set). */
 	const struct {
 		const char *type;
-		const char *path;
-	} files[] = {
-		{ "config", cfg->file },
-		{ "policy", cfg->policy_file },
-		{ "file", cfg->uplink.ca_file },
-		{ "file", cfg->attest.enabled ? cfg->attest.ca_file : NULL },
+		const struct gd_measured *m;
+	} items[] = {
+		{ "exe", &cfg->measured_exe },
+		{ "config", &cfg->measured_config },
+		{ "policy", policy != NULL ? policy : &cfg->measured_policy },
+		{ "file", &cfg->measured_files[0] },
+		{ "file", &cfg->measured_files[1] },
 	};
 	struct meas_log *log = malloc(sizeof(*log));
-	int err;
 
 	if (log == NULL) {
 		snprintf(why, cap, "out of memory");
 		return GD_ENOMEM;
 	}
 	meas_init(log);
-	err = measure_one(log, "exe", exe, exe, why, cap);
-	for (size_t i = 0; err == 0 && i < sizeof(files) / sizeof(files[0]); i++) {
-		if (files[i].path != NULL)
-			err = measure_one(log, files[i].type, files[i].path, files[i].path, why,
-					  cap);
+	for (size_t i = 0; i < sizeof(items) / sizeof(items[0]); i++) {
+		const struct gd_measured *m = items[i].m;
+
+		if (m->error != 0) {
+			snprintf(why, cap, "%s: %s", m->name, strerror(m->error));
+			goto fail;
+		}
+		if (m->name[0] == '\0' && i < 3) {
+			snprintf(why, cap, "the %s was not measured", items[i].type);
+			goto fail;
+		}
+		if (m->name[0] != '\0' && !already_measured(log, m->name))
+			meas_add(log, items[i].type, m->name, m->sha256); /* 5 items fit */
 	}
-	if (err == 0)
-		*out = *log;
+	*out = *log;
 	free(log);
-	return err;
+	return 0;
+fail:
+	free(log);
+	return GD_EIO;
 }
 
 void measure_print(const struct meas_log *log, FILE *out)

@@ -35,12 +35,34 @@ struct uplink_attest {
 
 /* ---- one MQTT conversation with the service ----------------------------------------------- */
 
+/*
+ * A question to the service, and how it goes again while unanswered: one sent while no service
+ * instance listened (reconnecting, or starting) is lost, not kept. The wait before each copy
+ * doubles from repeat_min_ms to repeat_max_ms (gd_backoff_ms; 0: the timeout).
+ */
+struct conv_question {
+	const char *what;   /* the last level of its topic: "hello" */
+	const char *answer; /* the last level of the answer's topic: "nonce" */
+	int repeat_min_ms, repeat_max_ms;
+};
+
+/* A hello costs the service a nonce: a service back from a reconnect hears one within 2 s. */
+static const struct conv_question conv_hello = {
+	.what = "hello", .answer = "nonce", .repeat_min_ms = 250, .repeat_max_ms = 2000
+};
+/* An evidence costs it a signature check, and is checked again for every copy. */
+static const struct conv_question conv_evidence = {
+	.what = "evidence", .answer = "result", .repeat_min_ms = 1000, .repeat_max_ms = 0
+};
+
 struct conv {
 	MQTTAsync client;
 	pthread_mutex_t lock;
 	pthread_cond_t cond;
 	bool done;
 	int rc;
+	bool lost;	    /* the connection to the listener went (or never came) */
+	int copies;	    /* of the question being asked */
 	char fail_msg[160]; /* Paho's words for the last failure */
 	char topic_nonce[160], topic_result[160];
 	char *nonce, *result; /* payloads that arrived, malloc'd */
@@ -88,6 +110,35 @@ static void on_fail(void *ctx, MQTTAsync_failureData *resp)
 	conv_signal(ctx, resp != NULL && resp->code != 0 ? resp->code : -1);
 }
 
+static void on_lost(void *ctx, char *cause)
+{
+	struct conv *cv = ctx;
+
+	pthread_mutex_lock(&cv->lock);
+	cv->lost = true;
+	snprintf(cv->fail_msg, sizeof(cv->fail_msg), "%s",
+		 cause != NULL ? cause : "the broker closed the connection or the network failed");
+	pthread_cond_broadcast(&cv->cond);
+	pthread_mutex_unlock(&cv->lock);
+}
+
+/*
+ * An evidence sent more than once is answered with what the service decided, once, and with
+ * "replayed_nonce" for every further copy, its nonce being used by then: not an answer to wait
+ * for. Called with 'lock' held.
+ */
+static bool conv_is_echo(const struct conv *cv, const char *payload, size_t len)
+{
+	struct attest_result r;
+	bool echo;
+
+	if (cv->copies < 2 || attest_result_parse(payload, len, &r) != 0)
+		return false;
+	echo = !r.ok && strcmp(r.reason, "replayed_nonce") == 0;
+	attest_result_free(&r);
+	return echo;
+}
+
 static int on_message(void *ctx, char *topic, int tlen, MQTTAsync_message *m)
 {
 	struct conv *cv = ctx;
@@ -99,7 +150,9 @@ static int on_message(void *ctx, char *topic, int tlen, MQTTAsync_message *m)
 	else if (strcmp(topic, cv->topic_result) == 0)
 		slot = &cv->result;
 	pthread_mutex_lock(&cv->lock);
-	if (slot != NULL && *slot == NULL) {
+	/* The first answer counts; those to further copies of the question come too late. */
+	if (slot != NULL && *slot == NULL &&
+	    !(slot == &cv->result && conv_is_echo(cv, m->payload, (size_t)m->payloadlen))) {
 		*slot = strndup(m->payload, (size_t)m->payloadlen);
 		pthread_cond_broadcast(&cv->cond);
 	}
@@ -109,29 +162,35 @@ static int on_message(void *ctx, char *topic, int tlen, MQTTAsync_message *m)
 	return 1;
 }
 
-/* Waits for the pending operation; 0, its failure code, or GD_ETIMEDOUT. */
+/* Waits for the pending operation; 0, its failure code, GD_EIO when the connection went, or
+ * GD_ETIMEDOUT. */
 static int conv_wait(struct conv *cv, int ms)
 {
 	struct timespec ts = mono_ts(gd_mono_ms() + ms);
 	int rc;
 
 	pthread_mutex_lock(&cv->lock);
-	while (!cv->done && pthread_cond_timedwait(&cv->cond, &cv->lock, &ts) != ETIMEDOUT)
+	while (!cv->done && !cv->lost &&
+	       pthread_cond_timedwait(&cv->cond, &cv->lock, &ts) != ETIMEDOUT)
 		;
-	rc = cv->done ? cv->rc : GD_ETIMEDOUT;
+	rc = cv->done ? cv->rc : cv->lost ? GD_EIO : GD_ETIMEDOUT;
 	cv->done = false;
 	pthread_mutex_unlock(&cv->lock);
 	return rc;
 }
 
-/* Waits until *slot holds a message; returns it (owned by the caller) or NULL on timeout. */
-static char *conv_take(struct conv *cv, char **slot, int ms)
+/*
+ * Waits until *slot holds a message, the connection is lost, or the monotonic clock reads
+ * 'deadline_ms'. Returns the message (owned by the caller) or NULL.
+ */
+static char *conv_take(struct conv *cv, char **slot, int64_t deadline_ms)
 {
-	struct timespec ts = mono_ts(gd_mono_ms() + ms);
+	struct timespec ts = mono_ts(deadline_ms);
 	char *msg;
 
 	pthread_mutex_lock(&cv->lock);
-	while (*slot == NULL && pthread_cond_timedwait(&cv->cond, &cv->lock, &ts) != ETIMEDOUT)
+	while (*slot == NULL && !cv->lost &&
+	       pthread_cond_timedwait(&cv->cond, &cv->lock, &ts) != ETIMEDOUT)
 		;
 	msg = *slot;
 	*slot = NULL;
@@ -139,31 +198,53 @@ static char *conv_take(struct conv *cv, char **slot, int ms)
 	return msg;
 }
 
-static int conv_publish(struct conv *cv, const char *topic, const char *payload, int ms)
+static int64_t earlier(int64_t a, int64_t b)
+{
+	return a < b ? a : b;
+}
+
+static bool conv_lost(struct conv *cv)
+{
+	bool lost;
+
+	pthread_mutex_lock(&cv->lock);
+	lost = cv->lost;
+	pthread_mutex_unlock(&cv->lock);
+	return lost;
+}
+
+/*
+ * Hands one QoS 1 message to Paho, which copies it. No wait for the broker's acknowledgement:
+ * the service's answer is the one that counts. A refusal marks the connection lost.
+ */
+static int conv_send(struct conv *cv, const char *topic, const char *payload)
 {
 	MQTTAsync_message m = MQTTAsync_message_initializer;
-	MQTTAsync_responseOptions ro = MQTTAsync_responseOptions_initializer;
 
 	m.payload = (void *)(uintptr_t)payload;
 	m.payloadlen = (int)strlen(payload);
 	m.qos = 1;
-	ro.onSuccess = on_ok;
-	ro.onFailure = on_fail;
-	ro.context = cv;
-	if (MQTTAsync_sendMessage(cv->client, topic, &m, &ro) != MQTTASYNC_SUCCESS)
-		return GD_EIO;
-	return conv_wait(cv, ms);
+	if (MQTTAsync_sendMessage(cv->client, topic, &m, NULL) == MQTTASYNC_SUCCESS)
+		return 0;
+	pthread_mutex_lock(&cv->lock);
+	cv->lost = true;
+	pthread_mutex_unlock(&cv->lock);
+	return GD_EIO;
 }
 
-/* Connects to the attestation listener with the identity certificate, and subscribes. */
-static int conv_open(struct conv *cv, const struct uplink_attest_config *at, char *why, size_t cap)
+/*
+ * Connects to the attestation listener with the identity certificate, and subscribes; waits up
+ * to 'wait_ms' for each. On failure the connection counts as lost (conv_lost).
+ */
+static int conv_open(struct conv *cv, const struct uplink_attest_config *at, int wait_ms, char *why,
+		     size_t cap)
 {
 	MQTTAsync_connectOptions co = MQTTAsync_connectOptions_initializer;
 	MQTTAsync_SSLOptions ssl;
 	MQTTAsync_responseOptions ro = MQTTAsync_responseOptions_initializer;
 	char uri[300], id[96];
 	char *topics[2] = { cv->topic_nonce, cv->topic_result };
-	int qos[2] = { 1, 1 }, rc;
+	int qos[2] = { 1, 1 }, rc = GD_EIO;
 
 	snprintf(uri, sizeof(uri), "ssl://%s:%d", at->host, at->port);
 	snprintf(id, sizeof(id), "%s-attest", at->device_id);
@@ -171,11 +252,16 @@ static int conv_open(struct conv *cv, const struct uplink_attest_config *at, cha
 		 at->device_id);
 	snprintf(cv->topic_result, sizeof(cv->topic_result), "guardian/%s/attest/result",
 		 at->device_id);
+	pthread_mutex_lock(&cv->lock);
+	cv->lost = false;
+	cv->fail_msg[0] = '\0';
+	pthread_mutex_unlock(&cv->lock);
 	if (MQTTAsync_create(&cv->client, uri, id, MQTTCLIENT_PERSISTENCE_NONE, NULL) !=
 		    MQTTASYNC_SUCCESS ||
-	    MQTTAsync_setCallbacks(cv->client, cv, NULL, on_message, NULL) != MQTTASYNC_SUCCESS) {
+	    MQTTAsync_setCallbacks(cv->client, cv, on_lost, on_message, NULL) !=
+		    MQTTASYNC_SUCCESS) {
 		snprintf(why, cap, "cannot create an MQTT client for %s", uri);
-		return GD_EIO;
+		goto out;
 	}
 	mqtt_tls_options(&ssl, &(struct mqtt_tls){ .ca_file = at->ca_file,
 						   .cert_file = at->cert_file,
@@ -183,31 +269,41 @@ static int conv_open(struct conv *cv, const struct uplink_attest_config *at, cha
 	co.ssl = &ssl;
 	co.cleansession = 1;
 	co.keepAliveInterval = 30;
-	co.connectTimeout = (at->timeout_ms + 999) / 1000;
+	co.connectTimeout = (wait_ms + 999) / 1000;
 	co.onSuccess = on_ok;
 	co.onFailure = on_fail;
 	co.context = cv;
 	rc = MQTTAsync_connect(cv->client, &co);
 	if (rc != MQTTASYNC_SUCCESS)
 		snprintf(cv->fail_msg, sizeof(cv->fail_msg), "%s", MQTTAsync_strerror(rc));
-	if (rc != MQTTASYNC_SUCCESS || (rc = conv_wait(cv, at->timeout_ms + 2000)) != 0) {
+	if (rc != MQTTASYNC_SUCCESS || (rc = conv_wait(cv, wait_ms + 2000)) != 0) {
 		snprintf(why, cap, "cannot connect to the attestation listener %s with %s: %s", uri,
 			 at->cert_file, cv->fail_msg[0] ? cv->fail_msg : "no answer");
-		return GD_EIO;
+		rc = GD_EIO;
+		goto out;
 	}
 	ro.onSuccess = on_ok;
 	ro.onFailure = on_fail;
 	ro.context = cv;
+	rc = GD_EIO;
 	if (MQTTAsync_subscribeMany(cv->client, 2, topics, qos, &ro) != MQTTASYNC_SUCCESS ||
-	    conv_wait(cv, at->timeout_ms) != 0) {
+	    conv_wait(cv, wait_ms) != 0) {
 		snprintf(why, cap, "cannot subscribe to guardian/%s/attest/# on %s", at->device_id,
 			 uri);
-		return GD_EIO;
+		goto out;
 	}
-	return 0;
+	rc = 0;
+out:
+	if (rc != 0) {
+		pthread_mutex_lock(&cv->lock);
+		cv->lost = true;
+		pthread_mutex_unlock(&cv->lock);
+	}
+	return rc;
 }
 
-static void conv_close(struct conv *cv)
+/* Disconnects (if connected) and destroys the client; what arrived stays. */
+static void conv_drop(struct conv *cv)
 {
 	MQTTAsync_disconnectOptions d = MQTTAsync_disconnectOptions_initializer;
 
@@ -221,8 +317,82 @@ static void conv_close(struct conv *cv)
 	    MQTTAsync_disconnect(cv->client, &d) == MQTTASYNC_SUCCESS)
 		conv_wait(cv, 2000);
 	MQTTAsync_destroy(&cv->client);
+	/* What the old client's last callbacks said is no news for the next one. */
+	pthread_mutex_lock(&cv->lock);
+	cv->done = false;
+	pthread_mutex_unlock(&cv->lock);
+}
+
+static void conv_close(struct conv *cv)
+{
+	conv_drop(cv);
 	free(cv->nonce);
 	free(cv->result);
+}
+
+/*
+ * Asks the service question 'q': publishes 'payload' on guardian/<device>/attest/<q->what> and
+ * waits for the answer in *slot, at most at->timeout_ms, asking again while there is none
+ * (struct conv_question); an answer to any copy counts. A connection to the listener lost
+ * meanwhile (the broker restarting) is made again, and the question asked again on it. Returns
+ * the answer (the caller frees it), or NULL with the reason in 'why'.
+ */
+static char *conv_ask(struct conv *cv, const struct uplink_attest_config *at,
+		      const struct conv_question *q, const char *payload, char **slot, char *why,
+		      size_t cap)
+{
+	int64_t start = gd_mono_ms(), deadline = start + at->timeout_ms;
+	int repeat_max_ms = q->repeat_max_ms > 0 ? q->repeat_max_ms : at->timeout_ms;
+	const char *what = q->what, *answer = q->answer;
+	char topic[160], reason[160];
+	char *msg = NULL;
+	int copies = 0;
+	bool reconnecting = false;
+
+	snprintf(topic, sizeof(topic), "guardian/%s/attest/%s", at->device_id, what);
+	pthread_mutex_lock(&cv->lock);
+	cv->copies = 0;
+	pthread_mutex_unlock(&cv->lock);
+	why[0] = '\0'; /* from here on: why the connection could not be made again */
+	for (int turn = 1; msg == NULL; turn++) {
+		int64_t now = gd_mono_ms();
+		int wait_ms = gd_backoff_ms(q->repeat_min_ms, repeat_max_ms, turn);
+
+		if (now >= deadline)
+			break;
+		if (conv_lost(cv)) {
+			if (!reconnecting) {
+				pthread_mutex_lock(&cv->lock);
+				snprintf(reason, sizeof(reason), "%s", cv->fail_msg);
+				pthread_mutex_unlock(&cv->lock);
+				log_info(SUBSYS,
+					 "lost the attestation listener (%s): connecting again",
+					 reason);
+			}
+			reconnecting = true;
+			conv_drop(cv);
+			if (conv_open(cv, at, (int)(deadline - now), why, cap) != 0) {
+				/* The broker may be on its way back. */
+				gd_sleep_until_ms(earlier(now + wait_ms, deadline));
+				continue;
+			}
+			reconnecting = false;
+			why[0] = '\0';
+		}
+		if (copies > 0)
+			log_info(SUBSYS, "no %s %lld ms after the first %s: %s again (copy %d)",
+				 answer, (long long)(gd_mono_ms() - start), what, what, copies + 1);
+		if (conv_send(cv, topic, payload) == 0) {
+			pthread_mutex_lock(&cv->lock);
+			cv->copies = ++copies;
+			pthread_mutex_unlock(&cv->lock);
+		}
+		msg = conv_take(cv, slot, earlier(gd_mono_ms() + wait_ms, deadline));
+	}
+	if (msg == NULL && why[0] == '\0')
+		snprintf(why, cap, "no %s from the attestation service within %d ms (%d %s sent)",
+			 answer, at->timeout_ms, copies, what);
+	return msg;
 }
 
 /* ---- one round ---------------------------------------------------------------------------- */
@@ -248,46 +418,39 @@ static char *evidence_for(struct uplink_attest *ac, const char *msg, char *why, 
 }
 
 /*
- * hello -> nonce -> evidence -> result. Returns 0 with *res filled (ok or a
- * refusal), or a negative gd_err with 'why' when the round could not be had.
+ * hello -> nonce -> evidence -> result, each question asked again while it goes unanswered
+ * (conv_ask). Returns 0 with *res filled (ok or a refusal), or a negative gd_err with 'why'
+ * when the round could not be had.
  */
 static int converse(struct uplink_attest *ac, struct attest_result *res, char *why, size_t cap,
 		    int64_t *exchange_ms)
 {
 	const struct uplink_attest_config *at = &ac->cfg;
 	struct conv cv = { 0 };
-	char topic[160], hello[64];
+	char hello[64];
 	char *msg = NULL, *ev = NULL;
-	int rc = GD_ETIMEDOUT;
+	int rc;
 
 	pthread_mutex_init(&cv.lock, NULL);
 	cond_init_monotonic(&cv.cond); /* the waits below count on the monotonic clock */
-	if ((rc = conv_open(&cv, at, why, cap)) != 0)
+	if ((rc = conv_open(&cv, at, at->timeout_ms, why, cap)) != 0)
 		goto out;
-	snprintf(topic, sizeof(topic), "guardian/%s/attest/hello", at->device_id);
 	snprintf(hello, sizeof(hello), "{\"swversion\":\"%s\"}", at->swversion);
 	*exchange_ms = gd_mono_ms();
-	if (conv_publish(&cv, topic, hello, at->timeout_ms) != 0 ||
-	    (msg = conv_take(&cv, &cv.nonce, at->timeout_ms)) == NULL) {
-		snprintf(why, cap, "no nonce from the attestation service within %d ms",
-			 at->timeout_ms);
-		rc = GD_ETIMEDOUT;
+	rc = GD_ETIMEDOUT;
+	msg = conv_ask(&cv, at, &conv_hello, hello, &cv.nonce, why, cap);
+	if (msg == NULL)
 		goto out;
-	}
 	ev = evidence_for(ac, msg, why, cap);
 	free(msg);
 	msg = NULL;
 	rc = GD_EIO;
 	if (ev == NULL)
 		goto out;
-	snprintf(topic, sizeof(topic), "guardian/%s/attest/evidence", at->device_id);
-	if (conv_publish(&cv, topic, ev, at->timeout_ms) != 0 ||
-	    (msg = conv_take(&cv, &cv.result, at->timeout_ms)) == NULL) {
-		snprintf(why, cap, "no result from the attestation service within %d ms",
-			 at->timeout_ms);
-		rc = GD_ETIMEDOUT;
+	rc = GD_ETIMEDOUT;
+	msg = conv_ask(&cv, at, &conv_evidence, ev, &cv.result, why, cap);
+	if (msg == NULL)
 		goto out;
-	}
 	*exchange_ms = gd_mono_ms() - *exchange_ms;
 	rc = attest_result_parse(msg, strlen(msg), res);
 	if (rc != 0)
@@ -320,22 +483,24 @@ static int64_t round_once(struct uplink_attest *ac, int *failures)
 	struct attest_result res = { 0 };
 	char why[768];
 	int64_t now = gd_now_ms(), started = gd_mono_ms(), exchange = 0, retry;
-	bool issued = false, ok;
+	bool answered = false;
+	enum uplink_attest_next next;
 
 	__atomic_add_fetch(&ac->rounds, 1, __ATOMIC_RELAXED);
 	set_state(ac, "attesting", NULL, NULL);
 	why[0] = '\0';
 	if (at->ops->begin(at->ctx, why, sizeof(why)) == 0 &&
 	    converse(ac, &res, why, sizeof(why), &exchange) == 0) {
-		issued = res.ok;
+		answered = true;
 		if (!res.ok) {
 			__atomic_add_fetch(&ac->refusals, 1, __ATOMIC_RELAXED);
 			snprintf(why, sizeof(why), "refused: %s: %.400s", res.reason, res.detail);
 			set_state(ac, "refused", res.reason, res.detail);
 		}
 	}
-	ok = at->ops->end(at->ctx, issued ? res.cert_pem : NULL, why, sizeof(why)) == 0 && issued;
-	if (ok) {
+	/* The device knows what the round measured, and so what its answer means. */
+	next = at->ops->end(at->ctx, answered ? &res : NULL, why, sizeof(why));
+	if (next == UPLINK_ATTEST_KEPT && res.ok) {
 		int64_t life = res.not_after - now;
 
 		pthread_mutex_lock(&ac->lock);
@@ -355,11 +520,20 @@ static int64_t round_once(struct uplink_attest *ac, int *failures)
 		return gd_mono_ms() + (life > 3000 ? life * 2 / 3 : 1000);
 	}
 	attest_result_free(&res);
+	if (next == UPLINK_ATTEST_AGAIN) {
+		log_warnx(SUBSYS, "attestation of a change: %s; attesting what is enforced now",
+			  why);
+		return gd_mono_ms();
+	}
 	(*failures)++;
 	retry = gd_backoff_ms(at->retry_min_ms, at->retry_max_ms, *failures);
 	if (strcmp(ac->state, "refused") != 0)
 		set_state(ac, "failed", "unreachable", why);
-	log_warnx(SUBSYS, "attestation failed: %s; retrying in %lld s", why,
+	/* No telemetry and no commands on a state the service refused. */
+	if (next == UPLINK_ATTEST_HOLD)
+		uplink_hold(ac->uplink, true);
+	log_warnx(SUBSYS, "attestation failed: %s; %sretrying in %lld s", why,
+		  next == UPLINK_ATTEST_HOLD ? "telemetry and commands held; " : "",
 		  (long long)(retry / 1000));
 	return gd_mono_ms() + retry;
 }
@@ -475,17 +649,20 @@ void uplink_attest_health(struct uplink_attest *ac, struct jw *w)
 	jw_key(w, "not_after");
 	jw_int(w, ac->not_after_ms);
 	jw_key(w, "rounds");
-	jw_uint(w, ac->rounds);
+	jw_uint(w, __atomic_load_n(&ac->rounds, __ATOMIC_RELAXED)); /* counted without the lock */
 	jw_key(w, "refusals");
-	jw_uint(w, ac->refusals);
+	jw_uint(w, __atomic_load_n(&ac->refusals, __ATOMIC_RELAXED));
 	jw_key(w, "register");
 	jw_string(w, ac->register_hex);
 	jw_key(w, "last_reason");
 	jw_string(w, ac->last_reason);
 	jw_key(w, "last_detail");
 	jw_string(w, ac->last_detail);
-	jw_end(w);
 	pthread_mutex_unlock(&ac->lock);
+	/* Without the lock: the device takes its own. */
+	if (ac->cfg.ops->health != NULL)
+		ac->cfg.ops->health(ac->cfg.ctx, w);
+	jw_end(w);
 }
 
 void uplink_attest_describe(struct uplink_attest *ac, char *out, size_t cap)

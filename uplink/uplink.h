@@ -26,7 +26,7 @@ struct uplink_config {
 	char *client_id;	     /* default: the device id */
 	int keepalive_s;	     /* 30 */
 	int connect_timeout_s;	     /* 10 */
-	int reconnect_min_ms;	     /* 500: first retry delay, doubled per failure */
+	int reconnect_min_ms;	     /* 250: first retry delay, doubled per failure */
 	int reconnect_max_ms;	     /* 30000 */
 	int max_inflight;	     /* 64 QoS 1 messages awaiting acknowledgement */
 	long long queue_max_bytes;   /* 4 MiB of payload held while the broker is away */
@@ -146,6 +146,20 @@ size_t payload_telemetry(char *buf, size_t cap, size_t *len, const char *device_
 #define PAYLOAD_SEQ_ROOM 19 /* digits of UINT64_MAX, less the "0" already there */
 char *payload_number(char *doc, size_t *len, uint64_t seq);
 
+/* What the device makes of a round's end: what the rounds do next. */
+enum uplink_attest_next {
+	UPLINK_ATTEST_KEPT,  /* the certificate is kept: release the uplink with it; renew at 2/3 */
+	UPLINK_ATTEST_RETRY, /* nothing kept (no answer, or it could not be kept): retry with
+				backoff */
+	UPLINK_ATTEST_AGAIN, /* what the round measured is gone (a change refused and dropped, or
+				replaced): attest what is enforced now, at once */
+	UPLINK_ATTEST_HOLD,  /* what is enforced was refused: hold the uplink (no telemetry, no
+				commands), retry with backoff */
+};
+
+struct attest_result;
+struct jw;
+
 /*
  * Attestation rounds (uplink/attest.c, service/PROTOCOL.md). The keys and the
  * measurements are the device's: a round asks for them through these, on the
@@ -156,15 +170,19 @@ char *payload_number(char *doc, size_t *len, uint64_t seq);
  *   evidence: the signed evidence (malloc'd) for 'nonce' (NONCE_LEN bytes,
  *     proto/evidence.h), naming the operational key; the register it measured
  *     goes to 'register_hex' (left as it is when nothing was measured).
- *   end: after every round, whatever happened: with the issued 'cert_pem',
- *     keeps it and the operational key for the uplink; always forgets the
- *     round's secrets.
+ *   end: after every round, whatever happened, with the service's answer
+ *     ('res', proto/attest.h; NULL when there was none): on res->ok, keeps the
+ *     certificate and the operational key for the uplink, or declines them;
+ *     always forgets the round's secrets. Says what comes next.
+ *   health: optional: the device's own members of the "attestation" object.
  */
 struct uplink_attest_ops {
 	int (*begin)(void *ctx, char *why, size_t cap);
 	char *(*evidence)(void *ctx, const uint8_t *nonce, char register_hex[65], char *why,
 			  size_t cap);
-	int (*end)(void *ctx, const char *cert_pem, char *why, size_t cap);
+	enum uplink_attest_next (*end)(void *ctx, const struct attest_result *res, char *why,
+				       size_t cap);
+	void (*health)(void *ctx, struct jw *w);
 };
 
 /* What the rounds need. The strings and 'ctx' are borrowed: they outlive the rounds. */
@@ -183,18 +201,18 @@ struct uplink_attest_config {
 };
 
 struct uplink_attest;
-struct jw;
 
 /*
  * Starts the rounds on their own thread: at once, at two thirds of each
  * certificate's lifetime, on uplink_attest_trigger, after a failure with
- * backoff. A round that brings a certificate releases 'u' and reconnects it;
- * an expired certificate holds it. NULL on failure.
+ * backoff. A round whose certificate the device keeps releases 'u' and
+ * reconnects it; an expired certificate, or a refusal of what is enforced,
+ * holds it. NULL on failure.
  */
 struct uplink_attest *uplink_attest_start(const struct uplink_attest_config *cfg, struct uplink *u);
 /* Stops the rounds and frees 'a'. The functions below do nothing for a NULL 'a'. */
 void uplink_attest_stop(struct uplink_attest *a);
-/* The measurements changed (a policy reload): attest again now. */
+/* The measurements changed (a policy reload waits for it): attest again now. */
 void uplink_attest_trigger(struct uplink_attest *a);
 /* UTC ms when the operational certificate expires; 0 when there is none. */
 int64_t uplink_attest_cert_expiry(struct uplink_attest *a);

@@ -7,6 +7,7 @@
 #include <unistd.h>
 
 #include "../../guardian/core.h"
+#include "../../guardian/measure.h"
 
 static char dir[64];
 static char cfgfile[128];
@@ -527,4 +528,36 @@ Test(config, socketcan_needs_an_interface)
 		"{\"name\":\"bus\",\"type\":\"can\",\"transport\":\"socketcan\","
 		"\"points\":[{\"name\":\"x\",\"id\":1,\"start_bit\":0,\"length\":8}]}");
 	expect_error("adapters[1].interface", "missing");
+}
+
+/* The digests are of the bytes loaded: files changed on disk later do not change the log. */
+Test(config, measured_as_loaded_not_as_on_disk)
+{
+	struct gd_config *cfg = NULL;
+	struct meas_log log;
+	uint8_t site_sha[32], policy_sha[32];
+	char path[256], why[512] = "";
+	struct conf c;
+
+	write_config_points("", "", "[{\"name\":\"b\",\"address\":1}]");
+	snprintf(path, sizeof(path), "%s/policy.json", dir);
+	cr_assert_eq(meas_hash_file(cfgfile, site_sha), 0);
+	cr_assert_eq(meas_hash_file(path, policy_sha), 0);
+	conf_init(&c, cfgfile);
+	cr_assert_eq(gd_config_load(cfgfile, &c, &cfg), 0);
+	conf_release(&c);
+	write_file("site.json", "{}");
+	write_file("policy.json", "{\"version\":1}");
+	write_file("ca.crt", "another CA");
+	cr_assert_eq(measure_exe(cfg, "/proc/self/exe", why, sizeof(why)), 0, "%s", why);
+	cr_assert_eq(measure_config(cfg, NULL, &log, why, sizeof(why)), 0, "%s", why);
+	cr_assert_eq(log.n, 4, "%zu items", log.n);
+	cr_expect_str_eq(log.items[1].type, "config");
+	cr_expect_arr_eq(log.items[1].sha256, site_sha, 32, "the config as loaded");
+	cr_expect_str_eq(log.items[2].type, "policy");
+	cr_expect_arr_eq(log.items[2].sha256, policy_sha, 32, "the policy as loaded");
+	cr_expect_str_eq(log.items[2].name, cfg->measured_policy.name);
+	cr_expect_str_eq(log.items[3].type, "file");
+	cr_expect(memcmp(log.items[3].sha256, cfg->measured_files[0].sha256, 32) == 0);
+	gd_config_free(cfg);
 }
