@@ -1,5 +1,6 @@
 #!/bin/sh
-# run.sh: runs every benchmark and prints its figures (BENCH_SECONDS sets the measuring window).
+# run.sh: runs every benchmark and prints its figures (BENCH_SECONDS sets the measuring window;
+# BENCH_BASELINE, an older build directory to compare the broker-restart figures with).
 set -eu
 BUILD=${BUILD:-build}
 S=${BENCH_SECONDS:-20}
@@ -20,3 +21,6 @@ echo "== attestation: one service instance, in process"
 "$BUILD/bench_attest" 5
 echo "== attestation: round trip on loopback"
 "$BUILD/bench_attest_rtt" 20
+echo "== attestation: telemetry after a broker restart"
+# BENCH_BASELINE=DIR: also measure the build in DIR (an old worktree's), first: before and after.
+"$BUILD/bench_attest_recovery" 5 ${BENCH_BASELINE:+"$BENCH_BASELINE"} "$BUILD"

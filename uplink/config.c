@@ -67,7 +67,8 @@ void uplink_config_defaults(struct uplink_config *cfg)
 		.port = 8883,
 		.keepalive_s = 30,
 		.connect_timeout_s = 10,
-		.reconnect_min_ms = 500,
+		/* A broker restart costs one short wait, not a grown backoff (README). */
+		.reconnect_min_ms = 250,
 		.reconnect_max_ms = 30000,
 		.max_inflight = 64,
 		.queue_max_bytes = 4 * MIB,

@@ -103,7 +103,7 @@ Test(uplink_config, defaults)
 	cr_assert_eq(cfg.port, 8883);
 	cr_assert_eq(cfg.keepalive_s, 30);
 	cr_assert_eq(cfg.connect_timeout_s, 10);
-	cr_assert_eq(cfg.reconnect_min_ms, 500);
+	cr_assert_eq(cfg.reconnect_min_ms, 250);
 	cr_assert_eq(cfg.reconnect_max_ms, 30000);
 	cr_assert_eq(cfg.max_inflight, 64);
 	cr_assert_eq(cfg.queue_max_bytes, 4 * 1024 * 1024);
@@ -123,7 +123,7 @@ Test(uplink_config, a_full_config_reads_every_key)
 	read_uplink(
 		&c, &cfg,
 		"\"port\":18883,\"client_id\":\"gw-7\",\"keepalive_s\":60,"
-		"\"connect_timeout_s\":5,\"reconnect_min_ms\":250,\"reconnect_max_ms\":60000,"
+		"\"connect_timeout_s\":5,\"reconnect_min_ms\":400,\"reconnect_max_ms\":60000,"
 		"\"max_inflight\":10,\"queue_max_bytes\":1048576,\"queue_drop\":\"newest\","
 		"\"max_message_bytes\":2048,\"health_interval_ms\":5000,\"verify_hostname\":false",
 		NULL);
@@ -136,7 +136,7 @@ Test(uplink_config, a_full_config_reads_every_key)
 	cr_assert_eq(cfg.port, 18883);
 	cr_assert_eq(cfg.keepalive_s, 60);
 	cr_assert_eq(cfg.connect_timeout_s, 5);
-	cr_assert_eq(cfg.reconnect_min_ms, 250);
+	cr_assert_eq(cfg.reconnect_min_ms, 400);
 	cr_assert_eq(cfg.reconnect_max_ms, 60000);
 	cr_assert_eq(cfg.max_inflight, 10);
 	cr_assert_eq(cfg.queue_max_bytes, 1048576);
