@@ -280,7 +280,8 @@ static int log_load(struct service *s, struct crl_entry **out)
 	if (n != lines && gd_write_file_atomic(path, keep, kept, 0600) != 0)
 		log_warn(SERVICE_SUBSYS, "%s: cannot drop the expired lines", path);
 	/* A line repeated (a crash between the log and the device's file) is listed once. */
-	qsort(list, n, sizeof(*list), by_serial);
+	if (n > 1) /* qsort(NULL, 0, ...) is undefined */
+		qsort(list, n, sizeof(*list), by_serial);
 	{
 		size_t unique = 0;
 
