@@ -107,3 +107,35 @@ const char *it_json_str(const cJSON *obj, const char *key)
 
 	return cJSON_IsString(v) ? v->valuestring : "";
 }
+
+void it_attest_up(struct h_attest *b, int lifetime_s)
+{
+	cr_assert_eq(h_attest_up(b, lifetime_s), 0, "setup failed:\n%s",
+		     h_read(h_path("steps.log")));
+}
+
+void it_attest_enroll(struct h_attest *b)
+{
+	cr_assert_eq(h_attest_enroll(b), 0, "enrollment failed:\n%s", h_read(h_path("steps.log")));
+}
+
+void it_attest_serve(struct h_attest *b)
+{
+	cr_assert_eq(h_attest_serve(b), 0, "guardian-service did not start:\n%s",
+		     h_read(h_path("service.log")));
+}
+
+void it_attest_viewer(struct h_attest *b, const char *topics, const char *client_id)
+{
+	char prefix[300];
+
+	snprintf(prefix, sizeof(prefix), "%s/viewer", b->brk);
+	cr_assert_gt(h_subscribe_as(b->tport, topics, h_path("sub.out"), prefix, client_id, false),
+		     0);
+}
+
+void it_attest_guardian(struct h_attest *b)
+{
+	b->gd = h_guardian(b->site, h_path("guardian.log"));
+	cr_assert_gt(b->gd, 0);
+}

@@ -37,4 +37,16 @@ double it_json_num(const struct cJSON *obj, const char *path);
 /* A string member of a JSON object, "" if absent. */
 const char *it_json_str(const struct cJSON *obj, const char *key);
 
+/*
+ * The steps of an attested bed (h_attest_*), each failing the test with the log that says why:
+ * the broker, PKI and service directory up; the device enrolled; guardian-service serving; a
+ * viewer on the telemetry listener subscribed to 'topics' into sub.out ('client_id' may be
+ * NULL); guardian started on b->site.
+ */
+void it_attest_up(struct h_attest *b, int lifetime_s);
+void it_attest_enroll(struct h_attest *b);
+void it_attest_serve(struct h_attest *b);
+void it_attest_viewer(struct h_attest *b, const char *topics, const char *client_id);
+void it_attest_guardian(struct h_attest *b);
+
 #endif

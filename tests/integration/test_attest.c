@@ -27,8 +27,7 @@ TestSuite(attest, .init = setup, .fini = teardown, .timeout = 150);
 /* Every step of the setup logs to steps.log; a failure points there. */
 static void bed_up(struct h_attest *b, int lifetime_s)
 {
-	cr_assert_eq(h_attest_up(b, lifetime_s), 0, "setup failed:\n%s",
-		     h_read(h_path("steps.log")));
+	it_attest_up(b, lifetime_s);
 }
 
 static void bed_site(struct h_attest *b, const char *policy_tail)
@@ -36,31 +35,9 @@ static void bed_site(struct h_attest *b, const char *policy_tail)
 	h_attest_site(b, DEVICE, policy_tail);
 }
 
-static void bed_enroll(struct h_attest *b)
-{
-	cr_assert_eq(h_attest_enroll(b), 0, "enrollment failed:\n%s", h_read(h_path("steps.log")));
-}
-
-static void bed_serve(struct h_attest *b)
-{
-	cr_assert_eq(h_attest_serve(b), 0, "guardian-service did not start:\n%s",
-		     h_read(h_path("service.log")));
-}
-
 static void bed_viewer(struct h_attest *b)
 {
-	char prefix[300];
-
-	snprintf(prefix, sizeof(prefix), "%s/viewer", b->brk);
-	cr_assert_gt(h_subscribe_as(b->tport, "guardian/" DEVICE "/#", h_path("sub.out"), prefix,
-				    NULL, false),
-		     0);
-}
-
-static void bed_guardian(struct h_attest *b)
-{
-	b->gd = h_guardian(b->site, h_path("guardian.log"));
-	cr_assert_gt(b->gd, 0);
+	it_attest_viewer(b, "guardian/" DEVICE "/#", NULL);
 }
 
 /* Publishes with mosquitto_pub; returns its exit status (non-zero: refused by TLS). */
@@ -77,10 +54,10 @@ Test(attest, whole_flow_then_telemetry_arrives)
 
 	bed_up(&b, 86400);
 	bed_site(&b, "");
-	bed_enroll(&b);
-	bed_serve(&b);
+	it_attest_enroll(&b);
+	it_attest_serve(&b);
 	bed_viewer(&b);
-	bed_guardian(&b);
+	it_attest_guardian(&b);
 	it_wait_messages(h_path("sub.out"), 5, 30000);
 	cr_expect_geq(h_wait_contains(h_path("guardian.log"), "attested; certificate valid", 1000),
 		      0);
@@ -107,11 +84,11 @@ Test(attest, one_byte_changed_is_refused_with_the_measurement_named)
 
 	bed_up(&b, 86400);
 	bed_site(&b, "");
-	bed_enroll(&b);
+	it_attest_enroll(&b);
 	bed_site(&b, " ");
-	bed_serve(&b);
+	it_attest_serve(&b);
 	bed_viewer(&b);
-	bed_guardian(&b);
+	it_attest_guardian(&b);
 	cr_assert_geq(h_wait_contains(h_path("guardian.log"), "measurement_mismatch", 20000), 0,
 		      "no refusal; guardian log:\n%s\nservice log:\n%s",
 		      h_read(h_path("guardian.log")), h_read(h_path("service.log")));
@@ -152,8 +129,8 @@ Test(attest, replayed_evidence_is_refused)
 
 	bed_up(&b, 86400);
 	bed_site(&b, "");
-	bed_enroll(&b);
-	bed_serve(&b);
+	it_attest_enroll(&b);
+	it_attest_serve(&b);
 	/* Listen as the service does, to capture the device's evidence, and as the device, for
 	 * the results (the service may not read them). */
 	snprintf(prefix, sizeof(prefix), "%s/service", b.svc);
@@ -164,7 +141,7 @@ Test(attest, replayed_evidence_is_refused)
 	cr_assert_gt(h_subscribe_as(b.aport, "guardian/" DEVICE "/attest/result",
 				    h_path("attest.out"), prefix, "capture-results", false),
 		     0);
-	bed_guardian(&b);
+	it_attest_guardian(&b);
 	cr_assert_geq(h_wait_contains(h_path("attest.out"), "\"ok\":true", 20000), 0,
 		      "no successful round to capture:\n%s", h_read(h_path("attest.out")));
 	cap = h_read(h_path("attest.out"));
@@ -196,10 +173,10 @@ Test(attest, short_lifetime_renews_without_loss_and_expired_cert_is_refused)
 
 	bed_up(&b, 9);
 	bed_site(&b, "");
-	bed_enroll(&b);
-	bed_serve(&b);
+	it_attest_enroll(&b);
+	it_attest_serve(&b);
 	bed_viewer(&b);
-	bed_guardian(&b);
+	it_attest_guardian(&b);
 	it_wait_messages(h_path("sub.out"), 3, 30000);
 	snprintf(crt, sizeof(crt), "%s/op.crt", b.state);
 	snprintf(key, sizeof(key), "%s/op.key", b.state);
@@ -313,10 +290,10 @@ Test(attest, loose_key_permissions_refuse_to_start)
 
 	bed_up(&b, 86400);
 	bed_site(&b, "");
-	bed_enroll(&b);
+	it_attest_enroll(&b);
 	snprintf(key, sizeof(key), "%s/identity.key", b.state);
 	cr_assert_eq(chmod(key, 0644), 0);
-	bed_guardian(&b);
+	it_attest_guardian(&b);
 	status = h_wait_exit(b.gd, 10000);
 	if (status == -1)
 		status = h_stop(b.gd, 10000); /* still running: a failure, said below */
@@ -325,7 +302,7 @@ Test(attest, loose_key_permissions_refuse_to_start)
 		      "no fix named:\n%s", h_read(h_path("guardian.log")));
 	cr_assert_eq(chmod(key, 0600), 0);
 	cr_assert_eq(chmod(b.state, 0755), 0);
-	bed_guardian(&b);
+	it_attest_guardian(&b);
 	cr_expect_geq(h_wait_contains(h_path("guardian.log"), "chmod 700", 5000), 0,
 		      "an open state directory was accepted:\n%s", h_read(h_path("guardian.log")));
 	h_stop(b.gd, 10000);

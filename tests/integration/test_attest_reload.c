@@ -54,9 +54,7 @@ static void reload(const struct h_attest *b)
  */
 static void start_attested(struct h_attest *b)
 {
-	char prefix[300];
-
-	cr_assert_eq(h_attest_up(b, 86400), 0, "setup failed:\n%s", h_read(h_path("steps.log")));
+	it_attest_up(b, 86400);
 	h_attest_site(b, DEVICE, "");
 	cr_assert_eq(h_sh("sed -i 's/\"points\":\\[{\"name\":\"counter\",\"address\":0}\\]/"
 			  "\"points\":[{\"name\":\"counter\",\"address\":0},{\"name\":\"secret\","
@@ -65,15 +63,10 @@ static void start_attested(struct h_attest *b)
 			  b->site, b->site),
 		     0, "the site has changed shape:\n%s", h_read(b->site));
 	write_policy(b, POLICY_A);
-	cr_assert_eq(h_attest_enroll(b), 0, "enrollment failed:\n%s", h_read(h_path("steps.log")));
-	cr_assert_eq(h_attest_serve(b), 0, "guardian-service did not start:\n%s",
-		     h_read(h_path("service.log")));
-	snprintf(prefix, sizeof(prefix), "%s/viewer", b->brk);
-	cr_assert_gt(h_subscribe_as(b->tport, "guardian/" DEVICE "/# guardian/nobody/cmd",
-				    h_path("sub.out"), prefix, NULL, false),
-		     0);
-	b->gd = h_guardian(b->site, h_path("guardian.log"));
-	cr_assert_gt(b->gd, 0);
+	it_attest_enroll(b);
+	it_attest_serve(b);
+	it_attest_viewer(b, "guardian/" DEVICE "/# guardian/nobody/cmd", NULL);
+	it_attest_guardian(b);
 	cr_assert_eq(h_wait_contains(h_path("sub.out"), "\"press/counter\"", 30000), 0,
 		     "no attested telemetry; guardian log:\n%s", h_read(h_path("guardian.log")));
 	cr_assert_eq(h_wait_contains(h_path("guardian.log"),

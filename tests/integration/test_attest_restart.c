@@ -27,29 +27,18 @@ TestSuite(attest_restart, .init = setup, .fini = teardown, .timeout = 150);
  * round waits for each answer. */
 static void bed_up(struct h_attest *b, int timeout_ms)
 {
-	cr_assert_eq(h_attest_up(b, 86400), 0, "setup failed:\n%s", h_read(h_path("steps.log")));
+	it_attest_up(b, 86400);
 	h_attest_site(b, DEVICE, "");
 	cr_assert_eq(
 		h_sh("sed -i 's/\"timeout_ms\":[0-9]*/\"timeout_ms\":%d/' %s", timeout_ms, b->site),
 		0);
-	cr_assert_eq(h_attest_enroll(b), 0, "enrollment failed:\n%s", h_read(h_path("steps.log")));
-}
-
-static void bed_serve(struct h_attest *b)
-{
-	cr_assert_eq(h_attest_serve(b), 0, "guardian-service did not start:\n%s",
-		     h_read(h_path("service.log")));
+	it_attest_enroll(b);
 }
 
 /* A backend reading the device's telemetry; mosquitto_sub subscribes again after a reconnect. */
 static void bed_viewer(struct h_attest *b)
 {
-	char prefix[300];
-
-	snprintf(prefix, sizeof(prefix), "%s/viewer", b->brk);
-	cr_assert_gt(h_subscribe_as(b->tport, "guardian/" DEVICE "/telemetry", h_path("sub.out"),
-				    prefix, NULL, false),
-		     0);
+	it_attest_viewer(b, "guardian/" DEVICE "/telemetry", NULL);
 }
 
 /* Hears the device's hellos as the service would, without answering: says when one went out. */
@@ -61,12 +50,6 @@ static void bed_listen_hello(struct h_attest *b)
 	cr_assert_gt(h_subscribe_as(b->aport, "guardian/" DEVICE "/attest/hello",
 				    h_path("hello.out"), prefix, "hello-listener", false),
 		     0);
-}
-
-static void bed_guardian(struct h_attest *b)
-{
-	b->gd = h_guardian(b->site, h_path("guardian.log"));
-	cr_assert_gt(b->gd, 0);
 }
 
 /* Stops mosquitto and starts it again on the same ports, with the same config. */
@@ -105,9 +88,9 @@ Test(attest_restart, telemetry_resumes_after_a_broker_restart)
 	size_t before;
 
 	bed_up(&b, 5000);
-	bed_serve(&b);
+	it_attest_serve(&b);
 	bed_viewer(&b);
-	bed_guardian(&b);
+	it_attest_guardian(&b);
 	it_wait_messages(h_path("sub.out"), 5, 30000);
 	broker_restart(&b);
 	before = h_count(h_path("sub.out"), "/telemetry ");
@@ -128,10 +111,10 @@ Test(attest_restart, an_unheard_hello_is_repeated_within_the_round)
 	bed_up(&b, 20000);
 	bed_listen_hello(&b);
 	bed_viewer(&b);
-	bed_guardian(&b);
+	it_attest_guardian(&b);
 	cr_assert_eq(h_wait_contains(h_path("hello.out"), "/attest/hello ", 20000), 0,
 		     "no hello; guardian log:\n%s", h_read(h_path("guardian.log")));
-	bed_serve(&b);
+	it_attest_serve(&b);
 	expect_first_round_attested();
 	cr_expect_geq(h_count(h_path("guardian.log"), "hello again"), 1,
 		      "guardian did not say hello again:\n%s", h_read(h_path("guardian.log")));
@@ -148,11 +131,11 @@ Test(attest_restart, a_round_survives_a_broker_restart)
 	bed_up(&b, 20000);
 	bed_listen_hello(&b);
 	bed_viewer(&b);
-	bed_guardian(&b);
+	it_attest_guardian(&b);
 	cr_assert_eq(h_wait_contains(h_path("hello.out"), "/attest/hello ", 20000), 0,
 		     "no hello; guardian log:\n%s", h_read(h_path("guardian.log")));
 	broker_restart(&b);
-	bed_serve(&b);
+	it_attest_serve(&b);
 	expect_first_round_attested();
 	cr_expect_geq(h_count(h_path("guardian.log"), "lost the attestation listener"), 1,
 		      "guardian did not notice the broker go:\n%s", h_read(h_path("guardian.log")));

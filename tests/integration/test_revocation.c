@@ -8,6 +8,7 @@
 #include <string.h>
 
 #include "../harness/harness.h"
+#include "site.h"
 
 #define DEVICE "kiln-2"
 
@@ -29,9 +30,9 @@ TestSuite(revocation, .init = setup, .fini = teardown, .timeout = 150);
  */
 static void bed_attested(struct h_attest *b)
 {
-	char pid_file[300], prefix[300], *pid;
+	char pid_file[300], *pid;
 
-	cr_assert_eq(h_attest_up(b, 86400), 0, "setup failed:\n%s", h_read(h_path("steps.log")));
+	it_attest_up(b, 86400);
 	snprintf(pid_file, sizeof(pid_file), "%s/mosquitto.pid", b->brk);
 	pid = h_read(pid_file);
 	cr_assert(pid != NULL && atol(pid) == (long)b->broker, "mosquitto's pid file: %s",
@@ -41,15 +42,10 @@ static void bed_attested(struct h_attest *b)
 			  b->svc),
 		     0);
 	h_attest_site(b, DEVICE, "");
-	cr_assert_eq(h_attest_enroll(b), 0, "enrollment failed:\n%s", h_read(h_path("steps.log")));
-	cr_assert_eq(h_attest_serve(b), 0, "guardian-service did not start:\n%s",
-		     h_read(h_path("service.log")));
-	snprintf(prefix, sizeof(prefix), "%s/viewer", b->brk);
-	cr_assert_gt(h_subscribe_as(b->tport, "guardian/" DEVICE "/#", h_path("sub.out"), prefix,
-				    "viewer", false),
-		     0);
-	b->gd = h_guardian(b->site, h_path("guardian.log"));
-	cr_assert_gt(b->gd, 0);
+	it_attest_enroll(b);
+	it_attest_serve(b);
+	it_attest_viewer(b, "guardian/" DEVICE "/#", "viewer");
+	it_attest_guardian(b);
 	cr_assert_eq(h_wait_contains(h_path("guardian.log"), "attested; certificate valid", 30000),
 		     0, "no attestation:\n%s", h_read(h_path("guardian.log")));
 	cr_assert_eq(h_wait_count(h_path("sub.out"), "/telemetry ", 3, 20000), 0,
