@@ -139,3 +139,13 @@ void it_attest_guardian(struct h_attest *b)
 	b->gd = h_guardian(b->site, h_path("guardian.log"));
 	cr_assert_gt(b->gd, 0);
 }
+
+void it_pki(const char *device)
+{
+	cr_assert_eq(h_pki(device), 0, "tools/pki.sh failed: see %s", h_path("pki.log"));
+}
+
+void it_teardown(void)
+{
+	cr_expect_eq(h_cleanup(), 0, "a child process reported a sanitizer error (above)");
+}

@@ -7,6 +7,13 @@
 
 #include "../harness/harness.h"
 
+/*
+ * What every suite's .init and .fini do: the PKI of 'device' made (tools/pki.sh); every child
+ * stopped, a sanitizer report in one of them failing the test.
+ */
+void it_pki(const char *device);
+void it_teardown(void);
+
 /* A policy that lets every point out. */
 extern const char *it_allow_all;
 

@@ -13,15 +13,10 @@
 
 static void setup(void)
 {
-	cr_assert_eq(h_pki(DEVICE), 0, "tools/pki.sh failed: see %s", h_path("pki.log"));
+	it_pki(DEVICE);
 }
 
-static void teardown(void)
-{
-	cr_expect_eq(h_cleanup(), 0, "a child process reported a sanitizer error (above)");
-}
-
-TestSuite(attest_reload, .init = setup, .fini = teardown, .timeout = 150);
+TestSuite(attest_reload, .init = setup, .fini = it_teardown, .timeout = 150);
 
 /* A: the counter leaves, nothing else; no write. B: the secret leaves too, and the setpoint
  * may be written. */

@@ -6,6 +6,7 @@
 #include <string.h>
 
 #include "../harness/harness.h"
+#include "site.h"
 
 #define DEVICE	"press-09"
 #define RECORDS 5
@@ -14,15 +15,10 @@ static int bport;
 
 static void setup(void)
 {
-	cr_assert_eq(h_pki(DEVICE), 0, "tools/pki.sh failed: see %s", h_path("pki.log"));
+	it_pki(DEVICE);
 }
 
-static void teardown(void)
-{
-	cr_expect_eq(h_cleanup(), 0, "a child process reported a sanitizer error (above)");
-}
-
-TestSuite(audit_cli, .init = setup, .fini = teardown, .timeout = 90);
+TestSuite(audit_cli, .init = setup, .fini = it_teardown, .timeout = 90);
 
 /* Publishes one command as the cloud would. */
 static void send_command(const char *json)

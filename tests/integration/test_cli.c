@@ -6,6 +6,7 @@
 #include <string.h>
 
 #include "../harness/harness.h"
+#include "site.h"
 
 static void setup(void)
 {
@@ -15,12 +16,7 @@ static void setup(void)
 		"\"plc1/*\",\"action\":\"allow\"}]}");
 }
 
-static void teardown(void)
-{
-	cr_expect_eq(h_cleanup(), 0, "a child process reported a sanitizer error (above)");
-}
-
-TestSuite(cli, .init = setup, .fini = teardown, .timeout = 30);
+TestSuite(cli, .init = setup, .fini = it_teardown, .timeout = 30);
 
 static void write_site(const char *points)
 {

@@ -7,6 +7,7 @@
 #include <string.h>
 
 #include "../harness/harness.h"
+#include "site.h"
 
 #define DEVICE "press-07"
 
@@ -17,15 +18,10 @@ static pid_t gd_pid;
 
 static void setup(void)
 {
-	cr_assert_eq(h_pki(DEVICE), 0, "tools/pki.sh failed: see %s", h_path("pki.log"));
+	it_pki(DEVICE);
 }
 
-static void teardown(void)
-{
-	cr_expect_eq(h_cleanup(), 0, "a child process reported a sanitizer error (above)");
-}
-
-TestSuite(commands, .init = setup, .fini = teardown, .timeout = 90);
+TestSuite(commands, .init = setup, .fini = it_teardown, .timeout = 90);
 
 /* Starts broker, subscriber, plcsim (setpoint at 500) and guardian with 'function_codes'. */
 static void start_all(const char *function_codes)

@@ -19,15 +19,10 @@
 
 static void setup(void)
 {
-	cr_assert_eq(h_pki(DEVICE), 0, "tools/pki.sh failed: see %s", h_path("pki.log"));
+	it_pki(DEVICE);
 }
 
-static void teardown(void)
-{
-	cr_expect_eq(h_cleanup(), 0, "a child process reported a sanitizer error (above)");
-}
-
-TestSuite(console, .init = setup, .fini = teardown, .timeout = 120);
+TestSuite(console, .init = setup, .fini = it_teardown, .timeout = 120);
 
 /* The technician's end of the line: what was typed, and the screen since the last mark. */
 struct term {

@@ -218,13 +218,13 @@ static void server_stop(void)
 
 static void setup(void)
 {
-	cr_assert_eq(h_pki(DEVICE), 0, "tools/pki.sh failed: see %s", h_path("pki.log"));
+	it_pki(DEVICE);
 }
 
 static void teardown(void)
 {
 	server_stop();
-	cr_expect_eq(h_cleanup(), 0, "a child process reported a sanitizer error (above)");
+	it_teardown();
 }
 
 TestSuite(modbus_hostile, .init = setup, .fini = teardown, .timeout = 240);

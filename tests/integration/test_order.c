@@ -14,16 +14,11 @@
 
 static void setup(void)
 {
-	cr_assert_eq(h_pki(DEVICE), 0, "tools/pki.sh failed: see %s", h_path("pki.log"));
-}
-
-static void teardown(void)
-{
-	cr_expect_eq(h_cleanup(), 0, "a child process reported a sanitizer error (above)");
+	it_pki(DEVICE);
 }
 
 /* Generous: under the sanitizers (make check) the message rate is a fraction of a plain build's. */
-TestSuite(order, .init = setup, .fini = teardown, .timeout = 240);
+TestSuite(order, .init = setup, .fini = it_teardown, .timeout = 240);
 
 /* A boot id as guardian makes it: 16 lowercase hex digits. */
 static bool is_boot_id(const char *s)

@@ -15,15 +15,10 @@
 
 static void setup(void)
 {
-	cr_assert_eq(h_pki(DEVICE), 0, "tools/pki.sh failed: see %s", h_path("pki.log"));
+	it_pki(DEVICE);
 }
 
-static void teardown(void)
-{
-	cr_expect_eq(h_cleanup(), 0, "a child process reported a sanitizer error (above)");
-}
-
-TestSuite(pipeline, .init = setup, .fini = teardown, .timeout = 90);
+TestSuite(pipeline, .init = setup, .fini = it_teardown, .timeout = 90);
 
 /* Every type and order of the simulator's map, at tick 7. */
 static const char *every_type_points =

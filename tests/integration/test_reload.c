@@ -13,6 +13,7 @@
 #include <unistd.h>
 
 #include "../harness/harness.h"
+#include "site.h"
 
 #define DEVICE	"press-07"
 #define NPOINTS 1000
@@ -40,13 +41,13 @@ static void reloader_stop(struct reloader *r)
 
 static void setup(void)
 {
-	cr_assert_eq(h_pki(DEVICE), 0, "tools/pki.sh failed: see %s", h_path("pki.log"));
+	it_pki(DEVICE);
 }
 
 static void teardown(void)
 {
 	reloader_stop(&reloader); /* before guardian goes: even when a test failed half-way */
-	cr_expect_eq(h_cleanup(), 0, "a child process reported a sanitizer error (above)");
+	it_teardown();
 }
 
 TestSuite(reload, .init = setup, .fini = teardown, .timeout = 120);

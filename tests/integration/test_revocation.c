@@ -14,15 +14,10 @@
 
 static void setup(void)
 {
-	cr_assert_eq(h_pki(DEVICE), 0, "tools/pki.sh failed: see %s", h_path("pki.log"));
+	it_pki(DEVICE);
 }
 
-static void teardown(void)
-{
-	cr_expect_eq(h_cleanup(), 0, "a child process reported a sanitizer error (above)");
-}
-
-TestSuite(revocation, .init = setup, .fini = teardown, .timeout = 150);
+TestSuite(revocation, .init = setup, .fini = it_teardown, .timeout = 150);
 
 /*
  * The attested bed of test_attest.c, the service told of the broker's pid file, guardian

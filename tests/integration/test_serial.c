@@ -22,16 +22,11 @@
 
 static void setup(void)
 {
-	cr_assert_eq(h_pki(DEVICE), 0, "tools/pki.sh failed: see %s", h_path("pki.log"));
+	it_pki(DEVICE);
 }
 
-static void teardown(void)
-{
-	cr_expect_eq(h_cleanup(), 0, "a child process reported a sanitizer error (above)");
-}
-
-TestSuite(uart, .init = setup, .fini = teardown, .timeout = 90);
-TestSuite(can, .init = setup, .fini = teardown, .timeout = 90);
+TestSuite(uart, .init = setup, .fini = it_teardown, .timeout = 90);
+TestSuite(can, .init = setup, .fini = it_teardown, .timeout = 90);
 
 /* Both ends of a fresh pty pair, kept out of h_path's rotating buffers. */
 struct line {
@@ -413,7 +408,7 @@ static void can_send(int s, uint32_t id, bool ext, const uint8_t *data, uint8_t 
  * a network namespace (so the test's vcan0 is its own). Where any of that is
  * missing, the test says which and skips, before it starts anything.
  */
-TestSuite(socketcan, .fini = teardown, .timeout = 90);
+TestSuite(socketcan, .fini = it_teardown, .timeout = 90);
 
 Test(socketcan, vcan_in_own_namespace)
 {

@@ -13,13 +13,9 @@
 #include <unistd.h>
 
 #include "../harness/harness.h"
+#include "site.h"
 
-static void teardown(void)
-{
-	cr_expect_eq(h_cleanup(), 0, "a child process reported a sanitizer error (above)");
-}
-
-TestSuite(sims, .fini = teardown, .timeout = 60);
+TestSuite(sims, .fini = it_teardown, .timeout = 60);
 
 /* A pty pair with a simulator on end 'sim' and the test reading end 'peer' (fd). */
 struct rig {

@@ -7,6 +7,7 @@
 #include <string.h>
 
 #include "../harness/harness.h"
+#include "site.h"
 
 #define DEVICE "press-08"
 
@@ -14,15 +15,10 @@ static int bport;
 
 static void setup(void)
 {
-	cr_assert_eq(h_pki(DEVICE), 0, "tools/pki.sh failed: see %s", h_path("pki.log"));
+	it_pki(DEVICE);
 }
 
-static void teardown(void)
-{
-	cr_expect_eq(h_cleanup(), 0, "a child process reported a sanitizer error (above)");
-}
-
-TestSuite(writes, .init = setup, .fini = teardown, .timeout = 120);
+TestSuite(writes, .init = setup, .fini = it_teardown, .timeout = 120);
 
 /*
  * Broker, subscriber, plcsim (setpoint at 500) and guardian, polling every
