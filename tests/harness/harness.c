@@ -82,7 +82,7 @@ const char *h_src(void)
 	return s && *s ? s : ".";
 }
 
-int h_free_port(void)
+static int ephemeral_port(void)
 {
 	struct sockaddr_in sa = { .sin_family = AF_INET,
 				  .sin_addr.s_addr = htonl(INADDR_LOOPBACK) };
@@ -97,6 +97,30 @@ int h_free_port(void)
 		port = ntohs(sa.sin_port);
 	close(fd);
 	return port;
+}
+
+/*
+ * A port free now and not handed out before by this process: the kernel may give
+ * the same ephemeral port to two binds in a row once the first socket is closed,
+ * and a test asking for three ports must get three.
+ */
+int h_free_port(void)
+{
+	static int given[256];
+	static size_t ngiven;
+
+	for (int tries = 0; tries < 64; tries++) {
+		int port = ephemeral_port();
+		bool seen = false;
+
+		for (size_t i = 0; i < ngiven && i < 256; i++)
+			seen = seen || given[i] == port;
+		if (port > 0 && !seen) {
+			given[ngiven++ % 256] = port;
+			return port;
+		}
+	}
+	return -1;
 }
 
 int h_wait_port(int port, int timeout_ms)
@@ -454,7 +478,7 @@ pid_t h_plcsim(const char *args, const char *logfile)
 	argv[n] = NULL;
 	pid = h_spawn(logfile, argv);
 	free(copy);
-	if (pid > 0 && h_wait_contains(logfile, "plcsim: ready", 5000) != 0) {
+	if (pid > 0 && h_wait_contains(logfile, "plcsim: ready", 10000) != 0) {
 		h_stop(pid, 1000);
 		return -1;
 	}
@@ -707,7 +731,15 @@ static int step(const char *fmt, ...)
 	va_start(ap, fmt);
 	vsnprintf(cmd, sizeof(cmd), fmt, ap);
 	va_end(ap);
-	return h_sh("%s >>%s 2>&1", cmd, h_path("steps.log")) == 0 ? 0 : -1;
+	if (h_sh("%s >>%s 2>&1", cmd, h_path("steps.log")) == 0)
+		return 0;
+	FILE *log = fopen(h_path("steps.log"), "a");
+
+	if (log != NULL) {
+		fprintf(log, "setup: this step failed: %s\n", cmd);
+		fclose(log);
+	}
+	return -1;
 }
 
 int h_attest_up(struct h_attest *b, int lifetime_s)
@@ -732,10 +764,20 @@ int h_attest_up(struct h_attest *b, int lifetime_s)
 	snprintf(conf, sizeof(conf), "%s/mosquitto.conf", b->brk);
 	argv[2] = conf;
 	b->broker = h_spawn(h_path("mosquitto.log"), argv);
-	if (b->broker <= 0 || h_wait_port(b->aport, 5000) != 0 || h_wait_port(b->tport, 5000) != 0)
+	if (b->broker <= 0 || h_wait_port(b->aport, 10000) != 0 ||
+	    h_wait_port(b->tport, 10000) != 0) {
+		step("echo 'setup: mosquitto did not listen on %d and %d within 10 s; its log:'; "
+		     "cat %s",
+		     b->aport, b->tport, h_path("mosquitto.log"));
 		return -1;
+	}
 	snprintf(args, sizeof(args), "--tcp 127.0.0.1:%d --step-ms 100", b->mport);
-	return h_plcsim(args, h_path("plcsim.log")) > 0 ? 0 : -1;
+	if (h_plcsim(args, h_path("plcsim.log")) <= 0) {
+		step("echo 'setup: plcsim did not get ready on %d; its log:'; cat %s", b->mport,
+		     h_path("plcsim.log"));
+		return -1;
+	}
+	return 0;
 }
 
 void h_attest_site(struct h_attest *b, const char *device, const char *policy_tail)
