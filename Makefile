@@ -16,7 +16,7 @@ ifeq ($(TSAN),1)
 override CFLAGS += -fsanitize=thread -fno-omit-frame-pointer
 LDFLAGS += -fsanitize=thread
 endif
-LIBS    = -lpaho-mqtt3as -lmbedtls -lmbedx509 -lmbedcrypto -lcjson -lmodbus -lserialport -lpthread -lm
+LIBS    = -lzstd -lpaho-mqtt3as -lcrypto -lmbedtls -lmbedx509 -lmbedcrypto -lcjson -lmodbus -lserialport -lpthread -lm
 
 # Hardening: stack protector, fortified libc calls, position-independent executables, read-only
 # relocations bound at start.
@@ -93,7 +93,7 @@ $(BUILD)/guardian: $(BUILD)/obj/guardian/main.o $(call link_libs,guardian) | $(B
 
 # The reference attestation service: its own files, the protocol and the base.
 $(BUILD)/guardian-service: $(BUILD)/obj/service/main.o $(call link_libs,service) | $(BUILD)/layering.ok
-	$(CC) $(LDFLAGS) -o $@ $^ -lpaho-mqtt3as -lmbedtls -lmbedx509 -lmbedcrypto -lcjson -lpthread -lm
+	$(CC) $(LDFLAGS) -o $@ $^ -lpaho-mqtt3as -lcrypto -lmbedtls -lmbedx509 -lmbedcrypto -lcjson -lpthread -lm
 
 # The simulators and tools: what they share (tools/lib/) and the base, never the device.
 $(BUILD)/%: $(BUILD)/obj/tools/%.o $(call link_libs,tools) | $(BUILD)/layering.ok

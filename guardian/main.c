@@ -17,6 +17,7 @@
 
 #include "version.h"
 #include "../adapters/canbus.h"
+#include "../proto/mqtt_tls.h"
 #include "audit.h"
 #include "console.h"
 #include "core.h"
@@ -490,6 +491,7 @@ int main(int argc, char **argv)
 	bool verbose = false, json = false;
 	int ch;
 
+	mqtt_tls_init();
 	if (argc < 2) {
 		usage(stderr);
 		return 2;

@@ -1,4 +1,6 @@
 /* mqtt_tls.c: the one place Paho's TLS options are set (see mqtt_tls.h). */
+#include <openssl/crypto.h>
+
 #include "mqtt_tls.h"
 
 void mqtt_tls_options(MQTTAsync_SSLOptions *out, const struct mqtt_tls *t)
@@ -20,4 +22,9 @@ void mqtt_tls_options(MQTTAsync_SSLOptions *out, const struct mqtt_tls *t)
 	ssl.ssl_error_cb = t->on_error;
 	ssl.ssl_error_context = t->error_context;
 	*out = ssl;
+}
+
+void mqtt_tls_init(void)
+{
+	OPENSSL_init_crypto(OPENSSL_INIT_NO_ATEXIT, NULL);
 }

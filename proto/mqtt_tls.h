@@ -21,6 +21,13 @@ struct mqtt_tls {
 	void *error_context;
 };
 
+/*
+ * Call first thing in main() of every program with a Paho client: OpenSSL (under Paho) must not
+ * clean itself up at exit, or a Paho thread still ending then crashes in OpenSSL's thread-exit
+ * handler (seen under AddressSanitizer when guardian stopped).
+ */
+void mqtt_tls_init(void);
+
 /* Fills 'out' (Paho keeps pointers to the strings of 't': they must outlive the connect). */
 void mqtt_tls_options(MQTTAsync_SSLOptions *out, const struct mqtt_tls *t);
 

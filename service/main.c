@@ -8,6 +8,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "../proto/mqtt_tls.h"
 #include "service.h"
 
 #define EXIT_USAGE 2
@@ -306,6 +307,7 @@ int main(int argc, char **argv)
 	const char *cmd;
 	int rc;
 
+	mqtt_tls_init();
 	if (argc < 2)
 		return usage("expected a command");
 	cmd = argv[1];
