@@ -88,6 +88,11 @@ void gd_whyf(char *why, size_t cap, const char *fmt, ...) __attribute__((format(
 /* Length of the valid UTF-8 sequence at 's' (1 to 4), or 0 if it is not one. */
 size_t utf8_seq_len(const unsigned char *s);
 
+/* CRC-32C (Castagnoli) of 'n' bytes, continuing from 'crc' (0 to start): gd_crc32c(0,
+ * "123456789", 9) is 0xE3069283. */
+uint32_t gd_crc32c(uint32_t crc, const void *data, size_t n);
+/* The same without the CPU's CRC instruction (what gd_crc32c uses where there is none). */
+uint32_t gd_crc32c_portable(uint32_t crc, const void *data, size_t n);
 /* The wait before retry number 'failures' (1, 2, ...): min_ms doubled each time, up to max_ms. */
 int gd_backoff_ms(int min_ms, int max_ms, int failures);
 

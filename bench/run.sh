@@ -17,6 +17,9 @@ echo "== CAN signal decoding and SLCAN parsing (from memory)"
 "$BUILD/bench_candecode" 2
 echo "== CAN end to end over SLCAN"
 "$BUILD/bench_can_e2e" "$(( S / 2 > 5 ? S / 2 : 5 ))"
+echo "== telemetry spool on disk vs the memory queue"
+# The harness starts $GUARDIAN_BUILD's guardian and plcsim: this build's.
+GUARDIAN_BUILD=${GUARDIAN_BUILD:-$BUILD} "$BUILD/bench_spool" "$S"
 echo "== attestation: one service instance, in process"
 "$BUILD/bench_attest" 5
 echo "== attestation: round trip on loopback"

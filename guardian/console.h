@@ -20,6 +20,8 @@ struct console_status {
 	char broker[128]; /* "host:port" */
 	bool uplink_connected;
 	uint64_t queued_msgs, queued_bytes, published, dropped, connects;
+	bool spooled; /* the spool is on: what it holds */
+	uint64_t spool_records, spool_disk_bytes, spool_dropped, spool_damaged, spool_write_errors;
 	int64_t last_publish_ms; /* UTC, 0 never */
 	char uplink_error[160];	 /* "" when none */
 	int64_t cert_expiry_ms;	 /* UTC; 0 when there is no attestation certificate */

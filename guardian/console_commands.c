@@ -272,6 +272,11 @@ static int status_faults(struct console *c, const struct console_status *st, siz
 	}
 	if (st->dropped > 0)
 		ADD("uplink queue dropped %llu msgs", (unsigned long long)st->dropped);
+	if (st->spooled && st->spool_dropped > 0)
+		ADD("spool full: dropped %llu msgs", (unsigned long long)st->spool_dropped);
+	if (st->spooled && st->spool_write_errors > 0)
+		ADD("spool: %llu failed writes (disk full or failing?)",
+		    (unsigned long long)st->spool_write_errors);
 #undef ADD
 	return n;
 }
@@ -543,6 +548,17 @@ static void cmd_uplink(struct console *c, const char *arg)
 	console_say(c, "connects:      %llu", (unsigned long long)st.connects);
 	console_say(c, "queued:        %llu msgs, %llu bytes", (unsigned long long)st.queued_msgs,
 		    (unsigned long long)st.queued_bytes);
+	if (st.spooled) {
+		console_say(c, "spool:         %llu msgs, %llu bytes on disk",
+			    (unsigned long long)st.spool_records,
+			    (unsigned long long)st.spool_disk_bytes);
+		console_say(
+			c, "spool faults:  %llu dropped, %llu repaired at start, %llu write errors",
+			(unsigned long long)st.spool_dropped, (unsigned long long)st.spool_damaged,
+			(unsigned long long)st.spool_write_errors);
+	} else {
+		console_say(c, "spool:         off (a crash loses what is queued)");
+	}
 	console_say(c, "published:     %llu", (unsigned long long)st.published);
 	console_say(c, "dropped:       %llu", (unsigned long long)st.dropped);
 	age_text(age, sizeof(age), st.now_ms, st.last_publish_ms);

@@ -71,6 +71,12 @@ static void p_status(void *ctx, struct console_status *out)
 	out->published = us.published;
 	out->dropped = us.dropped;
 	out->connects = us.connects;
+	out->spooled = us.spooled;
+	out->spool_records = us.spool.records;
+	out->spool_disk_bytes = us.spool.disk_bytes;
+	out->spool_dropped = us.spool.dropped + us.spool.refused;
+	out->spool_damaged = us.spool.torn_tails + us.spool.quarantined + us.spool.cursor_damaged;
+	out->spool_write_errors = us.spool.write_errors;
 	out->last_publish_ms = us.last_publish_ms;
 	snprintf(out->uplink_error, sizeof(out->uplink_error), "%s",
 		 us.connected ? "" : us.last_error);

@@ -31,6 +31,9 @@
  *   120       setpoint: 500 at start, then whatever a client writes
  *   1000+i    (i + k) mod 65536, for i in 0 .. --bulk - 1 (default 10000)
  *   any other address below 1000 reads 0; at and above 1000 + bulk: exception 2
+ *   with --count-reads A: A and A+1 hold, as a u32 (ABCD), the number of FC3 read
+ *             requests served so far whose range includes A, this one counted: the
+ *             first such read returns 1, the next 2, ... (every value is served once)
  * Coils (FC1; FC5, FC15 write), 0..15
  *   0 = k odd, 1 = true, 2 = false, i in 3..15 = ((k + i) mod 3 == 0)
  * Discrete inputs (FC2), 0..15
@@ -104,11 +107,14 @@ struct sim_options {
 	uint64_t start_tick;
 	int bulk;
 	bool quiet;
+	long count_reads;     /* --count-reads: the register, or -1 */
+	const char *read_log; /* --read-log: a file, or NULL */
 };
 
 struct tcp_client {
-	int fd;	 /* -1 when the slot is free */
-	int len; /* bytes buffered in buf */
+	int fd;		  /* -1 when the slot is free */
+	unsigned long id; /* 1 for the first connection accepted, 2 for the next, ... */
+	int len;	  /* bytes buffered in buf */
 	uint8_t buf[ADU_MAX];
 };
 
@@ -118,9 +124,12 @@ struct sim {
 	modbus_mapping_t *units[NUM_UNITS]; /* NULL for units not served */
 	bool ignored_seen[NUM_UNITS];	    /* an ignored unit was already logged */
 	uint64_t tick;
-	int64_t epoch_ms;    /* monotonic time of tick start_tick */
-	int header_length;   /* 7 for TCP, 1 for RTU */
-	int checksum_length; /* 0 for TCP, 2 for RTU */
+	int64_t epoch_ms;	 /* monotonic time of tick start_tick */
+	int header_length;	 /* 7 for TCP, 1 for RTU */
+	int checksum_length;	 /* 0 for TCP, 2 for RTU */
+	uint32_t reads;		 /* --count-reads: the last value served */
+	int read_log_fd;	 /* --read-log, or -1 */
+	unsigned long client_id; /* the TCP connection being served; 0 in RTU */
 };
 
 static volatile sig_atomic_t stop_requested;
@@ -388,6 +397,39 @@ static int request_exception(const uint8_t *pdu)
 }
 
 /*
+ * A read (FC3) whose range includes the --count-reads register, and which may be served
+ * (request_exception said 0).
+ */
+static bool counts_read(const struct sim *s, const uint8_t *pdu)
+{
+	long first = pdu[1] << 8 | pdu[2], count = pdu[3] << 8 | pdu[4];
+
+	if (s->opt->count_reads < 0 || pdu[0] != MODBUS_FC_READ_HOLDING_REGISTERS)
+		return false;
+	/* libmodbus answers exception 2 past the table: such a read serves nothing. */
+	if (first + count > BULK_START + s->opt->bulk)
+		return false;
+	return first <= s->opt->count_reads && s->opt->count_reads < first + count;
+}
+
+/*
+ * One line per counted value served, for a test's ground truth: "read N client C unit U".
+ * write(2) on an O_APPEND descriptor: the line is in the file even if plcsim is killed next.
+ */
+static void log_read(struct sim *s, int unit)
+{
+	char line[96];
+	int n;
+
+	if (s->read_log_fd < 0)
+		return;
+	n = snprintf(line, sizeof(line), "read %" PRIu32 " client %lu unit %d\n", s->reads,
+		     s->client_id, unit);
+	if (write(s->read_log_fd, line, (size_t)n) != n)
+		log_error("--read-log: %s", strerror(errno));
+}
+
+/*
  * Answers one complete request of len bytes (header, PDU and, in RTU, the
  * CRC), or ignores it if its unit is not served. Returns 0, or -1 if the
  * answer could not be sent (errno set).
@@ -425,7 +467,16 @@ static int sim_handle(struct sim *s, const uint8_t *frame, int len)
 			 unit, pdu[0], pdu_len, exception);
 		rc = modbus_reply_exception(s->ctx, req, (unsigned int)exception);
 	} else {
+		bool counted = counts_read(s, pdu);
+
+		if (counted) {
+			s->reads++;
+			put_u32(s->units[unit]->tab_registers + s->opt->count_reads, s->reads,
+				ORDER_ABCD);
+		}
 		rc = modbus_reply(s->ctx, req, len, s->units[unit]);
+		if (counted && rc >= 0)
+			log_read(s, unit);
 	}
 	return rc < 0 ? -1 : 0;
 }
@@ -463,6 +514,7 @@ static void client_process(struct sim *s, struct tcp_client *c)
 				 c->fd, protocol);
 		} else {
 			modbus_set_socket(s->ctx, c->fd);
+			s->client_id = c->id;
 			if (sim_handle(s, c->buf, total) != 0) {
 				if (errno == EPIPE || errno == ECONNRESET)
 					client_close(s, c, "went away before its response");
@@ -506,6 +558,7 @@ static void server_accept(struct sim *s, int server, struct tcp_client *clients)
 {
 	struct sockaddr_storage addr;
 	socklen_t addrlen = sizeof(addr);
+	static unsigned long accepted; /* connections, for --read-log */
 	struct timeval send_timeout = { .tv_sec = SEND_TIMEOUT_MS / 1000,
 					.tv_usec = SEND_TIMEOUT_MS % 1000 * 1000 };
 	int one = 1;
@@ -524,12 +577,13 @@ static void server_accept(struct sim *s, int server, struct tcp_client *clients)
 	for (int i = 0; i < MAX_CLIENTS; i++) {
 		if (clients[i].fd < 0) {
 			clients[i].fd = fd;
+			clients[i].id = ++accepted;
 			clients[i].len = 0;
 			setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
 			/* A client that stops reading must not stall the others for long. */
 			setsockopt(fd, SOL_SOCKET, SO_SNDTIMEO, &send_timeout,
 				   sizeof(send_timeout));
-			log_info(s, "client %d: connected", fd);
+			log_info(s, "client %d: connected (connection %lu)", fd, clients[i].id);
 			return;
 		}
 	}
@@ -813,8 +867,13 @@ static void usage(FILE *out)
 	fprintf(out,
 		"usage: plcsim (--tcp HOST:PORT | --rtu DEVICE [--baud N] [--parity N|E|O]\n"
 		"              [--data-bits 7|8] [--stop-bits 1|2]) [--unit ID]... [--step-ms N]\n"
-		"              [--start K] [--bulk N] [--quiet]\n"
-		"A simulated Modbus PLC; the register map is at the top of tools/plcsim.c.\n");
+		"              [--start K] [--bulk N] [--count-reads ADDR [--read-log FILE]]\n"
+		"              [--quiet]\n"
+		"A simulated Modbus PLC; the register map is at the top of tools/plcsim.c.\n"
+		"--count-reads ADDR: holding registers ADDR, ADDR+1 hold (u32, ABCD) the\n"
+		"  number of FC3 reads served that include ADDR, this one counted: each value\n"
+		"  is served once. --read-log FILE appends \"read N client C unit U\" for each\n"
+		"  (C: the TCP connection, 1 for the first accepted; 0 in RTU).\n");
 }
 
 /* Parses a decimal integer in [min, max]; on error says which option and exits. */
@@ -846,6 +905,8 @@ enum option_id {
 	OPT_BULK = 'n',
 	OPT_QUIET = 'q',
 	OPT_HELP = 'h',
+	OPT_COUNT_READS = 'c',
+	OPT_READ_LOG = 'l',
 };
 
 static const struct option long_options[] = {
@@ -859,6 +920,8 @@ static const struct option long_options[] = {
 	{ .name = "step-ms", .has_arg = required_argument, .val = OPT_STEP_MS },
 	{ .name = "start", .has_arg = required_argument, .val = OPT_START },
 	{ .name = "bulk", .has_arg = required_argument, .val = OPT_BULK },
+	{ .name = "count-reads", .has_arg = required_argument, .val = OPT_COUNT_READS },
+	{ .name = "read-log", .has_arg = required_argument, .val = OPT_READ_LOG },
 	{ .name = "quiet", .has_arg = no_argument, .val = OPT_QUIET },
 	{ .name = "help", .has_arg = no_argument, .val = OPT_HELP },
 	{ .name = NULL },
@@ -876,6 +939,7 @@ static void parse_options(int argc, char **argv, struct sim_options *o)
 		.step_ms = 1000,
 		.start_tick = 0,
 		.bulk = BULK_MAX,
+		.count_reads = -1,
 	};
 	while ((c = getopt_long(argc, argv, "", long_options, NULL)) != -1) {
 		switch (c) {
@@ -914,6 +978,13 @@ static void parse_options(int argc, char **argv, struct sim_options *o)
 		case OPT_BULK:
 			o->bulk = (int)parse_number("bulk", optarg, 0, BULK_MAX);
 			break;
+		case OPT_COUNT_READS:
+			o->count_reads = (long)parse_number("count-reads", optarg, 0,
+							    BULK_START + BULK_MAX - 2);
+			break;
+		case OPT_READ_LOG:
+			o->read_log = optarg;
+			break;
 		case OPT_QUIET:
 			o->quiet = true;
 			break;
@@ -935,6 +1006,16 @@ static void parse_options(int argc, char **argv, struct sim_options *o)
 		usage(stderr);
 		exit(2);
 	}
+	if (o->count_reads >= 0 && o->count_reads + 2 > BULK_START + o->bulk) {
+		log_error("--count-reads %ld: the register and the next must be in the map (below "
+			  "%d with --bulk %d)",
+			  o->count_reads, BULK_START + o->bulk, o->bulk);
+		exit(2);
+	}
+	if (o->read_log != NULL && o->count_reads < 0) {
+		log_error("--read-log logs the reads of --count-reads: give that too");
+		exit(2);
+	}
 	if (!o->unit_given)
 		o->served[1] = true;
 	if (o->rtu != NULL) {
@@ -951,7 +1032,7 @@ static void parse_options(int argc, char **argv, struct sim_options *o)
 int main(int argc, char **argv)
 {
 	struct sim_options opt;
-	struct sim s = { .opt = &opt };
+	struct sim s = { .opt = &opt, .read_log_fd = -1 };
 	struct sigaction sa = { .sa_handler = on_signal };
 	sigset_t blocked, waitmask;
 	int status;
@@ -983,6 +1064,14 @@ int main(int argc, char **argv)
 		}
 		s.units[u]->tab_registers[SETPOINT_ADDRESS] = SETPOINT_INITIAL;
 	}
+	if (opt.read_log != NULL) {
+		s.read_log_fd = open(opt.read_log, O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0644);
+		if (s.read_log_fd < 0) {
+			log_error("--read-log %s: %s", opt.read_log, strerror(errno));
+			status = 1;
+			goto out;
+		}
+	}
 	s.epoch_ms = monotonic_ms();
 	sim_update(&s, true);
 
@@ -999,5 +1088,7 @@ out:
 	}
 	for (int u = 0; u < NUM_UNITS; u++)
 		modbus_mapping_free(s.units[u]);
+	if (s.read_log_fd >= 0)
+		close(s.read_log_fd);
 	return status;
 }

@@ -57,6 +57,31 @@ static const struct conf_key uplink_keys[] = {
 	{ .name = "health_interval_ms", .kind = CONF_INT, FIELD(health_interval_ms), .min = 1000,
 	  .max = 3600000, .expect = "milliseconds" },
 	{ .name = "verify_hostname", .kind = CONF_BOOL, FIELD(verify_hostname) },
+	{ .name = "spool", .kind = CONF_OBJECT },
+	{ .name = NULL },
+};
+
+#undef FIELD
+#define FIELD(f) .offset = offsetof(struct spool_config, f), \
+		 .size = sizeof(((struct spool_config *)0)->f)
+
+static const struct conf_key spool_keys[] = {
+	{ .name = "enabled", .kind = CONF_BOOL, FIELD(enabled) },
+	{ .name = "dir", .kind = CONF_STRING, FIELD(dir),
+	  .expect = "a directory for the spool (default state_dir/spool)" },
+	{ .name = "sync", .kind = CONF_ENUM, FIELD(sync), .choices = spool_sync_names,
+	  .expect = "sync policy" },
+	{ .name = "sync_interval_ms", .kind = CONF_INT, FIELD(sync_interval_ms), .min = 1,
+	  .max = 60000, .expect = "milliseconds (the power-loss window under \"batch\")" },
+	{ .name = "max_bytes", .kind = CONF_INT, FIELD(max_bytes), .min = MIB,
+	  .max = 1024 * GIB, .expect = "bytes of disk" },
+	{ .name = "drop", .kind = CONF_ENUM, FIELD(drop), .choices = queue_drop_names,
+	  .expect = "drop policy" },
+	{ .name = "segment_bytes", .kind = CONF_INT, FIELD(segment_bytes), .min = 64 * KIB,
+	  .max = GIB, .expect = "bytes per segment file" },
+	{ .name = "compress", .kind = CONF_BOOL, FIELD(compress) },
+	{ .name = "compress_level", .kind = CONF_INT, FIELD(compress_level), .min = 1, .max = 19,
+	  .expect = "a zstd level" },
 	{ .name = NULL },
 };
 /* clang-format on */
@@ -76,6 +101,16 @@ void uplink_config_defaults(struct uplink_config *cfg)
 		.max_message_bytes = 128 * KIB,
 		.health_interval_ms = 10000,
 		.verify_hostname = true,
+		.spool = {
+			.enabled = true,
+			.sync = SPOOL_SYNC_BATCH,
+			.sync_interval_ms = 100,
+			.max_bytes = 256 * MIB,
+			.drop = QUEUE_DROP_OLDEST,
+			.segment_bytes = 4 * MIB,
+			.compress = true,
+			.compress_level = 3,
+		},
 	};
 }
 
@@ -140,6 +175,18 @@ int uplink_config_read(struct uplink_config *cfg, struct conf *c, const void *js
 				   ? ""
 				   : " (the default)",
 			   cfg->queue_max_bytes);
+	{
+		const cJSON *sp = cJSON_GetObjectItemCaseSensitive(obj, "spool");
+
+		if (sp != NULL) {
+			conf_read_object(c, sp, conf_path_key(where, sizeof(where), path, "spool"),
+					 spool_keys, &cfg->spool);
+			if (cfg->spool.dir != NULL && cfg->spool.dir[0] == '\0')
+				conf_error(c, where,
+					   "\"dir\" is empty (expected a directory, or no "
+					   "key for state_dir/spool)");
+		}
+	}
 	check_file(c, path, "ca_file", cfg->ca_file);
 	if (!cfg->attested) {
 		check_file(c, path, "cert_file", cfg->cert_file);
@@ -158,5 +205,7 @@ void uplink_config_release(struct uplink_config *cfg)
 	free(cfg->cert_file);
 	free(cfg->key_file);
 	free(cfg->client_id);
+	free(cfg->spool.dir);
 	cfg->host = cfg->ca_file = cfg->cert_file = cfg->key_file = cfg->client_id = NULL;
+	cfg->spool.dir = NULL;
 }

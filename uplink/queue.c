@@ -171,6 +171,12 @@ void queue_free(struct uplink_queue *q)
 
 int queue_push(struct uplink_queue *q, const void *data, size_t len, uint64_t *seq)
 {
+	return queue_push_seq(q, 0, data, len, seq);
+}
+
+int queue_push_seq(struct uplink_queue *q, uint64_t want, const void *data, size_t len,
+		   uint64_t *seq)
+{
 	struct queue_msg *m;
 	char *copy = NULL;
 	int rc = 0;
@@ -178,11 +184,16 @@ int queue_push(struct uplink_queue *q, const void *data, size_t len, uint64_t *s
 	if (len == 0)
 		return GD_EINVAL;
 	pthread_mutex_lock(&q->lock);
+	if (want != 0 && want <= q->last_seq) {
+		rc = GD_EINVAL;
+		goto out;
+	}
 	/* Only messages not in flight can make room. */
 	if (len > q->max_bytes ||
 	    (q->bytes + len > q->max_bytes &&
-	     (q->drop == QUEUE_DROP_NEWEST || q->inflight_bytes + len > q->max_bytes))) {
-		q->dropped++;
+	     (q->drop != QUEUE_DROP_OLDEST || q->inflight_bytes + len > q->max_bytes))) {
+		if (q->drop != QUEUE_WINDOW)
+			q->dropped++;
 		rc = GD_EFULL;
 		goto out;
 	}
@@ -206,9 +217,11 @@ int queue_push(struct uplink_queue *q, const void *data, size_t len, uint64_t *s
 	}
 	memcpy(copy, data, len);
 	m = at(q, q->count);
-	*m = (struct queue_msg){
-		.seq = ++q->last_seq, .data = copy, .len = len, .state = MSG_UNSENT
-	};
+	*m = (struct queue_msg){ .seq = want != 0 ? want : q->last_seq + 1,
+				 .data = copy,
+				 .len = len,
+				 .state = MSG_UNSENT };
+	q->last_seq = m->seq;
 	q->count++;
 	q->live++;
 	q->bytes += len;
@@ -218,7 +231,7 @@ int queue_push(struct uplink_queue *q, const void *data, size_t len, uint64_t *s
 	pop_head(q);
 out:
 	pthread_mutex_unlock(&q->lock);
-	if (q->wake != NULL && rc != GD_ENOMEM)
+	if (q->wake != NULL && rc != GD_ENOMEM && rc != GD_EINVAL)
 		q->wake(q->wake_ctx);
 	return rc;
 }

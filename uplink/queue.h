@@ -24,7 +24,9 @@
  * that are not in flight until it fits (if even that cannot make room, the new
  * message is refused instead and nothing else is dropped); QUEUE_DROP_NEWEST
  * refuses the new message. A message larger than the whole bound is refused.
- * Every message dropped or refused counts in 'dropped'.
+ * Every message dropped or refused counts in 'dropped', except under
+ * QUEUE_WINDOW, which refuses like QUEUE_DROP_NEWEST without counting: the
+ * spool behind it keeps what it refuses.
  *
  * Every function takes the queue's own mutex; the wake callback runs after the
  * mutex is released, so it may take the caller's locks.
@@ -65,6 +67,10 @@ void queue_free(struct uplink_queue *q);
  * GD_EINVAL for an empty message, or GD_ENOMEM.
  */
 int queue_push(struct uplink_queue *q, const void *data, size_t len, uint64_t *seq);
+/* queue_push with the sequence number 'want' given by the caller (the spool's), above every one
+ * before it (else GD_EINVAL); 0 means the next one. */
+int queue_push_seq(struct uplink_queue *q, uint64_t want, const void *data, size_t len,
+		   uint64_t *seq);
 
 /*
  * Takes the oldest unsent message if fewer than 'max_inflight' are in flight,
