@@ -83,6 +83,7 @@ layering: $(ALL_LIBS)
 # The static checks CI runs: format, layering (and that its check refuses what it should), hardening.
 lint: format-check layering hardening-check
 	@sh tests/scripts/layering-selftest.sh
+	@sh tests/scripts/systemd-security.sh
 
 # The programs a box runs carry the hardening flags (tools/hardening-check.sh says which is missing).
 hardening-check: $(BUILD)/guardian $(BUILD)/guardian-service
@@ -197,7 +198,12 @@ $(BUILD)/fuzz_modbus_response: fuzz/fuzz_modbus_response.c adapters/modbus_wire.
 	@mkdir -p $(dir $@)
 	clang $(FUZZ_CFLAGS) -o $@ $^ -lcjson -lm
 
-FUZZERS = policy framer slcan console evidence attest_result command modbus_response
+$(BUILD)/fuzz_bundle: fuzz/fuzz_bundle.c $(filter-out proto/mqtt_tls.c,$(call layer_src,proto)) \
+		$(FUZZ_CORE)
+	@mkdir -p $(dir $@)
+	clang $(FUZZ_CFLAGS) -o $@ $^ -lcjson -lmbedx509 -lmbedcrypto -lm
+
+FUZZERS = policy framer slcan console evidence attest_result command modbus_response bundle
 
 fuzz: deps
 	@sh tools/install-deps.sh clang libclang-rt-14-dev

@@ -9,6 +9,7 @@
 #include "gateway_private.h"
 #include "keystore.h"
 #include "measure.h"
+#include "report.h"
 
 /* One round's keys and what it measured, between begin and end. */
 struct attest_device {
@@ -62,7 +63,7 @@ static char *evidence(void *ctx, const uint8_t *nonce, char register_hex[65], ch
 		goto out;
 	}
 	snprintf(ev->name, sizeof(ev->name), "%s", d->cfg->device_id);
-	snprintf(ev->swversion, sizeof(ev->swversion), "%s", GD_VERSION);
+	snprintf(ev->swversion, sizeof(ev->swversion), "%s", d->gw->swversion);
 	snprintf(ev->op_pub, sizeof(ev->op_pub), "%s", d->pub);
 	ev->iat = gd_now_ms() / 1000;
 	gd_hex_encode(ev->log.reg, sizeof(ev->log.reg), register_hex);
@@ -105,7 +106,15 @@ static enum uplink_attest_next end(void *ctx, const struct attest_result *res, c
 		d->cert = res->cert_pem;
 		next = enforce_round_accepted(d->gw, d->gen, keep, d, why, cap);
 	} else if (res != NULL && d->measured) {
+		char text[REPORT_TEXT_MAX];
+
 		next = enforce_round_refused(d->gw, d->gen, res->reason, res->detail);
+		/* Waits on disk while the uplink is held: sent once a round succeeds again. */
+		snprintf(text, sizeof(text), "the attestation service refused: %.31s: %.400s; %s",
+			 res->reason, res->detail,
+			 next == UPLINK_ATTEST_HOLD ? "telemetry and commands held"
+						    : "the pending policy was dropped");
+		report_event(d->gw->reporter, "attest_refused", res->reason, text);
 	}
 	explicit_bzero(d->priv, sizeof(d->priv));
 	keystore_close(d->ks);
@@ -152,7 +161,7 @@ int attest_device_start(struct gateway *gw)
 	snprintf(d->key_file, sizeof(d->key_file), "%s/identity.key", cfg->state_dir);
 	gw->attest = uplink_attest_start(
 		&(struct uplink_attest_config){ .device_id = cfg->device_id,
-						.swversion = GD_VERSION,
+						.swversion = gw->swversion,
 						.host = at->host,
 						.port = at->port,
 						.ca_file = at->ca_file,

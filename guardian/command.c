@@ -11,6 +11,7 @@
 #include "../base/json.h"
 
 #include "audit.h"
+#include "report.h"
 #include "command_doc.h"
 #include "gateway_private.h"
 
@@ -71,6 +72,9 @@ static void answer(struct gateway *gw, const struct cmd_answer *a)
 							     : "write_refused",
 			  fields);
 	count_answer(gw->inbox, a->status);
+	/* Summed per point for the cloud's failure reports, not one report per write. */
+	if (strcmp(a->status, "refused") == 0)
+		report_write_refused(gw->reporter, a->point, a->reason);
 	if (done)
 		log_info(SUBSYS, "%s = %s written", a->point, a->value);
 	else

@@ -10,6 +10,7 @@
 #include "console.h"
 #include "core.h"
 #include "measure.h"
+#include "update.h"
 
 static const char *const log_level_names[] = { "error", "warn", "info", "debug", NULL };
 
@@ -36,6 +37,7 @@ static const struct conf_key top_keys[] = {
 	{ .name = "uplink", .kind = CONF_OBJECT, .required = true },
 	{ .name = "console", .kind = CONF_OBJECT },
 	{ .name = "attestation", .kind = CONF_OBJECT },
+	{ .name = "update", .kind = CONF_OBJECT },
 	{ .name = "adapters",
 	  .kind = CONF_ARRAY,
 	  .required = true,
@@ -409,8 +411,21 @@ int gd_config_load(const char *file, struct conf *c, struct gd_config **out)
 		resolve_file_keys(item, cfg->dir, uplink_files);
 		uplink_config_read(&cfg->uplink, c, item, "uplink");
 	}
+	if (cfg->uplink.spool.dir == NULL) {
+		if (cfg->state_dir != NULL &&
+		    asprintf(&cfg->uplink.spool.dir, "%s/spool", cfg->state_dir) < 0)
+			cfg->uplink.spool.dir = NULL;
+	} else {
+		char *resolved = resolve(cfg->dir, cfg->uplink.spool.dir);
+
+		free(cfg->uplink.spool.dir);
+		cfg->uplink.spool.dir = resolved;
+	}
 	item = cJSON_GetObjectItemCaseSensitive(root, "console");
 	read_console(cfg, c, cJSON_IsObject(item) ? item : NULL);
+	item = cJSON_GetObjectItemCaseSensitive(root, "update");
+	if (cJSON_IsObject(item))
+		update_config_read(&cfg->update, c, item, cfg->dir);
 	item = cJSON_GetObjectItemCaseSensitive(root, "adapters");
 	if (cJSON_IsArray(item))
 		read_adapters(cfg, c, item);
@@ -465,5 +480,6 @@ void gd_config_free(struct gd_config *cfg)
 	free(cfg->attest.cert_file);
 	free(cfg->console.port.device);
 	free(cfg->console.pin_hash);
+	update_config_release(&cfg->update);
 	free(cfg);
 }

@@ -32,6 +32,18 @@ struct gd_attestation {
 	int retry_min_ms, retry_max_ms;
 };
 
+/* Signed updates (guardian/update.h): the keys trusted to sign bundles, how many must sign, this
+ * device's class, and how long a new version has to prove itself. */
+struct gd_update {
+	bool enabled;
+	char **keys; /* the update root public keys (PEM files), resolved */
+	size_t nkeys;
+	int threshold;
+	char *device_class;
+	int trial_attempts; /* starts a new version gets before it is rolled back */
+	int gate_timeout_s; /* for each start to pass the health gate */
+};
+
 /*
  * A file as guardian took it (service/PROTOCOL.md, "Evidence"): its real path and the SHA-256 of
  * the bytes it parsed (for the executable and CA files: of the file when measured). Evidence is
@@ -54,6 +66,7 @@ struct gd_config {
 	struct uplink_config uplink;
 	struct gd_console console;
 	struct gd_attestation attest;
+	struct gd_update update;
 	struct adapter **adapters;
 	size_t nadapters;
 	const struct point **points; /* the point table: points[id]; borrowed from adapters */
@@ -98,6 +111,9 @@ struct gateway *gateway_start(struct gd_config *cfg);
 void gateway_publish_health(struct gateway *gw);
 /* Stops the adapters, drains the uplink for up to 'drain_ms', frees 'gw'. */
 void gateway_stop(struct gateway *gw, int drain_ms);
+/* What `guardian run` exits with once 'gw' has stopped: 0, or UPDATE_EXIT_RESTART when a bundle
+ * delivered over MQTT was installed (update.h). */
+int gateway_exit_status(struct gateway *gw);
 
 /*
  * Loads the policy file again and, only if all of it is valid, puts it in

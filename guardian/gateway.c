@@ -16,6 +16,8 @@
 #include "core.h"
 #include "gateway_private.h"
 #include "keystore.h"
+#include "update.h"
+#include "report.h"
 
 #define SUBSYS "gateway"
 
@@ -94,7 +96,7 @@ static void emit_chunk(struct runner *r, const struct sample *samples, size_t ns
 			 */
 			pthread_mutex_lock(&gw->emit_lock);
 			doc = payload_number(r->buf + PAYLOAD_SEQ_ROOM, &len, ++gw->seq);
-			uplink_send_telemetry(gw->uplink, doc, len);
+			uplink_send_telemetry(gw->uplink, gw->seq, doc, len);
 			pthread_mutex_unlock(&gw->emit_lock);
 		} else {
 			/* One point larger than a whole message: counted and skipped, never a
@@ -292,9 +294,30 @@ struct gateway *gateway_start(struct gd_config *cfg)
 		log_warnx(SUBSYS, "cannot create the uplink");
 		goto fail;
 	}
+	/* Numbering goes on from what the spool holds, so (boot, seq) and seq alone both order. */
+	gw->seq = uplink_last_seq(gw->uplink);
 	/* No telemetry connection before attestation has produced a certificate. */
 	if (cfg->attest.enabled)
 		uplink_hold(gw->uplink, true);
+	/* Failure reports, a crash of the run before among them. Without them the plant runs on. */
+	{
+		char why[512];
+
+		gw->reporter = reporter_open(&(struct reporter_config){ .state_dir = cfg->state_dir,
+									.device_id = cfg->device_id,
+									.boot_id = gw->boot_id,
+									.uplink = gw->uplink },
+					     why, sizeof(why));
+		if (gw->reporter == NULL)
+			log_warnx(SUBSYS, "failure reports are off: %s", why);
+		else if (reporter_start(gw->reporter, cfg->adapters, cfg->nadapters) != 0)
+			log_warnx(SUBSYS, "failure reports wait on disk: no report thread");
+	}
+	/* Bundles over MQTT, subscribed from the first connection, and a rollback to report. */
+	update_swversion(cfg, gw->swversion, sizeof(gw->swversion));
+	if (update_delivery_start(gw) != 0)
+		log_warnx(SUBSYS, "bundles cannot arrive over MQTT (guardian update install still "
+				  "installs them)");
 	gateway_publish_health(gw);
 	gw->audit = audit_sink_open(cfg->state_dir, gw->uplink, cfg->npoints);
 	/* Before the uplink connects, so that it subscribes to commands from the first connection.
@@ -337,6 +360,9 @@ struct gateway *gateway_start(struct gd_config *cfg)
 	/* Last: the console reads what the rest keeps. */
 	if (console_server_start(gw) != 0)
 		goto fail;
+	/* Started: READY=1, and a version on trial begins its health gate. */
+	if (update_gate_start(gw) != 0)
+		goto fail;
 	return gw;
 fail:
 	gateway_stop(gw, 0);
@@ -347,6 +373,7 @@ void gateway_stop(struct gateway *gw, int drain_ms)
 {
 	if (gw == NULL)
 		return;
+	update_gate_stop(gw);
 	console_server_stop(gw);
 	pthread_mutex_lock(&gw->lock);
 	gw->stopping = true;
@@ -361,10 +388,13 @@ void gateway_stop(struct gateway *gw, int drain_ms)
 	free(gw->runners);
 	command_stop(gw);
 	attest_device_stop(gw);
+	reporter_stop(gw->reporter); /* it publishes through the uplink */
 	if (gw->uplink != NULL) {
 		uplink_stop(gw->uplink, drain_ms);
 		uplink_free(gw->uplink);
 	}
+	update_delivery_stop(gw);     /* after the uplink's callbacks, before the reporter goes */
+	reporter_close(gw->reporter); /* after the uplink's callbacks; marks the clean stop */
 	command_free(gw);
 	audit_sink_close(gw->audit);
 	pthread_cond_destroy(&gw->wake);
@@ -463,6 +493,7 @@ size_t gateway_health_json(struct gateway *gw, char *buf, size_t cap)
 	uplink_attest_health(gw->attest, &w);
 	command_health(gw, &w);
 	audit_sink_health(gw->audit, &w);
+	reporter_health(gw->reporter, &w);
 	jw_key(&w, "uplink");
 	jw_object(&w);
 	jw_key(&w, "queued");
@@ -475,6 +506,8 @@ size_t gateway_health_json(struct gateway *gw, char *buf, size_t cap)
 	jw_uint(&w, us.dropped);
 	jw_key(&w, "connects");
 	jw_uint(&w, us.connects);
+	if (us.spooled)
+		uplink_spool_health(&us.spool, &w);
 	jw_end(&w);
 	jw_key(&w, "policy");
 	jw_object(&w);

@@ -76,6 +76,15 @@ struct gateway {
 	struct uplink_attest *attest;
 	struct attest_device *attest_device;
 	struct audit_sink *audit; /* the audit log and its topic (audit_sink.c) */
+	/* Notifications to the service manager and a trial's health gate (update.h). */
+	struct update_gate *update_gate;
+	/* Failure reports (report.h); NULL if they could not start. */
+	struct reporter *reporter;
+	/* Bundles delivered over MQTT (update_delivery.c); NULL without an update section. */
+	struct update_delivery *delivery;
+	int exit_status;    /* what guardian run exits with once stopped (atomic): 0, or
+			       UPDATE_EXIT_RESTART after an install */
+	char swversion[32]; /* said in hello and evidence: GD_VERSION and the bundle installed */
 	/* The command path (command.c). */
 	struct command_inbox *inbox;
 	pthread_t command_thread;

@@ -23,6 +23,7 @@
 #include "core.h"
 #include "keystore.h"
 #include "measure.h"
+#include "update.h"
 
 #define SUBSYS "main"
 
@@ -54,6 +55,9 @@ static void usage(FILE *out)
 		     "       guardian measure -c FILE [--json]\n"
 		     "                                the measurement log and register of this\n"
 		     "                                build and config, for reference values\n"
+		     "       guardian update init|install|status|prestart ...\n"
+		     "                                signed updates into two slots, with\n"
+		     "                                rollback (guardian update --help)\n"
 		     "       guardian version         print the version\n"
 		     "options:\n"
 		     "  -c, --config FILE   the site config (JSON)\n"
@@ -101,6 +105,7 @@ static int cmd_run(const char *file, bool verbose)
 	struct gateway *gw;
 	sigset_t set;
 	int64_t next_health;
+	int rc;
 
 	if (cfg == NULL)
 		return 1;
@@ -148,10 +153,11 @@ static int cmd_run(const char *file, bool verbose)
 			next_health += cfg->uplink.health_interval_ms;
 		}
 	}
+	rc = gateway_exit_status(gw);
 	gateway_stop(gw, 3000);
 	gd_config_free(cfg);
 	log_info(SUBSYS, "stopped");
-	return 0;
+	return rc;
 }
 
 /* Reads a value as a person writes it: true/false, a number, else a string. */
@@ -507,6 +513,8 @@ int main(int argc, char **argv)
 	}
 	if (strcmp(cmd, "console") == 0 && argc == 3 && strcmp(argv[2], "hash-pin") == 0)
 		return cmd_hash_pin();
+	if (strcmp(cmd, "update") == 0)
+		return update_main(argc - 1, argv + 1);
 	if (strcmp(cmd, "dbc") == 0) {
 		if (argc < 3 || strcmp(argv[2], "import") != 0) {
 			fprintf(stderr, "guardian dbc: expected \"import\"\n");

@@ -9,6 +9,7 @@
 #include <string.h>
 
 #include "../proto/mqtt_tls.h"
+#include "report.h"
 #include "service.h"
 
 #define EXIT_USAGE 2
@@ -20,7 +21,15 @@ static const char usage_text[] =
 	"       guardian-service reference list -d DIR\n"
 	"       guardian-service reference remove -d DIR LABEL\n"
 	"       guardian-service crl -d DIR\n"
-	"       guardian-service serve -d DIR [--once-per-request] [-v]\n";
+	"       guardian-service serve -d DIR [--once-per-request] [-v]\n"
+	"       guardian-service reports -d DIR [--device ID] [--json]\n"
+	"       guardian-service release keygen -o KEY.pem\n"
+	"       guardian-service release sign -o BUNDLE --version N --class CLASS\n"
+	"                [--expires-days D] --key KEY.pem [--key KEY.pem ...] FILE...\n"
+	"       guardian-service release show BUNDLE\n"
+	"       guardian-service release publish -d DIR (BUNDLE | --withdraw)\n"
+	"                (--device ID [--device ID ...] | --all)\n"
+	"       guardian-service release status -d DIR [--json]\n";
 
 static int usage(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
 
@@ -327,10 +336,21 @@ int main(int argc, char **argv)
 				  false, false);
 		return rc != 0 ? rc : cmd_reference(sub, &cl);
 	}
+	/* Delivery goes through the service's broker connection and registry: -d DIR. */
+	if (strcmp(cmd, "release") == 0 && argc > 2 && strcmp(argv[2], "publish") == 0)
+		return release_publish_main(argc - 2, argv + 2);
+	if (strcmp(cmd, "release") == 0 && argc > 2 && strcmp(argv[2], "status") == 0)
+		return release_status_main(argc - 2, argv + 2);
+	/* Update keys live apart from the service directory: keygen, sign and show take no -d. */
+	if (strcmp(cmd, "release") == 0)
+		return release_main(argc - 1, argv + 1);
+	/* Its own options (--device, --json); it reads the directory, it opens no keys. */
+	if (strcmp(cmd, "reports") == 0)
+		return service_reports_main(argc - 1, argv + 1);
 	if (strcmp(cmd, "init") != 0 && strcmp(cmd, "enroll") != 0 && strcmp(cmd, "serve") != 0 &&
 	    strcmp(cmd, "crl") != 0)
-		return usage("unknown command \"%s\" (expected init, enroll, reference, crl or "
-			     "serve)",
+		return usage("unknown command \"%s\" (expected init, enroll, reference, release, "
+			     "reports, crl or serve)",
 			     cmd);
 	rc = parse(argc - 1, argv + 1, &cl);
 	if (rc != 0)
@@ -357,6 +377,7 @@ int main(int argc, char **argv)
 			return usage("serve: unexpected argument \"%s\"", cl.args[0]);
 		return service_serve(cl.dir, &opts);
 	}
-	return usage("unknown command \"%s\" (expected init, enroll, reference, crl or serve)",
+	return usage("unknown command \"%s\" (expected init, enroll, reference, release, reports, "
+		     "crl or serve)",
 		     cmd);
 }

@@ -11,6 +11,7 @@
 #include <unistd.h>
 
 #include "../proto/mqtt_tls.h"
+#include "report.h"
 #include "service.h"
 
 #define SERVE_QUEUE_MAX	   10000 /* messages waiting; beyond, new ones are dropped */
@@ -24,7 +25,9 @@
 static const char *const sub_topics[] = {
 	"$share/guardian-attest/guardian/+/attest/hello",
 	"$share/guardian-attest/guardian/+/attest/evidence",
+	SERVICE_REPORT_TOPIC, /* failure reports (report.c): refused, attestation still runs */
 };
+#define SUB_COUNT ((int)(sizeof(sub_topics) / sizeof(sub_topics[0])))
 
 /* One message that arrived, waiting for the main thread. */
 struct serve_msg {
@@ -50,6 +53,8 @@ struct server {
 	uint64_t dropped;
 	bool ev_connected, ev_connect_failed, ev_lost, ev_subscribed, ev_subscribe_failed;
 	bool disconnected; /* the final disconnect is done */
+	/* The broker's ACL refused the report topic (an old ACL): attestation goes on. */
+	bool reports_refused;
 	char fail_msg[192];
 };
 
@@ -126,12 +131,17 @@ static void on_subscribe_ok(void *context, MQTTAsync_successData *response)
 
 	/* 0x80 in a SUBACK: the broker refused that filter (its ACL). */
 	if (response != NULL && response->alt.qosList != NULL) {
-		for (size_t i = 0; i < sizeof(sub_topics) / sizeof(sub_topics[0]); i++)
-			refused |= response->alt.qosList[i] == 0x80;
+		for (int i = 0; i < SUB_COUNT; i++)
+			if (strcmp(sub_topics[i], SERVICE_REPORT_TOPIC) != 0)
+				refused |= response->alt.qosList[i] == 0x80;
 	} else if (response != NULL) {
 		refused = response->alt.qos == 0x80;
 	}
 	pthread_mutex_lock(&sv->lock);
+	/* A broker whose ACL predates reports: attestation goes on, without them. */
+	for (int i = 0; response != NULL && response->alt.qosList != NULL && i < SUB_COUNT; i++)
+		if (strcmp(sub_topics[i], SERVICE_REPORT_TOPIC) == 0)
+			sv->reports_refused = response->alt.qosList[i] == 0x80;
 	if (refused) {
 		sv->ev_subscribe_failed = true;
 		snprintf(sv->fail_msg, sizeof(sv->fail_msg),
@@ -245,15 +255,17 @@ static void connect_start(struct server *sv)
 static void subscribe_start(struct server *sv)
 {
 	MQTTAsync_responseOptions opts = MQTTAsync_responseOptions_initializer;
-	char *topics[2];
-	int qos[2] = { 1, 1 };
+	char *topics[SUB_COUNT];
+	int qos[SUB_COUNT];
 	int rc;
 
 	memcpy(topics, sub_topics, sizeof(topics)); /* Paho's prototype is not const */
+	for (int i = 0; i < SUB_COUNT; i++)
+		qos[i] = 1;
 	opts.onSuccess = on_subscribe_ok;
 	opts.onFailure = on_subscribe_failed;
 	opts.context = sv;
-	rc = MQTTAsync_subscribeMany(sv->client, 2, topics, qos, &opts);
+	rc = MQTTAsync_subscribeMany(sv->client, SUB_COUNT, topics, qos, &opts);
 	if (rc != MQTTASYNC_SUCCESS) {
 		pthread_mutex_lock(&sv->lock);
 		sv->ev_subscribe_failed = true;
@@ -315,6 +327,14 @@ static void handle(struct server *sv, const struct serve_msg *msg)
 	const char *kind = topic_split(msg->topic, dev);
 	char *answer = NULL;
 
+	if (kind == NULL && service_report_topic(msg->topic, dev)) {
+		char why[512];
+
+		if (service_report_store(sv->svc->dir, dev, msg->payload, msg->len,
+					 sv->svc->now_ms(), why, sizeof(why)) != 0)
+			log_warnx(SERVICE_SUBSYS, "%s", why);
+		return;
+	}
 	if (kind == NULL) {
 		log_debug(SERVICE_SUBSYS, "ignored a message on %s", msg->topic);
 		return;
@@ -343,6 +363,7 @@ static void serve_loop(struct server *sv)
 		int64_t now = gd_mono_ms(), wait_ms;
 		struct serve_msg *msgs;
 		bool connected, connect_failed, lost, subscribed, subscribe_failed;
+		bool reports_refused;
 		char why[192];
 
 		if (state == SERVE_DOWN && now >= next_attempt) {
@@ -378,6 +399,7 @@ static void serve_loop(struct server *sv)
 		lost = sv->ev_lost;
 		subscribed = sv->ev_subscribed;
 		subscribe_failed = sv->ev_subscribe_failed;
+		reports_refused = sv->reports_refused;
 		sv->ev_connected = sv->ev_connect_failed = sv->ev_lost = false;
 		sv->ev_subscribed = sv->ev_subscribe_failed = false;
 		snprintf(why, sizeof(why), "%s", sv->fail_msg);
@@ -395,8 +417,15 @@ static void serve_loop(struct server *sv)
 		if (subscribed) {
 			state = SERVE_UP;
 			failures = 0;
-			log_info(SERVICE_SUBSYS, "subscribed to %s and %s", sub_topics[0],
-				 sub_topics[1]);
+			log_info(SERVICE_SUBSYS, "subscribed to %s, %s and %s", sub_topics[0],
+				 sub_topics[1], sub_topics[2]);
+			if (reports_refused)
+				log_warnx(
+					SERVICE_SUBSYS,
+					"the broker refused %s: failure reports will not arrive "
+					"(its ACL must let guardian-attest read guardian/+/report: "
+					"tools/attest-broker.sh)",
+					SERVICE_REPORT_TOPIC);
 			if (!ready) {
 				printf("guardian-service: ready\n");
 				fflush(stdout);

@@ -307,4 +307,31 @@ struct serve_opts {
  */
 int service_serve(const char *dir, const struct serve_opts *opts);
 
+/* ---- update bundles (release.c) -------------------------------------------------------- */
+
+/*
+ * guardian-service release keygen|sign|show (argv[0] is "release"): update keys made, bundles
+ * signed and shown (proto/bundle.h). Returns the exit status (2 for a bad command line).
+ */
+int release_main(int argc, char **argv);
+
+/* ---- delivering updates (publish.c) ---------------------------------------------------- */
+
+/*
+ * guardian-service release publish -d DIR (BUNDLE | --withdraw) (--device ID... | --all)
+ * (argv[0] is "publish"): the bundle published retained, QoS 1, on guardian/<id>/update/bundle
+ * through the attestation listener with the service's certificate (an empty retained message
+ * with --withdraw). Exit status.
+ */
+int release_publish_main(int argc, char **argv);
+/* guardian-service release status -d DIR [--json]: each enrolled device, the bundle version it
+ * runs and when it said so (its last accepted evidence). Exit status. */
+int release_status_main(int argc, char **argv);
+/*
+ * Records what 'dev' runs, from the swversion of evidence just accepted ("0.1.0+u7": bundle
+ * version 7), in devices/<dev>.installed.json with 'now_ms'. 0 or a gd_err.
+ */
+int registry_record_installed(const char *dir, const char *dev, const char *swversion,
+			      int64_t now_ms);
+
 #endif

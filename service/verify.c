@@ -244,6 +244,10 @@ int service_verify(struct service *s, const char *dev, const char *json, size_t 
 	}
 	res->ok = true;
 	res->not_after = (now_s + s->cfg.lifetime_s) * 1000;
+	/* What it runs, for `release status`: the answer does not wait on it. */
+	if (registry_record_installed(s->dir, dev, ev->swversion, now_ms) != 0)
+		log_warn(SERVICE_SUBSYS, "%s: cannot record its version (%s) in %s/devices", dev,
+			 ev->swversion, s->dir);
 	s->stats.issued++;
 	s->stats.decisions++;
 	goto out;

@@ -13,15 +13,23 @@
 # (SIGHUP) each time it rewrites its CRL.
 #
 # The two listeners share one topic tree, so their ACLs must not overlap: nothing a client
-# may publish on one listener is a topic the other listener's clients may read.
+# may publish on one listener is a topic the other listener's clients may read, with one
+# exception, in one direction: guardian/<cn>/report, failure reports an attested device writes
+# on the telemetry listener, is read on the attestation listener by the service (which connects
+# there) and by nobody else on it; no client of the attestation listener may write it. And one
+# in the other direction: guardian/<cn>/update/#, signed update bundles the service publishes
+# (retained) on the attestation listener, is read on the telemetry listener by that device only;
+# nobody on the telemetry listener may write it, no device on the attestation listener read it.
 # Attestation listener (ATTEST_PORT): client certificates of the manufacturer CA only (device
 #   identities, and the service's CN guardian-attest); a device may write only its own
 #   attest/hello and attest/evidence and read only its attest/nonce and attest/result; the
-#   service reads every hello and evidence and writes every nonce and result; nothing else.
+#   service reads every hello and evidence and writes every nonce and result, reads every
+#   device's report and writes every device's update/#; nothing else.
 # Telemetry listener (TELEMETRY_PORT): client certificates of the operational CA only, which
 #   signs nothing but short-lived attested certificates, checked against SERVICE_DIR/op-ca.crl
 #   (a revoked one is refused at the handshake); a device may write only its own telemetry,
-#   health, audit and cmd/result and read only its cmd; never a topic under attest/.
+#   health, audit, cmd/result and report and read only its cmd and update/#; never a topic under
+#   attest/.
 set -eu
 
 if [ $# -ne 5 ]; then
@@ -56,12 +64,16 @@ fi
 RUN_AS=$(id -un)
 
 cat >"$DIR/acl-attest" <<'EOF'
-# The attestation service hears every device's requests and answers them; nothing else.
+# The attestation service hears every device's requests and answers them, hears the failure
+# reports devices send on the telemetry listener, and delivers signed update bundles to them
+# (guardian-service release publish); nothing else.
 user guardian-attest
 topic read guardian/+/attest/hello
 topic read guardian/+/attest/evidence
 topic write guardian/+/attest/nonce
 topic write guardian/+/attest/result
+topic read guardian/+/report
+topic write guardian/+/update/#
 
 # A device (its identity certificate's CN is %u) asks and listens for itself only.
 pattern write guardian/%u/attest/hello
@@ -79,14 +91,19 @@ topic read guardian/+/health
 topic read guardian/+/audit
 topic read guardian/+/cmd
 topic read guardian/+/cmd/result
+topic read guardian/+/report
 topic write guardian/+/cmd
 
-# A device (its operational certificate's CN is %u): what guardian publishes, and its commands.
+# A device (its operational certificate's CN is %u): what guardian publishes, its commands, and
+# the update bundles the service publishes for it (read only: a device never updates itself or
+# another).
 pattern write guardian/%u/telemetry
 pattern write guardian/%u/health
 pattern write guardian/%u/audit
 pattern write guardian/%u/cmd/result
+pattern write guardian/%u/report
 pattern read guardian/%u/cmd
+pattern read guardian/%u/update/#
 EOF
 
 cat >"$DIR/mosquitto.conf.tmp" <<EOF

@@ -11,6 +11,7 @@
 #include "../proto/mqtt_tls.h"
 #include "diagnose.h"
 #include "queue.h"
+#include "spool.h"
 #include "uplink.h"
 
 #define SUBSYS		     "uplink"
@@ -53,6 +54,9 @@ enum link_state {
 struct event {
 	struct event *next;
 	char *topic;
+	uplink_ack_fn *ack_fn; /* uplink_publish_event_acked: told what became of it */
+	void *ack_ctx;
+	uint64_t ack_id;
 	size_t len;
 	char payload[]; /* len bytes */
 };
@@ -65,6 +69,9 @@ struct send_ctx {
 	uint64_t seq;	/* queue sequence number; 0 for a health document */
 	uint32_t sends; /* which send of that message */
 	struct send_ctx *prev, *next;
+	uplink_ack_fn *ack_fn; /* an acknowledged event: called, without 'lock', when it ends */
+	void *ack_ctx;
+	uint64_t ack_id;
 };
 
 struct uplink {
@@ -78,9 +85,26 @@ struct uplink {
 	char *topic_prefix;	   /* guardian/<device>/ */
 	uplink_command_fn *cmd_fn; /* set before start; called on Paho's thread */
 	void *cmd_ctx;
+	char *topic_extra; /* uplink_subscribe_extra: set before start, NULL if none */
+	uplink_command_fn *extra_fn;
+	void *extra_ctx;
 	char *will_doc;
 	struct uplink_queue *queue;
-	MQTTAsync client; /* used by the thread only (by stop/free once it has ended) */
+	/*
+	 * With a spool, every telemetry message goes to disk first and the memory queue is only the
+	 * window being sent: while it keeps up, producers put each message into it as well; once it
+	 * refuses one, 'behind' is set and the uplink thread loads from the spool, after 'loaded',
+	 * until it has caught up. feed_lock orders the two; it is taken before 'lock' (the queue's
+	 * wake takes that), never after.
+	 */
+	struct spool *spool;
+	pthread_mutex_t feed_lock;
+	bool behind;	 /* the spool holds messages after 'loaded' not in the queue (written under
+			    feed_lock, atomically, so a look without it is allowed) */
+	uint64_t loaded; /* the newest seq put into the queue */
+	uint64_t spool_acked; /* told to the spool */
+	uint64_t lost;	      /* neither the spool nor memory took them (atomic) */
+	MQTTAsync client;     /* used by the thread only (by stop/free once it has ended) */
 	pthread_t thread;
 	bool thread_running;
 
@@ -104,6 +128,7 @@ struct uplink {
 	uint64_t health_acks;
 	bool disconnect_done;
 	bool subscribe_pending; /* the command topic, after each connect */
+	bool extra_pending;	/* the extra topic, after each connect */
 	struct event *events;	/* outbox of event messages, oldest first */
 	struct event *events_tail;
 	size_t nevents;
@@ -330,6 +355,9 @@ static void on_publish_ok(void *context, MQTTAsync_successData *response)
 {
 	struct send_ctx *ctx = context;
 	struct uplink *u = ctx->u;
+	uplink_ack_fn *ack_fn = ctx->ack_fn; /* ctx is freed below */
+	void *ack_ctx = ctx->ack_ctx;
+	uint64_t ack_id = ctx->ack_id;
 
 	(void)response;
 	pthread_mutex_lock(&u->lock);
@@ -344,12 +372,18 @@ static void on_publish_ok(void *context, MQTTAsync_successData *response)
 	forget_send(u, ctx);
 	wake_locked(u);
 	pthread_mutex_unlock(&u->lock);
+	/* Without 'lock': the owner takes its own lock, and may publish again from another. */
+	if (ack_fn != NULL)
+		ack_fn(ack_ctx, ack_id, true);
 }
 
 static void on_publish_failed(void *context, MQTTAsync_failureData *response)
 {
 	struct send_ctx *ctx = context;
 	struct uplink *u = ctx->u;
+	uplink_ack_fn *ack_fn = ctx->ack_fn;
+	void *ack_ctx = ctx->ack_ctx;
+	uint64_t ack_id = ctx->ack_id;
 
 	(void)response;
 	pthread_mutex_lock(&u->lock);
@@ -359,6 +393,9 @@ static void on_publish_failed(void *context, MQTTAsync_failureData *response)
 	forget_send(u, ctx);
 	wake_locked(u);
 	pthread_mutex_unlock(&u->lock);
+	/* An acknowledged event that will not be: its owner sends it again. */
+	if (ack_fn != NULL)
+		ack_fn(ack_ctx, ack_id, false);
 }
 
 static void on_disconnected(void *context, MQTTAsync_successData *response)
@@ -387,6 +424,9 @@ static int on_message(void *context, char *topic, int topic_len, MQTTAsync_messa
 	if (u->cmd_fn != NULL && tlen == strlen(u->topic_cmd) &&
 	    memcmp(topic, u->topic_cmd, tlen) == 0 && m->payloadlen >= 0)
 		u->cmd_fn(u->cmd_ctx, m->payload, (size_t)m->payloadlen);
+	else if (u->extra_fn != NULL && tlen == strlen(u->topic_extra) &&
+		 memcmp(topic, u->topic_extra, tlen) == 0 && m->payloadlen >= 0)
+		u->extra_fn(u->extra_ctx, m->payload, (size_t)m->payloadlen);
 	MQTTAsync_freeMessage(&m);
 	MQTTAsync_free(topic);
 	return 1;
@@ -407,6 +447,22 @@ static void on_subscribed(void *context, MQTTAsync_successData *response)
 
 	(void)response;
 	log_info(SUBSYS, "subscribed to %s", u->topic_cmd);
+}
+
+static void on_extra_subscribe_failed(void *context, MQTTAsync_failureData *response)
+{
+	struct uplink *u = context;
+
+	log_warnx(SUBSYS, "cannot subscribe to %s (code %d); nothing can arrive there",
+		  u->topic_extra, response ? response->code : 0);
+}
+
+static void on_extra_subscribed(void *context, MQTTAsync_successData *response)
+{
+	struct uplink *u = context;
+
+	(void)response;
+	log_info(SUBSYS, "subscribed to %s", u->topic_extra);
 }
 
 /* --- Paho calls, made without 'lock' ------------------------------------ */
@@ -438,10 +494,12 @@ static MQTTAsync client_create(struct uplink *u)
 
 /*
  * Publishes one QoS 1 message. Called with 'lock' held; releases it around
- * the Paho call. 'seq' 0 marks a health document.
+ * the Paho call. 'seq' 0 marks a health document. 'ack', when not NULL, is
+ * the acknowledged event it sends: its callback goes with the send.
  */
-static int publish_locked(struct uplink *u, const char *topic, const char *data, size_t len,
-			  bool retained, uint64_t seq, uint32_t sends)
+static int publish_acked_locked(struct uplink *u, const char *topic, const char *data, size_t len,
+				bool retained, uint64_t seq, uint32_t sends,
+				const struct event *ack)
 {
 	MQTTAsync_message msg = MQTTAsync_message_initializer;
 	MQTTAsync_responseOptions opts = MQTTAsync_responseOptions_initializer;
@@ -458,6 +516,11 @@ static int publish_locked(struct uplink *u, const char *topic, const char *data,
 		return ctx == NULL ? MQTTASYNC_FAILURE : MQTTASYNC_DISCONNECTED;
 	}
 	*ctx = (struct send_ctx){ .u = u, .seq = seq, .sends = sends, .next = u->sends };
+	if (ack != NULL) {
+		ctx->ack_fn = ack->ack_fn;
+		ctx->ack_ctx = ack->ack_ctx;
+		ctx->ack_id = ack->ack_id;
+	}
 	if (u->sends != NULL)
 		u->sends->prev = ctx;
 	u->sends = ctx;
@@ -474,6 +537,12 @@ static int publish_locked(struct uplink *u, const char *topic, const char *data,
 	if (rc != MQTTASYNC_SUCCESS)
 		forget_send(u, ctx); /* Paho did not take it: no callback will come */
 	return rc;
+}
+
+static int publish_locked(struct uplink *u, const char *topic, const char *data, size_t len,
+			  bool retained, uint64_t seq, uint32_t sends)
+{
+	return publish_acked_locked(u, topic, data, len, retained, seq, sends, NULL);
 }
 
 /* Starts one connection attempt. Called with 'lock' held; releases it around Paho. */
@@ -571,6 +640,7 @@ static void handle_connected(struct uplink *u, int64_t now)
 	u->failures = 0;
 	u->health_dirty = true; /* every connection starts with the current health */
 	u->subscribe_pending = u->cmd_fn != NULL; /* a clean session forgets subscriptions */
+	u->extra_pending = u->extra_fn != NULL;
 	u->pump_paused_until_ms = 0;
 	queue_requeue(u->queue);
 	queue_get_stats(u->queue, &qs);
@@ -704,6 +774,26 @@ static void subscribe_locked(struct uplink *u)
 	}
 }
 
+/* Subscribes to the extra topic (uplink_subscribe_extra), as subscribe_locked does. */
+static void subscribe_extra_locked(struct uplink *u)
+{
+	MQTTAsync_responseOptions opts = MQTTAsync_responseOptions_initializer;
+	MQTTAsync client = u->client;
+	int rc;
+
+	opts.onFailure = on_extra_subscribe_failed;
+	opts.onSuccess = on_extra_subscribed;
+	opts.context = u;
+	u->extra_pending = false;
+	pthread_mutex_unlock(&u->lock);
+	rc = MQTTAsync_subscribe(client, u->topic_extra, 1, &opts);
+	pthread_mutex_lock(&u->lock);
+	if (rc != MQTTASYNC_SUCCESS) {
+		u->extra_pending = true;
+		u->pump_paused_until_ms = gd_mono_ms() + PUMP_RETRY_MS;
+	}
+}
+
 /* Hands the outbox to Paho, oldest first. Called with 'lock' held. */
 static void publish_events_locked(struct uplink *u)
 {
@@ -714,7 +804,7 @@ static void publish_events_locked(struct uplink *u)
 		if (u->events == NULL)
 			u->events_tail = NULL;
 		u->nevents--;
-		if (publish_locked(u, e->topic, e->payload, e->len, false, EVENT_SEQ, 0) !=
+		if (publish_acked_locked(u, e->topic, e->payload, e->len, false, EVENT_SEQ, 0, e) !=
 		    MQTTASYNC_SUCCESS) {
 			/* Put it back at the head and try again later. */
 			e->next = u->events;
@@ -775,13 +865,23 @@ static void pump_locked(struct uplink *u)
 
 static void log_queue_events(struct uplink *u, int64_t now, const struct queue_stats *qs)
 {
-	if (qs->dropped > u->drops_logged && now - u->drop_log_ms >= DROP_LOG_INTERVAL_MS) {
-		log_warnx(
-			SUBSYS, "queue full (%lld bytes): dropped %llu %s messages (%llu in total)",
-			u->cfg.queue_max_bytes, (unsigned long long)(qs->dropped - u->drops_logged),
-			u->cfg.queue_drop == QUEUE_DROP_NEWEST ? "new" : "old",
-			(unsigned long long)qs->dropped);
-		u->drops_logged = qs->dropped;
+	/* A window in front of the spool counts no refusals: what is lost is counted here. */
+	uint64_t n = qs->dropped + __atomic_load_n(&u->lost, __ATOMIC_RELAXED);
+
+	if (n > u->drops_logged && now - u->drop_log_ms >= DROP_LOG_INTERVAL_MS) {
+		if (u->spool != NULL)
+			log_warnx(SUBSYS,
+				  "the spool could not write %llu messages and memory was "
+				  "full: lost (%llu in total; see spool.last_error)",
+				  (unsigned long long)(n - u->drops_logged), (unsigned long long)n);
+		else
+			log_warnx(
+				SUBSYS,
+				"queue full (%lld bytes): dropped %llu %s messages (%llu in total)",
+				u->cfg.queue_max_bytes, (unsigned long long)(n - u->drops_logged),
+				u->cfg.queue_drop == QUEUE_DROP_NEWEST ? "new" : "old",
+				(unsigned long long)n);
+		u->drops_logged = n;
 		u->drop_log_ms = now;
 	}
 	if (u->backlog_pending && u->state == LINK_CONNECTED &&
@@ -789,6 +889,65 @@ static void log_queue_events(struct uplink *u, int64_t now, const struct queue_s
 		log_info(SUBSYS, "backlog delivered: %zu messages in %lld ms", u->backlog_msgs,
 			 (long long)(now - u->backlog_start_ms));
 		u->backlog_pending = false;
+	}
+}
+
+#define REFILL_BATCH 256 /* records loaded from the spool per pass, between looks at the link */
+
+/*
+ * Loads the next records from the spool into the queue's free half, and tells the spool what the
+ * broker has acknowledged: everything before the oldest message the queue still holds. Runs on
+ * the uplink thread without 'lock' (it reads and writes files).
+ */
+static void spool_work(struct uplink *u)
+{
+	struct queue_stats qs;
+	uint64_t acked;
+
+	if (u->spool == NULL)
+		return;
+	/*
+	 * Reads without feed_lock (a compressed segment is read and decompressed whole): while
+	 * 'behind' is set only this thread puts messages into the queue and moves 'loaded', and
+	 * only this thread clears it. feed_lock is taken to push, and to decide "caught up" (so a
+	 * producer's append cannot slip between the last read and the clearing).
+	 */
+	for (int n = 0; n < REFILL_BATCH; n++) {
+		void *data = NULL;
+		size_t len = 0;
+		uint64_t seq = 0, after;
+		int r;
+
+		queue_get_stats(u->queue, &qs);
+		if (!__atomic_load_n(&u->behind, __ATOMIC_ACQUIRE) ||
+		    qs.bytes > (size_t)u->cfg.queue_max_bytes / 2)
+			break;
+		pthread_mutex_lock(&u->feed_lock);
+		after = u->loaded;
+		pthread_mutex_unlock(&u->feed_lock);
+		r = spool_next(u->spool, after, &data, &len, &seq);
+		pthread_mutex_lock(&u->feed_lock);
+		if (r == 0) {
+			r = spool_next(u->spool, after, &data, &len, &seq);
+			if (r == 0) /* caught up */
+				__atomic_store_n(&u->behind, false, __ATOMIC_RELEASE);
+		}
+		if (r > 0 && queue_push_seq(u->queue, seq, data, len, NULL) == 0)
+			u->loaded = seq;
+		else if (r > 0)
+			r = 0; /* no room after all: next pass */
+		pthread_mutex_unlock(&u->feed_lock);
+		free(data);
+		if (r <= 0)
+			break;
+	}
+	pthread_mutex_lock(&u->feed_lock);
+	queue_get_stats(u->queue, &qs);
+	acked = qs.oldest != 0 ? qs.oldest - 1 : u->loaded;
+	pthread_mutex_unlock(&u->feed_lock);
+	if (acked > u->spool_acked) {
+		spool_ack(u->spool, acked);
+		u->spool_acked = acked;
 	}
 }
 
@@ -803,6 +962,11 @@ static void *uplink_main(void *arg)
 		struct queue_stats qs;
 
 		u->kick = false;
+		if (u->spool != NULL) {
+			pthread_mutex_unlock(&u->lock);
+			spool_work(u);
+			pthread_mutex_lock(&u->lock);
+		}
 		if (u->ev_connected) {
 			u->ev_connected = false;
 			handle_connected(u, now);
@@ -835,6 +999,8 @@ static void *uplink_main(void *arg)
 				publish_health_locked(u);
 			if (u->subscribe_pending)
 				subscribe_locked(u);
+			if (u->extra_pending && u->state == LINK_CONNECTED)
+				subscribe_extra_locked(u);
 			if (u->events != NULL)
 				publish_events_locked(u);
 			pump_locked(u);
@@ -848,12 +1014,15 @@ static void *uplink_main(void *arg)
 		if (u->state == LINK_CONNECTED && u->pump_paused_until_ms > now &&
 		    u->pump_paused_until_ms < deadline)
 			deadline = u->pump_paused_until_ms;
-		if (qs.dropped > u->drops_logged &&
+		if (qs.dropped + __atomic_load_n(&u->lost, __ATOMIC_RELAXED) > u->drops_logged &&
 		    u->drop_log_ms + DROP_LOG_INTERVAL_MS < deadline)
 			deadline = u->drop_log_ms + DROP_LOG_INTERVAL_MS;
 		wait_until(u, deadline);
 	}
 	/* The last word on drops and the backlog, which a stop may have hurried. */
+	pthread_mutex_unlock(&u->lock);
+	spool_work(u);
+	pthread_mutex_lock(&u->lock);
 	queue_get_stats(u->queue, &qs_last);
 	u->drop_log_ms = INT64_MIN / 2;
 	log_queue_events(u, gd_mono_ms(), &qs_last);
@@ -871,8 +1040,10 @@ static int copy_config(struct uplink_config *dst, const struct uplink_config *sr
 	dst->cert_file = strdup(src->cert_file);
 	dst->key_file = strdup(src->key_file);
 	dst->client_id = src->client_id ? strdup(src->client_id) : NULL;
+	dst->spool.dir = src->spool.dir ? strdup(src->spool.dir) : NULL;
 	if (dst->host == NULL || dst->ca_file == NULL || dst->cert_file == NULL ||
-	    dst->key_file == NULL || (src->client_id != NULL && dst->client_id == NULL))
+	    dst->key_file == NULL || (src->client_id != NULL && dst->client_id == NULL) ||
+	    (src->spool.dir != NULL && dst->spool.dir == NULL))
 		return GD_ENOMEM;
 	return 0;
 }
@@ -893,6 +1064,7 @@ struct uplink *uplink_new(const struct uplink_config *cfg, const char *device_id
 	if (u == NULL)
 		return NULL;
 	pthread_mutex_init(&u->lock, NULL);
+	pthread_mutex_init(&u->feed_lock, NULL);
 	pthread_condattr_init(&attr);
 	pthread_condattr_setclock(&attr, CLOCK_MONOTONIC);
 	pthread_cond_init(&u->cond, &attr);
@@ -914,8 +1086,38 @@ struct uplink *uplink_new(const struct uplink_config *cfg, const char *device_id
 	u->will_doc = dup_printf(
 		"{\"device\":\"%s\",\"state\":\"offline\",\"reason\":\"connection lost\"}",
 		device_id);
-	u->queue = queue_new((size_t)cfg->queue_max_bytes, (enum queue_drop)cfg->queue_drop,
+	/* With a spool the queue is the window being sent: full means "load later", never a drop.
+	 */
+	u->queue = queue_new((size_t)cfg->queue_max_bytes,
+			     cfg->spool.enabled ? QUEUE_WINDOW : (enum queue_drop)cfg->queue_drop,
 			     queue_wake, u);
+	if (cfg->spool.enabled && cfg->spool.dir != NULL) {
+		char why[300];
+
+		u->spool = spool_open(&cfg->spool, NULL, why, sizeof(why));
+		if (u->spool == NULL) {
+			log_warnx(SUBSYS, "%s", why);
+			goto fail;
+		}
+		u->loaded = spool_last_seq(u->spool);
+		u->spool_acked = u->loaded;
+		{
+			struct spool_stats ss;
+
+			spool_get_stats(u->spool, &ss);
+			if (ss.records > 0) {
+				u->behind = true;
+				u->loaded = ss.acked_seq;
+				u->spool_acked = ss.acked_seq;
+				log_info(SUBSYS,
+					 "spool %s: %llu messages from before (seq %llu to "
+					 "%llu) to send first",
+					 cfg->spool.dir, (unsigned long long)ss.records,
+					 (unsigned long long)ss.acked_seq + 1,
+					 (unsigned long long)ss.last_seq);
+			}
+		}
+	}
 	if (u->device_id == NULL || u->uri == NULL || u->topic_telemetry == NULL ||
 	    u->topic_health == NULL || u->topic_cmd == NULL || u->topic_prefix == NULL ||
 	    u->will_doc == NULL || u->queue == NULL)
@@ -962,14 +1164,50 @@ void uplink_set_command_handler(struct uplink *u, uplink_command_fn *fn, void *c
 	pthread_mutex_unlock(&u->lock);
 }
 
+int uplink_subscribe_extra(struct uplink *u, const char *subtopic, uplink_command_fn *fn, void *ctx)
+{
+	char *topic;
+	int rc = 0;
+
+	if (subtopic[0] == '\0' || strpbrk(subtopic, "+#") != NULL)
+		return GD_EINVAL;
+	topic = dup_printf("guardian/%s/%s", u->device_id, subtopic);
+	if (topic == NULL)
+		return GD_ENOMEM;
+	pthread_mutex_lock(&u->lock);
+	if (u->topic_extra != NULL) {
+		rc = GD_EINVAL;
+	} else {
+		u->topic_extra = topic;
+		u->extra_fn = fn;
+		u->extra_ctx = ctx;
+		topic = NULL;
+	}
+	pthread_mutex_unlock(&u->lock);
+	free(topic);
+	return rc;
+}
+
 int uplink_publish_event(struct uplink *u, const char *subtopic, const char *payload, size_t len)
 {
+	return uplink_publish_event_acked(u, subtopic, payload, len, NULL, NULL, 0);
+}
+
+int uplink_publish_event_acked(struct uplink *u, const char *subtopic, const char *payload,
+			       size_t len, uplink_ack_fn *fn, void *ctx, uint64_t id)
+{
 	struct event *e = malloc(sizeof(*e) + len);
+	uplink_ack_fn *dropped_fn = NULL;
+	void *dropped_ctx = NULL;
+	uint64_t dropped_id = 0;
 	int rc = 0;
 
 	if (e == NULL)
 		return GD_ENOMEM;
 	e->next = NULL;
+	e->ack_fn = fn;
+	e->ack_ctx = ctx;
+	e->ack_id = id;
 	e->len = len;
 	memcpy(e->payload, payload, len);
 	e->topic = dup_printf("%s%s", u->topic_prefix, subtopic);
@@ -984,6 +1222,9 @@ int uplink_publish_event(struct uplink *u, const char *subtopic, const char *pay
 		u->events = old->next;
 		u->nevents--;
 		u->events_dropped++;
+		dropped_fn = old->ack_fn;
+		dropped_ctx = old->ack_ctx;
+		dropped_id = old->ack_id;
 		free(old->topic);
 		free(old);
 		rc = GD_EFULL;
@@ -996,14 +1237,48 @@ int uplink_publish_event(struct uplink *u, const char *subtopic, const char *pay
 	u->nevents++;
 	wake_locked(u);
 	pthread_mutex_unlock(&u->lock);
+	if (dropped_fn != NULL)
+		dropped_fn(dropped_ctx, dropped_id, false);
 	return rc;
 }
 
-int uplink_send_telemetry(struct uplink *u, const char *payload, size_t len)
+int uplink_send_telemetry(struct uplink *u, uint64_t seq, const char *payload, size_t len)
 {
+	int rc, spooled;
+	bool behind;
+
 	if (len > (size_t)u->cfg.max_message_bytes)
 		return GD_EINVAL; /* the caller splits batches at max_message_bytes */
-	return queue_push(u->queue, payload, len, NULL);
+	if (u->spool == NULL)
+		return queue_push_seq(u->queue, seq, payload, len, NULL);
+	pthread_mutex_lock(&u->feed_lock);
+	spooled = spool_append(u->spool, seq, payload, len);
+	if (spooled == GD_EFULL || spooled == GD_EINVAL) {
+		rc = spooled; /* refused by the cap (counted), or out of order */
+	} else if (!u->behind) {
+		rc = queue_push_seq(u->queue, seq, payload, len, NULL);
+		if (rc == 0)
+			u->loaded = seq;
+		else if (spooled == 0)
+			rc = 0, __atomic_store_n(&u->behind, true, __ATOMIC_RELEASE);
+		else
+			rc = GD_EIO; /* neither disk nor memory took it */
+	} else {
+		rc = spooled; /* on disk, loaded when the queue has room; or lost to a write error
+			       */
+	}
+	if (rc == GD_EIO)
+		__atomic_add_fetch(&u->lost, 1, __ATOMIC_RELAXED);
+	behind = u->behind;
+	pthread_mutex_unlock(&u->feed_lock);
+	if (behind)
+		queue_wake(u);
+	return rc;
+}
+
+uint64_t uplink_last_seq(struct uplink *u)
+{
+	return u->spool != NULL ? spool_last_seq(u->spool) : 0;
 }
 
 void uplink_set_health(struct uplink *u, const char *json, size_t len)
@@ -1036,13 +1311,17 @@ void uplink_get_stats(struct uplink *u, struct uplink_stats *out)
 		.connect_failures = u->connect_failures,
 		.enqueued = qs.enqueued,
 		.published = u->published,
-		.dropped = qs.dropped,
+		.dropped = qs.dropped + __atomic_load_n(&u->lost, __ATOMIC_RELAXED),
 		.queued_msgs = qs.msgs,
 		.queued_bytes = qs.bytes,
 		.last_publish_ms = u->last_publish_ms,
 	};
 	snprintf(out->last_error, sizeof(out->last_error), "%s", u->last_error);
 	pthread_mutex_unlock(&u->lock);
+	if (u->spool != NULL) {
+		out->spooled = true;
+		spool_get_stats(u->spool, &out->spool);
+	}
 }
 
 /* Waits (with 'lock' held) until 'done' says so or 'deadline_ms' passes. */
@@ -1064,7 +1343,9 @@ static bool queue_drained(struct uplink *u, uint64_t arg)
 
 	(void)arg;
 	queue_get_stats(u->queue, &qs);
-	return qs.msgs == 0 || u->state != LINK_CONNECTED;
+	/* Not feed_lock: it is taken before 'lock', never after. */
+	return (qs.msgs == 0 && !__atomic_load_n(&u->behind, __ATOMIC_ACQUIRE)) ||
+	       u->state != LINK_CONNECTED;
 }
 
 static bool attempt_over(struct uplink *u, uint64_t arg)
@@ -1106,9 +1387,19 @@ void uplink_stop(struct uplink *u, int timeout_ms)
 	/* The thread has ended: Paho is ours alone now. */
 	pthread_mutex_lock(&u->lock);
 	queue_get_stats(u->queue, &qs);
-	if (qs.msgs > 0)
+	if (u->spool != NULL) {
+		struct spool_stats ss;
+
+		spool_get_stats(u->spool, &ss);
+		if (ss.records > 0)
+			log_info(SUBSYS,
+				 "stopping with %llu messages in the spool, sent at the next "
+				 "start",
+				 (unsigned long long)ss.records);
+	} else if (qs.msgs > 0) {
 		log_warnx(SUBSYS, "stopping with %zu messages (%zu bytes) not delivered", qs.msgs,
 			  qs.bytes);
+	}
 	if (u->state == LINK_CONNECTING) {
 		/*
 		 * An attempt that succeeds after the stop would leave "online"
@@ -1170,6 +1461,8 @@ void uplink_free(struct uplink *u)
 	while (u->sends != NULL)
 		forget_send(u, u->sends);
 	queue_free(u->queue);
+	spool_close(u->spool);
+	pthread_mutex_destroy(&u->feed_lock);
 	free(u->health);
 	free(u->will_doc);
 	while (u->events != NULL) {
@@ -1181,6 +1474,7 @@ void uplink_free(struct uplink *u)
 	}
 	free(u->topic_health);
 	free(u->topic_cmd);
+	free(u->topic_extra);
 	free(u->topic_prefix);
 	free(u->topic_telemetry);
 	free(u->uri);

@@ -14,8 +14,31 @@
 enum queue_drop {
 	QUEUE_DROP_OLDEST, /* drop the oldest message not yet in flight (default) */
 	QUEUE_DROP_NEWEST, /* refuse the new message */
+	QUEUE_WINDOW,	   /* refuse it, not counted as a drop: the queue is the window in front
+			      of the spool, which keeps what the queue refuses */
 };
 extern const char *const queue_drop_names[];
+
+/* When the spool syncs its records to the disk (README "Store and forward"). */
+enum spool_sync {
+	SPOOL_SYNC_ALWAYS, /* every record: nothing lost on power loss, one fdatasync each */
+	SPOOL_SYNC_BATCH,  /* every sync_interval_ms: the power-loss window (default) */
+	SPOOL_SYNC_NONE,   /* when the kernel writes back: a process crash still loses nothing */
+};
+extern const char *const spool_sync_names[];
+
+/* The crash-safe spool on disk (uplink/spool.h): telemetry waits there while the broker is away. */
+struct spool_config {
+	bool enabled;		 /* true */
+	char *dir;		 /* "<state_dir>/spool" unless given */
+	int sync;		 /* enum spool_sync: batch */
+	int sync_interval_ms;	 /* 100 */
+	long long max_bytes;	 /* 256 MiB of segment files on disk */
+	int drop;		 /* enum queue_drop: oldest */
+	long long segment_bytes; /* 4 MiB per segment file (at most an eighth of max_bytes) */
+	bool compress;		 /* true: sealed segments compressed with zstd */
+	int compress_level;	 /* 3 */
+};
 
 struct uplink_config {
 	char *host;		     /* broker host name; verified against its certificate */
@@ -35,6 +58,31 @@ struct uplink_config {
 	int health_interval_ms;	     /* 10000 */
 	bool verify_hostname;	     /* true; false only for brokers reached by IP without SAN */
 	bool attested; /* cert_file and key_file come from attestation: made at run time */
+	struct spool_config spool;
+};
+
+struct jw;
+
+/* The spool's counters, for health and the console. */
+struct spool_stats {
+	uint64_t first_seq;  /* of the oldest record held, 0 if none */
+	uint64_t last_seq;   /* of the newest record ever appended (persisted), 0 if none */
+	uint64_t acked_seq;  /* the cursor */
+	uint64_t records;    /* held and not yet acknowledged (an upper bound: gaps count) */
+	uint64_t disk_bytes; /* segment files on disk */
+	uint64_t raw_bytes;  /* the same records uncompressed */
+	uint64_t segments;
+	uint64_t appended;	 /* records written by this process */
+	uint64_t dropped;	 /* records deleted unacknowledged for the cap (drop-oldest) */
+	uint64_t refused;	 /* records refused for the cap (drop-newest) */
+	uint64_t write_errors;	 /* appends that failed (ENOSPC, EIO): those went to memory only */
+	uint64_t torn_tails;	 /* segments cut at a torn tail at start */
+	uint64_t torn_bytes;	 /* bytes cut off */
+	uint64_t quarantined;	 /* segments damaged before their end, copied to quarantine/ */
+	uint64_t cursor_damaged; /* a cursor file that did not read: everything is resent */
+	uint64_t syncs;		 /* fdatasync calls */
+	uint64_t compressed;	 /* segments compressed */
+	char last_error[160];
 };
 
 /* Sets the defaults listed above (strings NULL). */
@@ -57,6 +105,8 @@ struct uplink_stats {
 	uint64_t queued_bytes;
 	int64_t last_publish_ms; /* UTC ms of the last acknowledgement */
 	char last_error[160];
+	bool spooled; /* the spool is on: 'spool' says what it holds */
+	struct spool_stats spool;
 };
 
 struct uplink;
@@ -69,17 +119,24 @@ struct uplink *uplink_new(const struct uplink_config *cfg, const char *device_id
 /* Starts connecting in the background (with reconnect and backoff). 0 or gd_err. */
 int uplink_start(struct uplink *u);
 /*
- * Queues one telemetry payload (copied) for QoS 1 delivery on
- * guardian/<device>/telemetry, in order. Thread-safe. Returns 0, or GD_EFULL
- * when the queue was full and the drop policy dropped this message.
+ * Queues one telemetry payload (copied) numbered 'seq' (above every one before
+ * it: see uplink_last_seq) for QoS 1 delivery on guardian/<device>/telemetry,
+ * in order: into the spool on disk when it is on, and into the memory queue
+ * while that keeps up. Thread-safe. Returns 0; GD_EFULL when the cap refused
+ * it; GD_EIO when the spool could not write it and memory could not take it.
  */
-int uplink_send_telemetry(struct uplink *u, const char *payload, size_t len);
+int uplink_send_telemetry(struct uplink *u, uint64_t seq, const char *payload, size_t len);
+/* The newest sequence number the spool holds or has held (0 without a spool): numbering goes on
+ * after it across restarts. */
+uint64_t uplink_last_seq(struct uplink *u);
 /*
  * Sets the retained health document (copied) published on
  * guardian/<device>/health now (if connected) and after every reconnect.
  */
 void uplink_set_health(struct uplink *u, const char *json, size_t len);
 void uplink_get_stats(struct uplink *u, struct uplink_stats *out);
+/* The "spool":{...} member of the health document 'w' is writing (README "Store and forward"). */
+void uplink_spool_health(const struct spool_stats *st, struct jw *w);
 /*
  * While held, the uplink does not connect (telemetry waits in the queue): no
  * valid operational certificate yet. Holding while connected drops the
@@ -98,12 +155,37 @@ typedef void uplink_command_fn(void *ctx, const char *payload, size_t len);
 /* Subscribes to the command topic on every connection. Call before uplink_start. */
 void uplink_set_command_handler(struct uplink *u, uplink_command_fn *fn, void *ctx);
 /*
+ * One more subscription: guardian/<device>/<subtopic> (QoS 1) on every connection, its messages
+ * (retained ones too, at each subscription) to 'fn' on the MQTT client's thread, as commands go
+ * to theirs: it must copy what it needs and return at once. One per uplink; call before
+ * uplink_start. 0, GD_EINVAL (one is set already, or the subtopic is empty or has a wildcard)
+ * or GD_ENOMEM.
+ */
+int uplink_subscribe_extra(struct uplink *u, const char *subtopic, uplink_command_fn *fn,
+			   void *ctx);
+/*
  * Queues one QoS 1 message (copied) for guardian/<device>/<subtopic>, outside
  * the telemetry queue: command results, audit records. Kept while the broker
  * is away, up to 4096 (a burst of answered commands fits); beyond that the oldest goes (GD_EFULL).
  * Thread-safe.
  */
 int uplink_publish_event(struct uplink *u, const char *subtopic, const char *payload, size_t len);
+/*
+ * What became of one uplink_publish_event_acked message: 'acked' true once the broker
+ * acknowledged it (PUBACK); false when it will not be (the connection went with it in flight,
+ * or the outbox was full and it was dropped): the caller sends it again when it likes. Called
+ * once per message, on Paho's thread (or the caller's, for a full outbox), without the uplink's
+ * lock: it must only record what happened and return.
+ */
+typedef void uplink_ack_fn(void *ctx, uint64_t id, bool acked);
+/*
+ * uplink_publish_event, and 'fn'(ctx, id, ...) says what became of the message. A message the
+ * uplink still holds when it is freed gets no call: keep it until acknowledged, and send it again
+ * after a restart. Thread-safe. 0, GD_ENOMEM (no call will come), or GD_EFULL (the outbox was
+ * full: its oldest message went, and got its call).
+ */
+int uplink_publish_event_acked(struct uplink *u, const char *subtopic, const char *payload,
+			       size_t len, uplink_ack_fn *fn, void *ctx, uint64_t id);
 /*
  * Waits up to 'timeout_ms' for the queue to drain, publishes health "offline"
  * (a clean stop does not fire the last will), and disconnects.
@@ -119,8 +201,9 @@ void uplink_free(struct uplink *u);
  * remain and one fits), and the length in *len. 'points' is the gateway's
  * point table, indexed by sample.point_id; 'names', when not NULL, gives the
  * name each point leaves under (the policy's aliases), indexed the same way.
- * 'boot_id' names this start of the process (see gateway_start): 'seq' counts
- * from 1 within it, so (boot, seq) names one message across restarts.
+ * 'boot_id' names this start of the process (see gateway_start); 'seq' goes on
+ * across starts when the spool is on (uplink_last_seq), and from 1 within a
+ * boot without it, so (boot, seq) names one message across restarts.
  *
  *   {"device":"press-07","boot":"5f0c7e1a9b32d4c8","seq":12,"ts":1732200000000,"points":[
  *     {"name":"plc1/temp","value":21.5,"unit":"degC","quality":"good","ts":1732200000000}]}
@@ -158,7 +241,6 @@ enum uplink_attest_next {
 };
 
 struct attest_result;
-struct jw;
 
 /*
  * Attestation rounds (uplink/attest.c, service/PROTOCOL.md). The keys and the
