@@ -96,7 +96,12 @@ Test(update, state_round_trip)
 	cr_assert_eq(update_state_write(dir, &st, why, sizeof(why)), 0, "%s", why);
 	cr_assert_eq(update_state_read(dir, &back, why, sizeof(why)), 0, "%s", why);
 	cr_expect(!back.trial);
-	cr_expect(strstr(read_file("update.json"), "\"trial\":null") != NULL);
+	{
+		char *text = read_file("update.json");
+
+		cr_expect(strstr(text, "\"trial\":null") != NULL);
+		free(text);
+	}
 }
 
 Test(update, state_errors_say_where)
