@@ -65,6 +65,10 @@ char *gd_read_file(const char *path);
  * it renamed over it, then the directory synced; readers see the old file or the new one, never
  * a part. 0, or GD_EIO with errno kept (the temp file removed). */
 int gd_write_file_atomic(const char *path, const void *data, size_t n, unsigned mode);
+/* A rename, link or new file is durable only once its directory is synced: fsync of 'dir', or of
+ * the directory holding 'path'. 0, or GD_EIO with errno kept. */
+int gd_sync_dir(const char *dir);
+int gd_sync_parent(const char *path);
 /* Like gd_write_file_atomic, but never replaces a file: GD_EIO with errno EEXIST if 'path' is. */
 int gd_create_file(const char *path, const void *data, size_t n, unsigned mode);
 

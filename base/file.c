@@ -49,24 +49,28 @@ out:
 	return buf;
 }
 
-/* A rename or link is durable only once the directory of 'path' is synced. */
-static int sync_dir(const char *path)
+int gd_sync_dir(const char *dir)
 {
-	const char *slash = strrchr(path, '/');
-	char dir[PATH_MAX];
-	int fd, err = 0;
+	int fd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC), err = 0;
 
-	if (slash == NULL)
-		snprintf(dir, sizeof(dir), ".");
-	else
-		snprintf(dir, sizeof(dir), "%.*s", slash == path ? 1 : (int)(slash - path), path);
-	fd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
 	if (fd < 0)
 		return GD_EIO;
 	if (fsync(fd) != 0)
 		err = GD_EIO;
 	close(fd);
 	return err;
+}
+
+int gd_sync_parent(const char *path)
+{
+	const char *slash = strrchr(path, '/');
+	char dir[PATH_MAX];
+
+	if (slash == NULL)
+		snprintf(dir, sizeof(dir), ".");
+	else
+		snprintf(dir, sizeof(dir), "%.*s", slash == path ? 1 : (int)(slash - path), path);
+	return gd_sync_dir(dir);
 }
 
 static int write_all(int fd, const void *data, size_t n)
@@ -131,7 +135,7 @@ static int write_whole(const char *path, const void *data, size_t n, unsigned mo
 	if (err != 0 || !replace)
 		unlink(tmp);
 	errno = saved;
-	return err != 0 ? err : sync_dir(path);
+	return err != 0 ? err : gd_sync_parent(path);
 }
 
 int gd_write_file_atomic(const char *path, const void *data, size_t n, unsigned mode)

@@ -1233,27 +1233,6 @@ static int bundle_write(FILE *out, const char *manifest, const char *sigs,
 	return 0;
 }
 
-/* A rename is durable once the directory holding it is synced. */
-static int sync_parent(const char *path, char *why, size_t cap)
-{
-	const char *slash = strrchr(path, '/');
-	char dir[PATH_MAX];
-	int fd, err = 0;
-
-	if (slash == NULL)
-		snprintf(dir, sizeof(dir), ".");
-	else
-		snprintf(dir, sizeof(dir), "%.*s", slash == path ? 1 : (int)(slash - path), path);
-	fd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-	if (fd < 0 || fsync(fd) != 0) {
-		gd_whyf(why, cap, "%s: %s", dir, strerror(errno));
-		err = GD_EIO;
-	}
-	if (fd >= 0)
-		close(fd);
-	return err;
-}
-
 int bundle_create(const char *out_path, uint64_t version, const char *device_class,
 		  int64_t expires_ms, const char *const *files, size_t nfiles,
 		  const char *const *key_pems, size_t nkeys, char *why, size_t cap)
@@ -1353,7 +1332,9 @@ int bundle_create(const char *out_path, uint64_t version, const char *device_cla
 		goto out;
 	}
 	tmp[0] = '\0';
-	err = sync_parent(out_path, why, cap);
+	err = gd_sync_parent(out_path);
+	if (err != 0)
+		gd_whyf(why, cap, "the directory of %s: %s", out_path, strerror(errno));
 out:
 	if (out != NULL)
 		fclose(out);

@@ -143,16 +143,6 @@ static void seg_path(const struct spool *sp, uint64_t first, bool compressed, ch
 	snprintf(out, cap, "%s/%020" PRIu64 ".%s", sp->cfg.dir, first, compressed ? "zst" : "seg");
 }
 
-static void sync_dir(const char *dir)
-{
-	int fd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-
-	if (fd >= 0) {
-		fsync(fd);
-		close(fd);
-	}
-}
-
 /* The whole file, up to 'max' bytes. NULL with errno (EFBIG past 'max'). */
 static uint8_t *read_all(const char *path, size_t max, size_t *n)
 {
@@ -611,7 +601,7 @@ static int compress_file(struct spool *sp, uint64_t first, size_t *out_len)
 		if (rc != 0)
 			unlink(tmp);
 		else if (sp->cfg.sync != SPOOL_SYNC_NONE)
-			sync_dir(sp->cfg.dir);
+			gd_sync_dir(sp->cfg.dir);
 	}
 	free(out);
 	free(in);
@@ -667,7 +657,7 @@ static void *spool_thread(void *arg)
 			if (fd >= 0)
 				close(fd);
 			if (dir)
-				sync_dir(sp->cfg.dir);
+				gd_sync_dir(sp->cfg.dir);
 			pthread_mutex_lock(&sp->lock);
 			if (fd >= 0)
 				sp->st.syncs++;
@@ -798,7 +788,7 @@ void spool_close(struct spool *sp)
 		close(sp->sealed_fd);
 	}
 	if (sp->dir_dirty)
-		sync_dir(sp->cfg.dir);
+		gd_sync_dir(sp->cfg.dir);
 	if (sp->active_fd >= 0) {
 		if (sp->cfg.sync != SPOOL_SYNC_NONE)
 			sp->io.fdatasync(sp->active_fd);
@@ -875,7 +865,7 @@ static int open_active(struct spool *sp, uint64_t seq)
 	}
 	s->first = seq;
 	if (sp->cfg.sync == SPOOL_SYNC_ALWAYS)
-		sync_dir(sp->cfg.dir);
+		gd_sync_dir(sp->cfg.dir);
 	else if (sp->cfg.sync == SPOOL_SYNC_BATCH)
 		sp->dir_dirty = true;
 	return 0;
