@@ -754,44 +754,42 @@ static void handle_hung_attempt(struct uplink *u, int64_t now)
 	u->ev_connected = u->ev_connect_failed = false;
 }
 
-/* Subscribes to the command topic. Called with 'lock' held; releases it around Paho. */
-static void subscribe_locked(struct uplink *u)
+/*
+ * Subscribes to 'topic' (QoS 1); '*pending' is set again if Paho refuses, for the next pass.
+ * Called with 'lock' held; releases it around Paho.
+ */
+static void subscribe_topic_locked(struct uplink *u, const char *topic, bool *pending,
+				   MQTTAsync_onSuccess *on_ok, MQTTAsync_onFailure *on_fail)
 {
 	MQTTAsync_responseOptions opts = MQTTAsync_responseOptions_initializer;
 	MQTTAsync client = u->client;
 	int rc;
 
-	opts.onFailure = on_subscribe_failed;
-	opts.onSuccess = on_subscribed;
+	opts.onFailure = on_fail;
+	opts.onSuccess = on_ok;
 	opts.context = u;
-	u->subscribe_pending = false;
+	*pending = false;
 	pthread_mutex_unlock(&u->lock);
-	rc = MQTTAsync_subscribe(client, u->topic_cmd, 1, &opts);
+	rc = MQTTAsync_subscribe(client, topic, 1, &opts);
 	pthread_mutex_lock(&u->lock);
 	if (rc != MQTTASYNC_SUCCESS) {
-		u->subscribe_pending = true;
+		*pending = true;
 		u->pump_paused_until_ms = gd_mono_ms() + PUMP_RETRY_MS;
 	}
 }
 
-/* Subscribes to the extra topic (uplink_subscribe_extra), as subscribe_locked does. */
+/* The command topic. */
+static void subscribe_locked(struct uplink *u)
+{
+	subscribe_topic_locked(u, u->topic_cmd, &u->subscribe_pending, on_subscribed,
+			       on_subscribe_failed);
+}
+
+/* The extra topic (uplink_subscribe_extra). */
 static void subscribe_extra_locked(struct uplink *u)
 {
-	MQTTAsync_responseOptions opts = MQTTAsync_responseOptions_initializer;
-	MQTTAsync client = u->client;
-	int rc;
-
-	opts.onFailure = on_extra_subscribe_failed;
-	opts.onSuccess = on_extra_subscribed;
-	opts.context = u;
-	u->extra_pending = false;
-	pthread_mutex_unlock(&u->lock);
-	rc = MQTTAsync_subscribe(client, u->topic_extra, 1, &opts);
-	pthread_mutex_lock(&u->lock);
-	if (rc != MQTTASYNC_SUCCESS) {
-		u->extra_pending = true;
-		u->pump_paused_until_ms = gd_mono_ms() + PUMP_RETRY_MS;
-	}
+	subscribe_topic_locked(u, u->topic_extra, &u->extra_pending, on_extra_subscribed,
+			       on_extra_subscribe_failed);
 }
 
 /* Hands the outbox to Paho, oldest first. Called with 'lock' held. */
