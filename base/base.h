@@ -1,6 +1,7 @@
 /* base.h: what every part uses and that knows no product: errors, log, clocks, files, text
  * (hex, UTF-8, "why" sentences) and backoff. The JSON writer is in json.h, the config reader in
- * conf.h, the point model in point.h, serial ports in serial.h. */
+ * conf.h, the point model in point.h, serial ports in serial.h, the sandbox a process enters in
+ * sandbox.h. */
 #ifndef BASE_H
 #define BASE_H
 
@@ -61,6 +62,11 @@ _Noreturn void fatalx(const char *subsys, const char *fmt, ...)
 
 /* Reads a whole file into a NUL-terminated buffer (caller frees). NULL with errno on failure. */
 char *gd_read_file(const char *path);
+/* The same for bytes that may hold NULs: their number in *len. */
+char *gd_read_file_len(const char *path, size_t *len);
+/* 'path' taken relative to 'dir' (a config file's directory) unless absolute; owned, or NULL on
+ * ENOMEM. The config loader and guardian-launch resolve every file a config names with it. */
+char *gd_path_resolve(const char *dir, const char *path);
 /* Writes 'n' bytes to 'path' with exactly 'mode' (whatever the umask): a synced temp file beside
  * it renamed over it, then the directory synced; readers see the old file or the new one, never
  * a part. 0, or GD_EIO with errno kept (the temp file removed). */

@@ -12,6 +12,11 @@
 
 char *gd_read_file(const char *file)
 {
+	return gd_read_file_len(file, NULL);
+}
+
+char *gd_read_file_len(const char *file, size_t *len_out)
+{
 	FILE *f = fopen(file, "rb");
 	char *buf = NULL;
 	size_t len = 0, cap = 0;
@@ -44,6 +49,8 @@ char *gd_read_file(const char *file)
 		goto out;
 	}
 	buf[len] = '\0';
+	if (len_out != NULL)
+		*len_out = len;
 out:
 	fclose(f);
 	return buf;
@@ -146,4 +153,15 @@ int gd_write_file_atomic(const char *path, const void *data, size_t n, unsigned 
 int gd_create_file(const char *path, const void *data, size_t n, unsigned mode)
 {
 	return write_whole(path, data, n, mode, false);
+}
+
+char *gd_path_resolve(const char *dir, const char *path)
+{
+	char *out = NULL;
+
+	if (path[0] == '/' || strcmp(dir, ".") == 0)
+		return strdup(path);
+	if (asprintf(&out, "%s/%s", dir, path) < 0)
+		return NULL;
+	return out;
 }

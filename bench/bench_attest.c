@@ -14,6 +14,7 @@
 #include <mbedtls/x509_csr.h>
 
 #include "../service/service.h"
+#include "../tests/unit/fake_quote.h"
 
 #define NDEVICES 64  /* simulated devices, each with its own enrolled identity */
 #define BATCH	 128 /* evidence built (untimed) before the service handles it (timed) */
@@ -23,6 +24,8 @@ struct sim_device {
 	char name[64];
 	mbedtls_pk_context identity;
 	char *cert_pem;
+	bool tpm;	       /* enrolled with an attestation key; its evidence is a quote */
+	mbedtls_pk_context ak; /* standing in for the TPM's (tests/unit/fake_quote.h) */
 };
 
 /* One round prepared by a device: its nonce came from the service's hello (timed). */
@@ -31,7 +34,10 @@ struct round {
 	char *envelope;
 };
 
+#define PCR 23
+
 static mbedtls_entropy_context entropy;
+static uint8_t quoted_pcr[32]; /* the fold of the sample log, as the launcher leaves the PCR */
 static mbedtls_ctr_drbg_context drbg;
 
 static double now_s(void)
@@ -74,12 +80,13 @@ static void new_key(mbedtls_pk_context *key)
 		die("cannot make a key");
 }
 
-static void enroll(struct service *s, struct sim_device *d, int i)
+static void enroll(struct service *s, struct sim_device *d, int i, bool tpm)
 {
 	mbedtls_x509write_csr csr;
-	char subject[96], pem[4096], name[64], why[512];
+	char subject[96], pem[4096], name[64], why[512], ak[512];
 
-	snprintf(d->name, sizeof(d->name), "press-%03d", i);
+	snprintf(d->name, sizeof(d->name), "%s-%03d", tpm ? "kiln" : "press", i);
+	d->tpm = tpm;
 	new_key(&d->identity);
 	snprintf(subject, sizeof(subject), "CN=%.63s", d->name);
 	mbedtls_x509write_csr_init(&csr);
@@ -90,8 +97,31 @@ static void enroll(struct service *s, struct sim_device *d, int i)
 				      mbedtls_ctr_drbg_random, &drbg) != 0)
 		die("cannot make a CSR");
 	mbedtls_x509write_csr_free(&csr);
-	if (registry_enroll(s, pem, false, name, &d->cert_pem, why, sizeof(why)) != 0)
-		die(why);
+	if (!tpm) {
+		if (registry_enroll(s, pem, false, name, &d->cert_pem, why, sizeof(why)) != 0)
+			die(why);
+		return;
+	}
+	new_key(&d->ak);
+	if (mbedtls_pk_write_pubkey_pem(&d->ak, (unsigned char *)ak, sizeof(ak)) != 0 ||
+	    registry_enroll_ak(s, pem, ak, false, name, &d->cert_pem, why, sizeof(why)) != 0)
+		die(why[0] ? why : "cannot enroll the attestation key");
+}
+
+/* What the TPM would do (evidence_quote_fn): a quote of the PCR holding the log's fold. */
+static int quote_with(void *ctx, const uint8_t qualifying[32], uint8_t *attest, size_t *attest_len,
+		      uint8_t *sig, size_t *sig_len)
+{
+	struct sim_device *d = ctx;
+	struct fake_quote q;
+	size_t n;
+
+	fake_quote_init(&q, qualifying, PCR, quoted_pcr);
+	n = fake_quote_marshal(&q, attest, *attest_len);
+	if (n == 0 || *sig_len < 80 || fake_quote_sign(&d->ak, &drbg, attest, n, sig, sig_len) != 0)
+		return GD_EINVAL;
+	*attest_len = n;
+	return 0;
 }
 
 static void sample_log(struct meas_log *log)
@@ -133,11 +163,89 @@ static char *device_evidence(struct sim_device *d, const char *nonce_json,
 	if (mbedtls_pk_write_pubkey_pem(&op, (unsigned char *)ev->op_pub, sizeof(ev->op_pub)) != 0)
 		die("cannot write op_pub");
 	mbedtls_pk_free(&op);
-	env = evidence_envelope_build(ev, sign_with, &d->identity);
+	ev->tpm = d->tpm;
+	ev->tpm_pcr = PCR;
+	env = d->tpm ? evidence_envelope_build_tpm(ev, quote_with, d)
+		     : evidence_envelope_build(ev, sign_with, &d->identity);
 	if (env == NULL)
 		die("evidence_envelope_build");
 	free(ev);
 	return env;
+}
+
+/* What one pass measured. */
+struct pass {
+	long done, refused;
+	double service_s, hello_s;
+	uint64_t verify_ns, issue_ns, decisions, issued;
+};
+
+/*
+ * Rounds for 'seconds' with the devices devs[0..n): hellos (timed), the devices' evidence
+ * (untimed), then the service's side of each (timed): verify, issue, the result message.
+ */
+static void run_pass(struct service *s, struct sim_device *devs, int n, const struct meas_log *log,
+		     double seconds, struct pass *p)
+{
+	static struct round rounds[BATCH];
+	double t_end = now_s() + seconds, t0;
+	long next_dev = 0;
+
+	memset(p, 0, sizeof(*p));
+	memset(&s->stats, 0, sizeof(s->stats));
+	while (now_s() < t_end) {
+		for (int i = 0; i < BATCH; i++) {
+			struct sim_device *d = &devs[next_dev++ % n];
+			char *nonce_json = NULL;
+
+			t0 = now_s();
+			if (service_handle_hello(s, d->name, "{\"swversion\":\"0.1.0\"}", 21,
+						 &nonce_json) != 0)
+				die("hello");
+			p->hello_s += now_s() - t0;
+			rounds[i] =
+				(struct round){ .dev = d,
+						.envelope = device_evidence(d, nonce_json, log) };
+			free(nonce_json);
+		}
+		t0 = now_s();
+		for (int i = 0; i < BATCH; i++) {
+			char *result = NULL;
+
+			if (service_handle_evidence(s, rounds[i].dev->name, rounds[i].envelope,
+						    strlen(rounds[i].envelope), &result) != 0)
+				die("no decision");
+			if (strstr(result, "\"ok\":true") == NULL) {
+				if (p->refused == 0)
+					fprintf(stderr, "bench_attest: refused: %s\n", result);
+				p->refused++;
+			}
+			free(result);
+		}
+		p->service_s += now_s() - t0;
+		p->done += BATCH;
+		for (int i = 0; i < BATCH; i++)
+			free(rounds[i].envelope);
+		nonce_sweep(s, gd_now_ms());
+	}
+	p->verify_ns = s->stats.verify_ns;
+	p->issue_ns = s->stats.issue_ns;
+	p->decisions = s->stats.decisions;
+	p->issued = s->stats.issued;
+}
+
+static double pass_rate(const struct pass *p)
+{
+	return (double)p->done / (p->service_s + p->hello_s);
+}
+
+static void print_pass(const char *what, const struct pass *p)
+{
+	printf("attest: %s: %.0f attestations/s on one core (verify %.2f ms, issue %.2f ms, "
+	       "hello %.3f ms; %ld rounds, %d devices)\n",
+	       what, pass_rate(p), (double)p->verify_ns / 1e6 / (double)p->decisions,
+	       (double)p->issue_ns / 1e6 / (double)p->issued, p->hello_s * 1e3 / (double)p->done,
+	       p->done, NDEVICES);
 }
 
 int main(int argc, char **argv)
@@ -145,12 +253,10 @@ int main(int argc, char **argv)
 	double seconds = argc > 1 ? atof(argv[1]) : 5;
 	char tmp[] = "/tmp/gd-bench-attest-XXXXXX", dir[64], why[512], label[64];
 	struct service_init_opts opts = { .nonce_ttl_s = 3600 }; /* evidence waits in batches */
-	static struct sim_device devs[NDEVICES];
-	static struct round rounds[BATCH];
+	static struct sim_device devs[NDEVICES], tpm_devs[NDEVICES];
+	struct pass file = { 0 }, tpm = { 0 }, part;
 	struct meas_log log;
 	struct service *s;
-	double t_end, t0, service_s = 0, hello_s = 0;
-	long done = 0, refused = 0, next_dev = 0;
 	char *json;
 
 	if (seconds <= 0)
@@ -166,73 +272,59 @@ int main(int argc, char **argv)
 	if (service_init_dir(dir, &opts, why, sizeof(why)) != 0 ||
 	    service_open(dir, &s, why, sizeof(why)) != 0)
 		die(why);
-	for (int i = 0; i < NDEVICES; i++)
-		enroll(s, &devs[i], i);
+	for (int i = 0; i < NDEVICES; i++) {
+		enroll(s, &devs[i], i, false);
+		enroll(s, &tpm_devs[i], i, true);
+	}
 	sample_log(&log);
+	memcpy(quoted_pcr, log.reg, sizeof(quoted_pcr));
 	json = meas_log_json(&log);
 	if (json == NULL ||
 	    reference_add(dir, json, strlen(json), "release-1", label, why, sizeof(why)) != 0)
 		die(why);
 	free(json);
 
-	t_end = now_s() + seconds;
-	while (now_s() < t_end) {
-		/* hellos (timed) and the devices' evidence (untimed) */
-		for (int i = 0; i < BATCH; i++) {
-			struct sim_device *d = &devs[next_dev++ % NDEVICES];
-			char *nonce_json = NULL;
+	/* The two backends in turn, a quarter of the time each, twice: drift hits both alike. */
+	for (int round = 0; round < 4; round++) {
+		bool is_tpm = round % 2 == 1;
+		struct pass *sum = is_tpm ? &tpm : &file;
 
-			t0 = now_s();
-			if (service_handle_hello(s, d->name, "{\"swversion\":\"0.1.0\"}", 21,
-						 &nonce_json) != 0)
-				die("hello");
-			hello_s += now_s() - t0;
-			rounds[i] =
-				(struct round){ .dev = d,
-						.envelope = device_evidence(d, nonce_json, &log) };
-			free(nonce_json);
-		}
-		/* the service's side of each round: verify, issue, the result message */
-		t0 = now_s();
-		for (int i = 0; i < BATCH; i++) {
-			char *result = NULL;
-
-			if (service_handle_evidence(s, rounds[i].dev->name, rounds[i].envelope,
-						    strlen(rounds[i].envelope), &result) != 0)
-				die("no decision");
-			if (strstr(result, "\"ok\":true") == NULL)
-				refused++;
-			free(result);
-		}
-		service_s += now_s() - t0;
-		done += BATCH;
-		for (int i = 0; i < BATCH; i++)
-			free(rounds[i].envelope);
-		nonce_sweep(s, gd_now_ms());
+		run_pass(s, is_tpm ? tpm_devs : devs, NDEVICES, &log, seconds / 4, &part);
+		sum->done += part.done;
+		sum->refused += part.refused;
+		sum->service_s += part.service_s;
+		sum->hello_s += part.hello_s;
+		sum->verify_ns += part.verify_ns;
+		sum->issue_ns += part.issue_ns;
+		sum->decisions += part.decisions;
+		sum->issued += part.issued;
 	}
-	if (refused > 0) {
-		fprintf(stderr, "bench_attest: %ld of %ld rounds refused\n", refused, done);
+	if (file.refused > 0 || tpm.refused > 0) {
+		fprintf(stderr, "bench_attest: %ld of %ld file and %ld of %ld TPM rounds refused\n",
+			file.refused, file.done, tpm.refused, tpm.done);
 		return 1;
 	}
+	print_pass("file key", &file);
+	print_pass("TPM quote", &tpm);
+	printf("attest: TPM evidence / file evidence: %.2f of the attestations/s\n",
+	       pass_rate(&tpm) / pass_rate(&file));
 	{
-		double total = service_s + hello_s, rate = (double)done / total;
-		double verify_ms = (double)s->stats.verify_ns / 1e6 / (double)s->stats.decisions;
-		double issue_ms = (double)s->stats.issue_ns / 1e6 / (double)s->stats.issued;
+		double rate = pass_rate(&file);
 		static const int instances[] = { 1, 4, 8 };
 
-		printf("attest: %.0f attestations/s on one core (verify %.2f ms, issue %.2f ms, "
-		       "hello %.3f ms; %ld rounds, %d devices)\n",
-		       rate, verify_ms, issue_ms, hello_s * 1e3 / (double)done, done, NDEVICES);
 		printf("attest: a fleet of %d devices attests in", FLEET);
 		for (size_t i = 0; i < sizeof(instances) / sizeof(instances[0]); i++)
 			printf("%s %.1f min with %d instance%s", i ? "," : "",
 			       FLEET / (rate * instances[i]) / 60, instances[i],
 			       instances[i] > 1 ? "s" : "");
-		printf(" (the service's CPU only)\n");
+		printf(" (file evidence, the service's CPU only)\n");
 	}
 	for (int i = 0; i < NDEVICES; i++) {
 		mbedtls_pk_free(&devs[i].identity);
+		mbedtls_pk_free(&tpm_devs[i].identity);
+		mbedtls_pk_free(&tpm_devs[i].ak);
 		free(devs[i].cert_pem);
+		free(tpm_devs[i].cert_pem);
 	}
 	service_free(s);
 	nftw(tmp, remove_one, 16, FTW_DEPTH | FTW_PHYS);

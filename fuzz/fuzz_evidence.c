@@ -1,5 +1,5 @@
-/* fuzz_evidence.c: libFuzzer target: any bytes as a signed evidence envelope must parse or be
- * refused, and what parses must fold and verify without crashing or leaking. */
+/* fuzz_evidence.c: libFuzzer target: any bytes as a signed evidence envelope (TPM evidence too)
+ * must parse or be refused, and what parses must fold and verify without crashing or leaking. */
 #include <stddef.h>
 #include <stdint.h>
 #include <stdlib.h>
@@ -26,18 +26,22 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
 	static struct evidence ev; /* 23 KB: kept off the stack */
 	static struct meas_log log;
-	uint8_t sig[80], reg[32], ueid[UEID_LEN];
-	size_t siglen = 0;
+	static struct tpm_quote q;
+	static uint8_t quote[EVIDENCE_QUOTE_MAX];
+	uint8_t sig[EVIDENCE_SIG_MAX], reg[32], ueid[UEID_LEN];
+	size_t siglen = 0, quote_len = 0;
 	char why[256];
 	char *claims = NULL;
 
-	if (evidence_envelope_parse((const char *)data, size, &ev, &claims, sig, &siglen, why,
-				    sizeof(why)) == 0) {
+	if (evidence_envelope_parse_quote((const char *)data, size, &ev, &claims, sig, &siglen,
+					  quote, &quote_len, why, sizeof(why)) == 0) {
 		/* What the service does next: check the signature, fold, read op_pub. */
 		(void)evidence_verify(claims, sig, siglen, test_cert);
 		meas_fold(&ev.log, reg);
 		(void)memcmp(reg, ev.log.reg, sizeof(reg));
 		(void)evidence_ueid(ev.op_pub, ueid);
+		if (quote_len > 0)
+			(void)tpm_quote_parse(quote, quote_len, &q, why, sizeof(why));
 		free(claims);
 	}
 	(void)meas_log_parse((const char *)data, size, &log, why, sizeof(why));

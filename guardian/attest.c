@@ -7,6 +7,7 @@
 
 #include "version.h"
 #include "gateway_private.h"
+#include "attest_tpm.h"
 #include "keystore.h"
 #include "measure.h"
 #include "report.h"
@@ -22,6 +23,7 @@ struct attest_device {
 	uint64_t gen;		   /* see enforce_round_policy */
 	struct gd_measured policy; /* the policy measurement the evidence holds */
 	const char *cert;	   /* the issued certificate, for keep() */
+	char why[256];		   /* why the broker did not quote */
 };
 
 static int begin(void *ctx, char *why, size_t cap)
@@ -43,6 +45,16 @@ static int sign_with(void *ctx, const uint8_t digest[32], uint8_t *sig, size_t c
 	return keystore_sign(ctx, digest, sig, cap, len);
 }
 
+/* The broker's quote: guardian never holds the TPM itself. */
+static int quote_with(void *ctx, const uint8_t qualifying[32], uint8_t *attest, size_t *attest_len,
+		      uint8_t *sig, size_t *sig_len)
+{
+	struct attest_device *d = ctx;
+
+	return attest_tpm_quote(d->gw->broker_fd, qualifying, attest, attest_len, sig, sig_len,
+				d->why, sizeof(d->why));
+}
+
 static char *evidence(void *ctx, const uint8_t *nonce, char register_hex[65], char *why, size_t cap)
 {
 	struct attest_device *d = ctx;
@@ -55,8 +67,15 @@ static char *evidence(void *ctx, const uint8_t *nonce, char register_hex[65], ch
 	memcpy(ev->nonce, nonce, NONCE_LEN);
 	/* What was loaded, as it was loaded: a pending policy if a reload waits for this round. */
 	enforce_round_policy(d->gw, &d->policy, &d->gen);
-	if (measure_config(d->cfg, &d->policy, &ev->log, why, cap) != 0)
+	if (d->cfg->attest.tpm) {
+		/* What guardian-launch and the broker measured into the PCR, not what we say. */
+		if (attest_tpm_round_log(d->gw->broker_fd, &d->policy, &ev->log, why, cap) != 0)
+			goto out;
+		ev->tpm = true;
+		ev->tpm_pcr = d->cfg->attest.tpm_pcr;
+	} else if (measure_config(d->cfg, &d->policy, &ev->log, why, cap) != 0) {
 		goto out;
+	}
 	if (keystore_public_pem(d->ks, pub, sizeof(pub)) != 0 ||
 	    evidence_ueid(pub, ev->ueid) != 0) {
 		snprintf(why, cap, "cannot read the identity public key");
@@ -67,8 +86,13 @@ static char *evidence(void *ctx, const uint8_t *nonce, char register_hex[65], ch
 	snprintf(ev->op_pub, sizeof(ev->op_pub), "%s", d->pub);
 	ev->iat = gd_now_ms() / 1000;
 	gd_hex_encode(ev->log.reg, sizeof(ev->log.reg), register_hex);
-	out = evidence_envelope_build(ev, sign_with, d->ks);
-	if (out == NULL)
+	d->why[0] = '\0';
+	out = ev->tpm ? evidence_envelope_build_tpm(ev, quote_with, d)
+		      : evidence_envelope_build(ev, sign_with, d->ks);
+	if (out == NULL && ev->tpm)
+		snprintf(why, cap, "cannot quote the evidence with the TPM's attestation key%s%s",
+			 d->why[0] ? ": " : "", d->why);
+	else if (out == NULL)
 		snprintf(why, cap, "cannot sign the evidence with the identity key");
 	d->measured = out != NULL;
 out:
@@ -138,20 +162,35 @@ static const struct uplink_attest_ops device_ops = {
 	.health = health,
 };
 
+int attest_device_prepare(struct gateway *gw)
+{
+	struct gd_config *cfg = gw->cfg;
+	char why[512];
+
+	gw->broker_fd = -1;
+	if (!cfg->attest.enabled)
+		return 0;
+	/* The image that runs, once: an update that replaces the file changes nothing here. */
+	if (measure_exe(cfg, "/proc/self/exe", why, sizeof(why)) != 0) {
+		log_warnx("attest", "cannot measure the executable: %s", why);
+		return GD_EIO;
+	}
+	if (cfg->attest.tpm &&
+	    attest_tpm_check_launch(cfg, &gw->broker_fd, why, sizeof(why)) != 0) {
+		log_error("attest", "refusing to start: attestation.tpm: %s", why);
+		return GD_EDENIED;
+	}
+	return 0;
+}
+
 int attest_device_start(struct gateway *gw)
 {
 	const struct gd_config *cfg = gw->cfg;
 	const struct gd_attestation *at = &cfg->attest;
 	struct attest_device *d;
-	char why[512];
 
 	if (!at->enabled)
 		return 0;
-	/* The image that runs, once: an update that replaces the file changes nothing here. */
-	if (measure_exe(gw->cfg, "/proc/self/exe", why, sizeof(why)) != 0) {
-		log_warnx("attest", "cannot measure the executable: %s", why);
-		return GD_EIO;
-	}
 	d = calloc(1, sizeof(*d));
 	if (d == NULL)
 		return GD_ENOMEM;

@@ -271,3 +271,24 @@ enum service_reason reference_match(const struct service_reference *refs, size_t
 	describe_difference(&refs[best], log, detail, cap);
 	return REASON_MEASUREMENT_MISMATCH;
 }
+
+void reference_effective_log(const struct meas_log *log, struct meas_log *out)
+{
+	size_t n = log->n < MEAS_MAX ? log->n : MEAS_MAX, first = n, last = n;
+
+	meas_init(out);
+	for (size_t i = 0; i < n; i++) {
+		if (strcmp(log->items[i].type, "policy") != 0) {
+			out->items[out->n++] = log->items[i];
+			continue;
+		}
+		last = i;
+		if (first == n) {
+			first = out->n;
+			out->items[out->n++] = log->items[i];
+		}
+	}
+	if (first != n)
+		memcpy(out->items[first].sha256, log->items[last].sha256, 32);
+	meas_fold(out, out->reg);
+}

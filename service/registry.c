@@ -1,5 +1,5 @@
-/* registry.c: enrollment: a device's CSR becomes its identity certificate and devices/<name>.crt.
- */
+/* registry.c: enrollment: a device's CSR becomes its identity certificate and devices/<name>.crt;
+ * a TPM attestation key enrolled with it is devices/<name>.ak.pem. */
 #include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -12,19 +12,32 @@
 
 #include "service.h"
 
+/* devices/<name><suffix> of 'dir' into 'path' (4096 bytes); false with errno if it cannot be. */
+static bool device_path(char *path, const char *dir, const char *name, const char *suffix)
+{
+	if (!conf_valid_name(name)) {
+		errno = EINVAL;
+		return false;
+	}
+	if (snprintf(path, 4096, "%s/devices/%s%s", dir, name, suffix) >= 4096) {
+		errno = ENAMETOOLONG;
+		return false;
+	}
+	return true;
+}
+
 char *registry_lookup(const char *dir, const char *name)
 {
 	char path[4096];
 
-	if (!conf_valid_name(name)) {
-		errno = EINVAL;
-		return NULL;
-	}
-	if (snprintf(path, sizeof(path), "%s/devices/%s.crt", dir, name) >= (int)sizeof(path)) {
-		errno = ENAMETOOLONG;
-		return NULL;
-	}
-	return gd_read_file(path);
+	return device_path(path, dir, name, ".crt") ? gd_read_file(path) : NULL;
+}
+
+char *registry_lookup_ak(const char *dir, const char *name)
+{
+	char path[4096];
+
+	return device_path(path, dir, name, ".ak.pem") ? gd_read_file(path) : NULL;
 }
 
 /* The CN of 'name' into 'out' (64 bytes); false if there is none or it is too long. */
@@ -51,8 +64,57 @@ static bool same_key(const char *cert_pem, mbedtls_pk_context *pk)
 	       memcmp(a, b, UEID_LEN) == 0;
 }
 
+/* Whether two PEM public keys are the same key (their UEIDs: the hash of the DER). */
+static bool same_pub(const char *a_pem, const char *b_pem)
+{
+	uint8_t a[UEID_LEN], b[UEID_LEN];
+
+	return evidence_ueid(a_pem, a) == 0 && evidence_ueid(b_pem, b) == 0 &&
+	       memcmp(a, b, UEID_LEN) == 0;
+}
+
+/*
+ * The attestation key part of enrolling 'name': 'ak_pem' (or none) against what is enrolled.
+ * Another AK than the enrolled one needs 'replace'. A replacement without an AK is refused: it
+ * would quietly take the device out of TPM mode. 0, or GD_EDENIED / GD_EIO with 'why'.
+ */
+static int ak_allowed(struct service *s, const char *name, const char *ak_pem, bool replace,
+		      char *why, size_t cap)
+{
+	char *old = registry_lookup_ak(s->dir, name);
+	int rc = 0;
+
+	if (old == NULL && errno != ENOENT) {
+		snprintf(why, cap, "%s/devices/%s.ak.pem: cannot read: %s", s->dir, name,
+			 strerror(errno));
+		return GD_EIO;
+	}
+	if (old != NULL && ak_pem != NULL && !same_pub(old, ak_pem) && !replace) {
+		snprintf(why, cap,
+			 "%s is already enrolled with another attestation key (devices/%s.ak.pem); "
+			 "use --replace to enroll the new one instead",
+			 name, name);
+		rc = GD_EDENIED;
+	}
+	if (old != NULL && ak_pem == NULL && replace) {
+		snprintf(why, cap,
+			 "%s is enrolled with a TPM attestation key (devices/%s.ak.pem); give the "
+			 "new one with --ak, or remove that file first to enroll %s without one",
+			 name, name, name);
+		rc = GD_EDENIED;
+	}
+	free(old);
+	return rc;
+}
+
 int registry_enroll(struct service *s, const char *csr_pem, bool replace, char name[64],
 		    char **cert_pem, char *why, size_t cap)
+{
+	return registry_enroll_ak(s, csr_pem, NULL, replace, name, cert_pem, why, cap);
+}
+
+int registry_enroll_ak(struct service *s, const char *csr_pem, const char *ak_pem, bool replace,
+		       char name[64], char **cert_pem, char *why, size_t cap)
 {
 	mbedtls_x509_csr csr;
 	const mbedtls_md_info_t *md;
@@ -65,6 +127,10 @@ int registry_enroll(struct service *s, const char *csr_pem, bool replace, char n
 	*cert_pem = NULL;
 	name[0] = '\0';
 	mbedtls_x509_csr_init(&csr);
+	if (ak_pem != NULL && !tpm_quote_ak_valid(ak_pem, msg, sizeof(msg))) {
+		snprintf(why, cap, "%s (expected the device's identity-ak.pem)", msg);
+		goto out;
+	}
 	err = mbedtls_x509_csr_parse(&csr, (const unsigned char *)csr_pem, strlen(csr_pem) + 1);
 	if (err != 0) {
 		mbedtls_strerror(err, msg, sizeof(msg));
@@ -98,6 +164,18 @@ int registry_enroll(struct service *s, const char *csr_pem, bool replace, char n
 			 name, name);
 		rc = GD_EDENIED;
 		goto out;
+	}
+	rc = ak_allowed(s, name, ak_pem, replace, why, cap);
+	if (rc != 0)
+		goto out;
+	/* The key first: a failure after it leaves the device stricter, never laxer. */
+	if (ak_pem != NULL) {
+		snprintf(path, sizeof(path), "%s/devices/%s.ak.pem", s->dir, name);
+		rc = gd_write_file_atomic(path, ak_pem, strlen(ak_pem), 0644);
+		if (rc != 0) {
+			snprintf(why, cap, "%s: cannot write: %s", path, strerror(errno));
+			goto out;
+		}
 	}
 	rc = issue_cert(
 		&csr.pk,

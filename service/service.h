@@ -220,8 +220,20 @@ long revoke_reload_broker(struct service *s);
  */
 int registry_enroll(struct service *s, const char *csr_pem, bool replace, char name[64],
 		    char **cert_pem, char *why, size_t cap);
+/*
+ * registry_enroll with the device's TPM attestation key: 'ak_pem' (NULL: none)
+ * must be an EC P-256 public key (PEM) and is registered as devices/<name>.ak.pem;
+ * evidence of the device must then be TPM evidence quoted by it. Another key than
+ * the enrolled one is refused (GD_EDENIED) unless 'replace'; 'replace' without
+ * 'ak_pem' for a device enrolled with one is refused (GD_EDENIED): leaving TPM mode
+ * takes removing devices/<name>.ak.pem by hand. 0 or a gd_err.
+ */
+int registry_enroll_ak(struct service *s, const char *csr_pem, const char *ak_pem, bool replace,
+		       char name[64], char **cert_pem, char *why, size_t cap);
 /* The enrolled identity certificate of 'name' (malloc'd PEM), or NULL (errno ENOENT if none). */
 char *registry_lookup(const char *dir, const char *name);
+/* The enrolled attestation key of 'name' (malloc'd PEM), or NULL (errno ENOENT if none). */
+char *registry_lookup_ak(const char *dir, const char *name);
 
 /* ---- nonces (nonce.c) ------------------------------------------------------------------ */
 
@@ -264,6 +276,14 @@ int reference_load_all(const char *dir, struct service_reference **out, size_t *
  */
 enum service_reason reference_match(const struct service_reference *refs, size_t nrefs,
 				    const struct meas_log *log, char *detail, size_t cap);
+/*
+ * The log references are compared with (PROTOCOL.md, "TPM evidence"): 'log'
+ * with every "policy" item after the first removed and the first's sha256
+ * replaced by the last's; a reloaded policy is extended, never reset, so the
+ * last policy item is the one enforced. Its register is its own fold. A log
+ * with at most one policy item keeps its items as they are.
+ */
+void reference_effective_log(const struct meas_log *log, struct meas_log *out);
 
 /* ---- the protocol (verify.c) ----------------------------------------------------------- */
 

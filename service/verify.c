@@ -1,5 +1,6 @@
 /* verify.c: the attestation protocol without MQTT: a nonce for a hello; for evidence, the checks
- * of PROTOCOL.md in order and, when all pass, the operational certificate. */
+ * of PROTOCOL.md in order (TPM evidence for a device enrolled with an attestation key) and, when
+ * all pass, the operational certificate. */
 #include <errno.h>
 #include <stdarg.h>
 #include <stdio.h>
@@ -106,15 +107,69 @@ static bool refusal_revokes(const struct attest_result *res, bool dup)
 	       strcmp(res->reason, service_reason_name(REASON_UNKNOWN_DEVICE)) != 0;
 }
 
+/*
+ * Check 3 for a device enrolled with an attestation key: a quote, by that key, of these claims.
+ * Returns false with the refusal in 'res'; a fault of the PCR is for after check 5, so it goes
+ * to *pcr_fault with its sentence in 'pcr_why' (TPM_QUOTE_OK if none).
+ */
+static bool tpm_signed(struct attest_result *res, const char *dev, const struct evidence *ev,
+		       const char *claims, const uint8_t *quote, size_t quote_len,
+		       const uint8_t *sig, size_t siglen, const char *ak,
+		       enum tpm_quote_fault *pcr_fault, char *pcr_why, size_t cap)
+{
+	uint8_t digest[32];
+	char why[256] = "";
+	enum tpm_quote_fault f;
+
+	*pcr_fault = TPM_QUOTE_OK;
+	if (quote_len == 0) {
+		refuse(res, REASON_BAD_SIGNATURE,
+		       "enrolled with a TPM attestation key; evidence must carry a quote");
+		return false;
+	}
+	if (!ev->tpm) {
+		refuse(res, REASON_BAD_SIGNATURE,
+		       "enrolled with a TPM attestation key; the claims must name the quoted PCR "
+		       "(\"tpm\":{\"pcr\":N})");
+		return false;
+	}
+	mbedtls_md(mbedtls_md_info_from_type(MBEDTLS_MD_SHA256), (const uint8_t *)claims,
+		   strlen(claims), digest);
+	f = tpm_quote_check(quote, quote_len, sig, siglen, ak, digest, ev->tpm_pcr, ev->log.reg,
+			    why, sizeof(why));
+	if (f == TPM_QUOTE_BAD_SIGNATURE) {
+		refuse(res, REASON_BAD_SIGNATURE,
+		       "the quote's signature does not verify with the attestation key enrolled "
+		       "for %s",
+		       dev);
+		return false;
+	}
+	if (f == TPM_QUOTE_BAD_KEY) {
+		refuse(res, REASON_BAD_SIGNATURE, "devices/%s.ak.pem: %s", dev, why);
+		return false;
+	}
+	if (f != TPM_QUOTE_OK && !tpm_quote_fault_is_pcr(f)) {
+		refuse(res, REASON_BAD_SIGNATURE, "%s", why);
+		return false;
+	}
+	*pcr_fault = f;
+	snprintf(pcr_why, cap, "%s", why);
+	return true;
+}
+
 int service_verify(struct service *s, const char *dev, const char *json, size_t len,
 		   struct attest_result *res, bool *duplicate)
 {
 	struct evidence *ev = malloc(sizeof(*ev));
+	struct meas_log *effective = malloc(sizeof(*effective));
+	uint8_t *quote = malloc(EVIDENCE_QUOTE_MAX);
 	mbedtls_pk_context op_key;
-	uint8_t sig[80], tag[16], ueid[UEID_LEN], reg[32], serial[SERVICE_SERIAL_LEN];
-	char why[256], pem[SERVICE_PEM_MAX], hex_a[65], hex_b[65];
-	char *claims = NULL, *cert = NULL;
-	size_t siglen = 0;
+	uint8_t sig[EVIDENCE_SIG_MAX], tag[16], ueid[UEID_LEN], reg[32];
+	uint8_t serial[SERVICE_SERIAL_LEN];
+	char why[256], pcr_why[256], pem[SERVICE_PEM_MAX], hex_a[65], hex_b[65];
+	char *claims = NULL, *cert = NULL, *ak = NULL;
+	size_t siglen = 0, quote_len = 0;
+	enum tpm_quote_fault pcr_fault = TPM_QUOTE_OK;
 	bool dup = false;
 	int64_t now_ms = s->now_ms(), now_s = now_ms / 1000;
 	uint64_t t0 = mono_ns(), t1;
@@ -122,13 +177,14 @@ int service_verify(struct service *s, const char *dev, const char *json, size_t 
 
 	*res = (struct attest_result){ .ok = false };
 	mbedtls_pk_init(&op_key);
-	if (ev == NULL) {
+	if (ev == NULL || effective == NULL || quote == NULL) {
 		rc = GD_ENOMEM;
 		goto out;
 	}
 	/* 1. the envelope and the claims */
 	why[0] = '\0';
-	if (evidence_envelope_parse(json, len, ev, &claims, sig, &siglen, why, sizeof(why)) != 0) {
+	if (evidence_envelope_parse_quote(json, len, ev, &claims, sig, &siglen, quote, &quote_len,
+					  why, sizeof(why)) != 0) {
 		refuse(res, REASON_MALFORMED, "%s", why[0] ? why : "the evidence does not parse");
 		goto decided;
 	}
@@ -150,8 +206,19 @@ int service_verify(struct service *s, const char *dev, const char *json, size_t 
 		       dev);
 		goto decided;
 	}
-	/* 3. signed by the enrolled identity key, which the ueid names */
-	if (!evidence_verify(claims, sig, siglen, cert)) {
+	ak = registry_lookup_ak(s->dir, dev);
+	if (ak == NULL && errno != ENOENT) {
+		log_warn(SERVICE_SUBSYS, "%s/devices/%s.ak.pem: cannot read", s->dir, dev);
+		rc = GD_EIO;
+		goto out;
+	}
+	/* 3. signed by the enrolled identity key, which the ueid names; with an attestation key,
+	 * quoted by it over these claims (the identity key then signs no evidence) */
+	if (ak != NULL) {
+		if (!tpm_signed(res, dev, ev, claims, quote, quote_len, sig, siglen, ak, &pcr_fault,
+				pcr_why, sizeof(pcr_why)))
+			goto decided;
+	} else if (!evidence_verify(claims, sig, siglen, cert)) {
 		refuse(res, REASON_BAD_SIGNATURE,
 		       "the signature does not verify with the identity key enrolled for %s", dev);
 		goto decided;
@@ -192,10 +259,16 @@ int service_verify(struct service *s, const char *dev, const char *json, size_t 
 		       ev->log.n, hex_a, hex_b);
 		goto decided;
 	}
-	/* 6. the log equals a reference */
+	/* 5b. with a quote: the TPM's PCR holds that register (the quote's PCR digest) */
+	if (pcr_fault != TPM_QUOTE_OK) {
+		refuse(res, REASON_MEASUREMENT_MISMATCH, "%s", pcr_why);
+		goto decided;
+	}
+	/* 6. the effective log (the last policy in force) equals a reference */
 	refresh_references(s);
+	reference_effective_log(&ev->log, effective);
 	{
-		enum service_reason r = reference_match(s->refs, s->nrefs, &ev->log, res->detail,
+		enum service_reason r = reference_match(s->refs, s->nrefs, effective, res->detail,
 							sizeof(res->detail));
 
 		if (r != REASON_OK) {
@@ -261,8 +334,11 @@ out:
 	if (duplicate != NULL)
 		*duplicate = dup;
 	mbedtls_pk_free(&op_key);
+	free(ak);
 	free(cert);
 	free(claims);
+	free(quote);
+	free(effective);
 	free(ev);
 	return rc;
 }

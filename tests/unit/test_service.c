@@ -1,5 +1,7 @@
 /* test_service.c: the attestation service: init, enrollment, nonces, references, every
- * decision of the verify pipeline (evidence built as a device builds it) and revocation. */
+ * decision of the verify pipeline (evidence built as a device builds it, TPM evidence too) and
+ * revocation. */
+#include <cjson/cJSON.h>
 #include <criterion/criterion.h>
 #include <errno.h>
 #include <ftw.h>
@@ -17,10 +19,12 @@
 #include <mbedtls/entropy.h>
 #include <mbedtls/oid.h>
 #include <mbedtls/pk.h>
+#include <mbedtls/sha256.h>
 #include <mbedtls/x509_crl.h>
 #include <mbedtls/x509_csr.h>
 
 #include "../../service/service.h"
+#include "fake_quote.h"
 
 #define LIFETIME_S 3600
 #define TTL_S	   30
@@ -1242,5 +1246,586 @@ Test(service, a_long_crl_is_encoded_whole)
 		 svc_dir);
 	cr_assert_eq(system(cmd), 0, "openssl does not accept a long CRL");
 	free(e);
+	service_free(s);
+}
+
+/* ---- TPM evidence (PROTOCOL.md, "TPM evidence") ------------------------------------------- */
+
+TestSuite(service_tpm, .init = setup, .fini = teardown);
+
+/* A device's TPM as its broker shows it: the attestation key, PCR 23 and quotes over it. */
+struct tpm_sim {
+	mbedtls_pk_context ak;
+	char ak_pem[512];
+	int pcr;		     /* the PCR the quote selects */
+	uint8_t pcr_value[32];	     /* what that PCR holds */
+	bool replay;		     /* quote 'replay_extra' instead of what it is asked */
+	uint8_t replay_extra[32];    /* ... */
+	uint8_t last_qualifying[32]; /* what it was last asked to quote */
+};
+
+static void tpm_sim_new(struct tpm_sim *t, const struct meas_log *pcr_log)
+{
+	memset(t, 0, sizeof(*t));
+	new_key(&t->ak, MBEDTLS_ECP_DP_SECP256R1);
+	cr_assert_eq(
+		mbedtls_pk_write_pubkey_pem(&t->ak, (unsigned char *)t->ak_pem, sizeof(t->ak_pem)),
+		0);
+	t->pcr = 23;
+	memcpy(t->pcr_value, pcr_log->reg, 32);
+}
+
+static int tpm_sim_quote(void *ctx, const uint8_t qualifying[32], uint8_t *attest,
+			 size_t *attest_len, uint8_t *sig, size_t *sig_len)
+{
+	struct tpm_sim *t = ctx;
+	struct fake_quote q;
+	size_t n;
+
+	memcpy(t->last_qualifying, qualifying, 32);
+	fake_quote_init(&q, t->replay ? t->replay_extra : qualifying, t->pcr, t->pcr_value);
+	n = fake_quote_marshal(&q, attest, *attest_len);
+	if (n == 0)
+		return GD_EFULL;
+	*attest_len = n;
+	return fake_quote_sign(&t->ak, &drbg, attest, n, sig, sig_len) == 0 ? 0 : GD_EINVAL;
+}
+
+static void device_enroll_ak(struct service *s, struct device *d, const struct tpm_sim *t)
+{
+	char csr[4096], name[64], why[512] = "";
+
+	make_csr(&d->identity, d->name, csr, sizeof(csr));
+	cr_assert_eq(
+		registry_enroll_ak(s, csr, t->ak_pem, false, name, &d->cert_pem, why, sizeof(why)),
+		0, "enroll: %s", why);
+	cr_assert_str_eq(name, d->name);
+}
+
+/* TPM evidence of 'd' for a fresh nonce: the claims of 'log', quoted by 't'. */
+static char *tpm_envelope(struct service *s, struct device *d, struct tpm_sim *t,
+			  const struct meas_log *log)
+{
+	struct evidence ev;
+	uint8_t nonce[NONCE_LEN];
+	char *env;
+
+	get_nonce(s, d->name, nonce);
+	fill_evidence(&ev, d, nonce, log);
+	ev.tpm = true;
+	ev.tpm_pcr = 23;
+	env = evidence_envelope_build_tpm(&ev, tpm_sim_quote, t);
+	cr_assert_not_null(env);
+	return env;
+}
+
+static void expect_ok(struct service *s, const char *dev, const char *env)
+{
+	struct attest_result res;
+
+	verify_env(s, dev, env, &res);
+	cr_assert(res.ok, "refused: %s: %s", res.reason, res.detail);
+	cr_assert_not_null(res.cert_pem);
+	attest_result_free(&res);
+}
+
+static char *read_dev_file(const char *file)
+{
+	char path[256];
+
+	snprintf(path, sizeof(path), "%s/devices/%s", svc_dir, file);
+	return gd_read_file(path);
+}
+
+/* Whether the certificate 'pem' is for 'key'. */
+static bool same_key_pem(const char *pem, mbedtls_pk_context *key)
+{
+	uint8_t a[UEID_LEN], b[UEID_LEN];
+
+	return evidence_ueid(pem, a) == 0 && evidence_ueid_of_key(key, b) == 0 &&
+	       memcmp(a, b, UEID_LEN) == 0;
+}
+
+Test(service_tpm, enroll_with_an_attestation_key)
+{
+	struct service *s = new_service();
+	struct device d, other;
+	struct meas_log log;
+	struct tpm_sim t, t2;
+	mbedtls_pk_context p384;
+	char csr[4096], name[64], why[512] = "", pem[1024], *cert = NULL, *text;
+
+	sample_log(&log, 0x22);
+	tpm_sim_new(&t, &log);
+	tpm_sim_new(&t2, &log);
+	device_new(&d, "press-07");
+	device_enroll_ak(s, &d, &t);
+	text = read_dev_file("press-07.ak.pem");
+	cr_assert_not_null(text);
+	cr_assert_str_eq(text, t.ak_pem);
+	free(text);
+	cr_assert_eq(mode_of("devices/press-07.ak.pem") & S_IFMT, S_IFREG);
+
+	/* an attestation key that is not EC P-256, or not a key: refused before anything is
+	 * written */
+	device_new(&other, "press-09");
+	make_csr(&other.identity, other.name, csr, sizeof(csr));
+	new_key(&p384, MBEDTLS_ECP_DP_SECP384R1);
+	cr_assert_eq(mbedtls_pk_write_pubkey_pem(&p384, (unsigned char *)pem, sizeof(pem)), 0);
+	cr_assert_neq(registry_enroll_ak(s, csr, pem, false, name, &cert, why, sizeof(why)), 0);
+	cr_assert(strstr(why, "EC key on another curve, expected P-256") != NULL, "%s", why);
+	cr_assert_neq(registry_enroll_ak(s, csr, "-----BEGIN PUBLIC KEY-----\nAAAA\n", false, name,
+					 &cert, why, sizeof(why)),
+		      0);
+	cr_assert(strstr(why, "not a PEM public key") != NULL, "%s", why);
+	cr_assert_neq(registry_enroll_ak(s, csr, d.cert_pem, false, name, &cert, why, sizeof(why)),
+		      0, "a certificate is not a public key");
+	cr_assert_null(cert);
+	cr_assert_null(registry_lookup(svc_dir, "press-09"), "a device was enrolled all the same");
+	cr_assert_null(registry_lookup_ak(svc_dir, "press-09"));
+	cr_assert_eq(errno, ENOENT);
+
+	/* the same identity and key again: fine; another key: needs --replace */
+	make_csr(&d.identity, d.name, csr, sizeof(csr));
+	cr_assert_eq(registry_enroll_ak(s, csr, t.ak_pem, false, name, &cert, why, sizeof(why)), 0,
+		     "%s", why);
+	free(cert);
+	cert = NULL;
+	cr_assert_eq(registry_enroll_ak(s, csr, t2.ak_pem, false, name, &cert, why, sizeof(why)),
+		     GD_EDENIED);
+	cr_assert(strstr(why, "already enrolled with another attestation key") != NULL, "%s", why);
+	cr_assert_null(cert);
+	text = read_dev_file("press-07.ak.pem");
+	cr_assert_str_eq(text, t.ak_pem, "a refused enrollment changed the key");
+	free(text);
+	cr_assert_eq(registry_enroll_ak(s, csr, t2.ak_pem, true, name, &cert, why, sizeof(why)), 0,
+		     "%s", why);
+	free(cert);
+	cert = NULL;
+	text = read_dev_file("press-07.ak.pem");
+	cr_assert_str_eq(text, t2.ak_pem);
+	free(text);
+	/* without --ak the key stays; --replace without --ak would leave TPM mode: refused */
+	cr_assert_eq(registry_enroll(s, csr, false, name, &cert, why, sizeof(why)), 0, "%s", why);
+	free(cert);
+	cert = NULL;
+	text = read_dev_file("press-07.ak.pem");
+	cr_assert_not_null(text, "enrolling the identity again dropped the attestation key");
+	free(text);
+	cr_assert_eq(registry_enroll(s, csr, true, name, &cert, why, sizeof(why)), GD_EDENIED);
+	cr_assert(strstr(why, "enrolled with a TPM attestation key (devices/press-07.ak.pem)") !=
+			  NULL,
+		  "%s", why);
+	cr_assert_null(cert);
+	text = read_dev_file("press-07.ak.pem");
+	cr_assert_str_eq(text, t2.ak_pem);
+	free(text);
+	/* a new identity and a new key together: --replace replaces both */
+	device_free(&d);
+	device_new(&d, "press-07");
+	make_csr(&d.identity, d.name, csr, sizeof(csr));
+	cr_assert_eq(registry_enroll_ak(s, csr, t.ak_pem, false, name, &cert, why, sizeof(why)),
+		     GD_EDENIED, "another identity key without --replace");
+	cr_assert_eq(registry_enroll_ak(s, csr, t.ak_pem, true, name, &cert, why, sizeof(why)), 0,
+		     "%s", why);
+	cr_assert(same_key_pem(cert, &d.identity), "the certificate is not for the new key");
+	free(cert);
+	text = read_dev_file("press-07.ak.pem");
+	cr_assert_str_eq(text, t.ak_pem);
+	free(text);
+
+	mbedtls_pk_free(&p384);
+	mbedtls_pk_free(&t2.ak);
+	mbedtls_pk_free(&t.ak);
+	device_free(&other);
+	device_free(&d);
+	service_free(s);
+}
+
+Test(service_tpm, tpm_evidence_is_accepted)
+{
+	struct service *s = new_service();
+	struct device d;
+	struct meas_log log;
+	struct tpm_sim t;
+	struct attest_result res;
+	char *env;
+
+	device_new(&d, "press-07");
+	sample_log(&log, 0x22);
+	record_reference(&log, "release-1");
+	tpm_sim_new(&t, &log);
+	device_enroll_ak(s, &d, &t);
+	env = tpm_envelope(s, &d, &t, &log);
+	expect_ok(s, d.name, env);
+	cr_assert_eq(s->stats.issued, 1);
+	/* and only once */
+	verify_env(s, d.name, env, &res);
+	expect_refusal(&res, "replayed_nonce");
+	free(env);
+	mbedtls_pk_free(&t.ak);
+	device_free(&d);
+	service_free(s);
+}
+
+/* 'env' with its member 'key' set to the raw JSON 'value' (caller frees). */
+static char *env_with(const char *env, const char *key, const char *value)
+{
+	cJSON *obj = cJSON_Parse(env);
+	char *out;
+
+	cr_assert_not_null(obj);
+	cJSON_DeleteItemFromObjectCaseSensitive(obj, key);
+	cJSON_AddItemToObject(obj, key, cJSON_Parse(value));
+	out = cJSON_PrintUnformatted(obj);
+	cJSON_Delete(obj);
+	return out;
+}
+
+/* The string member 'key' of 'env' as raw JSON (caller frees). */
+static char *env_member(const char *env, const char *key)
+{
+	cJSON *obj = cJSON_Parse(env);
+	char *out;
+
+	out = cJSON_PrintUnformatted(cJSON_GetObjectItemCaseSensitive(obj, key));
+	cJSON_Delete(obj);
+	return out;
+}
+
+Test(service_tpm, what_is_not_quoted_by_the_enrolled_key_is_a_bad_signature)
+{
+	struct service *s = new_service();
+	struct device d;
+	struct meas_log log;
+	struct tpm_sim t, stranger;
+	struct evidence ev;
+	struct attest_result res;
+	uint8_t nonce[NONCE_LEN];
+	char *env, *first, *quote, *sig, *spliced;
+
+	device_new(&d, "press-07");
+	sample_log(&log, 0x22);
+	record_reference(&log, "release-1");
+	tpm_sim_new(&t, &log);
+	tpm_sim_new(&stranger, &log);
+	device_enroll_ak(s, &d, &t);
+
+	/* no quote: evidence signed by the identity key, as in file mode */
+	get_nonce(s, d.name, nonce);
+	fill_evidence(&ev, &d, nonce, &log);
+	env = envelope(&ev, &d.identity);
+	verify_env(s, d.name, env, &res);
+	expect_refusal(&res, "bad_signature");
+	cr_assert_str_eq(res.detail,
+			 "enrolled with a TPM attestation key; evidence must carry a quote");
+	free(env);
+
+	/* a quote, but claims that do not say which PCR it covers */
+	get_nonce(s, d.name, nonce);
+	fill_evidence(&ev, &d, nonce, &log);
+	env = envelope(&ev, &d.identity);
+	first = tpm_envelope(s, &d, &t, &log);
+	quote = env_member(first, "quote");
+	spliced = env_with(env, "quote", quote);
+	verify_env(s, d.name, spliced, &res);
+	expect_refusal(&res, "bad_signature");
+	cr_assert(strstr(res.detail, "must name the quoted PCR") != NULL, "%s", res.detail);
+	free(spliced);
+	free(env);
+
+	/* the quote and signature of other claims (an earlier round's): extraData differs */
+	env = tpm_envelope(s, &d, &t, &log);
+	spliced = env_with(env, "quote", quote);
+	sig = env_member(first, "sig");
+	free(env);
+	env = env_with(spliced, "sig", sig);
+	verify_env(s, d.name, env, &res);
+	expect_refusal(&res, "bad_signature");
+	cr_assert(strstr(res.detail, "extraData") != NULL, "%s", res.detail);
+	cr_assert(strstr(res.detail, "is not SHA-256 of the claims") != NULL, "%s", res.detail);
+	free(env);
+	free(spliced);
+	free(sig);
+	free(quote);
+	free(first);
+
+	/* a quote the TPM signed over another qualifying value */
+	first = tpm_envelope(s, &d, &t, &log);
+	memcpy(t.replay_extra, t.last_qualifying, 32);
+	t.replay = true;
+	env = tpm_envelope(s, &d, &t, &log);
+	t.replay = false;
+	verify_env(s, d.name, env, &res);
+	expect_refusal(&res, "bad_signature");
+	cr_assert(strstr(res.detail, "extraData") != NULL, "%s", res.detail);
+	free(env);
+	free(first);
+
+	/* quoted by another TPM's key */
+	env = tpm_envelope(s, &d, &stranger, &log);
+	verify_env(s, d.name, env, &res);
+	expect_refusal(&res, "bad_signature");
+	cr_assert_str_eq(res.detail, "the quote's signature does not verify with the attestation "
+				     "key enrolled for press-07");
+	free(env);
+
+	/* a quote that is not a quote (signed all the same) */
+	{
+		struct fake_quote q;
+		uint8_t attest[256], der[80], digest[32];
+		size_t n, siglen = 0;
+		char b64[512], json[600], *claims, *envq;
+		cJSON *text;
+
+		env = tpm_envelope(s, &d, &t, &log);
+		claims = env_member(env, "evidence");
+		text = cJSON_Parse(claims);
+		mbedtls_sha256_ret((const uint8_t *)cJSON_GetStringValue(text),
+				   strlen(cJSON_GetStringValue(text)), digest, 0);
+		cJSON_Delete(text);
+		fake_quote_init(&q, digest, 23, log.reg);
+		q.type = 0x8017;
+		n = fake_quote_marshal(&q, attest, sizeof(attest));
+		cr_assert_eq(fake_quote_sign(&t.ak, &drbg, attest, n, der, &siglen), 0);
+		cr_assert_gt(b64url_encode(attest, n, b64, sizeof(b64)), 0);
+		snprintf(json, sizeof(json), "\"%s\"", b64);
+		envq = env_with(env, "quote", json);
+		cr_assert_gt(b64url_encode(der, siglen, b64, sizeof(b64)), 0);
+		snprintf(json, sizeof(json), "\"%s\"", b64);
+		free(env);
+		env = env_with(envq, "sig", json);
+		verify_env(s, d.name, env, &res);
+		expect_refusal(&res, "bad_signature");
+		cr_assert(strstr(res.detail, "type 0x8017, not TPM_ST_ATTEST_QUOTE") != NULL, "%s",
+			  res.detail);
+		free(envq);
+		free(claims);
+		free(env);
+	}
+
+	/* the ueid still names the enrolled identity key */
+	get_nonce(s, d.name, nonce);
+	fill_evidence(&ev, &d, nonce, &log);
+	ev.ueid[3] ^= 1;
+	ev.tpm = true;
+	ev.tpm_pcr = 23;
+	env = evidence_envelope_build_tpm(&ev, tpm_sim_quote, &t);
+	verify_env(s, d.name, env, &res);
+	expect_refusal(&res, "bad_signature");
+	cr_assert(strstr(res.detail, "ueid") != NULL, "%s", res.detail);
+	free(env);
+
+	/* after all that, a good round */
+	env = tpm_envelope(s, &d, &t, &log);
+	expect_ok(s, d.name, env);
+	free(env);
+	mbedtls_pk_free(&stranger.ak);
+	mbedtls_pk_free(&t.ak);
+	device_free(&d);
+	service_free(s);
+}
+
+Test(service_tpm, a_log_the_pcr_does_not_hold_is_a_measurement_mismatch)
+{
+	struct service *s = new_service();
+	struct device d;
+	struct meas_log reported, truth;
+	struct tpm_sim t;
+	struct attest_result res;
+	uint8_t want[32], got[32], d11[32];
+	char want_hex[65], got_hex[65], detail[300], *env;
+
+	device_new(&d, "press-07");
+	sample_log(&reported, 0x22);
+	record_reference(&reported, "release-1");
+	/* What ran: another exe. The device reports the reference's log, register and all
+	 * consistent, but PCR 23 holds the fold of what was measured. */
+	truth = reported;
+	memset(d11, 0x99, sizeof(d11));
+	memcpy(truth.items[0].sha256, d11, 32);
+	meas_fold(&truth, truth.reg);
+	tpm_sim_new(&t, &truth);
+	device_enroll_ak(s, &d, &t);
+	env = tpm_envelope(s, &d, &t, &reported);
+	verify_env(s, d.name, env, &res);
+	expect_refusal(&res, "measurement_mismatch");
+	mbedtls_sha256_ret(truth.reg, 32, got, 0);
+	mbedtls_sha256_ret(reported.reg, 32, want, 0);
+	gd_hex_encode(got, 32, got_hex);
+	gd_hex_encode(want, 32, want_hex);
+	snprintf(detail, sizeof(detail),
+		 "the TPM's PCR 23 does not hold the reported measurements (quote's PCR digest "
+		 "%.16s..., the log's %.16s...)",
+		 got_hex, want_hex);
+	cr_assert_str_eq(res.detail, detail);
+	free(env);
+
+	/* The true log with its register: not the reference, and said so by check 6. */
+	env = tpm_envelope(s, &d, &t, &truth);
+	verify_env(s, d.name, env, &res);
+	expect_refusal(&res, "measurement_mismatch");
+	cr_assert(strstr(res.detail, "exe /usr/bin/guardian: sha256 99999999") != NULL, "%s",
+		  res.detail);
+	free(env);
+
+	/* The PCR check comes after the nonce and the fold: a stale nonce is said first. */
+	env = tpm_envelope(s, &d, &t, &reported);
+	clock_offset_ms = (TTL_S + 1) * 1000;
+	verify_env(s, d.name, env, &res);
+	expect_refusal(&res, "stale_nonce");
+	clock_offset_ms = 0;
+	free(env);
+
+	/* A quote of another PCR than the claims name. */
+	memcpy(t.pcr_value, reported.reg, 32);
+	t.pcr = 16;
+	env = tpm_envelope(s, &d, &t, &reported);
+	verify_env(s, d.name, env, &res);
+	expect_refusal(&res, "measurement_mismatch");
+	cr_assert(strstr(res.detail, "covers SHA-256 PCR 16, not PCR 23") != NULL, "%s",
+		  res.detail);
+	free(env);
+
+	/* The PCR holding the reported log: accepted. */
+	t.pcr = 23;
+	env = tpm_envelope(s, &d, &t, &reported);
+	expect_ok(s, d.name, env);
+	free(env);
+	mbedtls_pk_free(&t.ak);
+	device_free(&d);
+	service_free(s);
+}
+
+/* The device's log after a policy reload: the reloaded policy extended after the others. */
+static void reloaded_log(struct meas_log *log, uint8_t first_policy, uint8_t last_policy)
+{
+	uint8_t p[32];
+
+	sample_log(log, 0x22);
+	memset(log->items[2].sha256, first_policy, 32);
+	meas_fold(log, log->reg);
+	memset(p, last_policy, sizeof(p));
+	cr_assert_eq(meas_add(log, "policy", "/etc/guardian/policy.json", p), 0);
+}
+
+Test(service_tpm, the_effective_log_holds_the_last_policy)
+{
+	struct service *s = new_service();
+	struct device d;
+	struct meas_log log, ref, eff;
+	struct tpm_sim t;
+	struct attest_result res;
+	char why[512] = "", *env;
+
+	/* the log made effective */
+	reloaded_log(&log, 0x33, 0x66);
+	cr_assert_eq(meas_add(&log, "policy", "/etc/guardian/policy.json", log.items[1].sha256), 0);
+	cr_assert_eq(log.n, 6);
+	reference_effective_log(&log, &eff);
+	cr_assert_eq(eff.n, 4);
+	cr_assert_str_eq(eff.items[2].type, "policy");
+	cr_assert_str_eq(eff.items[3].type, "file");
+	cr_assert_arr_eq(eff.items[2].sha256, log.items[1].sha256, 32, "not the last policy's");
+	meas_fold(&eff, ref.reg);
+	cr_assert_arr_eq(eff.reg, ref.reg, 32);
+	sample_log(&ref, 0x22);
+	reference_effective_log(&ref, &eff);
+	cr_assert_eq(eff.n, ref.n);
+	cr_assert_eq(memcmp(&eff.items, &ref.items, sizeof(ref.items)), 0,
+		     "a log with one policy changed");
+	cr_assert_arr_eq(eff.reg, ref.reg, 32);
+
+	/* the reference of the last policy matches; the first policy's does not */
+	device_new(&d, "press-07");
+	reloaded_log(&log, 0x33, 0x66);
+	sample_log(&ref, 0x22);
+	memset(ref.items[2].sha256, 0x33, 32);
+	meas_fold(&ref, ref.reg);
+	record_reference(&ref, "policy-1");
+	tpm_sim_new(&t, &log);
+	device_enroll_ak(s, &d, &t);
+	env = tpm_envelope(s, &d, &t, &log);
+	verify_env(s, d.name, env, &res);
+	expect_refusal(&res, "measurement_mismatch");
+	cr_assert(strstr(res.detail, "policy /etc/guardian/policy.json: sha256 66666666") != NULL,
+		  "%s", res.detail);
+	free(env);
+	memset(ref.items[2].sha256, 0x66, 32);
+	meas_fold(&ref, ref.reg);
+	record_reference(&ref, "policy-2");
+	env = tpm_envelope(s, &d, &t, &log);
+	expect_ok(s, d.name, env);
+	free(env);
+	/* reverted (the pending one refused): the first policy again, extended a third time */
+	cr_assert_eq(meas_add(&log, "policy", "/etc/guardian/policy.json", log.items[2].sha256), 0);
+	memcpy(t.pcr_value, log.reg, 32);
+	cr_assert_eq(reference_remove(svc_dir, "policy-2", why, sizeof(why)), 0, "%s", why);
+	env = tpm_envelope(s, &d, &t, &log);
+	expect_ok(s, d.name, env);
+	free(env);
+
+	mbedtls_pk_free(&t.ak);
+	device_free(&d);
+	service_free(s);
+}
+
+Test(service_tpm, a_device_without_an_attestation_key_is_verified_as_before)
+{
+	struct service *s = new_service();
+	struct device d, tpm_dev;
+	struct meas_log log;
+	struct tpm_sim t;
+	struct evidence ev;
+	struct attest_result res;
+	uint8_t nonce[NONCE_LEN];
+	char *env, *spliced, *quote;
+
+	device_new(&d, "press-08");
+	device_enroll(s, &d);
+	cr_assert_null(registry_lookup_ak(svc_dir, d.name));
+	sample_log(&log, 0x22);
+	record_reference(&log, "release-1");
+	tpm_sim_new(&t, &log);
+
+	/* file-mode evidence: accepted; with a "quote" member too (ignored) */
+	get_nonce(s, d.name, nonce);
+	fill_evidence(&ev, &d, nonce, &log);
+	env = envelope(&ev, &d.identity);
+	expect_ok(s, d.name, env);
+	free(env);
+	device_new(&tpm_dev, "press-07");
+	device_enroll_ak(s, &tpm_dev, &t);
+	spliced = tpm_envelope(s, &tpm_dev, &t, &log);
+	quote = env_member(spliced, "quote");
+	free(spliced);
+	get_nonce(s, d.name, nonce);
+	fill_evidence(&ev, &d, nonce, &log);
+	spliced = envelope(&ev, &d.identity);
+	env = env_with(spliced, "quote", quote);
+	expect_ok(s, d.name, env);
+	free(env);
+	free(spliced);
+	free(quote);
+
+	/* TPM evidence from it: the sig is the AK's, which its identity key did not make */
+	env = tpm_envelope(s, &d, &t, &log);
+	verify_env(s, d.name, env, &res);
+	expect_refusal(&res, "bad_signature");
+	cr_assert(strstr(res.detail, "identity key enrolled for press-08") != NULL, "%s",
+		  res.detail);
+	free(env);
+
+	/* its file-mode envelope is what it always was: no "tpm", no "quote" */
+	get_nonce(s, d.name, nonce);
+	fill_evidence(&ev, &d, nonce, &log);
+	env = envelope(&ev, &d.identity);
+	cr_assert_null(strstr(env, "tpm"), "%s", env);
+	cr_assert_null(strstr(env, "quote"), "%s", env);
+	free(env);
+
+	mbedtls_pk_free(&t.ak);
+	device_free(&tpm_dev);
+	device_free(&d);
 	service_free(s);
 }
