@@ -54,6 +54,26 @@ const char *adapter_types_text(char *buf, size_t len)
 	return buf;
 }
 
+const char *adapter_exception_text(int code)
+{
+	/* Modbus application protocol 1.1b, section 7. */
+	static const char *const names[] = {
+		[1] = "illegal function",
+		[2] = "illegal data address",
+		[3] = "illegal data value",
+		[4] = "server device failure",
+		[5] = "acknowledge",
+		[6] = "server device busy",
+		[8] = "memory parity error",
+		[10] = "gateway path unavailable",
+		[11] = "gateway target device failed to respond",
+	};
+
+	if (code < 0 || (size_t)code >= sizeof(names) / sizeof(names[0]) || names[code] == NULL)
+		return "unknown exception";
+	return names[code];
+}
+
 struct adapter *adapter_new(const char *name, const struct adapter_ops *ops)
 {
 	struct adapter *a = calloc(1, sizeof(*a));

@@ -83,6 +83,10 @@ struct adapter_fault {
  * stats_json: appends the transport's own counters to the adapter's health
  *   object as ',"key":value...' into buf (at most cap bytes, snprintf rules);
  *   returns the length it would have written. NULL when it has none.
+ * serial_device: the serial device the adapter opens ("/dev/ttyUSB0"), for the
+ *   pre-flight check; NULL when it opens none. NULL for transports without one.
+ * describe_point: where 'p' is read, for people ("unit 3 holding 16"), into
+ *   buf (snprintf rules). NULL when the point's name says enough.
  */
 struct adapter_ops {
 	const char *type;
@@ -96,6 +100,9 @@ struct adapter_ops {
 	void (*close)(struct adapter *a);
 	void (*destroy)(struct adapter *a);
 	size_t (*stats_json)(const struct adapter *a, char *buf, size_t cap);
+	const char *(*serial_device)(const struct adapter *a);
+	void (*describe_point)(const struct adapter *a, const struct point *p, char *buf,
+			       size_t cap);
 };
 
 struct adapter {
@@ -113,6 +120,13 @@ struct adapter {
 const struct adapter_ops *adapter_ops_find(const char *type);
 /* Lists the known types as "a, b, c" into 'buf' for error messages. */
 const char *adapter_types_text(char *buf, size_t len);
+
+/*
+ * What a device's exception code means, as the Modbus application protocol
+ * names it (2: "illegal data address"); "unknown exception" for codes it does
+ * not define. The quality "exception" carries such a code.
+ */
+const char *adapter_exception_text(int code);
 
 /* Creates an adapter from its JSON object (the core checked "name" and "type"). */
 struct adapter *adapter_new(const char *name, const struct adapter_ops *ops);

@@ -553,6 +553,14 @@ static void can_destroy(struct adapter *a)
 	a->backend_data = NULL;
 }
 
+/* SLCAN's serial port; SocketCAN opens a network interface, not a device file. */
+static const char *can_serial_device(const struct adapter *a)
+{
+	const struct can_backend *b = a->backend_data;
+
+	return b != NULL && b->transport == CAN_SLCAN ? b->link.set.device : NULL;
+}
+
 static size_t can_stats_json(const struct adapter *a, char *buf, size_t cap)
 {
 	struct can_backend *b = a->backend_data;
@@ -574,4 +582,5 @@ const struct adapter_ops adapter_can_ops = {
 	.close = can_close,
 	.destroy = can_destroy,
 	.stats_json = can_stats_json,
+	.serial_device = can_serial_device,
 };

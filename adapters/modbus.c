@@ -75,12 +75,58 @@ static int64_t rtu_gap_us(const struct mb_backend *b)
 	return mb_rtu_gap_us(b->baud, b->data_bits, b->parity != SERIAL_PARITY_NONE, b->stop_bits);
 }
 
-/* Opens the link; b->lock held. 0, GD_ENOMEM, or GD_EIO with errno kept. */
+/*
+ * The RS-485 settings of an RTU port that just opened; b->lock held. "rs485"
+ * asks the driver to switch the transceiver's direction itself (TIOCSRS485);
+ * "rts" has libmodbus raise or lower RTS around each request it sends. 0, or
+ * -1 with errno and b->open_why saying why.
+ */
+static int rtu_setup(struct adapter *a, struct mb_backend *b)
+{
+	static const int rts_modes[] = { MODBUS_RTU_RTS_NONE, MODBUS_RTU_RTS_UP,
+					 MODBUS_RTU_RTS_DOWN }; /* enum mb_rts */
+	int err;
+
+	if (b->rs485 != MB_RS485_OFF && modbus_rtu_set_serial_mode(b->ctx, MODBUS_RTU_RS485) != 0) {
+		err = errno;
+		if (b->rs485 == MB_RS485_ON) {
+			snprintf(b->open_why, sizeof(b->open_why),
+				 "RS-485 mode: the port's driver does not take the RS-485 ioctl "
+				 "(TIOCSRS485: %s); an adapter that switches direction by itself "
+				 "needs no \"rs485\" (or \"rs485\": \"auto\")",
+				 strerror(err));
+			errno = err;
+			return -1;
+		}
+		if (!b->rs485_noted)
+			log_info(SUBSYS,
+				 "%s: %s has no RS-485 mode in its driver (TIOCSRS485: %s); "
+				 "\"rs485\": \"auto\" leaves the direction to the adapter",
+				 a->name, b->device, strerror(err));
+		b->rs485_noted = true;
+	}
+	if (b->rts != MB_RTS_NONE) {
+		if (modbus_rtu_set_rts(b->ctx, rts_modes[b->rts]) != 0 ||
+		    (b->rts_delay_us >= 0 &&
+		     modbus_rtu_set_rts_delay(b->ctx, b->rts_delay_us) != 0)) {
+			err = errno;
+			snprintf(b->open_why, sizeof(b->open_why), "RTS %s: %s",
+				 mb_rts_names[b->rts], modbus_strerror(err));
+			errno = err;
+			return -1;
+		}
+	}
+	return 0;
+}
+
+/* Opens the link; b->lock held. 0, GD_ENOMEM, or GD_EIO with errno kept (and b->open_why set
+ * when the port opened but its RS-485 settings did not take). */
 static int link_open(struct adapter *a, struct mb_backend *b)
 {
 	static const char parity_chars[] = { 'N', 'E', 'O' }; /* enum serial_parity */
 	int saved, flags;
 
+	b->open_why[0] = '\0';
 	if (b->connected)
 		return 0;
 	if (b->ctx == NULL) {
@@ -104,8 +150,14 @@ static int link_open(struct adapter *a, struct mb_backend *b)
 		errno = saved;
 		return GD_EIO;
 	}
-	/* Our own reads wait in ppoll() against one deadline: the descriptor must not block. */
 	b->fd = modbus_get_socket(b->ctx);
+	if (b->rtu && rtu_setup(a, b) != 0) {
+		saved = errno;
+		link_close(a, b);
+		errno = saved;
+		return GD_EIO;
+	}
+	/* Our own reads wait in ppoll() against one deadline: the descriptor must not block. */
 	flags = fcntl(b->fd, F_GETFL);
 	if (flags < 0 || fcntl(b->fd, F_SETFL, flags | O_NONBLOCK) != 0) {
 		saved = errno;
@@ -430,9 +482,8 @@ out:
 	default:
 		*code = errno;
 		count(&a->stats.io_errors);
-		log_warn(SUBSYS, "%s: link lost", a->name);
-		adapter_set_fault(a, "link to %s lost: %s", b->rtu ? b->device : b->host,
-				  strerror(*code));
+		log_warn(SUBSYS, "%s: link to %s lost", a->name, b->where);
+		adapter_set_fault(a, "link to %s lost: %s", b->where, strerror(*code));
 		link_close(a, b);
 		q = QUALITY_DISCONNECTED;
 		break;
@@ -509,6 +560,40 @@ static void fill_bad(struct adapter *a, struct mb_backend *b, const struct mb_re
 	}
 }
 
+/*
+ * An exception answer to request 'r': logged for the points whose first exception it is, so a
+ * device that refuses an address is named once, not at every poll.
+ */
+static void log_first_exception(struct adapter *a, struct mb_backend *b, const struct mb_request *r,
+				int32_t code)
+{
+	char names[200];
+	size_t used = 0, fresh = 0;
+
+	names[0] = '\0';
+	for (size_t k = 0; k < r->npoints; k++) {
+		struct mb_point *mp = &b->mpoints[r->first + k];
+
+		if (mp->exception_logged)
+			continue;
+		mp->exception_logged = true;
+		if (fresh++ < 4 && used < sizeof(names))
+			used += (size_t)snprintf(names + used, sizeof(names) - used, "%s%s",
+						 fresh > 1 ? ", " : "",
+						 a->points[mp->point_index].name);
+	}
+	if (fresh == 0)
+		return;
+	if (fresh > 4 && used < sizeof(names))
+		snprintf(names + used, sizeof(names) - used, " and %zu more", fresh - 4);
+	log_warnx(
+		SUBSYS,
+		"%s: unit %u: exception %d (%s) reading %s %u-%u, point%s %s; said once per point",
+		a->name, r->unit_id, (int)code, adapter_exception_text((int)code),
+		mb_table_names[r->table], r->address, r->address + r->count - 1,
+		fresh == 1 ? "" : "s", names);
+}
+
 /* Polls one group: every request once, one batch to the sink. */
 static void poll_group(struct adapter *a, struct mb_backend *b, struct mb_group *g, int64_t now_ms,
 		       struct point_sink *out)
@@ -556,6 +641,8 @@ static void poll_group(struct adapter *a, struct mb_backend *b, struct mb_group 
 			}
 		} else {
 			fill_bad(a, b, r, batch, q, code, gd_now_ms());
+			if (q == QUALITY_EXCEPTION)
+				log_first_exception(a, b, r, code);
 			if (q == QUALITY_TIMEOUT || q == QUALITY_BAD_FRAME) {
 				/* Silence or garbage: back off so this unit cannot starve the bus.
 				 */
@@ -580,23 +667,29 @@ static void poll_group(struct adapter *a, struct mb_backend *b, struct mb_group 
 /* Opens the link when it is down and a retry is due. Returns 0 or the open's gd_err. */
 static int reconnect(struct adapter *a, struct mb_backend *b, int64_t now_ms)
 {
-	const char *where = b->rtu ? b->device : b->host;
-	char why[192];
+	char why[sizeof(b->open_why) + 320], hint[160] = "";
 	bool due;
-	int rc = 0;
+	int rc = 0, err;
 
 	pthread_mutex_lock(&b->lock);
 	due = !b->connected && link_retry_due(&b->retry, now_ms);
 	if (due)
 		rc = link_open(a, b);
+	err = errno;
+	if (due && rc != 0 && b->open_why[0] != '\0')
+		snprintf(why, sizeof(why), "%s: %s", b->where, b->open_why);
+	else if (due && rc != 0 && b->rtu)
+		snprintf(why, sizeof(why), "cannot open %s: %s%s", b->where, strerror(err),
+			 serial_access_hint(b->device, err, hint, sizeof(hint)));
+	else if (due && rc != 0)
+		snprintf(why, sizeof(why), "cannot connect to %s: %s", b->where, strerror(err));
 	pthread_mutex_unlock(&b->lock);
 	if (!due)
 		return 0;
 	if (rc == 0) {
-		log_info(SUBSYS, "%s: connected to %s", a->name, where);
+		log_info(SUBSYS, "%s: connected to %s", a->name, b->where);
 		link_retry_opened(&b->retry, a);
 	} else {
-		snprintf(why, sizeof(why), "cannot open %s: %s", where, strerror(errno));
 		link_retry_failed(&b->retry, a, now_ms, SUBSYS, why);
 	}
 	return rc;
@@ -695,8 +788,9 @@ static int command_transact(struct adapter *a, struct mb_backend *b, const struc
 	if (q == QUALITY_DISCONNECTED)
 		errno = code;
 	else if (q == QUALITY_EXCEPTION)
-		log_warnx(SUBSYS, "%s: unit %u: function %u at %u: exception code %d", a->name,
-			  mp->unit_id, rq->function, rq->address, (int)code);
+		log_warnx(SUBSYS, "%s: unit %u: function %u at %u: exception %d (%s)", a->name,
+			  mp->unit_id, rq->function, rq->address, (int)code,
+			  adapter_exception_text((int)code));
 	else if (q != QUALITY_GOOD)
 		log_warnx(SUBSYS, "%s: unit %u: function %u at %u: %s: %s", a->name, mp->unit_id,
 			  rq->function, rq->address, quality_names[q], b->why);
@@ -810,6 +904,25 @@ static size_t mb_stats_json(const struct adapter *a, char *buf, size_t cap)
 	return n;
 }
 
+static const char *mb_serial_device(const struct adapter *a)
+{
+	const struct mb_backend *b = a->backend_data;
+
+	return b != NULL && b->rtu ? b->device : NULL;
+}
+
+/* "unit 3 holding 16": what a technician compares with the device's register map. */
+static void mb_describe_point(const struct adapter *a, const struct point *p, char *buf, size_t cap)
+{
+	const struct mb_point *mp = mb_point_of(a, p);
+
+	if (mp != NULL)
+		snprintf(buf, cap, "unit %u %s %u", mp->unit_id, mb_table_names[mp->table],
+			 mp->address);
+	else if (cap > 0)
+		buf[0] = '\0';
+}
+
 static void mb_destroy(struct adapter *a)
 {
 	struct mb_backend *b = a->backend_data;
@@ -846,6 +959,8 @@ const struct adapter_ops adapter_modbus_tcp_ops = {
 	.close = mb_close,
 	.destroy = mb_destroy,
 	.stats_json = mb_stats_json,
+	.serial_device = mb_serial_device,
+	.describe_point = mb_describe_point,
 };
 
 const struct adapter_ops adapter_modbus_rtu_ops = {
@@ -860,4 +975,6 @@ const struct adapter_ops adapter_modbus_rtu_ops = {
 	.close = mb_close,
 	.destroy = mb_destroy,
 	.stats_json = mb_stats_json,
+	.serial_device = mb_serial_device,
+	.describe_point = mb_describe_point,
 };

@@ -28,9 +28,10 @@ struct mb_point {
 	uint16_t width; /* registers (or 1 bit) it occupies */
 	enum value_type type;
 	enum byte_order order;
-	uint16_t length; /* string bytes */
-	size_t group;	 /* index of its poll group */
-	char *strbuf;	 /* length + 1 bytes for strings, else NULL */
+	uint16_t length;       /* string bytes */
+	size_t group;	       /* index of its poll group */
+	char *strbuf;	       /* length + 1 bytes for strings, else NULL */
+	bool exception_logged; /* its first exception answer was logged (adapter thread) */
 };
 
 /* One read transaction: 'count' registers or bits from 'address'. */
@@ -147,6 +148,12 @@ void mb_wire_unpack(const struct mb_wire_request *rq, const struct mb_wire_answe
 
 /* ---- the backend: read by modbus_config.c, run by modbus.c ---- */
 
+/* "rs485": leave the port as it is, ask the driver for RS-485 mode, or ask if it has one. */
+enum mb_rs485 { MB_RS485_OFF, MB_RS485_ON, MB_RS485_AUTO };
+/* "rts": libmodbus raises (up) or lowers (down) RTS while a request is sent. */
+enum mb_rts { MB_RTS_NONE, MB_RTS_UP, MB_RTS_DOWN };
+extern const char *const mb_rts_names[]; /* "none", "up", "down" */
+
 #define MB_STALE_TIDS 8 /* TCP requests given up on whose late answers are still recognised */
 
 typedef struct _modbus modbus_t; /* libmodbus's context, as <modbus.h> declares it */
@@ -183,7 +190,12 @@ struct mb_backend {
 	int data_bits;
 	int stop_bits;
 	int frame_gap_us; /* silence between frames on the bus; 0: from the baud rate */
+	int rs485;	  /* enum mb_rs485: the driver's RS-485 mode (TIOCSRS485) */
+	int rts;	  /* enum mb_rts: guardian switches RTS around each request */
+	int rts_delay_us; /* before and after the request; -1: libmodbus's (a character time) */
+	bool rs485_noted; /* "auto" on a port without the RS-485 ioctl: said once */
 	/* common */
+	char where[300]; /* for messages: "host:port" (TCP) or the device (RTU) */
 	int timeout_ms;
 	struct link_retry retry; /* the link's reopening; its backoff also paces silent units */
 	int max_gap;
@@ -217,6 +229,7 @@ struct mb_backend {
 	size_t nstale;
 	int64_t last_frame_end_us; /* monotonic us; RTU inter-frame gap */
 	char why[128];		   /* what the last bad frame or timeout was */
+	char open_why[256];	   /* why the last open failed after connecting ("" : errno) */
 	uint8_t tx[MB_WIRE_MAX_ADU];
 	uint8_t rx[2 * MB_WIRE_MAX_ADU]; /* room for a late answer and ours behind it */
 	uint64_t late_answers;		 /* skipped answers to requests given up on (relaxed) */

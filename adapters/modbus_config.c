@@ -1,6 +1,7 @@
 /* modbus_config.c: the Modbus adapters' config: link keys, units, poll groups and the point map,
  * checked and planned into requests. */
 #include <cjson/cJSON.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -123,9 +124,67 @@ static const struct conf_key rtu_keys[] = {
 	CONF_INT_KEY("stop_bits", struct mb_backend, stop_bits, 1, 2, false, "1 or 2"),
 	CONF_INT_KEY("frame_gap_us", struct mb_backend, frame_gap_us, 0, 1000000, false,
 		     "a gap in microseconds"),
+	{ .name = "rs485", .kind = CONF_ANY },
+	{ .name = "rts",
+	  .kind = CONF_ENUM,
+	  .offset = offsetof(struct mb_backend, rts),
+	  .choices = mb_rts_names,
+	  .expect = "RTS mode" },
+	CONF_INT_KEY("rts_delay_us", struct mb_backend, rts_delay_us, 0, 1000000, false,
+		     "a delay in microseconds"),
 	MB_COMMON_KEYS,
 	{ .name = NULL },
 };
+
+const char *const mb_rts_names[] = { "none", "up", "down", NULL };
+
+/*
+ * The RS-485 keys of an RTU adapter: "rs485" true, false or "auto"; "rts" and
+ * "rts_delay_us" only for adapters whose driver does not switch direction
+ * itself. Returns the errors added.
+ */
+static int read_rs485(struct mb_backend *b, struct conf *c, const cJSON *obj, const char *path)
+{
+	const cJSON *mode = cJSON_GetObjectItemCaseSensitive(obj, "rs485");
+	char sub[256];
+	int errors = 0;
+
+	if (cJSON_IsTrue(mode))
+		b->rs485 = MB_RS485_ON;
+	else if (cJSON_IsString(mode) && strcmp(mode->valuestring, "auto") == 0)
+		b->rs485 = MB_RS485_AUTO;
+	else if (mode != NULL && !cJSON_IsFalse(mode)) {
+		conf_error(c, conf_path_key(sub, sizeof(sub), path, "rs485"),
+			   "expected true (the port's driver switches the RS-485 direction), "
+			   "false or \"auto\" (when the driver can)");
+		errors++;
+	}
+	if (b->rts != MB_RTS_NONE && b->rs485 != MB_RS485_OFF) {
+		conf_error(c, conf_path_key(sub, sizeof(sub), path, "rts"),
+			   "\"%s\" is not for a port in RS-485 mode, whose driver switches RTS "
+			   "itself (expected rs485 or rts, not both)",
+			   mb_rts_names[b->rts]);
+		errors++;
+	}
+	if (b->rts_delay_us >= 0 && b->rts == MB_RTS_NONE) {
+		conf_error(c, conf_path_key(sub, sizeof(sub), path, "rts_delay_us"),
+			   "is the delay around RTS switching: only with \"rts\": \"up\" or "
+			   "\"down\"");
+		errors++;
+	}
+	return errors;
+}
+
+/* "host:port" ("[::1]:502" for an IPv6 address), or the serial device, for messages. */
+static void set_where(struct mb_backend *b)
+{
+	if (b->rtu)
+		snprintf(b->where, sizeof(b->where), "%s", b->device ? b->device : "?");
+	else if (b->host != NULL && strchr(b->host, ':') != NULL)
+		snprintf(b->where, sizeof(b->where), "[%s]:%d", b->host, b->port);
+	else
+		snprintf(b->where, sizeof(b->where), "%s:%d", b->host ? b->host : "?", b->port);
+}
 
 static struct mb_unit *unit_find(struct mb_backend *b, uint8_t id)
 {
@@ -405,6 +464,7 @@ int mb_configure(struct adapter *a, struct conf *c, const void *json_obj, const 
 		.max_bits = MB_MAX_READ_BITS,
 		.poll_interval_ms = 1000,
 		.default_unit_id = 1,
+		.rts_delay_us = -1,
 		.fd = -1,
 	};
 	pthread_mutex_init(&b->lock, NULL);
@@ -413,6 +473,9 @@ int mb_configure(struct adapter *a, struct conf *c, const void *json_obj, const 
 	errors += adapter_check_backoff(c, path, &b->retry);
 	if (!cJSON_IsObject(obj))
 		return errors;
+	set_where(b);
+	if (b->rtu)
+		errors += read_rs485(b, c, obj, path);
 	units = cJSON_GetObjectItemCaseSensitive(obj, "units");
 	if (cJSON_IsArray(units))
 		errors += read_units(b, c, units, conf_path_key(sub, sizeof(sub), path, "units"));

@@ -312,6 +312,13 @@ static void uart_destroy(struct adapter *a)
 	a->backend_data = NULL;
 }
 
+static const char *uart_serial_device(const struct adapter *a)
+{
+	const struct uart_backend *b = a->backend_data;
+
+	return b != NULL ? b->link.set.device : NULL;
+}
+
 static size_t uart_stats_json(const struct adapter *a, char *buf, size_t cap)
 {
 	struct uart_backend *b = a->backend_data;
@@ -336,4 +343,5 @@ const struct adapter_ops adapter_uart_ops = {
 	.close = uart_close,
 	.destroy = uart_destroy,
 	.stats_json = uart_stats_json,
+	.serial_device = uart_serial_device,
 };

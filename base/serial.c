@@ -1,12 +1,15 @@
 /* serial.c: serial ports through libserialport, with termios for pseudo-terminals. */
 #include <errno.h>
 #include <fcntl.h>
+#include <grp.h>
 #include <libserialport.h>
 #include <poll.h>
+#include <pwd.h>
 #include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <termios.h>
 #include <time.h>
 #include <unistd.h>
@@ -86,12 +89,35 @@ fail:
 	return GD_EIO;
 }
 
+const char *serial_access_hint(const char *device, int err, char *buf, size_t cap)
+{
+	const struct passwd *pw;
+	const struct group *gr;
+	struct stat st;
+	char user[64], group[64];
+
+	if (cap > 0)
+		buf[0] = '\0';
+	if (err != EACCES && err != EPERM)
+		return buf;
+	/* Serial devices belong to dialout on Debian; name the group the device really has. */
+	gr = device != NULL && stat(device, &st) == 0 ? getgrgid(st.st_gid) : NULL;
+	snprintf(group, sizeof(group), "%s",
+		 gr != NULL && st.st_gid != 0 ? gr->gr_name : "dialout");
+	pw = getpwuid(geteuid());
+	snprintf(user, sizeof(user), "%s", pw != NULL ? pw->pw_name : "USER");
+	snprintf(buf, cap, "; add the user to the %s group: usermod -aG %s %s", group, group, user);
+	return buf;
+}
+
 static int sp_fail(const struct serial_settings *s, const char *what, char *why, size_t cap)
 {
 	char *msg = sp_last_error_message();
 	int saved = errno;
+	char hint[160];
 
-	snprintf(why, cap, "%s: %s: %s", s->device, what, msg != NULL ? msg : "failed");
+	snprintf(why, cap, "%s: %s: %s%s", s->device, what, msg != NULL ? msg : "failed",
+		 serial_access_hint(s->device, saved, hint, sizeof(hint)));
 	sp_free_error_message(msg);
 	errno = saved != 0 ? saved : EIO;
 	return GD_EIO;
@@ -128,7 +154,12 @@ static int open_termios(struct serial_port *p, const struct serial_settings *s, 
 {
 	p->fd = open(s->device, O_RDWR | O_NOCTTY | O_NONBLOCK | O_CLOEXEC);
 	if (p->fd < 0) {
-		snprintf(why, cap, "cannot open %s: %s", s->device, strerror(errno));
+		int saved = errno;
+		char hint[160];
+
+		snprintf(why, cap, "cannot open %s: %s%s", s->device, strerror(saved),
+			 serial_access_hint(s->device, saved, hint, sizeof(hint)));
+		errno = saved;
 		return GD_EIO;
 	}
 	if (!isatty(p->fd)) {

@@ -80,5 +80,12 @@ void serial_flush_input(struct serial_port *p);
 const char *serial_backend(const struct serial_port *p);
 /* Closes and frees. No operation if 'p' is NULL. */
 void serial_close(struct serial_port *p);
+/*
+ * For an open that failed with 'err' on 'device': when it is a permission
+ * error (EACCES, EPERM), "; add the user to the dialout group: usermod -aG
+ * dialout guardian", naming the device's group and this user, into 'buf';
+ * otherwise "". Returns 'buf'.
+ */
+const char *serial_access_hint(const char *device, int err, char *buf, size_t cap);
 
 #endif

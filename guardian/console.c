@@ -39,7 +39,8 @@ static void line_end(struct console *c)
 		console_run_line(c);
 	}
 	clear_line(c);
-	if (!c->watching)
+	/* `login` just asked for the PIN: "PIN: " is the prompt, not "PIN: guardian> ". */
+	if (!c->watching && !c->reading_pin)
 		prompt(c);
 }
 

@@ -38,6 +38,11 @@ struct console_adapter {
 	char fault[192];    /* "" when well */
 	int64_t fault_since_ms;
 	char extra[256]; /* transport counters, "frames=12 checksum=0 ..." ("" if none) */
+	/* Its points as last read: how many there are, how many were never read, how many read
+	 * anything but good (timeout, exception, offline, ...), and the first of those, where it is
+	 * read and why: "press/speed (unit 3 holding 16): exception 2 (illegal data address)". */
+	uint32_t points, points_unread, points_bad;
+	char problem[192];
 };
 
 struct console_point {

@@ -1,6 +1,7 @@
 /* console_commands.c: the field console's commands: status, adapters, points, policy, why,
  * uplink, log and watch, which only read, and the few privileged ones, which restart the gateway's
  * own connections; their tables cut to the terminal's width. */
+#include <stdarg.h>
 #include <stdio.h>
 #include <string.h>
 #include <strings.h>
@@ -197,6 +198,7 @@ static size_t get_adapters(struct console *c, size_t *shown)
 		TERMINATE(a[i].type);
 		TERMINATE(a[i].fault);
 		TERMINATE(a[i].extra);
+		TERMINATE(a[i].problem);
 	}
 	return n;
 }
@@ -232,53 +234,100 @@ void console_banner(struct console *c)
 		    st.device[0] ? st.device : "?");
 }
 
-/* The verdict's list of what is wrong, "; "-separated, into 'out'. Returns how many. */
-static int status_faults(struct console *c, const struct console_status *st, size_t shown,
-			 char *out, size_t cap)
+enum verdict { VERDICT_OK, VERDICT_WARN, VERDICT_FAULT };
+
+/* A "; "-separated list of what is wrong, cut at its end. */
+struct wrongs {
+	char text[1024];
+	size_t used;
+	int n;
+};
+
+static void wrong_add(struct wrongs *w, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+
+static void wrong_add(struct wrongs *w, const char *fmt, ...)
 {
-	const struct console_adapter *a = c->scratch.adapters;
-	char age[24];
-	size_t used = 0;
-	int n = 0;
+	va_list ap;
 
-#define ADD(...)                                                                                   \
-	do {                                                                                       \
-		if (used < cap)                                                                    \
-			used += (size_t)snprintf(out + used, cap - used, "%s", n++ ? "; " : "");   \
-		if (used < cap)                                                                    \
-			used += (size_t)snprintf(out + used, cap - used, __VA_ARGS__);             \
-	} while (0)
+	if (w->used < sizeof(w->text))
+		w->used += (size_t)snprintf(w->text + w->used, sizeof(w->text) - w->used, "%s",
+					    w->n > 0 ? "; " : "");
+	va_start(ap, fmt);
+	if (w->used < sizeof(w->text))
+		w->used += (size_t)vsnprintf(w->text + w->used, sizeof(w->text) - w->used, fmt, ap);
+	va_end(ap);
+	w->n++;
+}
 
-	out[0] = '\0';
-	for (size_t i = 0; i < shown; i++) {
-		if (a[i].link_up)
-			continue;
-		if (a[i].fault[0] != '\0')
-			ADD("%s down (%s)", a[i].name, a[i].fault);
+/*
+ * One adapter's part of the verdict. Down is a fault. Up, it is judged by what it read: never a
+ * good read after failures, or every point it read not good, is a fault; some points not good,
+ * or no read yet, a warning; each named with the point, where it is read and why.
+ */
+static void adapter_verdict(const struct console_adapter *a, struct wrongs *faults,
+			    struct wrongs *warnings)
+{
+	uint64_t failures = a->timeouts + a->exceptions + a->bad_frames + a->io_errors;
+	uint32_t read = a->points - (a->points_unread < a->points ? a->points_unread : a->points);
+
+	if (!a->link_up) {
+		if (a->fault[0] != '\0')
+			wrong_add(faults, "%s down (%s)", a->name, a->fault);
 		else
-			ADD("%s down", a[i].name);
+			wrong_add(faults, "%s down", a->name);
+	} else if (a->last_ok_ms == 0 && (failures > 0 || a->points_bad > 0)) {
+		if (a->problem[0] != '\0')
+			wrong_add(faults, "%s: no good read yet: %s", a->name, a->problem);
+		else
+			wrong_add(faults, "%s: no good read yet (%llu timeouts, %llu errors)",
+				  a->name, (unsigned long long)a->timeouts,
+				  (unsigned long long)(failures - a->timeouts));
+	} else if (a->last_ok_ms == 0) {
+		wrong_add(warnings, "%s: no good read yet", a->name);
+	} else if (a->points_bad > 0) {
+		wrong_add(a->points_bad >= read ? faults : warnings,
+			  "%s: %u of %u points not good: %s", a->name, a->points_bad, read,
+			  a->problem);
 	}
+}
+
+/* The verdict and its list of what is wrong, faults first, into 'out'. */
+static enum verdict status_verdict(struct console *c, const struct console_status *st, size_t shown,
+				   char *out, size_t cap)
+{
+	struct wrongs faults = { .n = 0 }, warnings = { .n = 0 };
+	char age[24];
+
+	faults.text[0] = warnings.text[0] = '\0';
+	for (size_t i = 0; i < shown; i++)
+		adapter_verdict(&c->scratch.adapters[i], &faults, &warnings);
 	if (!st->uplink_connected && st->uplink_error[0] != '\0')
-		ADD("uplink disconnected (%s)", st->uplink_error);
+		wrong_add(&faults, "uplink disconnected (%s)", st->uplink_error);
 	else if (!st->uplink_connected)
-		ADD("uplink disconnected");
+		wrong_add(&faults, "uplink disconnected");
 	if (st->cert_expiry_ms != 0 && st->cert_expiry_ms <= st->now_ms) {
-		ADD("certificate expired %s ago",
-		    age_text(age, sizeof(age), st->now_ms, st->cert_expiry_ms));
+		wrong_add(&faults, "certificate expired %s ago",
+			  age_text(age, sizeof(age), st->now_ms, st->cert_expiry_ms));
 	} else if (st->cert_expiry_ms != 0 &&
 		   diff_ms(st->cert_expiry_ms, st->now_ms) < 3600 * 1000) {
 		duration_text(age, sizeof(age), diff_ms(st->cert_expiry_ms, st->now_ms));
-		ADD("certificate expires in %s", age);
+		wrong_add(&faults, "certificate expires in %s", age);
 	}
 	if (st->dropped > 0)
-		ADD("uplink queue dropped %llu msgs", (unsigned long long)st->dropped);
+		wrong_add(&faults, "uplink queue dropped %llu msgs",
+			  (unsigned long long)st->dropped);
 	if (st->spooled && st->spool_dropped > 0)
-		ADD("spool full: dropped %llu msgs", (unsigned long long)st->spool_dropped);
+		wrong_add(&faults, "spool full: dropped %llu msgs",
+			  (unsigned long long)st->spool_dropped);
 	if (st->spooled && st->spool_write_errors > 0)
-		ADD("spool: %llu failed writes (disk full or failing?)",
-		    (unsigned long long)st->spool_write_errors);
-#undef ADD
-	return n;
+		wrong_add(&faults, "spool: %llu failed writes (disk full or failing?)",
+			  (unsigned long long)st->spool_write_errors);
+	/* Cut to 'cap' when both lists are long: the wrapped verdict stays a few lines. */
+	if (snprintf(out, cap, "%s%s%s", faults.text, faults.n > 0 && warnings.n > 0 ? "; " : "",
+		     warnings.text) < 0 &&
+	    cap > 0)
+		out[0] = '\0';
+	return faults.n > 0 ? VERDICT_FAULT : warnings.n > 0 ? VERDICT_WARN : VERDICT_OK;
 }
 
 static void status_adapters(struct console *c, const struct console_status *st, size_t shown)
@@ -295,7 +344,7 @@ static void status_adapters(struct console *c, const struct console_status *st, 
 	for (size_t i = 0; i < shown; i++) {
 		const char *cells[] = { a[i].name, a[i].type, a[i].link_up ? "up" : "DOWN",
 					age_text(age, sizeof(age), st->now_ms, a[i].last_ok_ms),
-					a[i].fault };
+					a[i].fault[0] != '\0' ? a[i].fault : a[i].problem };
 
 		table_row(c, cols, 5, cells);
 	}
@@ -329,16 +378,23 @@ static void status_tail(struct console *c, const struct console_status *st)
 static void cmd_status(struct console *c, const char *arg)
 {
 	struct console_status st;
-	char faults[1024], up[24];
+	char wrong[2048], up[24];
 	size_t shown, total;
 
 	(void)arg;
 	get_status(c, &st);
 	total = get_adapters(c, &shown);
-	if (status_faults(c, &st, shown, faults, sizeof(faults)) == 0)
+	switch (status_verdict(c, &st, shown, wrong, sizeof(wrong))) {
+	case VERDICT_OK:
 		console_say(c, "OK: all adapters up, uplink connected");
-	else
-		say_wrapped(c, "FAULT: ", faults);
+		break;
+	case VERDICT_WARN:
+		say_wrapped(c, "WARN: ", wrong);
+		break;
+	case VERDICT_FAULT:
+		say_wrapped(c, "FAULT: ", wrong);
+		break;
+	}
 	duration_text(up, sizeof(up),
 		      st.uptime_s > INT64_MAX / 1000 ? INT64_MAX : st.uptime_s * 1000);
 	console_say(c, "device:  %s  version %s  up %s", st.device, st.version, up);
@@ -438,6 +494,10 @@ static void cmd_adapter(struct console *c, const char *arg)
 	console_say(c, "samples:      %llu", (unsigned long long)a->samples);
 	age_text(age, sizeof(age), st.now_ms, a->last_ok_ms);
 	console_say(c, "last ok:      %s%s", age, a->last_ok_ms ? " ago" : "");
+	console_say(c, "points:       %u, %u not good, %u not read yet", a->points, a->points_bad,
+		    a->points_unread);
+	if (a->problem[0] != '\0')
+		say_wrapped(c, "not good:     ", a->problem);
 	say_wrapped(c, "fault:        ", a->fault[0] ? a->fault : "none");
 	if (a->fault[0] != '\0') {
 		age_text(age, sizeof(age), st.now_ms, a->fault_since_ms);

@@ -129,6 +129,49 @@ static void counters_text(const char *json, char *out, size_t cap)
 	out[n] = '\0';
 }
 
+/*
+ * The points of 'a' as last read, into o: counted, and the first not good described with where
+ * it is read and why ("press/speed (unit 3 holding 16): exception 2 (illegal data address)").
+ * A point of a link that is down says nothing the link's fault does not.
+ */
+static void adapter_points(struct gateway *gw, struct adapter *a, struct console_adapter *o)
+{
+	const struct point *first = NULL;
+	struct point_last bad = { .quality = QUALITY_GOOD };
+	char where[96] = "", why[96];
+
+	o->points = (uint32_t)a->npoints;
+	pthread_mutex_lock(&gw->current_lock);
+	for (size_t j = 0; j < a->npoints; j++) {
+		const struct point_last *l = &gw->last[a->points[j].id];
+
+		if (l->ts_ms == 0) {
+			o->points_unread++;
+		} else if (l->quality != QUALITY_GOOD && l->quality != QUALITY_DISCONNECTED) {
+			if (o->points_bad++ == 0) {
+				first = &a->points[j];
+				bad = *l;
+			}
+		}
+	}
+	pthread_mutex_unlock(&gw->current_lock);
+	if (first == NULL)
+		return;
+	if (a->ops->describe_point != NULL)
+		a->ops->describe_point(a, first, where, sizeof(where));
+	if (bad.quality == QUALITY_EXCEPTION)
+		snprintf(why, sizeof(why), "exception %d (%s)", (int)bad.code,
+			 adapter_exception_text((int)bad.code));
+	else if (bad.quality == QUALITY_OFFLINE)
+		snprintf(why, sizeof(why), "offline (its unit is skipped after timeouts)");
+	else
+		snprintf(why, sizeof(why), "%s", quality_names[bad.quality]);
+	/* A long name is cut here and clipped to the screen later: either way it stays one line. */
+	if (snprintf(o->problem, sizeof(o->problem), "%s%s%s%s: %s", first->name,
+		     where[0] ? " (" : "", where, where[0] ? ")" : "", why) < 0)
+		o->problem[0] = '\0';
+}
+
 static size_t p_adapters(void *ctx, struct console_adapter *out, size_t cap)
 {
 	struct gateway *gw = ctx;
@@ -152,6 +195,7 @@ static size_t p_adapters(void *ctx, struct console_adapter *out, size_t cap)
 		o->samples = LOAD(a->stats.samples);
 		o->last_ok_ms = LOAD(a->stats.last_ok_ms);
 		o->fault_since_ms = adapter_get_fault(a, o->fault, sizeof(o->fault));
+		adapter_points(gw, a, o);
 		if (a->ops->stats_json != NULL) {
 			a->ops->stats_json(a, json, sizeof(json));
 			counters_text(json, o->extra, sizeof(o->extra));

@@ -1154,8 +1154,13 @@ int update_main(int argc, char **argv)
 		return 2;
 	}
 	verb = argv[1];
+	if (strcmp(verb, "-h") == 0 || strcmp(verb, "--help") == 0 || strcmp(verb, "help") == 0) {
+		update_usage(stdout);
+		return 0;
+	}
 	optind = 2;
-	while ((ch = getopt_long(argc, argv, "c:s:h", longopts, NULL)) != -1) {
+	opterr = 0; /* said below, as "guardian update", not as argv[0] */
+	while ((ch = getopt_long(argc, argv, ":c:s:h", longopts, NULL)) != -1) {
 		switch (ch) {
 		case 'c':
 			file = optarg;
@@ -1169,7 +1174,14 @@ int update_main(int argc, char **argv)
 		case 'h':
 			update_usage(stdout);
 			return 0;
+		case ':':
+			fprintf(stderr, "guardian update %s: %s needs a value\n", verb,
+				argv[optind - 1]);
+			update_usage(stderr);
+			return 2;
 		default:
+			fprintf(stderr, "guardian update %s: unknown option \"%s\"\n", verb,
+				argv[optind - 1]);
 			update_usage(stderr);
 			return 2;
 		}

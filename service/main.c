@@ -16,7 +16,7 @@
 
 static const char usage_text[] =
 	"usage: guardian-service init -d DIR [--days N] [--broker HOST:PORT] [--broker-ca FILE]\n"
-	"       guardian-service enroll -d DIR CSR_FILE [-o CERT_OUT] [--replace]\n"
+	"       guardian-service enroll -d DIR CSR_FILE [-o CERT_OUT] [--ak AK_PEM] [--replace]\n"
 	"       guardian-service reference add -d DIR FILE [--name LABEL]\n"
 	"       guardian-service reference list -d DIR\n"
 	"       guardian-service reference remove -d DIR LABEL\n"
@@ -32,6 +32,37 @@ static const char usage_text[] =
 	"       guardian-service release status -d DIR [--json]\n";
 
 static int usage(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+
+/* The command whose --help is asked for ("" before one is known). */
+static const char *help_cmd = "";
+
+/* The lines of usage_text about 'cmd' (all of it for ""), as that command's usage. */
+static void usage_for(FILE *out, const char *cmd)
+{
+	const char *line = usage_text;
+	bool mine = false, first = true;
+	char want[64];
+
+	snprintf(want, sizeof(want), "guardian-service %s", cmd);
+	while (*line != '\0') {
+		size_t n = strcspn(line, "\n");
+		const char *text = line + strspn(line, " ");
+
+		if (strncmp(text, "usage: ", 7) == 0)
+			text += 7;
+		/* A line that starts a command; the ones below it until the next belong to it. */
+		if (strncmp(text, "guardian-service ", 17) == 0)
+			mine = cmd[0] == '\0' ||
+			       (strncmp(text, want, strlen(want)) == 0 &&
+				(text[strlen(want)] == ' ' || text[strlen(want)] == '\n'));
+		if (mine) {
+			fprintf(out, "%s%.*s\n", first ? "usage: " : "       ",
+				(int)(n - (size_t)(text - line)), text);
+			first = false;
+		}
+		line += n + (line[n] == '\n');
+	}
+}
 
 /* Says what is wrong with the command line, then how it goes. Returns EXIT_USAGE. */
 static int usage(const char *fmt, ...)
@@ -54,6 +85,7 @@ enum opt_id {
 	OPT_REPLACE,
 	OPT_NAME,
 	OPT_ONCE,
+	OPT_AK,
 };
 
 static const struct option long_opts[] = {
@@ -66,16 +98,17 @@ static const struct option long_opts[] = {
 	{ "replace", no_argument, NULL, OPT_REPLACE },
 	{ "name", required_argument, NULL, OPT_NAME },
 	{ "once-per-request", no_argument, NULL, OPT_ONCE },
+	{ "ak", required_argument, NULL, OPT_AK },
 	{ "help", no_argument, NULL, 'h' },
 	{ NULL, 0, NULL, 0 },
 };
 
 /* Everything a command line may say; each command checks what applies to it. */
 struct cmdline {
-	const char *dir, *output, *broker, *broker_ca, *name;
+	const char *dir, *output, *broker, *broker_ca, *name, *ak;
 	long days;
 	bool replace, once, verbose;
-	bool has_days, has_output, has_broker, has_name, has_replace, has_once;
+	bool has_days, has_output, has_broker, has_name, has_replace, has_once, has_ak;
 	char **args; /* the positional arguments */
 	int nargs;
 };
@@ -131,8 +164,12 @@ static int parse(int argc, char **argv, struct cmdline *cl)
 		case OPT_ONCE:
 			cl->once = cl->has_once = true;
 			break;
+		case OPT_AK:
+			cl->ak = optarg;
+			cl->has_ak = true;
+			break;
 		case 'h':
-			fputs(usage_text, stdout);
+			usage_for(stdout, help_cmd);
 			exit(0);
 		case ':':
 			return usage("%s: needs an argument", argv[optind - 1]);
@@ -151,8 +188,10 @@ static int parse(int argc, char **argv, struct cmdline *cl)
 static int only(const struct cmdline *cl, const char *cmd, bool days, bool output, bool broker,
 		bool name, bool replace, bool once)
 {
+	/* --ak goes with --replace: both belong to enroll only. */
 	if ((cl->has_days && !days) || (cl->has_output && !output) || (cl->has_broker && !broker) ||
-	    (cl->has_name && !name) || (cl->has_replace && !replace) || (cl->has_once && !once))
+	    (cl->has_name && !name) || (cl->has_replace && !replace) || (cl->has_once && !once) ||
+	    (cl->has_ak && !replace))
 		return usage("%s: an option given does not apply to this command", cmd);
 	return 0;
 }
@@ -203,7 +242,7 @@ static int cmd_enroll(const struct cmdline *cl)
 {
 	struct service *s = NULL;
 	char why[512], name[64], out_path[PATH_MAX];
-	char *csr = NULL, *cert = NULL;
+	char *csr = NULL, *cert = NULL, *ak = NULL;
 	int status = 1;
 
 	if (cl->nargs != 1)
@@ -214,11 +253,27 @@ static int cmd_enroll(const struct cmdline *cl)
 		fprintf(stderr, "guardian-service: %s: %s\n", cl->args[0], strerror(errno));
 		goto out;
 	}
+	/* The attestation key is checked before anything is written. */
+	if (cl->ak != NULL) {
+		ak = gd_read_file(cl->ak);
+		if (ak == NULL) {
+			fprintf(stderr, "guardian-service: --ak: %s: %s\n", cl->ak,
+				strerror(errno));
+			goto out;
+		}
+		if (!tpm_quote_ak_valid(ak, why, sizeof(why))) {
+			fprintf(stderr,
+				"guardian-service: --ak: %s: %s (expected the device's "
+				"identity-ak.pem)\n",
+				cl->ak, why);
+			goto out;
+		}
+	}
 	if (service_open(cl->dir, &s, why, sizeof(why)) != 0) {
 		fprintf(stderr, "guardian-service: %s\n", why);
 		goto out;
 	}
-	if (registry_enroll(s, csr, cl->replace, name, &cert, why, sizeof(why)) != 0) {
+	if (registry_enroll_ak(s, csr, ak, cl->replace, name, &cert, why, sizeof(why)) != 0) {
 		fprintf(stderr, "guardian-service: %s: %s\n", cl->args[0], why);
 		goto out;
 	}
@@ -233,9 +288,16 @@ static int cmd_enroll(const struct cmdline *cl)
 			out_path, strerror(errno), cl->dir, name);
 		goto out;
 	}
-	printf("guardian-service: enrolled %s: identity certificate in %s\n", name, out_path);
+	if (ak != NULL)
+		printf("guardian-service: enrolled %s: identity certificate in %s, attestation key "
+		       "in %s/devices/%s.ak.pem\n",
+		       name, out_path, cl->dir, name);
+	else
+		printf("guardian-service: enrolled %s: identity certificate in %s\n", name,
+		       out_path);
 	status = 0;
 out:
+	free(ak);
 	free(cert);
 	free(csr);
 	service_free(s);
@@ -310,6 +372,43 @@ static int cmd_crl(const struct cmdline *cl)
 	return 0;
 }
 
+/* Whether option 'arg' takes the next argument as its value (long_opts says which). */
+static bool takes_value(const char *arg)
+{
+	if (strcmp(arg, "-d") == 0 || strcmp(arg, "-o") == 0)
+		return true;
+	for (size_t i = 0; long_opts[i].name != NULL; i++) {
+		if (arg[0] == '-' && arg[1] == '-' && strcmp(arg + 2, long_opts[i].name) == 0)
+			return long_opts[i].has_arg == required_argument;
+	}
+	return false;
+}
+
+/*
+ * Moves the command's words (two for reference and release) to argv[1] and argv[2], wherever
+ * they were (guardian-service -d DIR crl); the options and their values keep their order.
+ */
+static void command_words_first(int argc, char **argv)
+{
+	int at = 1;
+
+	for (int i = 1; i < argc && at <= 2; i++) {
+		char *word = argv[i];
+
+		if (word[0] == '-') {
+			if (strcmp(word, "--") == 0)
+				break;
+			if (takes_value(word))
+				i++;
+			continue;
+		}
+		memmove(&argv[at + 1], &argv[at], (size_t)(i - at) * sizeof(*argv));
+		argv[at++] = word;
+		if (at == 2 && strcmp(word, "reference") != 0 && strcmp(word, "release") != 0)
+			break;
+	}
+}
+
 int main(int argc, char **argv)
 {
 	struct cmdline cl;
@@ -317,9 +416,14 @@ int main(int argc, char **argv)
 	int rc;
 
 	mqtt_tls_init();
-	if (argc < 2)
-		return usage("expected a command");
+	command_words_first(argc, argv);
+	if (argc < 2 ||
+	    (argv[1][0] == '-' && strcmp(argv[1], "-h") != 0 && strcmp(argv[1], "--help") != 0))
+		return usage(
+			"expected a command: init, enroll, reference, release, reports, crl or "
+			"serve");
 	cmd = argv[1];
+	help_cmd = cmd;
 	if (strcmp(cmd, "-h") == 0 || strcmp(cmd, "--help") == 0) {
 		fputs(usage_text, stdout);
 		return 0;
@@ -327,6 +431,14 @@ int main(int argc, char **argv)
 	if (strcmp(cmd, "reference") == 0) {
 		const char *sub = argc > 2 ? argv[2] : "";
 
+		for (int i = 2; i < argc && strcmp(sub, "add") != 0 && strcmp(sub, "list") != 0 &&
+				strcmp(sub, "remove") != 0;
+		     i++) {
+			if (strcmp(argv[i], "-h") == 0 || strcmp(argv[i], "--help") == 0) {
+				usage_for(stdout, "reference");
+				return 0;
+			}
+		}
 		if (strcmp(sub, "add") != 0 && strcmp(sub, "list") != 0 &&
 		    strcmp(sub, "remove") != 0)
 			return usage("reference: expected add, list or remove, got \"%s\"", sub);

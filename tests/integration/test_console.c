@@ -126,10 +126,14 @@ struct rig {
 	struct term term;
 };
 
-/* plcsim on TCP, mosquitto, guardian with its console on a pty; the test holds the other end. */
-static void rig_start(struct rig *r, int idle_timeout_s)
+/*
+ * plcsim on TCP, mosquitto, guardian with its console on a pty; the test holds the other end.
+ * With 'trouble', the PLC's map also names a register the PLC refuses (exception 2), and a
+ * second adapter reads a unit that never answers.
+ */
+static void rig_start_with(struct rig *r, int idle_timeout_s, bool trouble)
 {
-	char site[4096], args[128], adapters[1024];
+	char site[4096], args[128], adapters[2048];
 	char *hash = pin_hash();
 	char *text;
 
@@ -148,8 +152,18 @@ static void rig_start(struct rig *r, int idle_timeout_s)
 		 "\"poll_interval_ms\":200,\"timeout_ms\":300,\"backoff_min_ms\":200,"
 		 "\"backoff_max_ms\":400,\"points\":[{\"name\":\"counter\",\"address\":0},"
 		 "{\"name\":\"temp\",\"address\":110,\"scale\":0.1,\"offset\":-40,"
-		 "\"unit\":\"degC\"}]}]",
-		 r->mport);
+		 "\"unit\":\"degC\"}%s]}]",
+		 r->mport, trouble ? ",{\"name\":\"missing\",\"address\":20000}" : "");
+	if (trouble) {
+		size_t n = strlen(adapters) - 1; /* before the closing ] */
+
+		snprintf(adapters + n, sizeof(adapters) - n,
+			 ",{\"name\":\"dead\",\"type\":\"modbus-tcp\",\"host\":\"127.0.0.1\","
+			 "\"port\":%d,\"unit_id\":9,\"poll_interval_ms\":200,\"timeout_ms\":300,"
+			 "\"backoff_min_ms\":200,\"backoff_max_ms\":400,\"points\":[{\"name\":"
+			 "\"level\",\"table\":\"input\",\"address\":0}]}]",
+			 r->mport);
+	}
 	it_write_site(DEVICE, r->bport, adapters, it_allow_all, "");
 	/* Add the console section to the site config it_write_site wrote. */
 	text = h_read(h_path("site.json"));
@@ -166,6 +180,36 @@ static void rig_start(struct rig *r, int idle_timeout_s)
 	cr_assert_gt(r->gd, 0);
 	term_open(&r->term, r->tty_tech);
 	it_wait_messages(h_path("sub.out"), 3, 20000);
+}
+
+static void rig_start(struct rig *r, int idle_timeout_s)
+{
+	rig_start_with(r, idle_timeout_s, false);
+}
+
+/* The status screen's verdict, its wrapped lines joined (static). */
+static const char *verdict(const char *screen)
+{
+	static char text[4096];
+	const char *p = strstr(screen, "OK:");
+	size_t n = 0;
+
+	if (p == NULL || (strstr(screen, "WARN:") && strstr(screen, "WARN:") < p))
+		p = strstr(screen, "WARN:");
+	if (p == NULL || (strstr(screen, "FAULT:") && strstr(screen, "FAULT:") < p))
+		p = strstr(screen, "FAULT:");
+	if (p == NULL)
+		return "";
+	for (; *p != '\0' && strncmp(p, "\r\ndevice:", 9) != 0 && n + 1 < sizeof(text); p++) {
+		if (strncmp(p, "\r\n", 2) == 0) {
+			p += 1 + strspn(p + 2, " ");
+			text[n++] = ' ';
+		} else {
+			text[n++] = *p;
+		}
+	}
+	text[n] = '\0';
+	return text;
 }
 
 Test(console, status_shows_the_adapter_up_and_values_arriving)
@@ -345,4 +389,57 @@ Test(console, local_console_command_attaches_to_the_daemon)
 	cr_expect(strstr(out, "press") != NULL && strstr(out, "modbus-tcp") != NULL,
 		  "adapters table:\n%s", out);
 	free(out);
+}
+
+/* Reads that fail are not OK: the verdict names the adapter, the unit and the point, and the
+ * first exception of a point is logged once. */
+Test(console, status_names_failing_reads_with_unit_and_point)
+{
+	static struct rig r;
+	const char *s = "", *v = "";
+	int64_t end;
+
+	rig_start_with(&r, 300, true);
+	end = h_ms() + 10000;
+	while (h_ms() < end) {
+		term_type(&r.term, "status\r");
+		s = term_expect(&r.term, "guardian> ", 5000);
+		v = verdict(s);
+		if (strstr(v, "dead: no good read yet") != NULL &&
+		    strstr(v, "press/missing") != NULL)
+			break;
+		h_sleep_ms(300);
+	}
+	cr_expect(strncmp(v, "FAULT: ", 7) == 0, "status:\n%s", s);
+	cr_expect(strstr(v, "dead: no good read yet: dead/level (unit 9 input 0): ") != NULL,
+		  "the adapter that never read is not named with its unit and point:\n%s", v);
+	cr_expect(strstr(v, "press: 1 of 3 points not good: press/missing (unit 1 holding 20000): "
+			    "exception 2 (illegal data address)") != NULL,
+		  "the refused point is not named:\n%s", v);
+	cr_expect(strstr(s, "OK:") == NULL, "%s", s);
+	/* Logged once, however often it is polled (every 200 ms here). */
+	h_sleep_ms(1000);
+	cr_expect_eq(h_count(h_path("guardian.log"), "exception 2 (illegal data address)"), 1,
+		     "guardian log:\n%s", h_read(h_path("guardian.log")));
+	cr_expect_eq(h_count(h_path("guardian.log"),
+			     "press: unit 1: exception 2 (illegal data address) reading holding "
+			     "20000-20000, point press/missing"),
+		     1, "guardian log:\n%s", h_read(h_path("guardian.log")));
+}
+
+/* After login, "PIN: " is the only prompt on the line. */
+Test(console, pin_prompt_is_not_mixed_with_the_prompt)
+{
+	static struct rig r;
+	const char *s;
+
+	rig_start(&r, 300);
+	term_type(&r.term, "login\r");
+	s = term_expect(&r.term, "PIN: ", 5000);
+	term_pump(&r.term, 500);
+	s = strstr(r.term.screen + r.term.mark, "PIN: ");
+	cr_assert_not_null(s);
+	cr_expect_str_eq(s, "PIN: ", "more after the PIN prompt: \"%s\"", s);
+	term_type(&r.term, PIN "\r");
+	term_expect(&r.term, "guardian# ", 5000);
 }

@@ -561,3 +561,63 @@ Test(config, measured_as_loaded_not_as_on_disk)
 	cr_expect(memcmp(log.items[3].sha256, cfg->measured_files[0].sha256, 32) == 0);
 	gd_config_free(cfg);
 }
+
+/* ---- RS-485 on a Modbus RTU adapter ------------------------------------------------------- */
+
+/* A config with one modbus-rtu adapter whose object also holds 'keys' (",\"rs485\":true"). */
+static void write_rtu(const char *keys)
+{
+	char text[2048];
+
+	snprintf(text, sizeof(text),
+		 "{\"device_id\":\"d\",\"policy\":\"policy.json\"," UPLINK
+		 ",\"adapters\":[{\"name\":\"plc1\",\"type\":\"modbus-rtu\","
+		 "\"device\":\"/dev/ttyUSB0\"%s,\"points\":[{\"name\":\"a\",\"address\":0}]}]}",
+		 keys);
+	write_file("site.json", text);
+}
+
+Test(config, rs485_and_rts_settings_load)
+{
+	size_t n;
+
+	write_rtu(",\"rs485\":true");
+	cr_expect_null(load_errors(&n));
+	write_rtu(",\"rs485\":\"auto\"");
+	cr_expect_null(load_errors(&n));
+	write_rtu(",\"rs485\":false,\"rts\":\"up\",\"rts_delay_us\":500");
+	cr_expect_null(load_errors(&n));
+	write_rtu(",\"rts\":\"down\"");
+	cr_expect_null(load_errors(&n));
+}
+
+Test(config, rs485_must_be_true_false_or_auto)
+{
+	write_rtu(",\"rs485\":\"yes\"");
+	expect_error("adapters[0].rs485", "expected true (the port's driver switches the RS-485 "
+					  "direction), false or \"auto\"");
+}
+
+Test(config, rts_mode_is_one_of_three)
+{
+	write_rtu(",\"rts\":\"sideways\"");
+	expect_error("adapters[0].rts", "sideways");
+}
+
+Test(config, rts_is_not_for_a_port_in_rs485_mode)
+{
+	write_rtu(",\"rs485\":true,\"rts\":\"up\"");
+	expect_error("adapters[0].rts", "expected rs485 or rts, not both");
+}
+
+Test(config, rts_delay_needs_rts)
+{
+	write_rtu(",\"rts_delay_us\":100");
+	expect_error("adapters[0].rts_delay_us", "only with \"rts\": \"up\" or \"down\"");
+}
+
+Test(config, rs485_is_for_serial_lines_only)
+{
+	write_config_points("", ",\"rs485\":true", "[{\"name\":\"a\",\"address\":0}]");
+	expect_error("adapters[1].rs485", "unknown key");
+}

@@ -561,6 +561,90 @@ Test(console, status_ok)
 	cr_assert_not_null(line_with("last error: none"), "%s", out);
 }
 
+/* The verdict with the wrapped continuation lines joined, for substring checks. */
+static const char *verdict_text(void)
+{
+	static char text[4096];
+	const char *p = out, *end;
+	size_t n = 0;
+
+	while ((p = strstr(p, "\r\n")) != NULL && strncmp(p + 2, "OK", 2) != 0 &&
+	       strncmp(p + 2, "WARN", 4) != 0 && strncmp(p + 2, "FAULT", 5) != 0)
+		p += 2;
+	if (p == NULL)
+		return "";
+	p += 2;
+	end = strstr(p, "\r\ndevice:");
+	for (; p < end && n + 1 < sizeof(text); p++) {
+		if (strncmp(p, "\r\n", 2) == 0) {
+			p += 1 + strspn(p + 2, " ");
+			text[n++] = ' ';
+			continue;
+		}
+		text[n++] = *p;
+	}
+	text[n] = '\0';
+	return text;
+}
+
+/* An adapter up whose reads of some points fail: a warning with the unit and the point. */
+Test(console, status_warns_of_points_not_good_with_unit_and_point)
+{
+	fk.ad[1].link_up = true;
+	fk.ad[1].fault[0] = '\0';
+	fk.ad[1].points = 3;
+	fk.ad[1].points_bad = 1;
+	snprintf(fk.ad[1].problem, sizeof(fk.ad[1].problem), "%s",
+		 "plc2/speed (unit 3 holding 16): exception 2 (illegal data address)");
+	run("status");
+	cr_assert(strncmp(verdict_text(), "WARN: ", 6) == 0, "%s", out);
+	cr_assert(strstr(verdict_text(),
+			 "plc2-in-the-basement-by-the-boilers: 1 of 3 points not good: "
+			 "plc2/speed (unit 3 holding 16): exception 2 (illegal "
+			 "data address)") != NULL,
+		  "%s", verdict_text());
+	cr_assert(strstr(out, "OK:") == NULL && strstr(out, "FAULT:") == NULL, "%s", out);
+	cr_assert_not_null(line_with("plc2-in-the-bas~ modbus-rtu up   2h05m   plc2/speed (unit 3"),
+			   "the table shows why: %s", out);
+	assert_fits("status with a warning");
+	/* Every point it read fails: a fault. */
+	fk.ad[1].points_bad = 3;
+	run("status");
+	cr_assert(strncmp(verdict_text(), "FAULT: ", 7) == 0, "%s", out);
+	cr_assert(strstr(verdict_text(), "3 of 3 points not good") != NULL, "%s", verdict_text());
+	/* The detail names it too. */
+	run("adapter plc2-in-the-basement-by-the-boilers");
+	cr_assert_not_null(line_with("points:       3, 3 not good, 0 not read yet"), "%s", out);
+	cr_assert_not_null(line_with("not good:     plc2/speed (unit 3 holding 16)"), "%s", out);
+}
+
+/* Up, but never a good read: a fault once it has failed, a warning while it has not tried. */
+Test(console, status_never_a_good_read_is_not_ok)
+{
+	fk.ad[1].link_up = true;
+	fk.ad[1].fault[0] = '\0';
+	fk.ad[1].last_ok_ms = 0;
+	fk.ad[1].polls = 12;
+	fk.ad[1].timeouts = 12;
+	fk.ad[1].points = 2;
+	fk.ad[1].points_bad = 2;
+	snprintf(fk.ad[1].problem, sizeof(fk.ad[1].problem), "%s",
+		 "plc2/level (unit 9 input 0): timeout");
+	run("status");
+	cr_assert(strncmp(verdict_text(), "FAULT: ", 7) == 0, "%s", out);
+	cr_assert(strstr(verdict_text(), "plc2-in-the-basement-by-the-boilers: no good read yet: "
+					 "plc2/level (unit 9 input 0): timeout") != NULL,
+		  "%s", verdict_text());
+	fk.ad[1].polls = fk.ad[1].timeouts = 0;
+	fk.ad[1].points_bad = 0;
+	fk.ad[1].points_unread = 2;
+	fk.ad[1].problem[0] = '\0';
+	run("status");
+	cr_assert(strcmp(verdict_text(),
+			 "WARN: plc2-in-the-basement-by-the-boilers: no good read yet") == 0,
+		  "%s", out);
+}
+
 Test(console, status_cert_and_queue)
 {
 	fk.ad[1].link_up = true;
@@ -810,6 +894,17 @@ Test(console, wrong_pin_and_cancel)
 	struct console_stats s = stats();
 	cr_assert_eq(s.login_failures, 1);
 	cr_assert_eq(s.logins, 1);
+}
+
+/* "PIN: " is the prompt while the PIN is typed: no "guardian> " after it. */
+Test(console, pin_prompt_stands_alone)
+{
+	run("login");
+	cr_assert(out_len >= 5 && strcmp(out + out_len - 5, "PIN: ") == 0,
+		  "login must end with the PIN prompt: %s", out);
+	cr_assert(strstr(out, "guardian> ") == NULL, "two prompts: %s", out);
+	run(GOOD_PIN);
+	cr_assert(strstr(out, "guardian# ") != NULL, "%s", out);
 }
 
 static void wrong_pin(void)
