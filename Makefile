@@ -16,7 +16,20 @@ ifeq ($(TSAN),1)
 override CFLAGS += -fsanitize=thread -fno-omit-frame-pointer
 LDFLAGS += -fsanitize=thread
 endif
-LIBS    = -lzstd -lpaho-mqtt3as -lcrypto -lmbedtls -lmbedx509 -lmbedcrypto -lcjson -lmodbus -lserialport -lpthread -lm
+LIBS    = -lzstd -lpaho-mqtt3as -lcrypto -lmbedtls -lmbedx509 -lmbedcrypto -lcjson -lmodbus -lserialport -lseccomp -lpthread -lm
+# The TPM 2.0 (tpm/): tpm2-tss's ESAPI, marshalling, error texts and TCTI loader.
+TSS_LIBS = $(shell pkg-config --libs tss2-esys tss2-mu tss2-rc tss2-tctildr 2>/dev/null)
+LIBS    += $(TSS_LIBS)
+
+# Quiet: one line per file made ("  CC    guardian/main.c"); V=1 shows every command as it runs.
+V ?= 0
+ifeq ($(V),1)
+Q :=
+quiet =
+else
+Q := @
+quiet = printf '  %-5s %s\n' '$(1)' '$(2)';
+endif
 
 # Hardening: stack protector, fortified libc calls, position-independent executables, read-only
 # relocations bound at start.
@@ -27,13 +40,15 @@ LDFLAGS += -pie -Wl,-z,relro,-z,now
 # One archive per folder. A folder may use only what LAYER_<folder> names, and its archive is
 # checked against that (tools/layering.sh, run before anything links): a wrong dependency fails
 # the build. `make layering` prints the graph.
-LAYERS          = base proto adapters policy uplink guardian service tools
+LAYERS          = base proto tpm adapters policy uplink guardian launch service tools
 LAYER_base      =
 LAYER_proto     = base
+LAYER_tpm       = proto base
 LAYER_adapters  = base
 LAYER_policy    = base
 LAYER_uplink    = proto base
-LAYER_guardian  = uplink adapters policy proto base
+LAYER_guardian  = uplink adapters policy tpm proto base
+LAYER_launch    = tpm proto base
 LAYER_service   = proto base
 LAYER_tools     = base
 # Where each folder's sources are; main.c files are programs, not part of an archive.
@@ -51,20 +66,20 @@ BENCH_SRC = $(wildcard bench/*.c)
 TOOLS     = $(patsubst tools/%.c,$(BUILD)/%,$(wildcard tools/*.c))
 BENCHES   = $(patsubst bench/%.c,$(BUILD)/%,$(BENCH_SRC))
 
-all: $(BUILD)/guardian $(BUILD)/guardian-service $(TOOLS)
-tests: $(BUILD)/test-unit $(BUILD)/test-integration
+all: $(BUILD)/guardian $(BUILD)/guardian-service $(BUILD)/guardian-launch $(TOOLS)
+tests: $(BUILD)/test-unit $(BUILD)/test-integration $(BUILD)/launch-probe $(BUILD)/guardian-liar
 .PHONY: all tests deps test test-run check tsan demo bench fuzz fuzz-replay clean format \
 	format-check layering hardening-check lint
 
 $(BUILD)/obj/%.o: %.c
 	@mkdir -p $(dir $@)
-	$(CC) $(CFLAGS) -c $< -o $@
+	$(Q)$(call quiet,CC,$<)$(CC) $(CFLAGS) -c $< -o $@
 
 define layer_rule
 $(call layer_lib,$(1)): $(patsubst %.c,$(BUILD)/obj/%.o,$(call layer_src,$(1)))
 	@mkdir -p $(BUILD)
 	@rm -f $$@
-	ar rcs $$@ $$^
+	$$(Q)$$(call quiet,AR,$$@)ar rcs $$@ $$^
 endef
 $(foreach l,$(LAYERS),$(eval $(call layer_rule,$(l))))
 
@@ -86,32 +101,56 @@ lint: format-check layering hardening-check
 	@sh tests/scripts/systemd-security.sh
 
 # The programs a box runs carry the hardening flags (tools/hardening-check.sh says which is missing).
-hardening-check: $(BUILD)/guardian $(BUILD)/guardian-service
+hardening-check: $(BUILD)/guardian $(BUILD)/guardian-service $(BUILD)/guardian-launch
 	@sh tools/hardening-check.sh $^
 
 $(BUILD)/guardian: $(BUILD)/obj/guardian/main.o $(call link_libs,guardian) | $(BUILD)/layering.ok
-	$(CC) $(LDFLAGS) -o $@ $^ $(LIBS)
+	$(Q)$(call quiet,LD,$@)$(CC) $(LDFLAGS) -o $@ $^ $(LIBS)
+
+# The measured launch and TPM broker (launch/): guardian's parent when attestation.tpm is set.
+$(BUILD)/guardian-launch: $(BUILD)/obj/launch/main.o $(call link_libs,launch) | $(BUILD)/layering.ok
+	$(Q)$(call quiet,LD,$@)$(CC) $(LDFLAGS) -o $@ $^ $(TSS_LIBS) -lmbedx509 -lmbedcrypto -lcjson -lpthread -lm
 
 # The reference attestation service: its own files, the protocol and the base.
 $(BUILD)/guardian-service: $(BUILD)/obj/service/main.o $(call link_libs,service) | $(BUILD)/layering.ok
-	$(CC) $(LDFLAGS) -o $@ $^ -lpaho-mqtt3as -lcrypto -lmbedtls -lmbedx509 -lmbedcrypto -lcjson -lpthread -lm
+	$(Q)$(call quiet,LD,$@)$(CC) $(LDFLAGS) -o $@ $^ -lpaho-mqtt3as -lcrypto -lmbedtls -lmbedx509 -lmbedcrypto -lcjson -lpthread -lm
 
 # The simulators and tools: what they share (tools/lib/) and the base, never the device.
 $(BUILD)/%: $(BUILD)/obj/tools/%.o $(call link_libs,tools) | $(BUILD)/layering.ok
-	$(CC) $(LDFLAGS) -o $@ $^ $(LIBS)
+	$(Q)$(call quiet,LD,$@)$(CC) $(LDFLAGS) -o $@ $^ $(LIBS)
 
 # Unit tests reach every folder's code.
-EVERY_LIB = $(call layer_lib,service) $(call link_libs,guardian) $(call layer_lib,tools)
+EVERY_LIB = $(call layer_lib,service) $(call layer_lib,launch) $(call link_libs,guardian) \
+	$(call layer_lib,tools)
 
-$(BUILD)/test-unit: $(UNIT_SRC:%.c=$(BUILD)/obj/%.o) $(EVERY_LIB)
-	$(CC) $(LDFLAGS) -o $@ $^ -lcriterion $(LIBS)
+# Unit tests may start a part (swtpm) through the harness.
+$(BUILD)/test-unit: $(UNIT_SRC:%.c=$(BUILD)/obj/%.o) $(HARN_OBJ) $(EVERY_LIB)
+	$(Q)$(call quiet,LD,$@)$(CC) $(LDFLAGS) -o $@ $^ -lcriterion $(LIBS)
 
 # Integration tests drive real processes; they link only the harness.
 $(BUILD)/test-integration: $(INTEG_SRC:%.c=$(BUILD)/obj/%.o) $(HARN_OBJ)
-	$(CC) $(LDFLAGS) -o $@ $^ -lcriterion -lcjson -lpthread -lm
+	$(Q)$(call quiet,LD,$@)$(CC) $(LDFLAGS) -o $@ $^ -lcriterion -lcjson -lpthread -lm
+
+# What tests/integration/test_launch.c starts under guardian-launch instead of guardian.
+$(BUILD)/launch-probe: $(BUILD)/obj/tests/helpers/launch_probe.o $(call link_libs,tpm)
+	$(Q)$(call quiet,LD,$@)$(CC) $(LDFLAGS) -o $@ $^ $(LIBS)
+
+# A guardian that reports the digest of another binary as its own (GUARDIAN_TEST_LIAR in
+# guardian/attest_tpm.c): the attack the TPM stops, for tests/integration/test_attest_tpm.c only.
+# Never installed.
+$(BUILD)/obj/guardian/attest_tpm_liar.o: guardian/attest_tpm.c
+	@mkdir -p $(dir $@)
+	$(Q)$(call quiet,CC,$<)$(CC) $(CFLAGS) -DGUARDIAN_TEST_LIAR -c $< -o $@
+
+$(BUILD)/guardian-liar: $(BUILD)/obj/guardian/main.o $(BUILD)/obj/guardian/attest_tpm_liar.o \
+		$(call link_libs,guardian) | $(BUILD)/layering.ok
+	$(Q)$(call quiet,LD,$@)$(CC) $(LDFLAGS) -o $@ $^ $(LIBS)
+
+# bench_attest makes TPM evidence as tests/unit/fake_quote.h does (the service's cost is the same).
+$(BUILD)/bench_attest: $(BUILD)/obj/tests/unit/fake_quote.o
 
 $(BUILD)/bench_%: $(BUILD)/obj/bench/bench_%.o $(HARN_OBJ) $(EVERY_LIB)
-	$(CC) $(LDFLAGS) -o $@ $^ $(LIBS)
+	$(Q)$(call quiet,LD,$@)$(CC) $(LDFLAGS) -o $@ $^ $(LIBS)
 
 # Installs the Debian packages that are missing (needs root or sudo).
 deps:
@@ -147,9 +186,11 @@ tsan: deps
 			--filter "$$s/*" || exit 1; \
 	done
 
+# exec: the demo is make's child itself, so its own Ctrl-C handling (a clean stop, exit 0) is
+# what make sees; a shell between them would die of the SIGINT and make would say "Interrupt".
 demo: deps
 	@$(MAKE) --no-print-directory all
-	@BUILD=$(abspath $(BUILD)) sh tools/demo.sh
+	@BUILD=$(abspath $(BUILD)) exec sh tools/demo.sh
 
 bench: deps
 	@$(MAKE) --no-print-directory all $(BENCHES)
@@ -160,7 +201,7 @@ bench: deps
 FUZZ_SECONDS ?= 60
 FUZZ_CFLAGS = -g -O1 -std=c11 -D_GNU_SOURCE -fsanitize=fuzzer,address,undefined \
               $(shell pkg-config --cflags libcjson)
-FUZZ_CORE = $(filter-out base/serial.c,$(call layer_src,base))
+FUZZ_CORE = $(filter-out base/serial.c base/sandbox.c,$(call layer_src,base))
 
 $(BUILD)/fuzz_policy: fuzz/fuzz_policy.c policy/policy.c $(FUZZ_CORE)
 	@mkdir -p $(dir $@)
@@ -203,7 +244,12 @@ $(BUILD)/fuzz_bundle: fuzz/fuzz_bundle.c $(filter-out proto/mqtt_tls.c,$(call la
 	@mkdir -p $(dir $@)
 	clang $(FUZZ_CFLAGS) -o $@ $^ -lcjson -lmbedx509 -lmbedcrypto -lm
 
-FUZZERS = policy framer slcan console evidence attest_result command modbus_response bundle
+$(BUILD)/fuzz_tpm_quote: fuzz/fuzz_tpm_quote.c proto/tpm_quote.c $(FUZZ_CORE)
+	@mkdir -p $(dir $@)
+	clang $(FUZZ_CFLAGS) -o $@ $^ -lcjson -lmbedcrypto -lm
+
+FUZZERS = policy framer slcan console evidence attest_result command modbus_response bundle \
+	tpm_quote
 
 fuzz: deps
 	@sh tools/install-deps.sh clang libclang-rt-14-dev
@@ -224,6 +270,81 @@ fuzz-replay: deps
 		$(BUILD)/fuzz_$$f -runs=0 -detect_leaks=1 -artifact_prefix=$(BUILD)/ fuzz/corpus/$$f \
 			>$(BUILD)/fuzz_$$f.replay.log 2>&1 || { tail -40 $(BUILD)/fuzz_$$f.replay.log; exit 1; }; \
 	done
+
+# Installing (README "Deploying on a real box"). The device's side and the service's side apart,
+# as the two Debian packages hold them; DESTDIR for staging, no chown (works as any user). The
+# units name the installed programs: /usr/bin/ and /usr/share/ in deploy/*.service become $(bindir)/
+# and $(datarootdir)/. The config and state stay /etc/guardian and /var/lib/guardian whatever
+# the prefix: the units and the programs' defaults name them.
+PREFIX         ?= /usr/local
+bindir         ?= $(PREFIX)/bin
+datarootdir    ?= $(PREFIX)/share
+mandir         ?= $(datarootdir)/man
+sysconfdir     ?= /etc
+systemdunitdir ?= $(PREFIX)/lib/systemd/system
+INSTALL        ?= install
+install_unit = sed -e 's|/usr/bin/|$(bindir)/|g' -e 's|/usr/share/|$(datarootdir)/|g' $(1) \
+	>$(DESTDIR)$(systemdunitdir)/$(notdir $(1)).tmp && \
+	chmod 0644 $(DESTDIR)$(systemdunitdir)/$(notdir $(1)).tmp && \
+	mv -f $(DESTDIR)$(systemdunitdir)/$(notdir $(1)).tmp $(DESTDIR)$(systemdunitdir)/$(notdir $(1))
+EXAMPLES = $(shell find configs/examples -type f 2>/dev/null | sort)
+.PHONY: install install-guardian install-service uninstall deb deb-test
+
+install: install-guardian install-service
+
+# guardian, guardian-launch when it is built, the unit, guardian(8), the examples, the README.
+install-guardian: all
+	$(INSTALL) -d $(DESTDIR)$(bindir) $(DESTDIR)$(systemdunitdir) $(DESTDIR)$(mandir)/man8 \
+		$(DESTDIR)$(sysconfdir)/guardian/examples $(DESTDIR)$(datarootdir)/doc/guardian
+	$(INSTALL) -m 0755 $(BUILD)/guardian $(DESTDIR)$(bindir)/guardian
+	if [ -f $(BUILD)/guardian-launch ]; then \
+		$(INSTALL) -m 0755 $(BUILD)/guardian-launch $(DESTDIR)$(bindir)/guardian-launch && \
+		$(INSTALL) -m 0644 docs/man/guardian-launch.8 $(DESTDIR)$(mandir)/man8/guardian-launch.8; fi
+	$(call install_unit,deploy/guardian.service)
+	$(INSTALL) -m 0644 docs/man/guardian.8 $(DESTDIR)$(mandir)/man8/guardian.8
+	$(INSTALL) -m 0644 README.md $(DESTDIR)$(datarootdir)/doc/guardian/README.md
+	@for f in $(EXAMPLES); do \
+		rel=$${f#configs/examples/}; \
+		echo "$(INSTALL) -D -m 0644 $$f $(DESTDIR)$(sysconfdir)/guardian/examples/$$rel"; \
+		$(INSTALL) -D -m 0644 $$f $(DESTDIR)$(sysconfdir)/guardian/examples/$$rel || exit 1; \
+	done
+
+# guardian-service, gd-view (telemetry as readable lines), the unit, their man pages, PROTOCOL.md.
+install-service: all
+	$(INSTALL) -d $(DESTDIR)$(bindir) $(DESTDIR)$(systemdunitdir) $(DESTDIR)$(mandir)/man8 \
+		$(DESTDIR)$(mandir)/man1 $(DESTDIR)$(datarootdir)/doc/guardian-service
+	$(INSTALL) -m 0755 $(BUILD)/guardian-service $(DESTDIR)$(bindir)/guardian-service
+	$(INSTALL) -m 0755 $(BUILD)/gd-view $(DESTDIR)$(bindir)/gd-view
+	$(call install_unit,deploy/guardian-service.service)
+	$(INSTALL) -m 0644 docs/man/guardian-service.8 $(DESTDIR)$(mandir)/man8/guardian-service.8
+	$(INSTALL) -m 0644 docs/man/gd-view.1 $(DESTDIR)$(mandir)/man1/gd-view.1
+	$(INSTALL) -m 0644 service/PROTOCOL.md \
+		$(DESTDIR)$(datarootdir)/doc/guardian-service/PROTOCOL.md
+
+# What install put there, with the same variables. /etc/guardian keeps what is not ours (site.json).
+uninstall:
+	rm -f $(DESTDIR)$(bindir)/guardian $(DESTDIR)$(bindir)/guardian-launch \
+		$(DESTDIR)$(bindir)/guardian-service $(DESTDIR)$(bindir)/gd-view \
+		$(DESTDIR)$(systemdunitdir)/guardian.service \
+		$(DESTDIR)$(systemdunitdir)/guardian-service.service \
+		$(DESTDIR)$(mandir)/man8/guardian.8 $(DESTDIR)$(mandir)/man8/guardian-service.8 \
+		$(DESTDIR)$(mandir)/man8/guardian-launch.8 $(DESTDIR)$(mandir)/man1/gd-view.1
+	rm -rf $(DESTDIR)$(sysconfdir)/guardian/examples $(DESTDIR)$(datarootdir)/doc/guardian \
+		$(DESTDIR)$(datarootdir)/doc/guardian-service
+	rmdir $(DESTDIR)$(sysconfdir)/guardian 2>/dev/null || true
+
+# The Debian packages guardian and guardian-service (tools/deb.sh), in $(BUILD)/deb/.
+deb: all
+	@rm -rf $(BUILD)/deb
+	@$(MAKE) --no-print-directory -s install-guardian PREFIX=/usr systemdunitdir=/lib/systemd/system \
+		DESTDIR=$(abspath $(BUILD))/deb/guardian >/dev/null
+	@$(MAKE) --no-print-directory -s install-service PREFIX=/usr systemdunitdir=/lib/systemd/system \
+		DESTDIR=$(abspath $(BUILD))/deb/guardian-service >/dev/null
+	@sh tools/deb.sh $(BUILD)/deb
+
+# Installs the packages on this machine, checks them, purges them (root or sudo; skips without).
+deb-test: deb
+	@sh tests/scripts/deb-test.sh $(BUILD)/deb
 
 FORMAT_SRC = $(wildcard */*.c */*.h tools/lib/*.c tools/lib/*.h tests/*/*.c tests/*/*.h)
 format:

@@ -20,9 +20,13 @@ echo "== CAN end to end over SLCAN"
 echo "== telemetry spool on disk vs the memory queue"
 # The harness starts $GUARDIAN_BUILD's guardian and plcsim: this build's.
 GUARDIAN_BUILD=${GUARDIAN_BUILD:-$BUILD} "$BUILD/bench_spool" "$S"
-echo "== attestation: one service instance, in process"
+echo "== the sandbox: guardian's CPU with it and without"
+GUARDIAN_BUILD=${GUARDIAN_BUILD:-$BUILD} "$BUILD/bench_sandbox" "$S" 2
+echo "== attestation: one service instance, in process, file and TPM evidence"
 "$BUILD/bench_attest" 5
-echo "== attestation: round trip on loopback"
+echo "== attestation: the device's evidence, TPM quote against the file key"
+"$BUILD/bench_tpm"
+echo "== attestation: round trip on loopback, file and TPM backends"
 "$BUILD/bench_attest_rtt" 20
 echo "== attestation: telemetry after a broker restart"
 # BENCH_BASELINE=DIR: also measure the build in DIR (an old worktree's), first: before and after.

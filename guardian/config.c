@@ -7,6 +7,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "../tpm/tpm.h"
 #include "console.h"
 #include "core.h"
 #include "measure.h"
@@ -38,6 +39,7 @@ static const struct conf_key top_keys[] = {
 	{ .name = "console", .kind = CONF_OBJECT },
 	{ .name = "attestation", .kind = CONF_OBJECT },
 	{ .name = "update", .kind = CONF_OBJECT },
+	{ .name = "sandbox", .kind = CONF_OBJECT },
 	{ .name = "adapters",
 	  .kind = CONF_ARRAY,
 	  .required = true,
@@ -79,6 +81,31 @@ static void read_console(struct gd_config *cfg, struct conf *c, const cJSON *obj
 			   why);
 }
 
+static const struct conf_key sandbox_keys[] = {
+	{ .name = "enabled",
+	  .kind = CONF_BOOL,
+	  .offset = offsetof(struct gd_sandbox_config, enabled),
+	  .expect = "true or false" },
+	{ .name = "user",
+	  .kind = CONF_STRING,
+	  .offset = offsetof(struct gd_sandbox_config, user),
+	  .expect = "the user to run as once started" },
+	{ .name = NULL },
+};
+
+/* The sandbox section (base/sandbox.h): on unless "enabled": false; the user is looked up when
+ * guardian run enters it. */
+static void read_sandbox(struct gd_config *cfg, struct conf *c, const cJSON *obj)
+{
+	cfg->sandbox = (struct gd_sandbox_config){ .enabled = true };
+	if (obj == NULL || conf_read_object(c, obj, "sandbox", sandbox_keys, &cfg->sandbox) != 0)
+		return;
+	if (cfg->sandbox.user != NULL && cfg->sandbox.user[0] == '\0')
+		conf_error(c, "sandbox.user",
+			   "an empty user name (leave the key out to stay the user guardian starts "
+			   "as)");
+}
+
 static void resolve_file_keys(cJSON *obj, const char *dir, const char *const *keys);
 
 static const struct conf_key attest_keys[] = {
@@ -103,8 +130,39 @@ static const struct conf_key attest_keys[] = {
 		     "a delay in ms"),
 	CONF_INT_KEY("retry_max_ms", struct gd_attestation, retry_max_ms, 100, 86400000, false,
 		     "a delay in ms"),
+	{ .name = "tpm", .kind = CONF_OBJECT },
 	{ .name = NULL },
 };
+
+static const struct conf_key tpm_keys[] = {
+	{ .name = "tcti",
+	  .kind = CONF_STRING,
+	  .required = true,
+	  .offset = offsetof(struct gd_attestation, tpm_tcti),
+	  .expect = "a TCTI string such as device:/dev/tpmrm0" },
+	CONF_INT_KEY("pcr", struct gd_attestation, tpm_pcr, 16, 23, false,
+		     "PCR 23 (application) or 16 (debug)"),
+	{ .name = NULL },
+};
+
+/* attestation.tpm: which TPM and PCR; only the resettable PCRs, since each launch resets it. */
+static void read_tpm(struct gd_config *cfg, struct conf *c, const cJSON *obj)
+{
+	const cJSON *tpm = cJSON_GetObjectItemCaseSensitive(obj, "tpm");
+
+	if (tpm == NULL)
+		return;
+	cfg->attest.tpm_pcr = GD_TPM_PCR_DEFAULT;
+	if (conf_read_object(c, tpm, "attestation.tpm", tpm_keys, &cfg->attest) != 0)
+		return;
+	if (cfg->attest.tpm_pcr != 16 && cfg->attest.tpm_pcr != 23) {
+		conf_error(c, "attestation.tpm.pcr",
+			   "%d is not resettable at locality 0; use 23 (application) or 16 (debug)",
+			   cfg->attest.tpm_pcr);
+		return;
+	}
+	cfg->attest.tpm = true;
+}
 
 /*
  * The attestation section. With it, the uplink's certificate and key are the
@@ -127,6 +185,7 @@ static void read_attestation(struct gd_config *cfg, struct conf *c, cJSON *root)
 	if (conf_read_object(c, obj, "attestation", attest_keys, &cfg->attest) != 0)
 		return;
 	cfg->attest.enabled = true;
+	read_tpm(cfg, c, obj);
 	if (cfg->attest.cert_file == NULL &&
 	    asprintf(&cfg->attest.cert_file, "%s/identity.crt", cfg->state_dir) < 0)
 		cfg->attest.cert_file = NULL;
@@ -157,18 +216,6 @@ struct adapter_head {
 	char *type;
 };
 
-/* Returns 'path' made relative to 'dir' unless absolute; owned. */
-static char *resolve(const char *dir, const char *path)
-{
-	char *out = NULL;
-
-	if (path[0] == '/' || strcmp(dir, ".") == 0)
-		return strdup(path);
-	if (asprintf(&out, "%s/%s", dir, path) < 0)
-		return NULL;
-	return out;
-}
-
 /* Rewrites the file keys of 'obj' to be relative to the config's directory. */
 static void resolve_file_keys(cJSON *obj, const char *dir, const char *const *keys)
 {
@@ -178,7 +225,7 @@ static void resolve_file_keys(cJSON *obj, const char *dir, const char *const *ke
 
 		if (!cJSON_IsString(item))
 			continue;
-		resolved = resolve(dir, item->valuestring);
+		resolved = gd_path_resolve(dir, item->valuestring);
 		if (resolved == NULL)
 			continue;
 		cJSON_SetValuestring(item, resolved);
@@ -356,6 +403,12 @@ struct policy *gd_policy_load(const struct gd_config *cfg, struct conf *c,
 
 int gd_config_load(const char *file, struct conf *c, struct gd_config **out)
 {
+	return gd_config_load_at(file, NULL, c, out);
+}
+
+int gd_config_load_at(const char *file, const char *state_dir, struct conf *c,
+		      struct gd_config **out)
+{
 	static const char *const uplink_files[] = { "ca_file", "cert_file", "key_file", NULL };
 	struct gd_config *cfg = calloc(1, sizeof(*cfg));
 	const char *err_at = NULL;
@@ -397,10 +450,14 @@ int gd_config_load(const char *file, struct conf *c, struct gd_config **out)
 			   "invalid device id \"%s\" (expected 1 to 63 of A-Z a-z 0-9 _ . -; it "
 			   "becomes part of MQTT topics)",
 			   cfg->device_id);
-	if (cfg->state_dir == NULL) {
+	if (state_dir != NULL) {
+		/* guardian -s DIR: instead of the config's; everything below derives from it. */
+		free(cfg->state_dir);
+		cfg->state_dir = strdup(state_dir);
+	} else if (cfg->state_dir == NULL) {
 		cfg->state_dir = strdup("/var/lib/guardian");
 	} else {
-		char *resolved = resolve(cfg->dir, cfg->state_dir);
+		char *resolved = gd_path_resolve(cfg->dir, cfg->state_dir);
 
 		free(cfg->state_dir);
 		cfg->state_dir = resolved;
@@ -416,13 +473,15 @@ int gd_config_load(const char *file, struct conf *c, struct gd_config **out)
 		    asprintf(&cfg->uplink.spool.dir, "%s/spool", cfg->state_dir) < 0)
 			cfg->uplink.spool.dir = NULL;
 	} else {
-		char *resolved = resolve(cfg->dir, cfg->uplink.spool.dir);
+		char *resolved = gd_path_resolve(cfg->dir, cfg->uplink.spool.dir);
 
 		free(cfg->uplink.spool.dir);
 		cfg->uplink.spool.dir = resolved;
 	}
 	item = cJSON_GetObjectItemCaseSensitive(root, "console");
 	read_console(cfg, c, cJSON_IsObject(item) ? item : NULL);
+	item = cJSON_GetObjectItemCaseSensitive(root, "sandbox");
+	read_sandbox(cfg, c, cJSON_IsObject(item) ? item : NULL);
 	item = cJSON_GetObjectItemCaseSensitive(root, "update");
 	if (cJSON_IsObject(item))
 		update_config_read(&cfg->update, c, item, cfg->dir);
@@ -434,7 +493,7 @@ int gd_config_load(const char *file, struct conf *c, struct gd_config **out)
 	if (build_point_table(cfg, c) != 0)
 		goto out;
 	if (cfg->policy_file != NULL) {
-		char *resolved = resolve(cfg->dir, cfg->policy_file);
+		char *resolved = gd_path_resolve(cfg->dir, cfg->policy_file);
 
 		free(cfg->policy_file);
 		cfg->policy_file = resolved;
@@ -478,8 +537,10 @@ void gd_config_free(struct gd_config *cfg)
 	free(cfg->attest.host);
 	free(cfg->attest.ca_file);
 	free(cfg->attest.cert_file);
+	free(cfg->attest.tpm_tcti);
 	free(cfg->console.port.device);
 	free(cfg->console.pin_hash);
 	update_config_release(&cfg->update);
+	free(cfg->sandbox.user);
 	free(cfg);
 }

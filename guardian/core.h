@@ -30,6 +30,11 @@ struct gd_attestation {
 	char *cert_file; /* the identity certificate; default <state_dir>/identity.crt */
 	int timeout_ms;	 /* for the nonce and for the result */
 	int retry_min_ms, retry_max_ms;
+	/* attestation.tpm: the attestation key is in a TPM 2.0 and guardian-launch measures the
+	 * launch into one of its PCRs (tpm/broker.h). */
+	bool tpm;
+	char *tpm_tcti; /* "device:/dev/tpmrm0", "swtpm:host=127.0.0.1,port=N" */
+	int tpm_pcr;	/* 16 or 23: resettable, so each launch starts the log afresh */
 };
 
 /* Signed updates (guardian/update.h): the keys trusted to sign bundles, how many must sign, this
@@ -42,6 +47,13 @@ struct gd_update {
 	char *device_class;
 	int trial_attempts; /* starts a new version gets before it is rolled back */
 	int gate_timeout_s; /* for each start to pass the health gate */
+};
+
+/* The sandbox `guardian run` enters once the config is loaded (base/sandbox.h, profile
+ * "gateway"): on unless "enabled": false; 'user' NULL stays the user started as. */
+struct gd_sandbox_config {
+	bool enabled;
+	char *user;
 };
 
 /*
@@ -67,6 +79,7 @@ struct gd_config {
 	struct gd_console console;
 	struct gd_attestation attest;
 	struct gd_update update;
+	struct gd_sandbox_config sandbox;
 	struct adapter **adapters;
 	size_t nadapters;
 	const struct point **points; /* the point table: points[id]; borrowed from adapters */
@@ -85,6 +98,9 @@ struct gd_config {
  * opened or started.
  */
 int gd_config_load(const char *file, struct conf *c, struct gd_config **out);
+/* The same with 'state_dir' (unless NULL) instead of the config's state_dir, as given. */
+int gd_config_load_at(const char *file, const char *state_dir, struct conf *c,
+		      struct gd_config **out);
 /* Frees 'cfg'. No operation is performed if 'cfg' is NULL. */
 void gd_config_free(struct gd_config *cfg);
 /*

@@ -12,10 +12,11 @@
 #include "version.h"
 #include "../base/base.h"
 #include "../base/json.h"
+#include "../base/sandbox.h"
 #include "audit.h"
 #include "core.h"
 #include "gateway_private.h"
-#include "keystore.h"
+#include "preflight.h"
 #include "update.h"
 #include "report.h"
 
@@ -40,6 +41,7 @@ static void emit_chunk(struct runner *r, const struct sample *samples, size_t ns
 		else
 			gw->current[samples[i].point_id].kind = VALUE_KIND_NONE;
 		last->quality = samples[i].quality;
+		last->code = samples[i].code;
 		last->ts_ms = samples[i].ts_ms;
 		last->value = samples[i].value;
 		/* The adapter's string lives only during this call: keep a copy. */
@@ -190,46 +192,15 @@ static void *runner_main(void *arg)
 	return NULL;
 }
 
-/* The state directory exists, or is made 0700; one readable by others gets a warning. */
-static int ensure_state_dir(const char *dir)
+/* A finding of the checks before the start (preflight.h), in the log: errors refuse the start. */
+static void log_finding(void *ctx, enum preflight_level level, const char *key, const char *text)
 {
-	struct stat st;
+	const struct gd_config *cfg = ctx;
 
-	if (mkdir(dir, 0700) != 0 && errno != EEXIST) {
-		log_warn(SUBSYS, "cannot create the state directory %s", dir);
-		return GD_EIO;
-	}
-	if (stat(dir, &st) != 0 || !S_ISDIR(st.st_mode)) {
-		log_warnx(SUBSYS, "the state directory %s is not a directory", dir);
-		return GD_EIO;
-	}
-	if ((st.st_mode & 077) != 0)
-		log_warnx(SUBSYS,
-			  "the state directory %s is open to other users (mode %03o); "
-			  "chmod 700 it",
-			  dir, (unsigned)(st.st_mode & 0777));
-	return 0;
-}
-
-/* With attestation, keys others can read are a reason not to start at all. */
-static int check_secrets(const struct gd_config *cfg)
-{
-	char path[512], why[512];
-
-	if (!cfg->attest.enabled)
-		return 0;
-	snprintf(path, sizeof(path), "%s/identity.key", cfg->state_dir);
-	if (keystore_check_dir(cfg->state_dir, why, sizeof(why)) != 0 ||
-	    keystore_check_file(path, why, sizeof(why)) != 0) {
-		log_error(SUBSYS, "refusing to start: %s", why);
-		return GD_EDENIED;
-	}
-	snprintf(path, sizeof(path), "%s/op.key", cfg->state_dir);
-	if (access(path, F_OK) == 0 && keystore_check_file(path, why, sizeof(why)) != 0) {
-		log_error(SUBSYS, "refusing to start: %s", why);
-		return GD_EDENIED;
-	}
-	return 0;
+	if (level == PREFLIGHT_ERROR)
+		log_error(SUBSYS, "refusing to start: %s: %s: %s", cfg->file, key, text);
+	else
+		log_warnx(SUBSYS, "%s: %s: %s", cfg->file, key, text);
 }
 
 /*
@@ -287,7 +258,8 @@ struct gateway *gateway_start(struct gd_config *cfg)
 	if (gw->names == NULL || gw->pstate == NULL || gw->current == NULL || gw->last == NULL ||
 	    gw->written == NULL || gw->written_ms == NULL)
 		goto fail;
-	if (ensure_state_dir(cfg->state_dir) != 0 || check_secrets(cfg) != 0)
+	/* What guardian check says first: the same function, the same words (preflight.h). */
+	if (preflight(cfg, PREFLIGHT_RUN, log_finding, cfg) != 0 || attest_device_prepare(gw) != 0)
 		goto fail;
 	gw->uplink = uplink_new(&cfg->uplink, cfg->device_id);
 	if (gw->uplink == NULL) {
@@ -484,6 +456,9 @@ size_t gateway_health_json(struct gateway *gw, char *buf, size_t cap)
 	jw_int(&w, now);
 	jw_key(&w, "uptime_s");
 	jw_int(&w, (now - gw->started_ms) / 1000);
+	/* Whether `guardian run` confined itself (main.c, base/sandbox.h). */
+	jw_key(&w, "sandbox");
+	jw_string(&w, gd_sandbox_active() != NULL ? "seccomp" : "off");
 	jw_key(&w, "adapters");
 	jw_array(&w);
 	for (size_t i = 0; i < gw->cfg->nadapters; i++)

@@ -75,6 +75,7 @@ struct gateway {
 	 * attestation section. */
 	struct uplink_attest *attest;
 	struct attest_device *attest_device;
+	int broker_fd; /* attestation.tpm: guardian-launch's broker (attest_tpm.h), else -1 */
 	struct audit_sink *audit; /* the audit log and its topic (audit_sink.c) */
 	/* Notifications to the service manager and a trial's health gate (update.h). */
 	struct update_gate *update_gate;
@@ -94,6 +95,7 @@ struct gateway {
 /* A point's last reading, for the console; formatted only when it asks. */
 struct point_last {
 	enum quality quality;
+	int32_t code;	    /* the exception code of QUALITY_EXCEPTION */
 	int64_t ts_ms;	    /* UTC; 0 never read */
 	struct value value; /* a string points to 'text' */
 	char text[48];	    /* a string value, cut to fit */
@@ -138,6 +140,9 @@ void enforce_free(struct gateway *gw);
 
 /* Starts attestation rounds with this device's keys (gw->attest); none without an attestation
  * section. 0 or gd_err. */
+/* Before anything starts: measures the executable and, with attestation.tpm, checks that
+ * guardian-launch measured what was loaded. 0, or an error already logged. */
+int attest_device_prepare(struct gateway *gw);
 int attest_device_start(struct gateway *gw);
 void attest_device_stop(struct gateway *gw);
 

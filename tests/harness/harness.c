@@ -827,3 +827,118 @@ int h_attest_serve(struct h_attest *b)
 		return -1;
 	return 0;
 }
+
+/* ---- swtpm: a software TPM 2.0 ------------------------------------------------------------ */
+
+bool h_have_swtpm(void)
+{
+	return h_sh("command -v swtpm >/dev/null 2>&1") == 0;
+}
+
+const char *h_swtpm_missing(void)
+{
+	if (h_have_swtpm())
+		return NULL;
+	return "swtpm is not installed (apt install swtpm): this test needs a TPM 2.0 and skips";
+}
+
+const char *h_swtpm_tcti(int port)
+{
+	static char bufs[4][64];
+	static unsigned next;
+	char *b = bufs[next++ % 4];
+
+	snprintf(b, sizeof(bufs[0]), "swtpm:host=127.0.0.1,port=%d", port);
+	return b;
+}
+
+/* Whether 127.0.0.1:port can be bound now. */
+static bool port_free(int port)
+{
+	struct sockaddr_in sa = { .sin_family = AF_INET,
+				  .sin_port = htons((uint16_t)port),
+				  .sin_addr.s_addr = htonl(INADDR_LOOPBACK) };
+	int fd = socket(AF_INET, SOCK_STREAM, 0);
+	bool ok = fd >= 0 && bind(fd, (struct sockaddr *)&sa, sizeof(sa)) == 0;
+
+	if (fd >= 0)
+		close(fd);
+	return ok;
+}
+
+pid_t h_swtpm(int *port)
+{
+	char state[300], server[128], ctrl[128];
+	pid_t pid;
+	int p = -1;
+
+	if (!h_have_swtpm())
+		return 0;
+	/* The TCTI takes the control channel at port + 1: both must be free. */
+	for (int tries = 0; tries < 32 && p < 0; tries++) {
+		int candidate = h_free_port();
+
+		if (candidate > 0 && candidate < 65535 && port_free(candidate + 1))
+			p = candidate;
+	}
+	if (p < 0)
+		return -1;
+	snprintf(state, sizeof(state), "%s/swtpm-%d", h_dir(), p);
+	if (mkdir(state, 0700) != 0)
+		return -1;
+	snprintf(server, sizeof(server), "type=tcp,port=%d,bindaddr=127.0.0.1", p);
+	snprintf(ctrl, sizeof(ctrl), "type=tcp,port=%d,bindaddr=127.0.0.1", p + 1);
+	{
+		char dir[320];
+		const char *argv[] = { "swtpm",
+				       "socket",
+				       "--tpm2",
+				       "--tpmstate",
+				       dir,
+				       "--server",
+				       server,
+				       "--ctrl",
+				       ctrl,
+				       "--flags",
+				       "not-need-init,startup-clear",
+				       NULL };
+
+		snprintf(dir, sizeof(dir), "dir=%s", state);
+		pid = h_spawn(h_path("swtpm.log"), argv);
+	}
+	if (pid > 0 && (h_wait_port(p + 1, 10000) != 0 || h_wait_port(p, 10000) != 0)) {
+		h_stop(pid, 1000);
+		return -1;
+	}
+	*port = p;
+	return pid;
+}
+
+int h_attest_enroll_tpm(struct h_attest *b, int tpm_port, bool with_ak)
+{
+	if (step("sed -i 's|\"attestation\":{|\"attestation\":{\"tpm\":{\"tcti\":\"%s\"},|' %s && "
+		 "grep -q tcti %s",
+		 h_swtpm_tcti(tpm_port), b->site, b->site) != 0 ||
+	    step("%s/guardian provision -c %s", h_build(), b->site) != 0 ||
+	    step("test -s %s/identity-ak.pem && test -s %s/identity-ak.tpm", b->state, b->state) !=
+		    0 ||
+	    step("%s/guardian-service enroll -d %s %s/identity.csr -o %s/identity.crt%s%s%s",
+		 h_build(), b->svc, b->state, b->state, with_ak ? " --ak " : "",
+		 with_ak ? b->state : "", with_ak ? "/identity-ak.pem" : "") != 0)
+		return -1;
+	if (h_sh("%s/guardian measure -c %s --json >%s 2>>%s", h_build(), b->site,
+		 h_path("reference.json"), h_path("steps.log")) != 0)
+		return -1;
+	return step("%s/guardian-service reference add -d %s %s", h_build(), b->svc,
+		    h_path("reference.json"));
+}
+
+pid_t h_guardian_launched(const char *program, const char *config, const char *logfile)
+{
+	char launcher[300], bin[300];
+	const char *argv[] = { launcher, "--", bin, "run", "-c", config, NULL };
+
+	snprintf(launcher, sizeof(launcher), "%s/guardian-launch", h_build());
+	snprintf(bin, sizeof(bin), "%s/%s", h_build(), program);
+	return h_spawn(logfile, argv);
+}

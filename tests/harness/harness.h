@@ -156,4 +156,36 @@ int h_attest_enroll(struct h_attest *b);
 /* guardian-service serve, until it says it is ready. */
 int h_attest_serve(struct h_attest *b);
 
+/*
+ * A software TPM 2.0 (swtpm) on 127.0.0.1: commands on *port, its control channel on *port + 1
+ * (the swtpm TCTI's rule), state in a directory of its own under h_dir(), output appended to
+ * h_path("swtpm.log"); registered like every child, so h_cleanup() stops it. Returns its pid,
+ * 0 when swtpm is not installed (skip the test with h_swtpm_missing()), or -1 when it did not
+ * start.
+ */
+pid_t h_swtpm(int *port);
+/* The TCTI string for it, "swtpm:host=127.0.0.1,port=N" (one of 4 rotating static buffers). */
+const char *h_swtpm_tcti(int port);
+/* Whether swtpm is on the PATH. */
+bool h_have_swtpm(void);
+/* NULL when swtpm is installed, else why a test skips: "swtpm is not installed (apt install
+ * swtpm): ...". */
+const char *h_swtpm_missing(void);
+/*
+ * The attested bed in TPM mode (after h_attest_up and h_attest_site): attestation.tpm names the
+ * swtpm on 'tpm_port'; guardian provision makes the AK in it; the device is enrolled with the AK
+ * (--ak) unless 'with_ak' is false; guardian measure's log is the reference. 0 or -1 (steps.log).
+ */
+int h_attest_enroll_tpm(struct h_attest *b, int tpm_port, bool with_ak);
+/* guardian-launch starting $GUARDIAN_BUILD/'program' (guardian, or a test's stand-in) with
+ * "run -c config"; output into 'logfile'. */
+pid_t h_guardian_launched(const char *program, const char *config, const char *logfile);
+
+/* In a Criterion test: skips it, saying why, when swtpm is missing. */
+#define H_NEED_SWTPM()                                                                             \
+	do {                                                                                       \
+		if (!h_have_swtpm())                                                               \
+			cr_skip_test("%s", h_swtpm_missing());                                     \
+	} while (0)
+
 #endif
