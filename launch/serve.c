@@ -83,6 +83,7 @@ int launch_broker_answer(struct launch_broker *b, int fd)
 			      sizeof(b->req));
 	memset(resp, 0, sizeof(*resp));
 	resp->type = b->req.type;
+	resp->seq = b->req.seq;
 	switch (b->req.type) {
 	case GD_BROKER_QUOTE:
 		resp->status =

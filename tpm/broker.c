@@ -16,6 +16,7 @@
 #define BROKER_TIMEOUT_MS 10000
 
 static pthread_mutex_t broker_lock = PTHREAD_MUTEX_INITIALIZER;
+static uint32_t broker_seq; /* under broker_lock */
 
 int gd_broker_fd_from_env(void)
 {
@@ -48,17 +49,19 @@ static void drain(int fd)
 		;
 }
 
-static int call_locked(int fd, const struct gd_broker_req *req, struct gd_broker_resp *resp,
+static int call_locked(int fd, const struct gd_broker_req *request, struct gd_broker_resp *resp,
 		       char *why, size_t cap)
 {
 	struct pollfd pfd = { .fd = fd, .events = POLLIN };
 	struct iovec iov = { .iov_base = resp, .iov_len = sizeof(*resp) };
 	struct msghdr msg = { .msg_iov = &iov, .msg_iovlen = 1 };
 	int64_t deadline = gd_mono_ms() + BROKER_TIMEOUT_MS;
+	struct gd_broker_req copy = *request, *req = &copy;
 	ssize_t n;
 	int ready;
 
 	drain(fd);
+	req->seq = ++broker_seq;
 	do {
 		n = send(fd, req, sizeof(*req), MSG_NOSIGNAL);
 	} while (n < 0 && errno == EINTR);
@@ -67,6 +70,7 @@ static int call_locked(int fd, const struct gd_broker_req *req, struct gd_broker
 			n < 0 ? strerror(errno) : "short send");
 		return GD_EIO;
 	}
+again:
 	do {
 		int64_t left = deadline - gd_mono_ms();
 
@@ -85,6 +89,10 @@ static int call_locked(int fd, const struct gd_broker_req *req, struct gd_broker
 			n == 0 ? "it closed the connection" : strerror(errno));
 		return GD_EIO;
 	}
+	/* The late answer to a request that timed out, after drain(): not ours, wait on. */
+	if (n == (ssize_t)sizeof(*resp) && (msg.msg_flags & MSG_TRUNC) == 0 &&
+	    resp->seq != req->seq)
+		goto again;
 	if (n != (ssize_t)sizeof(*resp) || (msg.msg_flags & MSG_TRUNC) != 0 ||
 	    resp->type != req->type) {
 		gd_whyf(why, cap,

@@ -21,6 +21,7 @@ enum gd_broker_type {
 /* Requests: exactly sizeof(struct gd_broker_req) bytes. */
 struct gd_broker_req {
 	uint32_t type;
+	uint32_t seq;		  /* set by gd_broker_call; the answer carries it back */
 	uint8_t qualifying[32];	  /* QUOTE */
 	char kind[8];		  /* EXTEND: "policy" */
 	char name[MEAS_NAME_MAX]; /* EXTEND */
@@ -30,6 +31,7 @@ struct gd_broker_req {
 /* Answers: exactly sizeof(struct gd_broker_resp) bytes. */
 struct gd_broker_resp {
 	uint32_t type;	/* the request's */
+	uint32_t seq;	/* the request's: an answer to an earlier request is not this one's */
 	int32_t status; /* 0 or a negative gd_err */
 	char why[256];
 	uint32_t attest_len, sig_len;

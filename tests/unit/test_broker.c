@@ -315,3 +315,43 @@ Test(broker, the_client_takes_only_a_seqpacket_socket_from_the_environment)
 	close(sv[0]);
 	close(sv[1]);
 }
+
+/* A broker that first answers an earlier request (late, after that one timed out), then this one.
+ */
+static void *late_then_right(void *arg)
+{
+	int fd = *(int *)arg;
+	struct gd_broker_req req;
+	struct gd_broker_resp *resp = calloc(1, sizeof(*resp));
+
+	if (resp != NULL && recv(fd, &req, sizeof(req), 0) == (ssize_t)sizeof(req)) {
+		resp->type = req.type;
+		resp->seq = req.seq - 1;
+		snprintf(resp->pem, sizeof(resp->pem), "stale");
+		send(fd, resp, sizeof(*resp), MSG_NOSIGNAL);
+		resp->seq = req.seq;
+		snprintf(resp->pem, sizeof(resp->pem), "fresh");
+		send(fd, resp, sizeof(*resp), MSG_NOSIGNAL);
+	}
+	free(resp);
+	return NULL;
+}
+
+Test(broker, a_late_answer_to_an_earlier_request_is_not_taken_for_this_one)
+{
+	struct gd_broker_req req = { .type = GD_BROKER_PUBKEY };
+	struct gd_broker_resp *resp = calloc(1, sizeof(*resp));
+	char why[256] = "";
+	pthread_t thread;
+	int sv[2];
+
+	cr_assert_not_null(resp);
+	cr_assert_eq(socketpair(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0, sv), 0);
+	cr_assert_eq(pthread_create(&thread, NULL, late_then_right, &sv[1]), 0);
+	cr_assert_eq(gd_broker_call(sv[0], &req, resp, why, sizeof(why)), 0, "%s", why);
+	cr_expect_str_eq(resp->pem, "fresh");
+	pthread_join(thread, NULL);
+	close(sv[0]);
+	close(sv[1]);
+	free(resp);
+}
