@@ -212,6 +212,17 @@ static void check_uplink_key(struct pf *pf, const char *path)
 		say(pf, PREFLIGHT_WARNING, "uplink.key_file", "%s", why);
 }
 
+/* sandbox.user: run drops to it before anything starts, and refuses to start without it. */
+static void check_sandbox_user(struct pf *pf)
+{
+	const char *user = pf->cfg->sandbox.user;
+
+	errno = 0;
+	if (pf->cfg->sandbox.enabled && user != NULL && getpwnam(user) == NULL)
+		say(pf, PREFLIGHT_ERROR, "sandbox.user", "no user \"%s\" on this system%s%s", user,
+		    errno ? ": " : "", errno ? strerror(errno) : "");
+}
+
 /* A serial device an adapter or the console opens: retried until it is there, so a warning. */
 static void check_device(struct pf *pf, const char *key, const char *device)
 {
@@ -240,6 +251,7 @@ int preflight(const struct gd_config *cfg, enum preflight_mode mode, preflight_r
 
 	state_exists = check_state_dir(&pf, mode);
 	check_spool(&pf, state_exists);
+	check_sandbox_user(&pf);
 	check_attestation(&pf);
 	if (state_exists && mode == PREFLIGHT_CHECK)
 		check_audit(&pf);

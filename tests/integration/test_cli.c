@@ -360,3 +360,18 @@ Test(cli, guardian_service_finds_its_command_after_options)
 	cr_expect_eq(h_count(h_path("cli.out"), "unknown command \"frob\""), 1, "%s", OUT());
 	cr_expect_eq(h_count(h_path("cli.out"), h_build()), 0, "the path in:\n%s", OUT());
 }
+
+/* A sandbox user that does not exist: run would refuse before anything starts, so check does. */
+Test(cli, check_refuses_a_sandbox_user_that_does_not_exist)
+{
+	write_site_with(tcp_adapter, "state", ",\"sandbox\":{\"user\":\"nosuchuser9\"}");
+	cr_expect_eq(gd("check -c site.json"), 1, "%s", OUT());
+	cr_expect_eq(
+		h_count(h_path("cli.out"),
+			"error: site.json: sandbox.user: no user \"nosuchuser9\" on this system"),
+		1, "%s", OUT());
+	cr_expect_eq(gd("run -c site.json"), 1, "%s", OUT());
+	cr_expect_eq(h_count(h_path("cli.out"), "no user \"nosuchuser9\" on this system"), 1, "%s",
+		     OUT());
+	cr_expect_eq(h_count(h_path("cli.out"), "adapter plc1"), 0, "an adapter started");
+}
