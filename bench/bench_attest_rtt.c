@@ -1,6 +1,7 @@
 /* bench_attest_rtt.c: one attestation round as the device sees it, on loopback: TLS connection to
- * the attestation listener, hello, nonce, measurements, a fresh key, signed evidence, the
- * service's checks and certificate, installed. Rounds are started by policy reloads (SIGHUP). */
+ * the attestation listener (the first round; later ones reuse it), hello, nonce, measurements, a
+ * fresh key, signed evidence, the service's checks and certificate, installed. Rounds are started
+ * by policy reloads (SIGHUP). */
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -92,7 +93,7 @@ static int run(int rounds, bool tpm)
 	printf("attestation round trip on loopback, %s backend, %zu rounds started by policy "
 	       "reloads:\n",
 	       tpm ? "TPM (swtpm, guardian-launch's broker)" : "file", n);
-	report("whole round (TLS connect included)", rtt, n);
+	report("whole round (first: TLS connect)", rtt, n);
 	n = read_figures("hello to certificate ", rtt, MAX_RTT);
 	report("hello to certificate", rtt, n);
 	h_cleanup();

@@ -31,4 +31,17 @@ void mqtt_tls_init(void);
 /* Fills 'out' (Paho keeps pointers to the strings of 't': they must outlive the connect). */
 void mqtt_tls_options(MQTTAsync_SSLOptions *out, const struct mqtt_tls *t);
 
+/*
+ * Nagle's algorithm off on Paho's sockets. Paho 1.3 leaves it on and has no option for it, so
+ * a small packet written while another is unacknowledged (an answer right after the PUBACK of
+ * the question, QoS 1) waits for the peer's delayed ACK: 40 ms on Linux, three times in an
+ * attestation round. Paho announces each socket it makes, between socket() and connect(), in
+ * its trace at MQTTASYNC_TRACE_MINIMUM: "New socket 7 for localhost, port 8883". Pass every
+ * trace line to this function (from MQTTAsync_setTraceCallback's callback, with the trace level
+ * at MQTTASYNC_TRACE_MINIMUM while connecting); for that line it sets TCP_NODELAY on the socket
+ * and returns true. Any other line: false, nothing done. A Paho that words the line otherwise
+ * costs latency only.
+ */
+bool mqtt_trace_nodelay(const char *message);
+
 #endif

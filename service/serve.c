@@ -224,6 +224,16 @@ static void on_disconnect_failed(void *context, MQTTAsync_failureData *response)
 	on_disconnected(context, NULL);
 }
 
+/*
+ * Paho's trace, at MQTTASYNC_TRACE_MINIMUM while connecting (for the line that announces the new
+ * socket: TCP_NODELAY, see mqtt_trace_nodelay), at MQTTASYNC_TRACE_ERROR otherwise.
+ */
+static void on_trace(enum MQTTASYNC_TRACE_LEVELS level, char *message)
+{
+	if (!mqtt_trace_nodelay(message) && level >= MQTTASYNC_TRACE_ERROR)
+		log_debug(SERVICE_SUBSYS, "paho: %s", message);
+}
+
 /* --- the main thread ------------------------------------------------------ */
 
 static void connect_start(struct server *sv)
@@ -243,6 +253,7 @@ static void connect_start(struct server *sv)
 	opts.onSuccess = on_connect_ok;
 	opts.onFailure = on_connect_failed;
 	opts.context = sv;
+	MQTTAsync_setTraceLevel(MQTTASYNC_TRACE_MINIMUM); /* lowered when it succeeded or failed */
 	rc = MQTTAsync_connect(sv->client, &opts);
 	if (rc != MQTTASYNC_SUCCESS) {
 		pthread_mutex_lock(&sv->lock);
@@ -410,6 +421,8 @@ static void serve_loop(struct server *sv)
 		}
 		pthread_mutex_unlock(&sv->lock);
 
+		if (connected || connect_failed)
+			MQTTAsync_setTraceLevel(MQTTASYNC_TRACE_ERROR);
 		if (connected) {
 			log_info(SERVICE_SUBSYS, "connected to %s; subscribing", sv->uri);
 			subscribe_start(sv);
@@ -523,6 +536,8 @@ int service_serve(const char *dir, const struct serve_opts *opts)
 	pthread_cond_init(&sv.cond, &attr);
 	pthread_condattr_destroy(&attr);
 
+	MQTTAsync_setTraceCallback(on_trace);
+	MQTTAsync_setTraceLevel(MQTTASYNC_TRACE_ERROR);
 	create.MQTTVersion = MQTTVERSION_3_1_1;
 	create.sendWhileDisconnected = 0;
 	rc = MQTTAsync_createWithOptions(&sv.client, sv.uri, sv.client_id,

@@ -116,6 +116,8 @@ log_type warning
 log_type notice
 log_type information
 connection_messages true
+# Nagle off: an answer written right after a PUBACK would wait for the client's delayed ACK.
+set_tcp_nodelay true
 user $RUN_AS
 pid_file $DIR/mosquitto.pid
 

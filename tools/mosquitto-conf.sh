@@ -65,6 +65,8 @@ log_type notice
 log_type information
 log_timestamp_format %Y-%m-%dT%H:%M:%S
 connection_messages true
+# Nagle off: a message written right after a PUBACK would wait for the client's delayed ACK.
+set_tcp_nodelay true
 user $RUN_AS
 
 listener $PORT 127.0.0.1

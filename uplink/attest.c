@@ -12,9 +12,12 @@
 #include "../base/json.h"
 #include "../proto/evidence.h"
 #include "../proto/mqtt_tls.h"
+#include "diagnose.h"
 #include "uplink.h"
 
 #define SUBSYS "attest"
+
+struct conv;
 
 struct uplink_attest {
 	struct uplink_attest_config cfg;
@@ -31,6 +34,7 @@ struct uplink_attest {
 	char last_detail[256];
 	uint64_t rounds, refusals;
 	char register_hex[65]; /* written by the rounds' thread only */
+	struct conv *conv;     /* the attestation listener, kept between rounds (rounds' thread) */
 };
 
 /* ---- one MQTT conversation with the service ----------------------------------------------- */
@@ -242,7 +246,7 @@ static int conv_open(struct conv *cv, const struct uplink_attest_config *at, int
 	MQTTAsync_connectOptions co = MQTTAsync_connectOptions_initializer;
 	MQTTAsync_SSLOptions ssl;
 	MQTTAsync_responseOptions ro = MQTTAsync_responseOptions_initializer;
-	char uri[300], id[96];
+	char uri[300], id[96], scratch[8];
 	char *topics[2] = { cv->topic_nonce, cv->topic_result };
 	int qos[2] = { 1, 1 }, rc = GD_EIO;
 
@@ -273,10 +277,14 @@ static int conv_open(struct conv *cv, const struct uplink_attest_config *at, int
 	co.onSuccess = on_ok;
 	co.onFailure = on_fail;
 	co.context = cv;
+	diagnose_begin(); /* and with it TCP_NODELAY on the socket Paho makes */
 	rc = MQTTAsync_connect(cv->client, &co);
 	if (rc != MQTTASYNC_SUCCESS)
 		snprintf(cv->fail_msg, sizeof(cv->fail_msg), "%s", MQTTAsync_strerror(rc));
-	if (rc != MQTTASYNC_SUCCESS || (rc = conv_wait(cv, wait_ms + 2000)) != 0) {
+	else
+		rc = conv_wait(cv, wait_ms + 2000);
+	diagnose_end(scratch, sizeof(scratch));
+	if (rc != 0) {
 		snprintf(why, cap, "cannot connect to the attestation listener %s with %s: %s", uri,
 			 at->cert_file, cv->fail_msg[0] ? cv->fail_msg : "no answer");
 		rc = GD_EIO;
@@ -352,6 +360,9 @@ static char *conv_ask(struct conv *cv, const struct uplink_attest_config *at,
 	snprintf(topic, sizeof(topic), "guardian/%s/attest/%s", at->device_id, what);
 	pthread_mutex_lock(&cv->lock);
 	cv->copies = 0;
+	/* Left from an earlier round (an answer to a further copy): not for this question. */
+	free(*slot);
+	*slot = NULL;
 	pthread_mutex_unlock(&cv->lock);
 	why[0] = '\0'; /* from here on: why the connection could not be made again */
 	for (int turn = 1; msg == NULL; turn++) {
@@ -426,19 +437,28 @@ static int converse(struct uplink_attest *ac, struct attest_result *res, char *w
 		    int64_t *exchange_ms)
 {
 	const struct uplink_attest_config *at = &ac->cfg;
-	struct conv cv = { 0 };
+	struct conv *cv = ac->conv;
 	char hello[64];
 	char *msg = NULL, *ev = NULL;
 	int rc;
 
-	pthread_mutex_init(&cv.lock, NULL);
-	cond_init_monotonic(&cv.cond); /* the waits below count on the monotonic clock */
-	if ((rc = conv_open(&cv, at, at->timeout_ms, why, cap)) != 0)
-		goto out;
+	/*
+	 * The last round's connection, while it is up. A new one costs up to a second with Paho
+	 * 1.3 once another client (the uplink) is running: Paho's receive thread, in poll() for
+	 * reading with a 1 s timeout, does not see a new socket's connect complete until then.
+	 */
+	if (cv->client == NULL || conv_lost(cv)) {
+		if (cv->client != NULL)
+			log_debug(SUBSYS, "the attestation listener went since the last round: "
+					  "connecting again");
+		conv_drop(cv);
+		if ((rc = conv_open(cv, at, at->timeout_ms, why, cap)) != 0)
+			goto out;
+	}
 	snprintf(hello, sizeof(hello), "{\"swversion\":\"%s\"}", at->swversion);
 	*exchange_ms = gd_mono_ms();
 	rc = GD_ETIMEDOUT;
-	msg = conv_ask(&cv, at, &conv_hello, hello, &cv.nonce, why, cap);
+	msg = conv_ask(cv, at, &conv_hello, hello, &cv->nonce, why, cap);
 	if (msg == NULL)
 		goto out;
 	ev = evidence_for(ac, msg, why, cap);
@@ -448,7 +468,7 @@ static int converse(struct uplink_attest *ac, struct attest_result *res, char *w
 	if (ev == NULL)
 		goto out;
 	rc = GD_ETIMEDOUT;
-	msg = conv_ask(&cv, at, &conv_evidence, ev, &cv.result, why, cap);
+	msg = conv_ask(cv, at, &conv_evidence, ev, &cv->result, why, cap);
 	if (msg == NULL)
 		goto out;
 	*exchange_ms = gd_mono_ms() - *exchange_ms;
@@ -458,9 +478,9 @@ static int converse(struct uplink_attest *ac, struct attest_result *res, char *w
 out:
 	free(msg);
 	free(ev);
-	conv_close(&cv);
-	pthread_cond_destroy(&cv.cond);
-	pthread_mutex_destroy(&cv.lock);
+	/* A round without its answer: the next one starts on a fresh connection. */
+	if (rc != 0)
+		conv_drop(cv);
 	return rc;
 }
 
@@ -592,7 +612,12 @@ struct uplink_attest *uplink_attest_start(const struct uplink_attest_config *cfg
 	snprintf(ac->state, sizeof(ac->state), "attesting");
 	pthread_mutex_init(&ac->lock, NULL);
 	cond_init_monotonic(&ac->cond);
-	if (pthread_create(&ac->thread, NULL, attest_main, ac) != 0) {
+	ac->conv = calloc(1, sizeof(*ac->conv));
+	if (ac->conv != NULL) {
+		pthread_mutex_init(&ac->conv->lock, NULL);
+		cond_init_monotonic(&ac->conv->cond); /* its waits count on the monotonic clock */
+	}
+	if (ac->conv == NULL || pthread_create(&ac->thread, NULL, attest_main, ac) != 0) {
 		uplink_attest_stop(ac);
 		return NULL;
 	}
@@ -610,6 +635,12 @@ void uplink_attest_stop(struct uplink_attest *ac)
 	pthread_mutex_unlock(&ac->lock);
 	if (ac->started)
 		pthread_join(ac->thread, NULL);
+	if (ac->conv != NULL) {
+		conv_close(ac->conv);
+		pthread_cond_destroy(&ac->conv->cond);
+		pthread_mutex_destroy(&ac->conv->lock);
+		free(ac->conv);
+	}
 	pthread_cond_destroy(&ac->cond);
 	pthread_mutex_destroy(&ac->lock);
 	free(ac);

@@ -12,6 +12,7 @@
 #include <unistd.h>
 
 #include "../base/base.h"
+#include "../proto/mqtt_tls.h"
 #include "diagnose.h"
 
 static pthread_mutex_t trace_lock = PTHREAD_MUTEX_INITIALIZER;
@@ -48,6 +49,8 @@ static void on_trace(enum MQTTASYNC_TRACE_LEVELS level, char *message)
 	char fact[160];
 	const char *p;
 
+	if (mqtt_trace_nodelay(message))
+		return;
 	if (level >= MQTTASYNC_TRACE_ERROR) {
 		log_debug("uplink", "paho: %s", message);
 		return;
@@ -109,7 +112,8 @@ void diagnose_begin(void)
 	if (attempts++ == 0)
 		seen[0] = '\0';
 	pthread_mutex_unlock(&trace_lock);
-	MQTTAsync_setTraceLevel(MQTTASYNC_TRACE_PROTOCOL);
+	/* MINIMUM, not PROTOCOL: it announces the new socket (mqtt_trace_nodelay). */
+	MQTTAsync_setTraceLevel(MQTTASYNC_TRACE_MINIMUM);
 }
 
 void diagnose_end(char *out, size_t len)

@@ -12,7 +12,8 @@
  * connection attempt and starts collecting those facts; diagnose_end() copies
  * what it saw, as one readable line ("" if nothing), into 'out' and lowers the
  * level again. The trace is global to the process: attempts of several
- * uplinks at once share what is collected.
+ * uplinks at once share what is collected. Every Paho socket made in between
+ * gets TCP_NODELAY (mqtt_trace_nodelay): connect between the two calls.
  */
 void diagnose_begin(void);
 void diagnose_end(char *out, size_t len);
