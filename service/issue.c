@@ -9,6 +9,8 @@
 #include <mbedtls/error.h>
 #include <mbedtls/oid.h>
 #include <mbedtls/x509_crt.h>
+#include <openssl/evp.h>
+#include <openssl/x509.h>
 
 #include "service.h"
 
@@ -118,6 +120,8 @@ int issue_ca_load(struct service_ca *ca, const char *dir, const char *base, char
 
 	mbedtls_x509_crt_init(&ca->crt);
 	mbedtls_pk_init(&ca->key);
+	ca->evp_crt = NULL;
+	ca->evp_key = NULL;
 	if (snprintf(crt_path, sizeof(crt_path), "%s/%s.crt", dir, base) >= (int)sizeof(crt_path) ||
 	    snprintf(key_path, sizeof(key_path), "%s/%s.key", dir, base) >= (int)sizeof(key_path)) {
 		snprintf(why, cap, "%s: path too long", dir);
@@ -150,4 +154,8 @@ void issue_ca_free(struct service_ca *ca)
 {
 	mbedtls_x509_crt_free(&ca->crt);
 	mbedtls_pk_free(&ca->key);
+	X509_free(ca->evp_crt);
+	EVP_PKEY_free(ca->evp_key);
+	ca->evp_crt = NULL;
+	ca->evp_key = NULL;
 }

@@ -11,6 +11,7 @@
 
 #include <mbedtls/md.h>
 #include <mbedtls/pk.h>
+#include <mbedtls/x509_crt.h>
 
 #include "service.h"
 
@@ -108,6 +109,61 @@ static bool refusal_revokes(const struct attest_result *res, bool dup)
 }
 
 /*
+ * tpm_quote_check with the signature checked by service_ecdsa_verify: the attestation key
+ * 'ak_pem' is an EC P-256 public key, 'sig' verifies over SHA-256(attest) with it, 'attest'
+ * parses, then tpm_quote_match. The first fault with a sentence in 'why', or TPM_QUOTE_OK.
+ */
+static enum tpm_quote_fault quote_check(const uint8_t *attest, size_t attest_len,
+					const uint8_t *sig, size_t siglen, const char *ak_pem,
+					const uint8_t extra_data[32], int pcr,
+					const uint8_t pcr_value[32], char *why, size_t cap)
+{
+	mbedtls_pk_context pk;
+	struct tpm_quote q;
+	uint8_t digest[32];
+	enum tpm_quote_fault f = TPM_QUOTE_OK;
+
+	mbedtls_pk_init(&pk);
+	if (mbedtls_pk_parse_public_key(&pk, (const uint8_t *)ak_pem, strlen(ak_pem) + 1) != 0 ||
+	    !evidence_key_is_p256(&pk)) {
+		/* tpm_quote_ak_valid says why, in the words tpm_quote_check would use */
+		if (tpm_quote_ak_valid(ak_pem, why, cap))
+			gd_whyf(why, cap, "the attestation key is not an EC P-256 public key");
+		f = TPM_QUOTE_BAD_KEY;
+		goto out;
+	}
+	mbedtls_md(mbedtls_md_info_from_type(MBEDTLS_MD_SHA256), attest, attest_len, digest);
+	if (siglen == 0 || siglen > TPM_QUOTE_SIG_MAX ||
+	    !service_ecdsa_verify(&pk, digest, sig, siglen)) {
+		gd_whyf(why, cap, "the quote's signature does not verify with the attestation key");
+		f = TPM_QUOTE_BAD_SIGNATURE;
+		goto out;
+	}
+	if (tpm_quote_parse(attest, attest_len, &q, why, cap) != 0) {
+		f = TPM_QUOTE_BAD_FORM;
+		goto out;
+	}
+	f = tpm_quote_match(&q, extra_data, pcr, pcr_value, why, cap);
+out:
+	mbedtls_pk_free(&pk);
+	return f;
+}
+
+/* Check 3 in file mode: 'sig' over SHA-256(claims) by the key of the enrolled certificate. */
+static bool identity_signed(mbedtls_x509_crt *crt, const char *claims, const uint8_t *sig,
+			    size_t siglen)
+{
+	uint8_t digest[32];
+
+	/* ES256 means P-256: a certificate with another key is not the device's. */
+	if (!evidence_key_is_p256(&crt->pk))
+		return false;
+	mbedtls_md(mbedtls_md_info_from_type(MBEDTLS_MD_SHA256), (const uint8_t *)claims,
+		   strlen(claims), digest);
+	return service_ecdsa_verify(&crt->pk, digest, sig, siglen);
+}
+
+/*
  * Check 3 for a device enrolled with an attestation key: a quote, by that key, of these claims.
  * Returns false with the refusal in 'res'; a fault of the PCR is for after check 5, so it goes
  * to *pcr_fault with its sentence in 'pcr_why' (TPM_QUOTE_OK if none).
@@ -135,8 +191,8 @@ static bool tpm_signed(struct attest_result *res, const char *dev, const struct 
 	}
 	mbedtls_md(mbedtls_md_info_from_type(MBEDTLS_MD_SHA256), (const uint8_t *)claims,
 		   strlen(claims), digest);
-	f = tpm_quote_check(quote, quote_len, sig, siglen, ak, digest, ev->tpm_pcr, ev->log.reg,
-			    why, sizeof(why));
+	f = quote_check(quote, quote_len, sig, siglen, ak, digest, ev->tpm_pcr, ev->log.reg, why,
+			sizeof(why));
 	if (f == TPM_QUOTE_BAD_SIGNATURE) {
 		refuse(res, REASON_BAD_SIGNATURE,
 		       "the quote's signature does not verify with the attestation key enrolled "
@@ -164,6 +220,8 @@ int service_verify(struct service *s, const char *dev, const char *json, size_t 
 	struct meas_log *effective = malloc(sizeof(*effective));
 	uint8_t *quote = malloc(EVIDENCE_QUOTE_MAX);
 	mbedtls_pk_context op_key;
+	mbedtls_x509_crt id_crt; /* the enrolled identity certificate, parsed once */
+	bool id_parsed = false;
 	uint8_t sig[EVIDENCE_SIG_MAX], tag[16], ueid[UEID_LEN], reg[32];
 	uint8_t serial[SERVICE_SERIAL_LEN];
 	char why[256], pcr_why[256], pem[SERVICE_PEM_MAX], hex_a[65], hex_b[65];
@@ -177,6 +235,7 @@ int service_verify(struct service *s, const char *dev, const char *json, size_t 
 
 	*res = (struct attest_result){ .ok = false };
 	mbedtls_pk_init(&op_key);
+	mbedtls_x509_crt_init(&id_crt);
 	if (ev == NULL || effective == NULL || quote == NULL) {
 		rc = GD_ENOMEM;
 		goto out;
@@ -213,17 +272,20 @@ int service_verify(struct service *s, const char *dev, const char *json, size_t 
 		goto out;
 	}
 	/* 3. signed by the enrolled identity key, which the ueid names; with an attestation key,
-	 * quoted by it over these claims (the identity key then signs no evidence) */
+	 * quoted by it over these claims (the identity key then signs no evidence). A certificate
+	 * that does not parse verifies nothing and names no key. */
+	id_parsed = mbedtls_x509_crt_parse(&id_crt, (const uint8_t *)cert, strlen(cert) + 1) == 0;
 	if (ak != NULL) {
 		if (!tpm_signed(res, dev, ev, claims, quote, quote_len, sig, siglen, ak, &pcr_fault,
 				pcr_why, sizeof(pcr_why)))
 			goto decided;
-	} else if (!evidence_verify(claims, sig, siglen, cert)) {
+	} else if (!id_parsed || !identity_signed(&id_crt, claims, sig, siglen)) {
 		refuse(res, REASON_BAD_SIGNATURE,
 		       "the signature does not verify with the identity key enrolled for %s", dev);
 		goto decided;
 	}
-	if (evidence_ueid(cert, ueid) != 0 || memcmp(ueid, ev->ueid, UEID_LEN) != 0) {
+	if (!id_parsed || evidence_ueid_of_key(&id_crt.pk, ueid) != 0 ||
+	    memcmp(ueid, ev->ueid, UEID_LEN) != 0) {
 		refuse(res, REASON_BAD_SIGNATURE,
 		       "the ueid is not that of the identity key enrolled for %s", dev);
 		goto decided;
@@ -291,12 +353,12 @@ int service_verify(struct service *s, const char *dev, const char *json, size_t 
 	/* all passed: the operational certificate */
 	t1 = mono_ns();
 	s->stats.verify_ns += t1 - t0;
-	rc = issue_cert(&op_key,
-			&(struct cert_spec){ .cn = dev,
-					     .not_before_s = now_s - SERVICE_SKEW_S,
-					     .not_after_s = now_s + s->cfg.lifetime_s,
-					     .client_auth = true },
-			&s->op_ca.key, &s->op_ca.crt, &s->drbg, pem, sizeof(pem), serial);
+	rc = issue_op_cert(&op_key,
+			   &(struct cert_spec){ .cn = dev,
+						.not_before_s = now_s - SERVICE_SKEW_S,
+						.not_after_s = now_s + s->cfg.lifetime_s,
+						.client_auth = true },
+			   &s->op_ca, &s->drbg, pem, sizeof(pem), serial);
 	s->stats.issue_ns += mono_ns() - t1;
 	if (rc != 0) {
 		log_warnx(SERVICE_SUBSYS, "%s: cannot sign the operational certificate: %s", dev,
@@ -334,6 +396,7 @@ out:
 	if (duplicate != NULL)
 		*duplicate = dup;
 	mbedtls_pk_free(&op_key);
+	mbedtls_x509_crt_free(&id_crt);
 	free(ak);
 	free(cert);
 	free(claims);

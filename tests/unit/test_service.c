@@ -1829,3 +1829,138 @@ Test(service_tpm, a_device_without_an_attestation_key_is_verified_as_before)
 	device_free(&d);
 	service_free(s);
 }
+
+/* ---- the fast paths: OpenSSL checks and signs what mbedTLS parsed (ecdsa.c, opcert.c) ---- */
+
+Test(service, a_re_enrolled_device_is_verified_with_its_new_key)
+{
+	struct service *s = new_service();
+	struct device d, old;
+	struct meas_log log;
+	struct evidence ev;
+	struct attest_result res;
+	uint8_t nonce[NONCE_LEN];
+	char csr[4096], name[64], why[512] = "", *env, *pem;
+
+	device_new(&d, "press-07");
+	device_enroll(s, &d);
+	sample_log(&log, 0x22);
+	record_reference(&log, "release-1");
+	pem = attest_ok(s, &d, &log);
+	free(pem);
+
+	/* enrolled again, with --replace, under another identity key */
+	old = d;
+	old.cert_pem = strdup(d.cert_pem);
+	new_key(&d.identity, MBEDTLS_ECP_DP_SECP256R1);
+	free(d.cert_pem);
+	d.cert_pem = NULL;
+	make_csr(&d.identity, d.name, csr, sizeof(csr));
+	cr_assert_eq(registry_enroll(s, csr, true, name, &d.cert_pem, why, sizeof(why)), 0, "%s",
+		     why);
+
+	/* the old key's evidence, with the old key's ueid: refused */
+	get_nonce(s, old.name, nonce);
+	fill_evidence(&ev, &old, nonce, &log);
+	env = envelope(&ev, &old.identity);
+	verify_env(s, old.name, env, &res);
+	expect_refusal(&res, "bad_signature");
+	free(env);
+	/* signed by the new key but naming the old one in its ueid: refused */
+	get_nonce(s, d.name, nonce);
+	fill_evidence(&ev, &old, nonce, &log);
+	env = envelope(&ev, &d.identity);
+	verify_env(s, d.name, env, &res);
+	expect_refusal(&res, "bad_signature");
+	free(env);
+	/* the new key's evidence: a certificate */
+	pem = attest_ok(s, &d, &log);
+	free(pem);
+
+	mbedtls_pk_free(&old.identity);
+	free(old.cert_pem);
+	device_free(&d);
+	service_free(s);
+}
+
+Test(service, the_ecdsa_check_refuses_what_mbedtls_refuses)
+{
+	mbedtls_pk_context key, other, p384;
+	uint8_t digest[32], sig[EVIDENCE_SIG_MAX + 8];
+	size_t len = 0;
+
+	new_key(&key, MBEDTLS_ECP_DP_SECP256R1);
+	new_key(&other, MBEDTLS_ECP_DP_SECP256R1);
+	new_key(&p384, MBEDTLS_ECP_DP_SECP384R1);
+	mbedtls_sha256_ret((const uint8_t *)"claims", 6, digest, 0);
+	cr_assert_eq(mbedtls_pk_sign(&key, MBEDTLS_MD_SHA256, digest, 32, sig, &len,
+				     mbedtls_ctr_drbg_random, &drbg),
+		     0);
+	cr_assert(service_ecdsa_verify(&key, digest, sig, len));
+	cr_assert_not(service_ecdsa_verify(&other, digest, sig, len), "another key");
+	cr_assert_not(service_ecdsa_verify(&p384, digest, sig, len), "a P-384 key");
+	cr_assert_not(service_ecdsa_verify(&key, digest, sig, len - 1), "cut short");
+	cr_assert_not(service_ecdsa_verify(&key, digest, sig, 0), "empty");
+	sig[len] = 0;
+	cr_assert_not(service_ecdsa_verify(&key, digest, sig, len + 1), "a byte after the DER");
+	digest[5] ^= 1;
+	cr_assert_not(service_ecdsa_verify(&key, digest, sig, len), "another digest");
+	digest[5] ^= 1;
+	sig[len - 3] ^= 0x40;
+	cr_assert_not(service_ecdsa_verify(&key, digest, sig, len), "a changed signature");
+	mbedtls_pk_free(&key);
+	mbedtls_pk_free(&other);
+	mbedtls_pk_free(&p384);
+}
+
+Test(service, the_operational_certificate_is_written_as_issue_cert_writes_it)
+{
+	struct service *s = new_service();
+	struct cert_spec spec = { .cn = "press-07",
+				  .not_before_s = test_clock() / 1000 - SERVICE_SKEW_S,
+				  .not_after_s = test_clock() / 1000 + LIFETIME_S,
+				  .client_auth = true };
+	mbedtls_pk_context op;
+	mbedtls_x509_crt a, b, op_ca;
+	char pem_a[SERVICE_PEM_MAX], pem_b[SERVICE_PEM_MAX];
+	uint8_t serial[SERVICE_SERIAL_LEN];
+	uint32_t flags = 0;
+
+	new_key(&op, MBEDTLS_ECP_DP_SECP256R1);
+	cr_assert_eq(issue_cert(&op, &spec, &s->op_ca.key, &s->op_ca.crt, &s->drbg, pem_a,
+				sizeof(pem_a), NULL),
+		     0);
+	cr_assert_eq(issue_op_cert(&op, &spec, &s->op_ca, &s->drbg, pem_b, sizeof(pem_b), serial),
+		     0);
+	mbedtls_x509_crt_init(&a);
+	mbedtls_x509_crt_init(&b);
+	cr_assert_eq(mbedtls_x509_crt_parse(&a, (const uint8_t *)pem_a, strlen(pem_a) + 1), 0);
+	cr_assert_eq(mbedtls_x509_crt_parse(&b, (const uint8_t *)pem_b, strlen(pem_b) + 1), 0);
+	cr_assert(load_crt(&op_ca, "op-ca.crt"));
+	cr_assert_eq(mbedtls_x509_crt_verify(&b, &op_ca, NULL, NULL, &flags, NULL, NULL), 0,
+		     "flags %x", flags);
+	/* the same names, key, validity and extensions, byte for byte; another serial */
+	cr_assert_eq(b.version, 3);
+	cr_assert_eq(b.sig_md, MBEDTLS_MD_SHA256);
+	cr_assert_eq(b.serial.len, SERVICE_SERIAL_LEN);
+	cr_assert_eq(memcmp(b.serial.p, serial, SERVICE_SERIAL_LEN), 0);
+	cr_assert(b.issuer_raw.len == a.issuer_raw.len &&
+		  memcmp(b.issuer_raw.p, a.issuer_raw.p, a.issuer_raw.len) == 0);
+	cr_assert(b.subject_raw.len == a.subject_raw.len &&
+		  memcmp(b.subject_raw.p, a.subject_raw.p, a.subject_raw.len) == 0);
+	cr_assert(b.pk_raw.len == a.pk_raw.len &&
+		  memcmp(b.pk_raw.p, a.pk_raw.p, a.pk_raw.len) == 0);
+	cr_assert_eq(memcmp(&b.valid_from, &a.valid_from, sizeof(a.valid_from)), 0);
+	cr_assert_eq(memcmp(&b.valid_to, &a.valid_to, sizeof(a.valid_to)), 0);
+	cr_assert(b.v3_ext.len == a.v3_ext.len && memcmp(b.v3_ext.p, a.v3_ext.p, a.v3_ext.len) == 0,
+		  "the extensions differ:\n%s\n%s", pem_a, pem_b);
+	/* a CA is not an operational certificate */
+	spec.is_ca = true;
+	cr_assert_neq(issue_op_cert(&op, &spec, &s->op_ca, &s->drbg, pem_b, sizeof(pem_b), NULL),
+		      0);
+	mbedtls_x509_crt_free(&a);
+	mbedtls_x509_crt_free(&b);
+	mbedtls_x509_crt_free(&op_ca);
+	mbedtls_pk_free(&op);
+	service_free(s);
+}
