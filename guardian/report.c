@@ -883,14 +883,16 @@ int reporter_start(struct reporter *r, struct adapter *const *adapters, size_t n
 	r->adapters = adapters;
 	r->nadapters = nadapters;
 	r->started_ms = clock_now(r);
+	/* Before the thread exists: the flag shares a word with those the thread reads. */
+	r->running = true;
 	pthread_mutex_unlock(&r->lock);
 	rc = pthread_create(&r->thread, NULL, reporter_main, r);
 	if (rc != 0) {
+		r->running = false;
 		errno = rc;
 		log_warn(SUBSYS, "cannot start the report thread");
 		return GD_EIO;
 	}
-	r->running = true;
 	return 0;
 }
 
