@@ -301,6 +301,10 @@ install-guardian: all
 		$(INSTALL) -m 0755 $(BUILD)/guardian-launch $(DESTDIR)$(bindir)/guardian-launch && \
 		$(INSTALL) -m 0644 docs/man/guardian-launch.8 $(DESTDIR)$(mandir)/man8/guardian-launch.8; fi
 	$(call install_unit,deploy/guardian.service)
+	$(INSTALL) -d $(DESTDIR)$(datarootdir)/doc/guardian/examples/guardian.service.d
+	sed -e 's|/usr/bin/guardian|$(bindir)/guardian|g' -e 's|/usr/share/|$(datarootdir)/|g' \
+		deploy/guardian-tpm.conf >$(DESTDIR)$(datarootdir)/doc/guardian/examples/guardian.service.d/tpm.conf
+	chmod 0644 $(DESTDIR)$(datarootdir)/doc/guardian/examples/guardian.service.d/tpm.conf
 	$(INSTALL) -m 0644 docs/man/guardian.8 $(DESTDIR)$(mandir)/man8/guardian.8
 	$(INSTALL) -m 0644 README.md $(DESTDIR)$(datarootdir)/doc/guardian/README.md
 	@for f in $(EXAMPLES); do \
@@ -358,4 +362,4 @@ format-check:
 clean:
 	rm -rf build
 
--include $(shell find $(BUILD) -name '*.d' 2>/dev/null)
+-include $(shell find $(BUILD) -name '*.d' -type f 2>/dev/null)

@@ -115,6 +115,10 @@ done
 if dpkg -L guardian | grep -qx /usr/bin/guardian-launch; then
 	check "guardian-launch is /usr/bin/guardian-launch" test -x /usr/bin/guardian-launch
 fi
+check "the TPM drop-in is shipped as an example, not active" sh -c \
+	'test -s /usr/share/doc/guardian/examples/guardian.service.d/tpm.conf &&
+	 ! test -e /etc/systemd/system/guardian.service.d/tpm.conf &&
+	 ! test -e /lib/systemd/system/guardian.service.d/tpm.conf'
 check "guardian version says $VERSION" test "$(/usr/bin/guardian version)" = "guardian $VERSION"
 check "guardian-service --help" /usr/bin/guardian-service --help
 check "the programs carry the hardening flags" sh "$ROOT/tools/hardening-check.sh" \

@@ -2,14 +2,25 @@
 # systemd-security.sh: the exposure score systemd gives each unit must stay at or below THRESHOLD
 # (3.0, "OK"): a hardening line dropped from a unit fails CI.
 #
-#   sh tests/scripts/systemd-security.sh [UNIT_FILE...]   (default: every deploy/*.service)
+#   sh tests/scripts/systemd-security.sh [UNIT_FILE...]   (default: every deploy/*.service, and
+#   guardian.service with the drop-in deploy/guardian-tpm.conf)
 #
 # Skips, saying why, where systemd-analyze is missing or too old for --offline (systemd < 252).
 set -eu
 
 THRESHOLD=3.0
 if [ $# = 0 ]; then
-	set -- "$(dirname "$0")"/../../deploy/*.service
+	deploy="$(dirname "$0")"/../../deploy
+	set -- "$deploy"/*.service
+	# And guardian.service with the TPM drop-in applied (a guardian.service.d/ beside the unit).
+	if [ -f "$deploy/guardian-tpm.conf" ]; then
+		tpmdir=$(mktemp -d "${TMPDIR:-/tmp}/gd-tpm-dropin.XXXXXX")
+		trap 'rm -rf "$tpmdir"' EXIT
+		mkdir "$tpmdir/guardian.service.d"
+		cp "$deploy/guardian.service" "$tpmdir/guardian.service"
+		cp "$deploy/guardian-tpm.conf" "$tpmdir/guardian.service.d/tpm.conf"
+		set -- "$@" "$tpmdir/guardian.service"
+	fi
 fi
 
 if ! command -v systemd-analyze >/dev/null 2>&1; then
