@@ -172,15 +172,21 @@ bool tpm_quote_ak_valid(const char *pem, char *why, size_t cap)
 	return ok;
 }
 
+static bool mbedtls_verify(mbedtls_pk_context *pk, const uint8_t digest[32], const uint8_t *sig,
+			   size_t siglen)
+{
+	return mbedtls_pk_verify(pk, MBEDTLS_MD_SHA256, digest, 32, sig, siglen) == 0;
+}
+
 static bool verify_with(mbedtls_pk_context *pk, const uint8_t *attest, size_t len,
-			const uint8_t *sig, size_t siglen)
+			const uint8_t *sig, size_t siglen, tpm_quote_verify_fn *verify)
 {
 	uint8_t digest[32];
 
 	if (attest == NULL || sig == NULL || siglen == 0 || siglen > TPM_QUOTE_SIG_MAX)
 		return false;
 	mbedtls_sha256_ret(attest, len, digest, 0);
-	return mbedtls_pk_verify(pk, MBEDTLS_MD_SHA256, digest, sizeof(digest), sig, siglen) == 0;
+	return (verify != NULL ? verify : mbedtls_verify)(pk, digest, sig, siglen);
 }
 
 bool tpm_quote_verify_sig(const uint8_t *attest, size_t len, const uint8_t *sig, size_t siglen,
@@ -190,7 +196,7 @@ bool tpm_quote_verify_sig(const uint8_t *attest, size_t len, const uint8_t *sig,
 	bool ok;
 
 	mbedtls_pk_init(&pk);
-	ok = load_ak(&pk, ak_pem, NULL, 0) && verify_with(&pk, attest, len, sig, siglen);
+	ok = load_ak(&pk, ak_pem, NULL, 0) && verify_with(&pk, attest, len, sig, siglen, NULL);
 	mbedtls_pk_free(&pk);
 	return ok;
 }
@@ -311,6 +317,16 @@ enum tpm_quote_fault tpm_quote_check(const uint8_t *attest, size_t attest_len, c
 				     const uint8_t extra_data[32], int pcr,
 				     const uint8_t pcr_value[32], char *why, size_t cap)
 {
+	return tpm_quote_check_with(attest, attest_len, sig, siglen, ak_pem, extra_data, pcr,
+				    pcr_value, NULL, why, cap);
+}
+
+enum tpm_quote_fault tpm_quote_check_with(const uint8_t *attest, size_t attest_len,
+					  const uint8_t *sig, size_t siglen, const char *ak_pem,
+					  const uint8_t extra_data[32], int pcr,
+					  const uint8_t pcr_value[32], tpm_quote_verify_fn *verify,
+					  char *why, size_t cap)
+{
 	mbedtls_pk_context pk;
 	struct tpm_quote q;
 	enum tpm_quote_fault f = TPM_QUOTE_OK;
@@ -320,7 +336,7 @@ enum tpm_quote_fault tpm_quote_check(const uint8_t *attest, size_t attest_len, c
 		f = TPM_QUOTE_BAD_KEY;
 		goto out;
 	}
-	if (!verify_with(&pk, attest, attest_len, sig, siglen)) {
+	if (!verify_with(&pk, attest, attest_len, sig, siglen, verify)) {
 		gd_whyf(why, cap, "the quote's signature does not verify with the attestation key");
 		f = TPM_QUOTE_BAD_SIGNATURE;
 		goto out;

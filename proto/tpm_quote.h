@@ -99,4 +99,17 @@ enum tpm_quote_fault tpm_quote_check(const uint8_t *attest, size_t attest_len, c
 				     const uint8_t extra_data[32], int pcr,
 				     const uint8_t pcr_value[32], char *why, size_t cap);
 
+/* A check of a DER ECDSA signature over a SHA-256 digest by a parsed P-256 key: true if good. */
+struct mbedtls_pk_context;
+typedef bool tpm_quote_verify_fn(struct mbedtls_pk_context *pk, const uint8_t digest[32],
+				 const uint8_t *sig, size_t siglen);
+
+/* tpm_quote_check with the signature checked by 'verify' (the service's faster one); NULL is
+ * mbedTLS's, as tpm_quote_check uses. */
+enum tpm_quote_fault tpm_quote_check_with(const uint8_t *attest, size_t attest_len,
+					  const uint8_t *sig, size_t siglen, const char *ak_pem,
+					  const uint8_t extra_data[32], int pcr,
+					  const uint8_t pcr_value[32], tpm_quote_verify_fn *verify,
+					  char *why, size_t cap);
+
 #endif

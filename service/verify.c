@@ -108,45 +108,11 @@ static bool refusal_revokes(const struct attest_result *res, bool dup)
 	       strcmp(res->reason, service_reason_name(REASON_UNKNOWN_DEVICE)) != 0;
 }
 
-/*
- * tpm_quote_check with the signature checked by service_ecdsa_verify: the attestation key
- * 'ak_pem' is an EC P-256 public key, 'sig' verifies over SHA-256(attest) with it, 'attest'
- * parses, then tpm_quote_match. The first fault with a sentence in 'why', or TPM_QUOTE_OK.
- */
-static enum tpm_quote_fault quote_check(const uint8_t *attest, size_t attest_len,
-					const uint8_t *sig, size_t siglen, const char *ak_pem,
-					const uint8_t extra_data[32], int pcr,
-					const uint8_t pcr_value[32], char *why, size_t cap)
+/* The quote's signature, checked as every signature here is (ecdsa.c). */
+static bool quote_sig(mbedtls_pk_context *pk, const uint8_t digest[32], const uint8_t *sig,
+		      size_t siglen)
 {
-	mbedtls_pk_context pk;
-	struct tpm_quote q;
-	uint8_t digest[32];
-	enum tpm_quote_fault f = TPM_QUOTE_OK;
-
-	mbedtls_pk_init(&pk);
-	if (mbedtls_pk_parse_public_key(&pk, (const uint8_t *)ak_pem, strlen(ak_pem) + 1) != 0 ||
-	    !evidence_key_is_p256(&pk)) {
-		/* tpm_quote_ak_valid says why, in the words tpm_quote_check would use */
-		if (tpm_quote_ak_valid(ak_pem, why, cap))
-			gd_whyf(why, cap, "the attestation key is not an EC P-256 public key");
-		f = TPM_QUOTE_BAD_KEY;
-		goto out;
-	}
-	mbedtls_md(mbedtls_md_info_from_type(MBEDTLS_MD_SHA256), attest, attest_len, digest);
-	if (siglen == 0 || siglen > TPM_QUOTE_SIG_MAX ||
-	    !service_ecdsa_verify(&pk, digest, sig, siglen)) {
-		gd_whyf(why, cap, "the quote's signature does not verify with the attestation key");
-		f = TPM_QUOTE_BAD_SIGNATURE;
-		goto out;
-	}
-	if (tpm_quote_parse(attest, attest_len, &q, why, cap) != 0) {
-		f = TPM_QUOTE_BAD_FORM;
-		goto out;
-	}
-	f = tpm_quote_match(&q, extra_data, pcr, pcr_value, why, cap);
-out:
-	mbedtls_pk_free(&pk);
-	return f;
+	return service_ecdsa_verify(pk, digest, sig, siglen);
 }
 
 /* Check 3 in file mode: 'sig' over SHA-256(claims) by the key of the enrolled certificate. */
@@ -191,8 +157,8 @@ static bool tpm_signed(struct attest_result *res, const char *dev, const struct 
 	}
 	mbedtls_md(mbedtls_md_info_from_type(MBEDTLS_MD_SHA256), (const uint8_t *)claims,
 		   strlen(claims), digest);
-	f = quote_check(quote, quote_len, sig, siglen, ak, digest, ev->tpm_pcr, ev->log.reg, why,
-			sizeof(why));
+	f = tpm_quote_check_with(quote, quote_len, sig, siglen, ak, digest, ev->tpm_pcr,
+				 ev->log.reg, quote_sig, why, sizeof(why));
 	if (f == TPM_QUOTE_BAD_SIGNATURE) {
 		refuse(res, REASON_BAD_SIGNATURE,
 		       "the quote's signature does not verify with the attestation key enrolled "
