@@ -109,7 +109,7 @@ $(BUILD)/guardian: $(BUILD)/obj/guardian/main.o $(call link_libs,guardian) | $(B
 
 # The measured launch and TPM broker (launch/): guardian's parent when attestation.tpm is set.
 $(BUILD)/guardian-launch: $(BUILD)/obj/launch/main.o $(call link_libs,launch) | $(BUILD)/layering.ok
-	$(Q)$(call quiet,LD,$@)$(CC) $(LDFLAGS) -o $@ $^ $(TSS_LIBS) -lmbedx509 -lmbedcrypto -lcjson -lpthread -lm
+	$(Q)$(call quiet,LD,$@)$(CC) $(LDFLAGS) -o $@ $^ $(TSS_LIBS) -lseccomp -lmbedx509 -lmbedcrypto -lcjson -lpthread -lm
 
 # The reference attestation service: its own files, the protocol and the base.
 $(BUILD)/guardian-service: $(BUILD)/obj/service/main.o $(call link_libs,service) | $(BUILD)/layering.ok

@@ -545,6 +545,46 @@ static int caps_clear(char *why, size_t cap)
 	return 0;
 }
 
+int gd_caps_keep_only(uint64_t keep, char *why, size_t cap)
+{
+	struct __user_cap_header_struct hdr = { .version = _LINUX_CAPABILITY_VERSION_3 };
+	struct __user_cap_data_struct data[2] = { { 0 } };
+	bool may = cap_effective(CAP_SETPCAP);
+
+	for (int c = 0; c < 64 && may; c++) {
+		int in = prctl(PR_CAPBSET_READ, c, 0, 0, 0);
+
+		if (in < 0)
+			break;
+		if (in == 1 && (keep & (1ULL << c)) == 0 &&
+		    prctl(PR_CAPBSET_DROP, c, 0, 0, 0) != 0) {
+			gd_whyf(why, cap, "cannot drop capability %d from the bounding set: %s", c,
+				strerror(errno));
+			return GD_EDENIED;
+		}
+	}
+	if (prctl(PR_CAP_AMBIENT, PR_CAP_AMBIENT_CLEAR_ALL, 0, 0, 0) != 0 && errno != EINVAL) {
+		gd_whyf(why, cap, "cannot clear the ambient capabilities: %s", strerror(errno));
+		return GD_EDENIED;
+	}
+	if (caps_get(data) != 0) {
+		gd_whyf(why, cap, "cannot read the capabilities: %s", strerror(errno));
+		return GD_EDENIED;
+	}
+	for (int i = 0; i < 2; i++) {
+		uint32_t mask = (uint32_t)(keep >> (32 * i));
+
+		data[i].permitted &= mask;
+		data[i].effective &= data[i].permitted;
+		data[i].inheritable = 0;
+	}
+	if (syscall(SYS_capset, &hdr, data) != 0) {
+		gd_whyf(why, cap, "cannot drop the capabilities: %s", strerror(errno));
+		return GD_EDENIED;
+	}
+	return 0;
+}
+
 /* A user to become: looked up before anything is dropped. */
 struct target {
 	const char *name;

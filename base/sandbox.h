@@ -5,6 +5,7 @@
 
 #include <stdbool.h>
 #include <stddef.h>
+#include <stdint.h>
 
 /*
  * The profiles (the allow-lists are in sandbox.c, with why each entry is there):
@@ -48,6 +49,14 @@ int gd_sandbox_enter(const struct gd_sandbox *sb, char *why, size_t cap);
 
 /* The profile this process entered, or NULL when it is not confined. */
 const char *gd_sandbox_active(void);
+
+/*
+ * Keeps of this thread's capabilities only those in 'keep' (bit N: capability N): effective and
+ * permitted cut to them, inheritable and ambient emptied, and the bounding set cut to them too
+ * when CAP_SETPCAP allows. For a privileged parent after its fork (guardian-launch keeps
+ * CAP_KILL, to pass signals on). 0, or GD_EDENIED with 'why'.
+ */
+int gd_caps_keep_only(uint64_t keep, char *why, size_t cap);
 
 /* Whether 'name' is a profile. */
 bool gd_sandbox_profile_known(const char *name);

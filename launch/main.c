@@ -2,6 +2,7 @@
  * its config, policy and CAs into a TPM PCR, starts exactly the binary it measured, and stays as
  * its TPM broker until it exits. */
 #include <errno.h>
+#include <linux/capability.h>
 #include <fcntl.h>
 #include <grp.h>
 #include <poll.h>
@@ -19,6 +20,7 @@
 #include <unistd.h>
 
 #include "../base/base.h"
+#include "../base/sandbox.h"
 #include "launch.h"
 
 extern char **environ;
@@ -241,6 +243,14 @@ int main(int argc, char **argv)
 		start_child(&a, exe_fd, sv[1], &old, parent);
 	close(sv[1]);
 	close(exe_fd);
+	/* The broker needs no privilege but to pass signals on to guardian, another user's
+	 * process: the TPM is open, the key and the files are read, the child has its user. */
+	{
+		char why[256];
+
+		if (gd_caps_keep_only(1ULL << CAP_KILL, why, sizeof(why)) != 0)
+			log_warnx("launch", "the broker keeps its capabilities: %s", why);
+	}
 	signal(SIGPIPE, SIG_IGN);
 	log_info("launch", "started %s as %d; broker on PCR %d", a.argv[0], (int)child, b->pcr);
 	for (;;) {

@@ -356,3 +356,28 @@ Test(launch, user_drops_privileges_and_keeps_the_broker)
 	cr_expect_eq(h_count(h_path("launch.log"), "probe: answered"), 1,
 		     "the probe did not reach the broker as nobody");
 }
+
+/* After its fork the broker keeps CAP_KILL alone (to pass signals on to guardian's user). */
+Test(launch, the_broker_keeps_only_cap_kill)
+{
+	struct dev d;
+	char path[64], *status;
+	pid_t pid;
+
+	if (geteuid() != 0)
+		cr_skip_test("the launcher has capabilities to drop only when started as root");
+	dev_up(&d);
+	pid = launch(&d, "nobody", "--wait");
+	cr_assert_eq(h_wait_contains(h_path("launch.log"), "probe: answered", 10000), 0, "%s",
+		     h_read(h_path("launch.log")));
+	snprintf(path, sizeof(path), "/proc/%d/status", (int)pid);
+	status = h_read(path);
+	cr_assert_not_null(status);
+	/* CAP_KILL is capability 5: 0x20. */
+	cr_expect_not_null(strstr(status, "CapEff:\t0000000000000020"), "%s", status);
+	cr_expect_not_null(strstr(status, "CapPrm:\t0000000000000020"), "%s", status);
+	cr_expect_not_null(strstr(status, "CapBnd:\t0000000000000020"), "%s", status);
+	free(status);
+	cr_assert_eq(kill(pid, SIGTERM), 0);
+	cr_expect_eq(exit_code(pid), 128 + SIGTERM, "the signal did not reach the probe");
+}
