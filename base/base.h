@@ -71,6 +71,10 @@ char *gd_path_resolve(const char *dir, const char *path);
  * it renamed over it, then the directory synced; readers see the old file or the new one, never
  * a part. 0, or GD_EIO with errno kept (the temp file removed). */
 int gd_write_file_atomic(const char *path, const void *data, size_t n, unsigned mode);
+/* The same without a sync: while the system runs, readers see the old file or the new one,
+ * never a part; a power cut may leave the old one, or on some file systems an empty one. For
+ * records the next write says again (what version a device last reported). */
+int gd_write_file_replace(const char *path, const void *data, size_t n, unsigned mode);
 /* A rename, link or new file is durable only once its directory is synced: fsync of 'dir', or of
  * the directory holding 'path'. 0, or GD_EIO with errno kept. */
 int gd_sync_dir(const char *dir);

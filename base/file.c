@@ -2,6 +2,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <limits.h>
+#include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -98,12 +99,12 @@ static int write_all(int fd, const void *data, size_t n)
 }
 
 /*
- * A complete, synced temp file beside 'path' holding 'data' with 'mode'; its
+ * A complete temp file beside 'path' (synced if 'sync') holding 'data' with 'mode'; its
  * name into 'tmp'. The mode is set before any byte is written, so a secret is
  * never readable by others, whatever the umask.
  */
-static int write_temp(const char *path, const void *data, size_t n, unsigned mode, char *tmp,
-		      size_t cap)
+static int write_temp(const char *path, const void *data, size_t n, unsigned mode, bool sync,
+		      char *tmp, size_t cap)
 {
 	int fd, err, saved;
 
@@ -115,7 +116,7 @@ static int write_temp(const char *path, const void *data, size_t n, unsigned mod
 	if (fd < 0)
 		return GD_EIO;
 	err = fchmod(fd, (mode_t)mode) != 0 ? GD_EIO : write_all(fd, data, n);
-	if (err == 0 && fsync(fd) != 0)
+	if (err == 0 && sync && fsync(fd) != 0)
 		err = GD_EIO;
 	saved = errno;
 	if (close(fd) != 0 && err == 0) {
@@ -129,12 +130,13 @@ static int write_temp(const char *path, const void *data, size_t n, unsigned mod
 }
 
 /* The temp file put in place: rename(2) replaces 'path', link(2) never does (EEXIST). */
-static int write_whole(const char *path, const void *data, size_t n, unsigned mode, bool replace)
+static int write_whole(const char *path, const void *data, size_t n, unsigned mode, bool replace,
+		       bool sync)
 {
 	char tmp[PATH_MAX];
 	int err, saved;
 
-	err = write_temp(path, data, n, mode, tmp, sizeof(tmp));
+	err = write_temp(path, data, n, mode, sync, tmp, sizeof(tmp));
 	if (err != 0)
 		return err;
 	err = (replace ? rename(tmp, path) : link(tmp, path)) != 0 ? GD_EIO : 0;
@@ -142,17 +144,22 @@ static int write_whole(const char *path, const void *data, size_t n, unsigned mo
 	if (err != 0 || !replace)
 		unlink(tmp);
 	errno = saved;
-	return err != 0 ? err : gd_sync_parent(path);
+	return err != 0 || !sync ? err : gd_sync_parent(path);
 }
 
 int gd_write_file_atomic(const char *path, const void *data, size_t n, unsigned mode)
 {
-	return write_whole(path, data, n, mode, true);
+	return write_whole(path, data, n, mode, true, true);
+}
+
+int gd_write_file_replace(const char *path, const void *data, size_t n, unsigned mode)
+{
+	return write_whole(path, data, n, mode, true, false);
 }
 
 int gd_create_file(const char *path, const void *data, size_t n, unsigned mode)
 {
-	return write_whole(path, data, n, mode, false);
+	return write_whole(path, data, n, mode, false, true);
 }
 
 char *gd_path_resolve(const char *dir, const char *path)

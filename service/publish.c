@@ -80,7 +80,9 @@ int registry_record_installed(const char *dir, const char *dev, const char *swve
 		return GD_EINVAL;
 	buf[n++] = '\n';
 	snprintf(path, sizeof(path), "%s/devices/%s" INSTALLED_SUFFIX, dir, dev);
-	return gd_write_file_atomic(path, buf, n, 0644) == 0 ? 0 : GD_EIO;
+	/* On the answer's path, and said again at the device's next round: not synced (two fsyncs
+	 * were a quarter of a round); `release status` reads a lost or empty one as "never". */
+	return gd_write_file_replace(path, buf, n, 0644) == 0 ? 0 : GD_EIO;
 }
 
 /* The enrolled devices (devices/<id>.crt), sorted; malloc'd names into *out. How many, or -1. */

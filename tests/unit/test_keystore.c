@@ -325,6 +325,25 @@ Test(keystore, write_file_is_whole_with_its_mode)
 	cr_assert_eq(errno, EEXIST);
 }
 
+/* The unsynced replace: the same whole file, mode and no temp file left, only no fsync. */
+Test(keystore, write_file_replace_is_whole_with_its_mode)
+{
+	char path[192], missing[192];
+	char *back;
+
+	snprintf(path, sizeof(path), "%s/x.installed.json", tmp);
+	cr_assert_eq(gd_write_file_replace(path, "{\"a\":1}\n", 8, 0644), 0);
+	cr_assert_eq(gd_write_file_replace(path, "{\"a\":22}\n", 9, 0640), 0);
+	cr_assert_eq(mode_of(path), 0640);
+	back = read_all(path);
+	cr_assert_str_eq(back, "{\"a\":22}\n");
+	free(back);
+	cr_assert_eq(count_entries(tmp), 1, "a temp file was left behind");
+	snprintf(missing, sizeof(missing), "%s/nodir/x.json", tmp);
+	cr_assert_eq(gd_write_file_replace(missing, "x", 1, 0600), GD_EIO);
+	cr_assert_eq(count_entries(tmp), 1);
+}
+
 /* ---- measure_config ------------------------------------------------------------------------ */
 
 static void write_file(const char *name, const char *text)
