@@ -223,8 +223,6 @@ static int round_log(int fd, const struct gd_measured *policy, struct meas_log *
 		snprintf(req.name, sizeof(req.name), "%s", policy->name);
 		memcpy(req.sha256, policy->sha256, 32);
 		rc = gd_broker_call(fd, &req, resp, why, cap);
-		if (rc == 0)
-			*log = resp->log;
 		free(resp);
 		if (rc != 0)
 			return rc;

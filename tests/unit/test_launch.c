@@ -14,19 +14,16 @@
 #include "../../guardian/core.h"
 #include "../../guardian/measure.h"
 #include "../../launch/launch.h"
+#include "../harness/harness.h"
 
 static char dir[64];
 
 static void put(const char *name, const char *text)
 {
 	char path[256];
-	FILE *f;
 
 	snprintf(path, sizeof(path), "%s/%s", dir, name);
-	f = fopen(path, "w");
-	cr_assert_not_null(f, "cannot write %s", path);
-	fputs(text, f);
-	fclose(f);
+	h_write(path, text);
 }
 
 static void setup(void)

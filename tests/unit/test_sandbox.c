@@ -27,6 +27,7 @@
 
 #include "../../base/sandbox.h"
 #include "../../guardian/core.h"
+#include "../harness/harness.h"
 
 #if defined(__SANITIZE_ADDRESS__) || defined(__SANITIZE_THREAD__)
 #define SANITIZED 1 /* sandbox.c lets the sanitizer runtimes open files read-only, and ptrace */
@@ -599,13 +600,9 @@ Test(sandbox, refuses_unknown_profile_unknown_user_threads_and_a_second_entry)
 static void write_file(const char *name, const char *text)
 {
 	char path[256];
-	FILE *f;
 
 	snprintf(path, sizeof(path), "%s/%s", dir, name);
-	f = fopen(path, "w");
-	cr_assert_not_null(f, "cannot write %s", path);
-	fputs(text, f);
-	fclose(f);
+	h_write(path, text);
 }
 
 /* Loads a site with 'sandbox' (a JSON member, or ""); the errors in 'errs' (empty if none). */
