@@ -7,7 +7,7 @@ WARN    = -Wall -Wextra -Werror -Wshadow -Wpointer-arith -Wcast-qual -Wstrict-pr
           -Wmissing-prototypes -Wformat=2
 CFLAGS  ?= -O2 -g
 # override: a CFLAGS given on the command line (make check) still gets these.
-override CFLAGS += -std=c11 -D_GNU_SOURCE $(WARN) -MMD -MP $(shell pkg-config --cflags libmodbus libcjson 2>/dev/null)
+override CFLAGS += -std=c11 -D_GNU_SOURCE $(WARN) -MMD -MP $(shell pkg-config --cflags libmodbus libcjson 2>/dev/null) -I/usr/include/postgresql
 ifeq ($(SAN),1)
 override CFLAGS += -fsanitize=address,undefined -fno-omit-frame-pointer -fno-sanitize-recover=undefined
 LDFLAGS += -fsanitize=address,undefined
@@ -20,6 +20,8 @@ LIBS    = -lzstd -lpaho-mqtt3as -lcrypto -lmbedtls -lmbedx509 -lmbedcrypto -lcjs
 # The TPM 2.0 (tpm/): tpm2-tss's ESAPI, marshalling, error texts and TCTI loader.
 TSS_LIBS = $(shell pkg-config --libs tss2-esys tss2-mu tss2-rc tss2-tctildr 2>/dev/null)
 LIBS    += $(TSS_LIBS)
+# guardian-service's store (service/store_*.c): SQLite and libpq; the device links neither.
+SERVICE_LIBS = -lsqlite3 -lpq
 
 # Quiet: one line per file made ("  CC    guardian/main.c"); V=1 shows every command as it runs.
 V ?= 0
@@ -113,7 +115,7 @@ $(BUILD)/guardian-launch: $(BUILD)/obj/launch/main.o $(call link_libs,launch) | 
 
 # The reference attestation service: its own files, the protocol and the base.
 $(BUILD)/guardian-service: $(BUILD)/obj/service/main.o $(call link_libs,service) | $(BUILD)/layering.ok
-	$(Q)$(call quiet,LD,$@)$(CC) $(LDFLAGS) -o $@ $^ -lpaho-mqtt3as -lcrypto -lmbedtls -lmbedx509 -lmbedcrypto -lcjson -lpthread -lm
+	$(Q)$(call quiet,LD,$@)$(CC) $(LDFLAGS) -o $@ $^ -lpaho-mqtt3as -lcrypto -lmbedtls -lmbedx509 -lmbedcrypto -lcjson $(SERVICE_LIBS) -lpthread -lm
 
 # The simulators and tools: what they share (tools/lib/) and the base, never the device.
 $(BUILD)/%: $(BUILD)/obj/tools/%.o $(call link_libs,tools) | $(BUILD)/layering.ok
@@ -125,7 +127,7 @@ EVERY_LIB = $(call layer_lib,service) $(call layer_lib,launch) $(call link_libs,
 
 # Unit tests may start a part (swtpm) through the harness.
 $(BUILD)/test-unit: $(UNIT_SRC:%.c=$(BUILD)/obj/%.o) $(HARN_OBJ) $(EVERY_LIB)
-	$(Q)$(call quiet,LD,$@)$(CC) $(LDFLAGS) -o $@ $^ -lcriterion $(LIBS)
+	$(Q)$(call quiet,LD,$@)$(CC) $(LDFLAGS) -o $@ $^ -lcriterion $(LIBS) $(SERVICE_LIBS)
 
 # Integration tests drive real processes; they link only the harness.
 $(BUILD)/test-integration: $(INTEG_SRC:%.c=$(BUILD)/obj/%.o) $(HARN_OBJ)
@@ -150,7 +152,7 @@ $(BUILD)/guardian-liar: $(BUILD)/obj/guardian/main.o $(BUILD)/obj/guardian/attes
 $(BUILD)/bench_attest: $(BUILD)/obj/tests/unit/fake_quote.o
 
 $(BUILD)/bench_%: $(BUILD)/obj/bench/bench_%.o $(HARN_OBJ) $(EVERY_LIB)
-	$(Q)$(call quiet,LD,$@)$(CC) $(LDFLAGS) -o $@ $^ $(LIBS)
+	$(Q)$(call quiet,LD,$@)$(CC) $(LDFLAGS) -o $@ $^ $(LIBS) $(SERVICE_LIBS)
 
 # Installs the Debian packages that are missing (needs root or sudo).
 deps:

@@ -4,7 +4,7 @@ set -eu
 # Extra packages may be named as arguments (make fuzz adds clang).
 PKGS="build-essential pkg-config libmodbus-dev libserialport-dev libpaho-mqtt-dev libmbedtls-dev
 libcjson-dev libcriterion-dev libssl-dev libzstd-dev libseccomp-dev mosquitto mosquitto-clients openssl socat
-libtss2-dev swtpm swtpm-tools $*"
+libtss2-dev swtpm swtpm-tools libsqlite3-dev libpq-dev postgresql $*"
 missing=""
 for p in $PKGS; do
 	if ! dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed"; then

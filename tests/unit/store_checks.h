@@ -1,0 +1,20 @@
+/* store_checks.h: the store conformance checks (service/store.h), the same for every backend:
+ * test_store.c runs them on files and SQLite, test_store_pg.c on a throwaway PostgreSQL.
+ * Each check uses Criterion's asserts, on a store opened fresh (schema made) by the caller. */
+#ifndef STORE_CHECKS_H
+#define STORE_CHECKS_H
+
+#include "../../service/store.h"
+
+void store_check_devices(struct store *st);	/* get/put/list, AK kept, installed */
+void store_check_nonces(struct store *st);	/* consume, used, duplicate tag, sweep */
+void store_check_references(struct store *st);	/* put/replace/remove/all sorted, generation */
+void store_check_certs(struct store *st);	/* issued supersedes, revoke, expiry, the CRL list */
+void store_check_reports(struct store *st);	/* update merge, refusal changes nothing, list */
+/*
+ * 32 processes, each with its own store opened from 'cfg' on 'dir', released together by one
+ * pipe, consume one nonce: exactly one wins, the others see STORE_USED.
+ */
+void store_check_nonce_race(const char *dir, const struct store_config *cfg);
+
+#endif
