@@ -280,7 +280,7 @@ int main(int argc, char **argv)
 	memcpy(quoted_pcr, log.reg, sizeof(quoted_pcr));
 	json = meas_log_json(&log);
 	if (json == NULL ||
-	    reference_add(dir, json, strlen(json), "release-1", label, why, sizeof(why)) != 0)
+	    reference_add(s->store, json, strlen(json), "release-1", label, why, sizeof(why)) != 0)
 		die(why);
 	free(json);
 

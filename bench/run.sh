@@ -24,6 +24,8 @@ echo "== the sandbox: guardian's CPU with it and without"
 GUARDIAN_BUILD=${GUARDIAN_BUILD:-$BUILD} "$BUILD/bench_sandbox" "$S" 2
 echo "== attestation: one service instance, in process, file and TPM evidence"
 "$BUILD/bench_attest" 5
+echo "== attestation store: SQLite writes of one attestation, by synchronous level"
+"$BUILD/bench_store" 3 default full
 echo "== attestation: the device's evidence, TPM quote against the file key"
 "$BUILD/bench_tpm"
 echo "== attestation: round trip on loopback, file and TPM backends"

@@ -1,10 +1,11 @@
-/* config.c: service.json (broker, certificate lifetime, nonce ttl, the broker's pid file) and
- * paths in the directory. */
+/* config.c: service.json (broker, certificate lifetime, nonce ttl, the broker's pid file, the
+ * store) and paths in the directory. */
 #include <cjson/cJSON.h>
 #include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "service.h"
 
@@ -29,8 +30,36 @@ static const struct conf_key broker_keys[] = {
 	{ .name = NULL },
 };
 
+/* The store's backends, in enum store_backend's order. */
+static const char *const store_backends[] = { "files", "sqlite", "postgresql", NULL };
+
+struct store_section {
+	int backend;
+	char *path;
+	char *conninfo;
+};
+
+static const struct conf_key store_keys[] = {
+	{ .name = "backend",
+	  .kind = CONF_ENUM,
+	  .required = true,
+	  .offset = offsetof(struct store_section, backend),
+	  .choices = store_backends,
+	  .expect = "store backend" },
+	{ .name = "path",
+	  .kind = CONF_STRING,
+	  .offset = offsetof(struct store_section, path),
+	  .expect = "the SQLite database file (default service.db in the service directory)" },
+	{ .name = "conninfo",
+	  .kind = CONF_STRING,
+	  .offset = offsetof(struct store_section, conninfo),
+	  .expect = "a PostgreSQL connection string (libpq's keyword=value or URI)" },
+	{ .name = NULL },
+};
+
 static const struct conf_key top_keys[] = {
 	{ .name = "broker", .kind = CONF_OBJECT, .required = true },
+	{ .name = "store", .kind = CONF_OBJECT },
 	CONF_INT_KEY("lifetime_s", struct service_config, lifetime_s, 5, 366LL * 86400, false,
 		     "seconds of operational certificate lifetime"),
 	CONF_INT_KEY("nonce_ttl_s", struct service_config, nonce_ttl_s, 1, 3600, false, "seconds"),
@@ -55,9 +84,13 @@ void service_config_release(struct service_config *cfg)
 	free(cfg->broker_host);
 	free(cfg->broker_ca_file);
 	free(cfg->broker_pid_file);
+	free(cfg->store.path);
+	free(cfg->store.conninfo);
 	cfg->broker_host = NULL;
 	cfg->broker_ca_file = NULL;
 	cfg->broker_pid_file = NULL;
+	cfg->store.path = NULL;
+	cfg->store.conninfo = NULL;
 }
 
 /* A relative *path made relative to 'dir' (the old string freed). 0 or GD_ENOMEM. */
@@ -72,6 +105,68 @@ static int resolve(const char *dir, char **path)
 	free(*path);
 	*path = joined;
 	return 0;
+}
+
+/*
+ * The "store" object 'obj' (NULL: none, the files store) into cfg->store; the SQLite file
+ * resolved against 'dir' (service.db by default). The number of errors added to 'c'.
+ */
+static int store_load(const char *dir, const void *obj, struct store_config *out, struct conf *c)
+{
+	struct store_section st = { .backend = STORE_FILES };
+	int errors = 0;
+
+	*out = (struct store_config){ .backend = STORE_FILES };
+	if (obj == NULL)
+		return 0;
+	errors = conf_read_object(c, obj, "store", store_keys, &st);
+	if (errors != 0)
+		goto out;
+	if (st.backend == STORE_POSTGRES && st.conninfo == NULL) {
+		conf_error(c, "store.conninfo",
+			   "required with backend \"postgresql\" (libpq's keyword=value or URI, "
+			   "e.g. \"host=/run/postgresql dbname=guardian\")");
+		errors++;
+	}
+	if (st.backend != STORE_POSTGRES && st.conninfo != NULL) {
+		conf_error(c, "store.conninfo", "only for backend \"postgresql\", not \"%s\"",
+			   store_backends[st.backend]);
+		errors++;
+	}
+	if (st.backend != STORE_SQLITE && st.path != NULL) {
+		conf_error(c, "store.path", "only for backend \"sqlite\", not \"%s\"",
+			   store_backends[st.backend]);
+		errors++;
+	}
+	if (errors != 0)
+		goto out;
+	if (st.backend == STORE_SQLITE) {
+		char cwd[4096];
+
+		if (st.path == NULL)
+			st.path = strdup("service.db");
+		if (st.path == NULL || resolve(dir, &st.path) != 0) {
+			conf_error(c, "store.path", "out of memory");
+			errors++;
+			goto out;
+		}
+		/* Absolute: the same file whoever takes it relative to what (a relative DIR). */
+		if (st.path[0] != '/' && getcwd(cwd, sizeof(cwd)) != NULL &&
+		    resolve(cwd, &st.path) != 0) {
+			conf_error(c, "store.path", "out of memory");
+			errors++;
+			goto out;
+		}
+	}
+	out->backend = (enum store_backend)st.backend;
+	out->path = st.path;
+	out->conninfo = st.conninfo;
+	st.path = NULL;
+	st.conninfo = NULL;
+out:
+	free(st.path);
+	free(st.conninfo);
+	return errors;
 }
 
 int service_config_load(const char *dir, struct service_config *cfg, struct conf *c)
@@ -118,6 +213,8 @@ int service_config_load(const char *dir, struct service_config *cfg, struct conf
 		conf_error(c, "broker_pid_file", "out of memory");
 		goto out;
 	}
+	if (store_load(dir, cJSON_GetObjectItemCaseSensitive(root, "store"), &cfg->store, c) != 0)
+		goto out;
 	rc = 0;
 out:
 	free(broker.host);
@@ -145,6 +242,19 @@ int service_config_write(const char *dir, const struct service_config *cfg)
 	    (cfg->broker_pid_file != NULL &&
 	     cJSON_AddStringToObject(root, "broker_pid_file", cfg->broker_pid_file) == NULL))
 		goto out;
+	/* The files store is what a missing "store" means: written only for the others. */
+	if (cfg->store.backend != STORE_FILES) {
+		cJSON *store = cJSON_AddObjectToObject(root, "store");
+
+		if (store == NULL ||
+		    cJSON_AddStringToObject(store, "backend",
+					    store_backend_name(cfg->store.backend)) == NULL ||
+		    (cfg->store.path != NULL &&
+		     cJSON_AddStringToObject(store, "path", cfg->store.path) == NULL) ||
+		    (cfg->store.conninfo != NULL &&
+		     cJSON_AddStringToObject(store, "conninfo", cfg->store.conninfo) == NULL))
+			goto out;
+	}
 	text = cJSON_Print(root);
 	if (text == NULL)
 		goto out;

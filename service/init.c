@@ -1,5 +1,5 @@
-/* init.c: `guardian-service init`: a new service directory with its CAs, keys, config and an
- * empty CRL. */
+/* init.c: `guardian-service init`: a new service directory with its CAs, keys, config, the
+ * store's schema and an empty CRL. */
 #include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -209,12 +209,22 @@ int service_init_dir(const char *dir, const struct service_init_opts *opts, char
 			(char *)(uintptr_t)(opts->broker_ca ? opts->broker_ca : "broker-ca.crt"),
 		.lifetime_s = opts->lifetime_s > 0 ? opts->lifetime_s : 86400,
 		.nonce_ttl_s = opts->nonce_ttl_s > 0 ? opts->nonce_ttl_s : 30,
+		.store = { .backend = opts->store, .conninfo = (char *)(uintptr_t)opts->conninfo },
 	};
 	rc = service_config_write(dir, &cfg);
 	if (rc != 0) {
 		snprintf(why, cap, "%s/%s: cannot write: %s", dir, SERVICE_CONFIG_FILE,
 			 strerror(errno));
 		goto out;
+	}
+	/* The store's schema, as service.json names it (and resolves the SQLite file). */
+	{
+		struct store *st = NULL;
+
+		rc = service_store_open(dir, true, &st, why, cap);
+		store_close(st);
+		if (rc != 0)
+			goto out;
 	}
 out:
 	mbedtls_x509_crt_free(&op_crt);

@@ -1,4 +1,5 @@
-/* instance.c: one service instance on a directory: its config, CAs, nonce secret and randomness. */
+/* instance.c: one service instance on a directory: its config, store, CAs, nonce secret and
+ * randomness. */
 #include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -87,6 +88,9 @@ int service_open(const char *dir, struct service **out, char *why, size_t cap)
 		rc = GD_ECONFIG;
 		goto out;
 	}
+	rc = store_open(dir, &s->cfg.store, false, &s->store, why, cap);
+	if (rc != 0)
+		goto out;
 	rc = issue_ca_load(&s->mfg_ca, dir, "mfg-ca", why, cap);
 	if (rc != 0)
 		goto out;
@@ -111,10 +115,31 @@ out:
 	return rc;
 }
 
+int service_store_open(const char *dir, bool create, struct store **out, char *why, size_t cap)
+{
+	struct service_config cfg;
+	struct conf c;
+	int rc;
+
+	*out = NULL;
+	conf_init(&c, SERVICE_CONFIG_FILE);
+	if (service_config_load(dir, &cfg, &c) != 0) {
+		snprintf(why, cap, "%s/%s", dir,
+			 c.nerrors > 0 && c.errors[0] ? c.errors[0] : "invalid configuration");
+		conf_release(&c);
+		return GD_ECONFIG;
+	}
+	conf_release(&c);
+	rc = store_open(dir, &cfg.store, create, out, why, cap);
+	service_config_release(&cfg);
+	return rc;
+}
+
 void service_free(struct service *s)
 {
 	if (s == NULL)
 		return;
+	store_close(s->store);
 	issue_ca_free(&s->mfg_ca);
 	issue_ca_free(&s->op_ca);
 	mbedtls_ctr_drbg_free(&s->drbg);

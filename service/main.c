@@ -1,5 +1,5 @@
-/* main.c: guardian-service: init, enroll, reference, crl and serve, the reference attestation
- * service of PROTOCOL.md. */
+/* main.c: guardian-service: init, migrate, enroll, reference, crl and serve, the reference
+ * attestation service of PROTOCOL.md. */
 #include <errno.h>
 #include <getopt.h>
 #include <limits.h>
@@ -16,6 +16,8 @@
 
 static const char usage_text[] =
 	"usage: guardian-service init -d DIR [--days N] [--broker HOST:PORT] [--broker-ca FILE]\n"
+	"                [--store files|sqlite|postgresql] [--conninfo STR]\n"
+	"       guardian-service migrate -d DIR [--import-files]\n"
 	"       guardian-service enroll -d DIR CSR_FILE [-o CERT_OUT] [--ak AK_PEM] [--replace]\n"
 	"       guardian-service reference add -d DIR FILE [--name LABEL]\n"
 	"       guardian-service reference list -d DIR\n"
@@ -86,6 +88,9 @@ enum opt_id {
 	OPT_NAME,
 	OPT_ONCE,
 	OPT_AK,
+	OPT_STORE,
+	OPT_CONNINFO,
+	OPT_IMPORT,
 };
 
 static const struct option long_opts[] = {
@@ -99,17 +104,22 @@ static const struct option long_opts[] = {
 	{ "name", required_argument, NULL, OPT_NAME },
 	{ "once-per-request", no_argument, NULL, OPT_ONCE },
 	{ "ak", required_argument, NULL, OPT_AK },
+	{ "store", required_argument, NULL, OPT_STORE },
+	{ "conninfo", required_argument, NULL, OPT_CONNINFO },
+	{ "import-files", no_argument, NULL, OPT_IMPORT },
 	{ "help", no_argument, NULL, 'h' },
 	{ NULL, 0, NULL, 0 },
 };
 
 /* Everything a command line may say; each command checks what applies to it. */
 struct cmdline {
-	const char *dir, *output, *broker, *broker_ca, *name, *ak;
+	const char *dir, *output, *broker, *broker_ca, *name, *ak, *conninfo;
 	long days;
-	bool replace, once, verbose;
+	enum store_backend store;
+	bool replace, once, verbose, import_files;
 	bool has_days, has_output, has_broker, has_name, has_replace, has_once, has_ak;
-	char **args; /* the positional arguments */
+	bool has_store, has_import; /* --store, --conninfo; --import-files */
+	char **args;		    /* the positional arguments */
 	int nargs;
 };
 
@@ -118,7 +128,7 @@ static int parse(int argc, char **argv, struct cmdline *cl)
 {
 	int ch;
 
-	*cl = (struct cmdline){ .dir = NULL };
+	*cl = (struct cmdline){ .dir = NULL, .store = STORE_FILES };
 	optind = 1;
 	opterr = 0;
 	while ((ch = getopt_long(argc, argv, ":d:o:vh", long_opts, NULL)) != -1) {
@@ -168,6 +178,32 @@ static int parse(int argc, char **argv, struct cmdline *cl)
 			cl->ak = optarg;
 			cl->has_ak = true;
 			break;
+		case OPT_STORE: {
+			static const enum store_backend all[] = { STORE_FILES, STORE_SQLITE,
+								  STORE_POSTGRES };
+			bool known = false;
+
+			for (size_t i = 0; i < sizeof(all) / sizeof(all[0]); i++) {
+				if (strcmp(optarg, store_backend_name(all[i])) == 0) {
+					cl->store = all[i];
+					known = true;
+				}
+			}
+			if (!known)
+				return usage(
+					"--store: unknown backend \"%s\" (expected one of files, "
+					"sqlite, postgresql)",
+					optarg);
+			cl->has_store = true;
+			break;
+		}
+		case OPT_CONNINFO:
+			cl->conninfo = optarg;
+			cl->has_store = true;
+			break;
+		case OPT_IMPORT:
+			cl->import_files = cl->has_import = true;
+			break;
 		case 'h':
 			usage_for(stdout, help_cmd);
 			exit(0);
@@ -188,21 +224,29 @@ static int parse(int argc, char **argv, struct cmdline *cl)
 static int only(const struct cmdline *cl, const char *cmd, bool days, bool output, bool broker,
 		bool name, bool replace, bool once)
 {
-	/* --ak goes with --replace: both belong to enroll only. */
+	/* --ak goes with --replace: both belong to enroll only; --store, --conninfo with --days
+	 * to init; --import-files to migrate (checked there). */
 	if ((cl->has_days && !days) || (cl->has_output && !output) || (cl->has_broker && !broker) ||
 	    (cl->has_name && !name) || (cl->has_replace && !replace) || (cl->has_once && !once) ||
-	    (cl->has_ak && !replace))
+	    (cl->has_ak && !replace) || (cl->has_store && !days) || cl->has_import)
 		return usage("%s: an option given does not apply to this command", cmd);
 	return 0;
 }
 
 static int cmd_init(const struct cmdline *cl)
 {
-	struct service_init_opts opts = { .days = (int)cl->days };
+	struct service_init_opts opts = { .days = (int)cl->days,
+					  .store = cl->store,
+					  .conninfo = cl->conninfo };
 	char host[256], ca[PATH_MAX], why[512];
 
 	if (cl->nargs != 0)
 		return usage("init: unexpected argument \"%s\"", cl->args[0]);
+	if (cl->store == STORE_POSTGRES && cl->conninfo == NULL)
+		return usage("init: --store postgresql needs --conninfo STR (libpq's keyword=value "
+			     "or URI)");
+	if (cl->store != STORE_POSTGRES && cl->conninfo != NULL)
+		return usage("init: --conninfo is for --store postgresql only");
 	if (cl->broker != NULL) {
 		const char *colon = strrchr(cl->broker, ':');
 		char *end;
@@ -233,8 +277,8 @@ static int cmd_init(const struct cmdline *cl)
 	}
 	printf("guardian-service: %s initialised: mfg-ca.crt (give it to the broker's "
 	       "attestation listener), op-ca.crt (to its telemetry listener), service.crt/.key, "
-	       "nonce.key, service.json\n",
-	       cl->dir);
+	       "nonce.key, service.json; store %s\n",
+	       cl->dir, store_backend_name(cl->store));
 	return 0;
 }
 
@@ -304,7 +348,70 @@ out:
 	return status;
 }
 
+static int reference_on(struct store *st, const char *sub, const struct cmdline *cl);
+
 static int cmd_reference(const char *sub, const struct cmdline *cl)
+{
+	char why[512];
+	struct store *st = NULL;
+	int status;
+
+	if (service_store_open(cl->dir, false, &st, why, sizeof(why)) != 0) {
+		fprintf(stderr, "guardian-service: %s\n", why);
+		return 1;
+	}
+	status = reference_on(st, sub, cl);
+	store_close(st);
+	return status;
+}
+
+/* `migrate`: the store's schema made or brought to this build's; with --import-files, what the
+ * files of the directory hold copied into the database. */
+static int cmd_migrate(const struct cmdline *cl)
+{
+	struct service_config cfg = { .broker_host = NULL };
+	struct store *st = NULL;
+	struct conf c;
+	char why[512];
+	int version = 0, status = 1;
+
+	if (cl->nargs != 0)
+		return usage("migrate: unexpected argument \"%s\"", cl->args[0]);
+	conf_init(&c, SERVICE_CONFIG_FILE);
+	if (service_config_load(cl->dir, &cfg, &c) != 0) {
+		fprintf(stderr, "guardian-service: migrate: %s/%s\n", cl->dir,
+			c.nerrors > 0 && c.errors[0] ? c.errors[0] : "invalid configuration");
+		goto out;
+	}
+	if (cl->import_files && cfg.store.backend == STORE_FILES) {
+		fprintf(stderr,
+			"guardian-service: migrate: --import-files: %s/%s names the files store: "
+			"nothing to import into (set \"store\" to sqlite or postgresql first)\n",
+			cl->dir, SERVICE_CONFIG_FILE);
+		goto out;
+	}
+	if (store_open(cl->dir, &cfg.store, true, &st, why, sizeof(why)) != 0 ||
+	    store_schema_version(st, &version, why, sizeof(why)) != 0) {
+		fprintf(stderr, "guardian-service: migrate: %s\n", why);
+		goto out;
+	}
+	printf("%s: store %s, schema version %d\n", cl->dir, store_backend_name(cfg.store.backend),
+	       version);
+	if (cl->import_files &&
+	    service_migrate_import(cl->dir, st, stdout, why, sizeof(why)) != 0) {
+		fprintf(stderr, "guardian-service: migrate: --import-files: %s\n", why);
+		goto out;
+	}
+	status = 0;
+out:
+	store_close(st);
+	service_config_release(&cfg);
+	conf_release(&c);
+	return status;
+}
+
+/* The reference subcommand 'sub' on the store 'st'. Exit status. */
+static int reference_on(struct store *st, const char *sub, const struct cmdline *cl)
 {
 	char why[512], label[64];
 	char *text;
@@ -319,7 +426,7 @@ static int cmd_reference(const char *sub, const struct cmdline *cl)
 			fprintf(stderr, "guardian-service: %s: %s\n", cl->args[0], strerror(errno));
 			return 1;
 		}
-		rc = reference_add(cl->dir, text, strlen(text), cl->name, label, why, sizeof(why));
+		rc = reference_add(st, text, strlen(text), cl->name, label, why, sizeof(why));
 		free(text);
 		if (rc != 0) {
 			fprintf(stderr, "guardian-service: %s: %s\n", cl->args[0], why);
@@ -331,7 +438,7 @@ static int cmd_reference(const char *sub, const struct cmdline *cl)
 	if (strcmp(sub, "list") == 0) {
 		if (cl->nargs != 0)
 			return usage("reference list: unexpected argument \"%s\"", cl->args[0]);
-		if (reference_list(cl->dir, stdout, why, sizeof(why)) != 0) {
+		if (reference_list(st, stdout, why, sizeof(why)) != 0) {
 			fprintf(stderr, "guardian-service: %s\n", why);
 			return 1;
 		}
@@ -339,7 +446,7 @@ static int cmd_reference(const char *sub, const struct cmdline *cl)
 	}
 	if (cl->nargs != 1)
 		return usage("reference remove: expected one LABEL");
-	if (reference_remove(cl->dir, cl->args[0], why, sizeof(why)) != 0) {
+	if (reference_remove(st, cl->args[0], why, sizeof(why)) != 0) {
 		fprintf(stderr, "guardian-service: %s\n", why);
 		return 1;
 	}
@@ -420,8 +527,8 @@ int main(int argc, char **argv)
 	if (argc < 2 ||
 	    (argv[1][0] == '-' && strcmp(argv[1], "-h") != 0 && strcmp(argv[1], "--help") != 0))
 		return usage(
-			"expected a command: init, enroll, reference, release, reports, crl or "
-			"serve");
+			"expected a command: init, migrate, enroll, reference, release, reports, "
+			"crl or serve");
 	cmd = argv[1];
 	help_cmd = cmd;
 	if (strcmp(cmd, "-h") == 0 || strcmp(cmd, "--help") == 0) {
@@ -460,9 +567,9 @@ int main(int argc, char **argv)
 	if (strcmp(cmd, "reports") == 0)
 		return service_reports_main(argc - 1, argv + 1);
 	if (strcmp(cmd, "init") != 0 && strcmp(cmd, "enroll") != 0 && strcmp(cmd, "serve") != 0 &&
-	    strcmp(cmd, "crl") != 0)
-		return usage("unknown command \"%s\" (expected init, enroll, reference, release, "
-			     "reports, crl or serve)",
+	    strcmp(cmd, "crl") != 0 && strcmp(cmd, "migrate") != 0)
+		return usage("unknown command \"%s\" (expected init, migrate, enroll, reference, "
+			     "release, reports, crl or serve)",
 			     cmd);
 	rc = parse(argc - 1, argv + 1, &cl);
 	if (rc != 0)
@@ -470,6 +577,13 @@ int main(int argc, char **argv)
 	if (strcmp(cmd, "init") == 0) {
 		rc = only(&cl, cmd, true, false, true, false, false, false);
 		return rc != 0 ? rc : cmd_init(&cl);
+	}
+	if (strcmp(cmd, "migrate") == 0) {
+		struct cmdline bare = cl;
+
+		bare.has_import = false; /* migrate's own */
+		rc = only(&bare, cmd, false, false, false, false, false, false);
+		return rc != 0 ? rc : cmd_migrate(&cl);
 	}
 	if (strcmp(cmd, "enroll") == 0) {
 		rc = only(&cl, cmd, false, true, false, false, true, false);
@@ -489,7 +603,7 @@ int main(int argc, char **argv)
 			return usage("serve: unexpected argument \"%s\"", cl.args[0]);
 		return service_serve(cl.dir, &opts);
 	}
-	return usage("unknown command \"%s\" (expected init, enroll, reference, release, reports, "
-		     "crl or serve)",
+	return usage("unknown command \"%s\" (expected init, migrate, enroll, reference, release, "
+		     "reports, crl or serve)",
 		     cmd);
 }

@@ -1,9 +1,8 @@
 /* publish.c: `guardian-service release publish` and `release status`: signed bundles delivered to
  * devices as retained messages on guardian/<id>/update/bundle, and the version each device said it
- * runs in its last accepted evidence (devices/<id>.installed.json). */
+ * runs in its last accepted evidence (store_installed_put). */
 #include <MQTTAsync.h>
 #include <cjson/cJSON.h>
-#include <dirent.h>
 #include <errno.h>
 #include <getopt.h>
 #include <limits.h>
@@ -24,7 +23,6 @@
 #define EXIT_USAGE	   2
 #define PUBLISH_TIMEOUT_MS 15000 /* to connect, and for the broker's acknowledgements */
 #define MAX_DEVICES	   4096
-#define INSTALLED_SUFFIX   ".installed.json"
 
 static const char publish_usage_text[] =
 	"usage: guardian-service release publish -d DIR BUNDLE (--device ID [--device ID ...] | "
@@ -49,10 +47,10 @@ static int publish_usage(const char *fmt, ...)
 
 /* ---- what a device runs ------------------------------------------------------------------- */
 
-int registry_record_installed(const char *dir, const char *dev, const char *swversion,
+int registry_record_installed(struct store *st, const char *dev, const char *swversion,
 			      int64_t now_ms)
 {
-	char path[PATH_MAX], buf[256];
+	char buf[256], why[512];
 	const char *u = strstr(swversion, "+u");
 	unsigned long long v = 0;
 	struct jw w;
@@ -79,53 +77,31 @@ int registry_record_installed(const char *dir, const char *dev, const char *swve
 	if (n == 0 || n + 1 >= sizeof(buf))
 		return GD_EINVAL;
 	buf[n++] = '\n';
-	snprintf(path, sizeof(path), "%s/devices/%s" INSTALLED_SUFFIX, dir, dev);
-	/* On the answer's path, and said again at the device's next round: not synced (two fsyncs
-	 * were a quarter of a round); `release status` reads a lost or empty one as "never". */
-	return gd_write_file_replace(path, buf, n, 0644) == 0 ? 0 : GD_EIO;
+	buf[n] = '\0';
+	/* On the answer's path, and said again at the device's next round: the files store does
+	 * not sync it; `release status` reads a lost or empty one as "never". */
+	if (store_installed_put(st, dev, buf, why, sizeof(why)) != 0) {
+		log_warnx(SERVICE_SUBSYS, "%s", why);
+		return GD_EIO;
+	}
+	return 0;
 }
 
-/* The enrolled devices (devices/<id>.crt), sorted; malloc'd names into *out. How many, or -1. */
-static int enrolled(const char *dir, char ***out)
+/* The enrolled devices, sorted; malloc'd names into *out (at most MAX_DEVICES). How many, or -1
+ * (said on stderr). */
+static int enrolled(struct store *st, char ***out)
 {
-	char path[PATH_MAX];
-	struct dirent *e;
-	char **names = NULL;
-	int n = 0;
-	DIR *d;
+	char why[512];
+	size_t n = 0;
 
 	*out = NULL;
-	snprintf(path, sizeof(path), "%s/devices", dir);
-	d = opendir(path);
-	if (d == NULL) {
-		fprintf(stderr, "guardian-service: release: cannot read %s: %s\n", path,
-			strerror(errno));
+	if (store_device_list(st, out, &n, why, sizeof(why)) != 0) {
+		fprintf(stderr, "guardian-service: release: cannot list the devices: %s\n", why);
 		return -1;
 	}
-	while ((e = readdir(d)) != NULL && n < MAX_DEVICES) {
-		size_t len = strlen(e->d_name);
-		char **more;
-
-		if (len <= 4 || strcmp(e->d_name + len - 4, ".crt") != 0 || e->d_name[0] == '.')
-			continue;
-		more = realloc(names, (size_t)(n + 1) * sizeof(*names));
-		if (more == NULL)
-			break;
-		names = more;
-		names[n] = strndup(e->d_name, len - 4);
-		if (names[n] != NULL)
-			n++;
-	}
-	closedir(d);
-	for (int i = 1; i < n; i++)
-		for (int j = i; j > 0 && strcmp(names[j - 1], names[j]) > 0; j--) {
-			char *t = names[j];
-
-			names[j] = names[j - 1];
-			names[j - 1] = t;
-		}
-	*out = names;
-	return n;
+	for (size_t i = MAX_DEVICES; i < n; i++)
+		free((*out)[i]);
+	return n > MAX_DEVICES ? MAX_DEVICES : (int)n;
 }
 
 static void free_names(char **names, int n)
@@ -491,26 +467,26 @@ int release_publish_main(int argc, char **argv)
 		goto out;
 	}
 	if (every) {
-		nall = enrolled(dir, &all);
+		nall = enrolled(s->store, &all);
 		if (nall < 0)
 			goto out;
 		if (nall == 0) {
 			fprintf(stderr,
 				"guardian-service: release publish: --all: no device is enrolled "
-				"in %s/devices\n",
+				"in %s\n",
 				dir);
 			goto out;
 		}
 	} else {
 		for (int i = 0; i < ndevs; i++) {
-			char *cert = registry_lookup(dir, devs[i]);
+			char *cert = registry_lookup(s->store, devs[i]);
 
 			/* Published all the same: the topic is the device's, enrolled later or not.
 			 */
 			if (cert == NULL)
 				fprintf(stderr,
 					"guardian-service: release publish: warning: %s is not "
-					"enrolled in %s/devices\n",
+					"enrolled in %s\n",
 					devs[i], dir);
 			free(cert);
 		}
@@ -544,7 +520,8 @@ int release_status_main(int argc, char **argv)
 	};
 	const char *dir = NULL;
 	bool json = false;
-	char **names = NULL;
+	char **names = NULL, why[512];
+	struct store *st = NULL;
 	cJSON *list = NULL;
 	int n, ch;
 
@@ -571,21 +548,28 @@ int release_status_main(int argc, char **argv)
 		return publish_usage("status: -d DIR (the service directory) is required");
 	if (optind != argc)
 		return publish_usage("status: unexpected argument \"%s\"", argv[optind]);
-	n = enrolled(dir, &names);
-	if (n < 0)
+	if (service_store_open(dir, false, &st, why, sizeof(why)) != 0) {
+		fprintf(stderr, "guardian-service: release status: %s\n", why);
 		return 1;
+	}
+	n = enrolled(st, &names);
+	if (n < 0) {
+		store_close(st);
+		return 1;
+	}
 	if (json)
 		list = cJSON_CreateArray();
 	else
 		printf("%-24s %-10s %-20s %s\n", "DEVICE", "INSTALLED", "SWVERSION", "ATTESTED");
 	for (int i = 0; i < n; i++) {
-		char path[PATH_MAX], when[32] = "never";
-		char *text;
+		char when[32] = "never";
+		char *text = NULL;
 		cJSON *doc;
 		const cJSON *sw, *uv, *ts;
 
-		snprintf(path, sizeof(path), "%s/devices/%s" INSTALLED_SUFFIX, dir, names[i]);
-		text = gd_read_file(path);
+		/* Not there, or not readable: "never" (a failure said on stderr). */
+		if (store_installed_get(st, names[i], &text, why, sizeof(why)) < 0)
+			fprintf(stderr, "guardian-service: release status: %s\n", why);
 		doc = text != NULL ? cJSON_Parse(text) : NULL;
 		free(text);
 		sw = cJSON_GetObjectItemCaseSensitive(doc, "swversion");
@@ -636,5 +620,6 @@ int release_status_main(int argc, char **argv)
 		cJSON_Delete(list);
 	}
 	free_names(names, n);
+	store_close(st);
 	return 0;
 }

@@ -1,26 +1,33 @@
-/* reference.c: recorded reference measurement logs (references/<label>.json) and the
- * comparison of a device's log with them. */
-#include <dirent.h>
+/* reference.c: recorded reference measurement logs (kept in the store) and the comparison of a
+ * device's log with them. */
 #include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <unistd.h>
 
 #include "service.h"
 
-static bool label_path(char *buf, size_t cap, const char *dir, const char *label)
+/* Whether the store holds a reference 'label': 1, 0, or a negative gd_err with 'why'. */
+static int label_taken(struct store *st, const char *label, char *why, size_t cap)
 {
-	int n = snprintf(buf, cap, "%s/references/%s.json", dir, label);
+	char **labels = NULL, **jsons = NULL;
+	size_t n = 0;
+	int rc = store_reference_all(st, &labels, &jsons, &n, why, cap);
 
-	return n >= 0 && (size_t)n < cap;
+	if (rc != 0)
+		return rc;
+	for (size_t i = 0; i < n && rc == 0; i++)
+		rc = strcmp(labels[i], label) == 0;
+	store_strings_free(labels, n);
+	store_strings_free(jsons, n);
+	return rc;
 }
 
-int reference_add(const char *dir, const char *json, size_t len, const char *label,
+int reference_add(struct store *st, const char *json, size_t len, const char *label,
 		  char label_out[64], char *why, size_t cap)
 {
 	struct meas_log *log = malloc(sizeof(*log));
-	char reason[256], reg_hex[65], fold_hex[65], path[4096];
+	char reason[256], reg_hex[65], fold_hex[65];
 	uint8_t reg[32];
 	char *text = NULL;
 	int rc = GD_EINVAL;
@@ -66,116 +73,103 @@ int reference_add(const char *dir, const char *json, size_t len, const char *lab
 		rc = GD_ENOMEM;
 		goto out;
 	}
-	if (!label_path(path, sizeof(path), dir, label_out)) {
-		snprintf(why, cap, "%s: path too long", dir);
-		goto out;
+	rc = label_taken(st, label_out, why, cap);
+	if (rc > 0) {
+		snprintf(why, cap,
+			 "reference %s: a reference with this label exists (remove it first)",
+			 label_out);
+		rc = GD_EINVAL;
 	}
-	rc = gd_create_file(path, text, strlen(text), 0644);
-	if (rc != 0)
-		snprintf(why, cap, "%s: %s", path,
-			 errno == EEXIST ? "a reference with this label exists (remove it first)"
-					 : strerror(errno));
+	if (rc == 0)
+		rc = store_reference_put(st, label_out, text, why, cap);
 out:
 	free(text);
 	free(log);
 	return rc;
 }
 
-int reference_remove(const char *dir, const char *label, char *why, size_t cap)
+int reference_remove(struct store *st, const char *label, char *why, size_t cap)
 {
-	char path[4096];
+	int rc;
 
-	if (!conf_valid_name(label)) {
+	if (!conf_valid_name(label) || label[0] == '.') {
 		snprintf(why, cap, "\"%s\" is not a label (expected 1 to 63 of A-Z a-z 0-9 _ . -)",
 			 label);
 		return GD_EINVAL;
 	}
-	if (!label_path(path, sizeof(path), dir, label)) {
-		snprintf(why, cap, "%s: path too long", dir);
+	rc = store_reference_remove(st, label, why, cap);
+	if (rc == STORE_NOTFOUND) {
+		snprintf(why, cap, "reference %s: no reference with this label", label);
 		return GD_EINVAL;
 	}
-	if (unlink(path) != 0) {
-		snprintf(why, cap, "%s: %s", path,
-			 errno == ENOENT ? "no reference with this label" : strerror(errno));
-		return GD_EIO;
-	}
-	return 0;
+	return rc;
 }
 
-static int json_file(const struct dirent *e)
-{
-	size_t n = strlen(e->d_name);
-
-	return n > 5 && strcmp(e->d_name + n - 5, ".json") == 0 && e->d_name[0] != '.';
-}
-
-int reference_load_all(const char *dir, struct service_reference **out, size_t *n)
+/* reference_load_all with the store's sentence in 'why'. */
+static int load_all(struct store *st, struct service_reference **out, size_t *n, char *why,
+		    size_t cap)
 {
 	struct service_reference *refs = NULL;
-	struct dirent **names = NULL;
-	char sub[4096], path[4400], reason[256];
-	size_t count = 0;
-	int found, rc = 0;
+	char **labels = NULL, **jsons = NULL, reason[256];
+	size_t found = 0, count = 0;
+	int rc;
 
 	*out = NULL;
 	*n = 0;
-	snprintf(sub, sizeof(sub), "%s/references", dir);
-	found = scandir(sub, &names, json_file, alphasort);
-	if (found < 0)
-		return errno == ENOENT ? 0 : GD_EIO;
+	rc = store_reference_all(st, &labels, &jsons, &found, why, cap);
+	if (rc != 0)
+		return rc;
 	if (found > 0) {
-		refs = calloc((size_t)found, sizeof(*refs));
+		refs = calloc(found, sizeof(*refs));
 		if (refs == NULL) {
+			snprintf(why, cap, "out of memory");
 			rc = GD_ENOMEM;
 			goto out;
 		}
 	}
-	for (int i = 0; i < found; i++) {
+	for (size_t i = 0; i < found; i++) {
 		struct service_reference *r = &refs[count];
-		size_t len = strlen(names[i]->d_name) - 5;
-		char *text;
 
-		if (len == 0 || len >= sizeof(r->label))
+		if (strlen(labels[i]) == 0 || strlen(labels[i]) >= sizeof(r->label))
 			continue;
-		snprintf(path, sizeof(path), "%s/%s", sub, names[i]->d_name);
-		text = gd_read_file(path);
-		if (text == NULL) {
-			log_warn(SERVICE_SUBSYS, "%s: cannot read; ignored", path);
-			continue;
-		}
 		reason[0] = '\0';
-		if (meas_log_parse(text, strlen(text), &r->log, reason, sizeof(reason)) != 0) {
-			log_warnx(SERVICE_SUBSYS, "%s: %s; ignored", path, reason);
-			free(text);
+		if (meas_log_parse(jsons[i], strlen(jsons[i]), &r->log, reason, sizeof(reason)) !=
+		    0) {
+			log_warnx(SERVICE_SUBSYS, "reference %s: %s; ignored", labels[i], reason);
 			continue;
 		}
-		free(text);
-		memcpy(r->label, names[i]->d_name, len);
-		r->label[len] = '\0';
+		snprintf(r->label, sizeof(r->label), "%s", labels[i]);
 		count++;
 	}
 	*out = refs;
 	*n = count;
 	refs = NULL;
 out:
-	for (int i = 0; i < found; i++)
-		free(names[i]);
-	free(names);
+	store_strings_free(labels, found);
+	store_strings_free(jsons, found);
 	free(refs);
 	return rc;
 }
 
-int reference_list(const char *dir, FILE *out, char *why, size_t cap)
+int reference_load_all(struct store *st, struct service_reference **out, size_t *n)
+{
+	char why[512];
+	int rc = load_all(st, out, n, why, sizeof(why));
+
+	if (rc != 0)
+		log_warnx(SERVICE_SUBSYS, "%s", why);
+	return rc;
+}
+
+int reference_list(struct store *st, FILE *out, char *why, size_t cap)
 {
 	struct service_reference *refs;
 	size_t n;
 	char hex[65];
-	int rc = reference_load_all(dir, &refs, &n);
+	int rc = load_all(st, &refs, &n, why, cap);
 
-	if (rc != 0) {
-		snprintf(why, cap, "%s/references: %s", dir, gd_strerror(rc));
+	if (rc != 0)
 		return rc;
-	}
 	for (size_t i = 0; i < n; i++) {
 		gd_hex_encode(refs[i].log.reg, sizeof(refs[i].log.reg), hex);
 		fprintf(out, "%s %zu %s\n", refs[i].label, refs[i].log.n, hex);

@@ -1,5 +1,5 @@
-/* registry.c: enrollment: a device's CSR becomes its identity certificate and devices/<name>.crt;
- * a TPM attestation key enrolled with it is devices/<name>.ak.pem. */
+/* registry.c: enrollment: a device's CSR becomes its identity certificate, registered in the
+ * store with the TPM attestation key enrolled with it, if any. */
 #include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -12,32 +12,38 @@
 
 #include "service.h"
 
-/* devices/<name><suffix> of 'dir' into 'path' (4096 bytes); false with errno if it cannot be. */
-static bool device_path(char *path, const char *dir, const char *name, const char *suffix)
+/* The certificate (want_ak false) or the attestation key of 'name', errno as registry_lookup. */
+static char *lookup(struct store *st, const char *name, bool want_ak)
 {
-	if (!conf_valid_name(name)) {
+	char why[512], *cert = NULL, *ak = NULL;
+	int rc;
+
+	if (name == NULL || !conf_valid_name(name) || name[0] == '.') {
 		errno = EINVAL;
-		return false;
+		return NULL;
 	}
-	if (snprintf(path, 4096, "%s/devices/%s%s", dir, name, suffix) >= 4096) {
-		errno = ENAMETOOLONG;
-		return false;
+	rc = store_device_get(st, name, want_ak ? NULL : &cert, want_ak ? &ak : NULL, why,
+			      sizeof(why));
+	if (rc < 0) {
+		log_warnx(SERVICE_SUBSYS, "%s", why);
+		errno = rc == GD_EINVAL ? EINVAL : EIO;
+		return NULL;
 	}
-	return true;
+	if (rc == STORE_NOTFOUND || (want_ak && ak == NULL)) {
+		errno = ENOENT;
+		return NULL;
+	}
+	return want_ak ? ak : cert;
 }
 
-char *registry_lookup(const char *dir, const char *name)
+char *registry_lookup(struct store *st, const char *name)
 {
-	char path[4096];
-
-	return device_path(path, dir, name, ".crt") ? gd_read_file(path) : NULL;
+	return lookup(st, name, false);
 }
 
-char *registry_lookup_ak(const char *dir, const char *name)
+char *registry_lookup_ak(struct store *st, const char *name)
 {
-	char path[4096];
-
-	return device_path(path, dir, name, ".ak.pem") ? gd_read_file(path) : NULL;
+	return lookup(st, name, true);
 }
 
 /* The CN of 'name' into 'out' (64 bytes); false if there is none or it is too long. */
@@ -81,12 +87,12 @@ static bool same_pub(const char *a_pem, const char *b_pem)
 static int ak_allowed(struct service *s, const char *name, const char *ak_pem, bool replace,
 		      char *why, size_t cap)
 {
-	char *old = registry_lookup_ak(s->dir, name);
+	char *old = registry_lookup_ak(s->store, name);
 	int rc = 0;
 
 	if (old == NULL && errno != ENOENT) {
-		snprintf(why, cap, "%s/devices/%s.ak.pem: cannot read: %s", s->dir, name,
-			 strerror(errno));
+		snprintf(why, cap, "%s: cannot read its attestation key from the store (%s)", name,
+			 store_backend_name(s->cfg.store.backend));
 		return GD_EIO;
 	}
 	if (old != NULL && ak_pem != NULL && !same_pub(old, ak_pem) && !replace) {
@@ -119,7 +125,7 @@ int registry_enroll_ak(struct service *s, const char *csr_pem, const char *ak_pe
 	mbedtls_x509_csr csr;
 	const mbedtls_md_info_t *md;
 	unsigned char hash[MBEDTLS_MD_MAX_SIZE];
-	char pem[SERVICE_PEM_MAX], path[4096], msg[128];
+	char pem[SERVICE_PEM_MAX], msg[128];
 	char *old = NULL;
 	int64_t now = s->now_ms() / 1000;
 	int err, rc = GD_EINVAL;
@@ -156,7 +162,13 @@ int registry_enroll_ak(struct service *s, const char *csr_pem, const char *ak_pe
 			 mbedtls_pk_get_name(&csr.pk));
 		goto out;
 	}
-	old = registry_lookup(s->dir, name);
+	old = registry_lookup(s->store, name);
+	if (old == NULL && errno != ENOENT) {
+		snprintf(why, cap, "%s: cannot read its certificate from the store (%s)", name,
+			 store_backend_name(s->cfg.store.backend));
+		rc = GD_EIO;
+		goto out;
+	}
 	if (old != NULL && !same_key(old, &csr.pk) && !replace) {
 		snprintf(why, cap,
 			 "%s is already enrolled with another key (devices/%s.crt); use --replace "
@@ -168,15 +180,6 @@ int registry_enroll_ak(struct service *s, const char *csr_pem, const char *ak_pe
 	rc = ak_allowed(s, name, ak_pem, replace, why, cap);
 	if (rc != 0)
 		goto out;
-	/* The key first: a failure after it leaves the device stricter, never laxer. */
-	if (ak_pem != NULL) {
-		snprintf(path, sizeof(path), "%s/devices/%s.ak.pem", s->dir, name);
-		rc = gd_write_file_atomic(path, ak_pem, strlen(ak_pem), 0644);
-		if (rc != 0) {
-			snprintf(why, cap, "%s: cannot write: %s", path, strerror(errno));
-			goto out;
-		}
-	}
 	rc = issue_cert(
 		&csr.pk,
 		&(struct cert_spec){ .cn = name,
@@ -189,12 +192,10 @@ int registry_enroll_ak(struct service *s, const char *csr_pem, const char *ak_pe
 			 gd_strerror(rc));
 		goto out;
 	}
-	snprintf(path, sizeof(path), "%s/devices/%s.crt", s->dir, name);
-	rc = gd_write_file_atomic(path, pem, strlen(pem), 0644);
-	if (rc != 0) {
-		snprintf(why, cap, "%s: cannot write: %s", path, strerror(errno));
+	/* The store writes the key first: a failure between leaves the device stricter. */
+	rc = store_device_put(s->store, name, pem, ak_pem, why, cap);
+	if (rc != 0)
 		goto out;
-	}
 	*cert_pem = strdup(pem);
 	if (*cert_pem == NULL) {
 		snprintf(why, cap, "out of memory");

@@ -1,23 +1,18 @@
 /* report.c: the failure reports devices send (guardian/report.h): per device, the latest report
- * of each kind and how many reports and events came, in DIR/reports/<device>.json; and
- * `guardian-service reports`, which shows them. */
+ * of each kind and how many reports and events came, in the store (DIR/reports/<device>.json
+ * in the files one); and `guardian-service reports`, which shows them. */
 #include <cjson/cJSON.h>
-#include <dirent.h>
 #include <errno.h>
-#include <fcntl.h>
 #include <getopt.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/file.h>
-#include <sys/stat.h>
 #include <time.h>
 #include <unistd.h>
 
 #include "service.h"
 #include "report.h"
 
-#define REPORT_LOCK  "reports.lock" /* in DIR/reports/: every instance's updates, one at a time */
 #define KIND_MAX     31
 #define KEY_MAX	     255
 #define TEXT_MAX     2048
@@ -26,7 +21,7 @@
 #define TOPIC_SUFFIX "/report"
 
 /*
- * DIR/reports/<device>.json:
+ * The document of a device (the store's; DIR/reports/<device>.json in the files store):
  *   {"device":"oven-4","updated_ts":...,"reports":3,"events":7,"kinds":{
  *     "crash":{"reports":1,"events":1,"latest":{<the report as sent>,"received_ts":...},
  *              "keys":{"unclean_stop":{"boot":"5f0c...","seq":3,"count":1}}}}}
@@ -230,93 +225,73 @@ static const char *count_into(cJSON *dev_doc, cJSON *rep, int64_t now_ms, char *
 	return what;
 }
 
-static int lock_take(const char *rdir)
+/* What service_report_store merges into the stored document (store_merge_fn's ctx). */
+struct report_merge {
+	const char *dev;
+	cJSON *rep;
+	int64_t now_ms;
+	const char *what; /* what count_into made of it */
+};
+
+/* store_merge_fn: counts the report into the stored document 'old_json' (NULL: none yet). */
+static int report_merge(const char *old_json, char **next, void *ctx, char *why, size_t cap)
 {
-	char path[4200];
-	int fd;
+	struct report_merge *m = ctx;
+	cJSON *dev_doc = old_json != NULL ? cJSON_Parse(old_json) : NULL;
+	char reason[256];
+	int rc = 0;
 
-	snprintf(path, sizeof(path), "%s/%s", rdir, REPORT_LOCK);
-	fd = open(path, O_RDWR | O_CREAT | O_CLOEXEC, 0600);
-	if (fd >= 0 && flock(fd, LOCK_EX) != 0) {
-		close(fd);
-		fd = -1;
-	}
-	return fd;
-}
-
-int service_report_store(const char *dir, const char *dev, const char *payload, size_t len,
-			 int64_t now_ms, char *why, size_t cap)
-{
-	char rdir[4096], path[4200], reason[256];
-	cJSON *rep, *dev_doc = NULL;
-	char *old = NULL, *text = NULL;
-	const char *what;
-	int fd = -1, rc = GD_EIO;
-
-	rep = report_parse(dev, payload, len, reason, sizeof(reason));
-	if (rep == NULL) {
-		gd_whyf(why, cap, "%s: report refused: %s", dev, reason);
-		return GD_EINVAL;
-	}
-	snprintf(rdir, sizeof(rdir), "%s/" SERVICE_REPORTS_DIR, dir);
-	snprintf(path, sizeof(path), "%s/%s.json", rdir, dev);
-	if ((mkdir(rdir, 0700) != 0 && errno != EEXIST) || (fd = lock_take(rdir)) < 0) {
-		gd_whyf(why, cap, "%s: cannot open or lock %s: %s", dev, rdir, strerror(errno));
-		goto out;
-	}
-	old = gd_read_file(path);
-	if (old == NULL && errno != ENOENT) {
-		gd_whyf(why, cap, "%s: cannot read %s: %s", dev, path, strerror(errno));
-		goto out;
-	}
-	dev_doc = old != NULL ? cJSON_Parse(old) : NULL;
-	if (old != NULL && !cJSON_IsObject(dev_doc)) {
-		/* Kept aside, not lost: a damaged file must not stop the reports that follow. */
-		char aside[4300];
-
-		snprintf(aside, sizeof(aside), "%s.damaged", path);
-		rename(path, aside);
-		log_warnx(SERVICE_SUBSYS, "%s did not read as JSON: moved to %s, counting anew",
-			  path, aside);
+	*next = NULL;
+	if (old_json != NULL && !cJSON_IsObject(dev_doc)) {
+		/* A damaged document must not stop the reports that follow. */
+		log_warnx(SERVICE_SUBSYS,
+			  "%s: the stored reports did not read as JSON: counting anew", m->dev);
 		cJSON_Delete(dev_doc);
 		dev_doc = NULL;
 	}
 	if (dev_doc == NULL) {
 		dev_doc = cJSON_CreateObject();
-		if (dev_doc == NULL || cJSON_AddStringToObject(dev_doc, "device", dev) == NULL) {
+		if (dev_doc == NULL || cJSON_AddStringToObject(dev_doc, "device", m->dev) == NULL) {
 			gd_whyf(why, cap, "out of memory");
 			rc = GD_ENOMEM;
 			goto out;
 		}
 	}
-	what = count_into(dev_doc, rep, now_ms, reason, sizeof(reason));
-	if (what == NULL) {
-		gd_whyf(why, cap, "%s: report refused: %s", dev, reason);
+	m->what = count_into(dev_doc, m->rep, m->now_ms, reason, sizeof(reason));
+	if (m->what == NULL) {
+		gd_whyf(why, cap, "%s: report refused: %s", m->dev, reason);
 		rc = GD_EINVAL;
 		goto out;
 	}
-	text = cJSON_PrintUnformatted(dev_doc);
-	if (text == NULL) {
+	*next = cJSON_PrintUnformatted(dev_doc);
+	if (*next == NULL) {
 		gd_whyf(why, cap, "out of memory");
 		rc = GD_ENOMEM;
-		goto out;
 	}
-	if (gd_write_file_atomic(path, text, strlen(text), 0600) != 0) {
-		gd_whyf(why, cap, "%s: cannot write %s: %s", dev, path, strerror(errno));
-		goto out;
-	}
-	log_info(SERVICE_SUBSYS, "%s: report %.0f (%s): %s %s, count %.0f: %s", dev,
-		 num(rep, "seq"), what, get_string(rep, "kind", KIND_MAX),
-		 get_string(rep, "key", KEY_MAX), num(rep, "count"),
-		 get_string(rep, "text", TEXT_MAX));
-	rc = 0;
 out:
-	if (fd >= 0)
-		close(fd);
-	free(text);
-	free(old);
 	cJSON_Delete(dev_doc);
-	cJSON_Delete(rep);
+	return rc;
+}
+
+int service_report_store(struct store *st, const char *dev, const char *payload, size_t len,
+			 int64_t now_ms, char *why, size_t cap)
+{
+	struct report_merge m = { .dev = dev, .now_ms = now_ms };
+	char reason[256];
+	int rc;
+
+	m.rep = report_parse(dev, payload, len, reason, sizeof(reason));
+	if (m.rep == NULL) {
+		gd_whyf(why, cap, "%s: report refused: %s", dev, reason);
+		return GD_EINVAL;
+	}
+	rc = store_report_update(st, dev, report_merge, &m, why, cap);
+	if (rc == 0)
+		log_info(SERVICE_SUBSYS, "%s: report %.0f (%s): %s %s, count %.0f: %s", dev,
+			 num(m.rep, "seq"), m.what, get_string(m.rep, "kind", KIND_MAX),
+			 get_string(m.rep, "key", KEY_MAX), num(m.rep, "count"),
+			 get_string(m.rep, "text", TEXT_MAX));
+	cJSON_Delete(m.rep);
 	return rc;
 }
 
@@ -355,29 +330,25 @@ static void print_device(const cJSON *d)
 	}
 }
 
-/* One device's stored document, or NULL with errno (ENOENT: nothing from it yet). */
-static cJSON *device_load(const char *rdir, const char *dev)
+/* One device's stored document: 0 with *out, STORE_NOTFOUND, GD_EPROTO (not a JSON object) or
+ * the store's gd_err with 'why'. */
+static int device_load(struct store *st, const char *dev, cJSON **out, char *why, size_t cap)
 {
-	char path[4200], *text;
-	cJSON *d;
+	char *text = NULL;
+	int rc = store_report_get(st, dev, &text, why, cap);
 
-	snprintf(path, sizeof(path), "%s/%s.json", rdir, dev);
-	text = gd_read_file(path);
-	if (text == NULL)
-		return NULL;
-	d = cJSON_Parse(text);
+	*out = NULL;
+	if (rc != 0)
+		return rc;
+	*out = cJSON_Parse(text);
 	free(text);
-	if (!cJSON_IsObject(d)) {
-		cJSON_Delete(d);
-		errno = EPROTO;
-		return NULL;
+	if (!cJSON_IsObject(*out)) {
+		cJSON_Delete(*out);
+		*out = NULL;
+		gd_whyf(why, cap, "%s: the stored reports are not a JSON object", dev);
+		return GD_EPROTO;
 	}
-	return d;
-}
-
-static int names_cmp(const void *a, const void *b)
-{
-	return strcmp(*(char *const *)a, *(char *const *)b);
+	return 0;
 }
 
 static const char reports_usage[] =
@@ -393,7 +364,8 @@ int service_reports_main(int argc, char **argv)
 		{ NULL, 0, NULL, 0 },
 	};
 	const char *dir = NULL, *device = NULL;
-	char rdir[4096], cfg[4200];
+	char cfg[4200], why[512];
+	struct store *st = NULL;
 	char **names = NULL;
 	size_t n = 0;
 	bool json = false;
@@ -446,60 +418,34 @@ int service_reports_main(int argc, char **argv)
 			cfg, strerror(errno), dir);
 		return 1;
 	}
-	snprintf(rdir, sizeof(rdir), "%s/" SERVICE_REPORTS_DIR, dir);
+	if (service_store_open(dir, false, &st, why, sizeof(why)) != 0) {
+		fprintf(stderr, "guardian-service: reports: %s\n", why);
+		return 1;
+	}
 	if (device != NULL) {
 		names = malloc(sizeof(*names));
 		if (names == NULL || (names[0] = strdup(device)) == NULL)
 			goto oom;
 		n = 1;
-	} else {
-		DIR *d = opendir(rdir);
-		struct dirent *de;
-
-		if (d == NULL && errno != ENOENT) {
-			fprintf(stderr, "guardian-service: reports: %s: %s\n", rdir,
-				strerror(errno));
-			return 1;
-		}
-		while (d != NULL && (de = readdir(d)) != NULL) {
-			size_t len = strlen(de->d_name);
-			char **more;
-
-			if (len <= 5 || strcmp(de->d_name + len - 5, ".json") != 0)
-				continue;
-			more = realloc(names, (n + 1) * sizeof(*names));
-			if (more == NULL) {
-				closedir(d);
-				goto oom;
-			}
-			names = more;
-			names[n] = strndup(de->d_name, len - 5);
-			if (names[n] == NULL) {
-				closedir(d);
-				goto oom;
-			}
-			n++;
-		}
-		if (d != NULL)
-			closedir(d);
-		if (n > 1)
-			qsort(names, n, sizeof(*names), names_cmp);
+	} else if (store_report_list(st, &names, &n, why, sizeof(why)) != 0) {
+		fprintf(stderr, "guardian-service: reports: %s\n", why);
+		goto out;
 	}
 	all = cJSON_CreateObject();
 	list = all != NULL ? cJSON_AddArrayToObject(all, "devices") : NULL;
 	if (list == NULL)
 		goto oom;
 	for (size_t i = 0; i < n; i++) {
-		cJSON *d = device_load(rdir, names[i]);
+		cJSON *d = NULL;
+		int rc = device_load(st, names[i], &d, why, sizeof(why));
 
-		if (d == NULL) {
-			if (errno == ENOENT && device != NULL) {
-				if (!json)
-					printf("%s: no reports\n", names[i]);
-				continue;
-			}
-			fprintf(stderr, "guardian-service: reports: %s/%s.json: %s\n", rdir,
-				names[i], errno == EPROTO ? "not a JSON object" : strerror(errno));
+		if (rc == STORE_NOTFOUND) {
+			if (!json && device != NULL)
+				printf("%s: no reports\n", names[i]);
+			continue;
+		}
+		if (rc != 0) {
+			fprintf(stderr, "guardian-service: reports: %s\n", why);
 			continue;
 		}
 		if (!json)
@@ -514,7 +460,7 @@ int service_reports_main(int argc, char **argv)
 		printf("%s\n", text);
 		free(text);
 	} else if (n == 0) {
-		printf("no reports in %s\n", rdir);
+		printf("no reports in %s\n", dir);
 	}
 	status = 0;
 	goto out;
@@ -525,5 +471,6 @@ out:
 		free(names[i]);
 	free(names);
 	cJSON_Delete(all);
+	store_close(st);
 	return status;
 }

@@ -7,6 +7,8 @@
 #include <stddef.h>
 #include <stdint.h>
 
+struct store;
+
 #define SERVICE_REPORTS_DIR	     "reports"
 #define SERVICE_REPORT_TOPIC	     "$share/guardian-attest/guardian/+/report"
 #define SERVICE_REPORT_BYTES	     16384 /* a larger document is refused */
@@ -19,10 +21,11 @@ bool service_report_topic(const char *topic, char dev[64]);
 /*
  * Stores one report 'payload' that device 'dev' sent: the latest of its kind, and the counts.
  * A report sent again (same boot and seq: a redelivery, or a count that grew while it waited on
- * the device) is counted once, its growth added. Several instances may share 'dir' (flock).
+ * the device) is counted once, its growth added. Several instances may share the store
+ * (store_report_update: atomic against every other).
  * 0, or a gd_err with 'why' (logged by the caller).
  */
-int service_report_store(const char *dir, const char *dev, const char *payload, size_t len,
+int service_report_store(struct store *st, const char *dev, const char *payload, size_t len,
 			 int64_t now_ms, char *why, size_t cap);
 
 /* `guardian-service reports -d DIR [--device ID] [--json]`: argv[0] is "reports". Exit status. */

@@ -341,7 +341,7 @@ static void handle(struct server *sv, const struct serve_msg *msg)
 	if (kind == NULL && service_report_topic(msg->topic, dev)) {
 		char why[512];
 
-		if (service_report_store(sv->svc->dir, dev, msg->payload, msg->len,
+		if (service_report_store(sv->svc->store, dev, msg->payload, msg->len,
 					 sv->svc->now_ms(), why, sizeof(why)) != 0)
 			log_warnx(SERVICE_SUBSYS, "%s", why);
 		return;
@@ -559,8 +559,10 @@ int service_serve(const char *dir, const struct serve_opts *opts)
 	sigaction(SIGTERM, &sa, NULL);
 	sigaction(SIGINT, &sa, NULL);
 	signal(SIGPIPE, SIG_IGN);
-	log_info(SERVICE_SUBSYS, "serving %s as %s (certificates for %lld s, nonces for %d s)", dir,
-		 sv.client_id, sv.svc->cfg.lifetime_s, sv.svc->cfg.nonce_ttl_s);
+	log_info(SERVICE_SUBSYS,
+		 "serving %s as %s (store %s, certificates for %lld s, nonces for %d s)", dir,
+		 sv.client_id, store_backend_name(sv.svc->cfg.store.backend),
+		 sv.svc->cfg.lifetime_s, sv.svc->cfg.nonce_ttl_s);
 	if (sv.svc->cfg.broker_pid_file == NULL)
 		log_info(SERVICE_SUBSYS,
 			 "no broker_pid_file in %s: the broker must reload %s/%s "

@@ -18,6 +18,7 @@
 #include "../base/base.h"
 #include "../base/conf.h"
 #include "../proto/evidence.h"
+#include "store.h"
 
 #define SERVICE_SUBSYS	       "service"
 #define SERVICE_CONFIG_FILE    "service.json"
@@ -39,16 +40,19 @@ struct service_config {
 	long long lifetime_s; /* of operational certificates */
 	int nonce_ttl_s;
 	char *broker_pid_file; /* NULL, or resolved against the service dir: told of a new CRL */
+	struct store_config store; /* "store": where devices, nonces, references... are kept */
 };
 
 /* What `init` writes. */
 struct service_init_opts {
-	int days;		 /* CA and service certificate validity */
-	const char *broker_host; /* NULL: "localhost" */
-	int broker_port;	 /* 0: 8884 */
-	const char *broker_ca;	 /* NULL: "broker-ca.crt" in the service dir */
-	long long lifetime_s;	 /* 0: 86400 */
-	int nonce_ttl_s;	 /* 0: 30 */
+	int days;		  /* CA and service certificate validity */
+	const char *broker_host;  /* NULL: "localhost" */
+	int broker_port;	  /* 0: 8884 */
+	const char *broker_ca;	  /* NULL: "broker-ca.crt" in the service dir */
+	long long lifetime_s;	  /* 0: 86400 */
+	int nonce_ttl_s;	  /* 0: 30 */
+	enum store_backend store; /* the "store" of service.json (STORE_FILES: none written) */
+	const char *conninfo;	  /* STORE_POSTGRES: its connection string */
 };
 
 /* A certificate authority: its certificate and key. */
@@ -74,19 +78,20 @@ struct service_stats {
 
 /*
  * A service instance on a directory. Several instances (processes or
- * structs) on the same directory share nonces through nonce.key and the
- * nonces/ markers. Not thread-safe: one thread uses one instance.
+ * structs, on one host or several) share nonces through nonce.key and the
+ * store. Not thread-safe: one thread uses one instance.
  */
 struct service {
 	char *dir;
 	struct service_config cfg;
+	struct store *store; /* opened from cfg.store; owned */
 	uint8_t nonce_key[32];
 	struct service_ca mfg_ca, op_ca;
 	mbedtls_entropy_context entropy;
 	mbedtls_ctr_drbg_context drbg;
-	struct service_reference *refs; /* reloaded when references/ changes */
+	struct service_reference *refs; /* reloaded when the store's reference generation changes */
 	size_t nrefs;
-	struct timespec refs_mtime;
+	uint64_t refs_gen;
 	bool refs_loaded;
 	bool once_per_request;	 /* duplicate deliveries of one evidence get no second answer */
 	int64_t (*now_ms)(void); /* the clock (gd_now_ms; tests inject theirs) */
@@ -130,8 +135,13 @@ void service_config_release(struct service_config *cfg);
 /* snprintf into 'buf' of "<dir>/<name>"; false if it did not fit. */
 bool service_path(char *buf, size_t cap, const char *dir, const char *name);
 
-/* Opens an instance on 'dir': config, CAs, nonce secret. 0 or a gd_err with 'why'. */
+/* Opens an instance on 'dir': config, store, CAs, nonce secret. 0 or a gd_err with 'why'. */
 int service_open(const char *dir, struct service **out, char *why, size_t cap);
+/*
+ * Opens the store that <dir>/service.json names, without the keys (reference, reports,
+ * release status, migrate); 'create' as store_open's. 0 or a gd_err with 'why'.
+ */
+int service_store_open(const char *dir, bool create, struct store **out, char *why, size_t cap);
 /* No operation is performed if 's' is NULL. */
 void service_free(struct service *s);
 
@@ -251,10 +261,12 @@ int registry_enroll(struct service *s, const char *csr_pem, bool replace, char n
  */
 int registry_enroll_ak(struct service *s, const char *csr_pem, const char *ak_pem, bool replace,
 		       char name[64], char **cert_pem, char *why, size_t cap);
-/* The enrolled identity certificate of 'name' (malloc'd PEM), or NULL (errno ENOENT if none). */
-char *registry_lookup(const char *dir, const char *name);
-/* The enrolled attestation key of 'name' (malloc'd PEM), or NULL (errno ENOENT if none). */
-char *registry_lookup_ak(const char *dir, const char *name);
+/* The enrolled identity certificate of 'name' (malloc'd PEM), or NULL with errno: ENOENT if
+ * none, EINVAL for a name that is not one, EIO when the store failed (logged). */
+char *registry_lookup(struct store *st, const char *name);
+/* The enrolled attestation key of 'name' (malloc'd PEM), or NULL with errno as registry_lookup
+ * (ENOENT: not enrolled, or enrolled without one). */
+char *registry_lookup_ak(struct store *st, const char *name);
 
 /* ---- nonces (nonce.c) ------------------------------------------------------------------ */
 
@@ -275,21 +287,21 @@ int nonce_sweep(struct service *s, int64_t now_ms);
 /* ---- reference measurements (reference.c) --------------------------------------------- */
 
 /*
- * Records a reference from 'json' (meas_log_json's output) as
- * references/<label>.json after checking that it folds into its register.
- * 'label' NULL: the first 12 hex digits of the register. The label used goes to
- * 'label_out' (64 bytes). 0 or a gd_err with 'why'.
+ * Records a reference from 'json' (meas_log_json's output) in the store
+ * after checking that it folds into its register; a label recorded already is
+ * refused. 'label' NULL: the first 12 hex digits of the register. The label
+ * used goes to 'label_out' (64 bytes). 0 or a gd_err with 'why'.
  */
-int reference_add(const char *dir, const char *json, size_t len, const char *label,
+int reference_add(struct store *st, const char *json, size_t len, const char *label,
 		  char label_out[64], char *why, size_t cap);
 /* Lists "<label> <items> <register>" one a line, sorted by label. 0 or a gd_err. */
-int reference_list(const char *dir, FILE *out, char *why, size_t cap);
-int reference_remove(const char *dir, const char *label, char *why, size_t cap);
+int reference_list(struct store *st, FILE *out, char *why, size_t cap);
+int reference_remove(struct store *st, const char *label, char *why, size_t cap);
 /*
- * Loads every references/<label>.json, sorted by label (malloc'd array, *n
- * items; unreadable files are logged and skipped). 0 or a gd_err.
+ * Loads every reference of the store, sorted by label (malloc'd array, *n
+ * items; ones that do not parse are logged and skipped). 0 or a gd_err.
  */
-int reference_load_all(const char *dir, struct service_reference **out, size_t *n);
+int reference_load_all(struct store *st, struct service_reference **out, size_t *n);
 /*
  * Compares 'log' with the references: REASON_OK if one equals it,
  * REASON_NO_REFERENCE if there are none, else REASON_MEASUREMENT_MISMATCH with
@@ -370,9 +382,20 @@ int release_publish_main(int argc, char **argv);
 int release_status_main(int argc, char **argv);
 /*
  * Records what 'dev' runs, from the swversion of evidence just accepted ("0.1.0+u7": bundle
- * version 7), in devices/<dev>.installed.json with 'now_ms'. 0 or a gd_err.
+ * version 7), in the store (store_installed_put) with 'now_ms'. 0 or a gd_err.
  */
-int registry_record_installed(const char *dir, const char *dev, const char *swversion,
+int registry_record_installed(struct store *st, const char *dev, const char *swversion,
 			      int64_t now_ms);
+
+/* ---- moving to a database store (migrate.c) -------------------------------------------------- */
+
+/*
+ * Copies what the files store of 'dir' holds into the store 'to' (a database): devices with
+ * their attestation keys and what they run, references, the unexpired certificates issued and
+ * revoked, and the failure reports. What 'to' holds already the same is left as it is, so a
+ * second run copies nothing; one line of how many of each were copied goes to 'out'.
+ * 0 or a gd_err with 'why'.
+ */
+int service_migrate_import(const char *dir, struct store *to, FILE *out, char *why, size_t cap);
 
 #endif

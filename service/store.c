@@ -176,6 +176,18 @@ int store_cert_revoked(struct store *st, int64_t now_s, struct store_revoked **o
 	DISPATCH(cert_revoked, now_s, out, n, why, cap);
 }
 
+int store_cert_list(struct store *st, const char *dev, int64_t now_s, struct store_cert **out,
+		    size_t *n, char *why, size_t cap)
+{
+	DISPATCH(cert_list, dev, now_s, out, n, why, cap);
+}
+
+int store_cert_import(struct store *st, const char *dev, const struct store_cert *c, char *why,
+		      size_t cap)
+{
+	DISPATCH(cert_import, dev, c, why, cap);
+}
+
 int store_report_update(struct store *st, const char *dev, store_merge_fn *merge, void *ctx,
 			char *why, size_t cap)
 {

@@ -125,6 +125,26 @@ int store_cert_revoke_device(struct store *st, const char *dev, enum store_revok
 int store_cert_revoked(struct store *st, int64_t now_s, struct store_revoked **out, size_t *n,
 		       char *why, size_t cap);
 
+/* One certificate issued to a device, as the store keeps it (store_cert_list, _import). */
+struct store_cert {
+	uint8_t serial[16];
+	int64_t not_after_s;		 /* UTC seconds */
+	int64_t revoked_s;		 /* UTC seconds; 0: in force */
+	enum store_revoke_reason reason; /* when revoked */
+};
+
+/* The unexpired certificates issued to 'dev' at 'now_s', in the order issued (malloc'd, *n).
+ * For `migrate --import-files` (added to the interface by it). */
+int store_cert_list(struct store *st, const char *dev, int64_t now_s, struct store_cert **out,
+		    size_t *n, char *why, size_t cap);
+/*
+ * Records 'c', issued to 'dev', as it is (revoked or in force), unless the store knows its
+ * serial already; revokes nothing else. 1 recorded, 0 known already, or a negative gd_err.
+ * For `migrate --import-files`, which copies a files store into a database idempotently.
+ */
+int store_cert_import(struct store *st, const char *dev, const struct store_cert *c, char *why,
+		      size_t cap);
+
 /* ---- failure reports -------------------------------------------------------------------- */
 
 /*

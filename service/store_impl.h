@@ -37,6 +37,11 @@ struct store_ops {
 				  size_t cap);
 	int (*cert_revoked)(struct store *st, int64_t now_s, struct store_revoked **out, size_t *n,
 			    char *why, size_t cap);
+	/* Added by migrate (store.h): NULL in a backend that cannot (then import says so). */
+	int (*cert_list)(struct store *st, const char *dev, int64_t now_s, struct store_cert **out,
+			 size_t *n, char *why, size_t cap);
+	int (*cert_import)(struct store *st, const char *dev, const struct store_cert *c, char *why,
+			   size_t cap);
 	int (*report_update)(struct store *st, const char *dev, store_merge_fn *merge, void *ctx,
 			     char *why, size_t cap);
 	int (*report_get)(struct store *st, const char *dev, char **json, char *why, size_t cap);

@@ -1,4 +1,1090 @@
-/* store_sqlite.c: the sqlite backend of the store (store.h). */
+/* store_sqlite.c: the SQLite backend of the store (store.h): one database file in WAL mode that
+ * every instance and CLI command on the host opens, each with its own connection. */
+#include <errno.h>
+#include <fcntl.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <sqlite3.h>
+
+#include "../base/base.h"
 #include "store_impl.h"
 
-const struct store_ops store_sqlite_ops = { .name = "sqlite" };
+#define SQLITE_DEFAULT_FILE "service.db"
+/* How long a statement waits for another process's write transaction before it gives up with
+ * "database is locked": every write here is a few row changes, held for well under a
+ * millisecond, so this is only reached when something holds the database far longer (a `sqlite3`
+ * shell left inside BEGIN, a stuck process). */
+#define SQLITE_BUSY_MS 5000
+
+/*
+ * The synchronous level. In WAL mode, what a committed transaction survives:
+ *   OFF     a crash of the process (the WAL is in the kernel's page cache), not a power loss:
+ *           that may lose the last transactions and, without the WAL's fsync before a
+ *           checkpoint, leave the database corrupt;
+ *   NORMAL  a crash of the process; on power loss the last transactions since the previous
+ *           checkpoint may be rolled back, but the database stays consistent (the WAL is synced
+ *           before each checkpoint, not at each commit);
+ *   FULL    both: the WAL is synced at every commit;
+ *   EXTRA   as FULL (it adds a directory sync in the rollback-journal modes, not in WAL).
+ * What must survive is a consumed nonce and the record of an issued certificate: both must
+ * survive a crash of the process, which every level gives. Measured on this machine
+ * (bench/bench_store.c: nonce_consume + cert_issued + installed_put triples per second, one
+ * connection, ext4 on a virtual disk, 2 cores shared with other jobs, load average about 4, so
+ * ranges over runs of 3 to 5 s): OFF 12,900 to 20,300, NORMAL 7,900 to 12,600, FULL 1,000 to
+ * 2,800, EXTRA 140 to 2,800; FULL for the certificate transactions only (NORMAL for the rest)
+ * 750 to 2,500, no better than FULL throughout: a sync per triple costs what three do here.
+ * Chosen: NORMAL. It keeps every commit across a crash of the process, five times as fast as
+ * FULL. What a power loss may cost with it, the last commits before the cut: a nonce consumed
+ * then could be used once more within its TTL (by someone who captured the evidence and cut
+ * the power), and a certificate issued then would not be revoked as superseded when the
+ * device's next one is issued (it stays valid to its notAfter, as it was meant to be).
+ * GUARDIAN_SQLITE_SYNCHRONOUS=off|normal|full|extra sets another level (FULL: a host whose
+ * power is not to be trusted; the benchmark compares them with it).
+ */
+#define SYNC_ENV "GUARDIAN_SQLITE_SYNCHRONOUS"
+
+/* A certificate counts as expired SKEW_S after its notAfter, for a broker whose clock is behind
+ * (the service's SERVICE_SKEW_S; the files backend's too): 'now' in the statements below is
+ * the caller's now_s less this. */
+#define SKEW_S 60
+
+/* The statements kept prepared for the life of the connection. */
+enum stmt_id {
+	ST_DEVICE_GET,
+	ST_DEVICE_PUT,
+	ST_DEVICE_LIST,
+	ST_INSTALLED_PUT,
+	ST_INSTALLED_GET,
+	ST_NONCE_INSERT,
+	ST_NONCE_TAG,
+	ST_NONCE_SWEEP,
+	ST_REF_PUT,
+	ST_REF_REMOVE,
+	ST_REF_ALL,
+	ST_GEN_BUMP,
+	ST_GEN_GET,
+	ST_CERT_FORGET_DEV,
+	ST_CERT_INSERT,
+	ST_CERT_REVOKE,
+	ST_CERT_FORGET_ALL,
+	ST_CERT_REVOKED,
+	ST_CERT_LIST,
+	ST_CERT_IMPORT,
+	ST_REPORT_GET,
+	ST_REPORT_PUT,
+	ST_REPORT_LIST,
+	ST_BEGIN,
+	ST_COMMIT,
+	ST_ROLLBACK,
+	ST_COUNT
+};
+
+static const char *const stmt_sql[ST_COUNT] = {
+	[ST_DEVICE_GET] = "SELECT cert, ak FROM devices WHERE name = ?1",
+	[ST_DEVICE_PUT] = "INSERT INTO devices (name, cert, ak) VALUES (?1, ?2, ?3) "
+			  "ON CONFLICT (name) DO UPDATE SET cert = excluded.cert, "
+			  "ak = coalesce(excluded.ak, ak)",
+	[ST_DEVICE_LIST] = "SELECT name FROM devices ORDER BY name",
+	[ST_INSTALLED_PUT] = "UPDATE devices SET installed = ?2 WHERE name = ?1",
+	[ST_INSTALLED_GET] = "SELECT installed FROM devices WHERE name = ?1",
+	[ST_NONCE_INSERT] = "INSERT INTO nonces (nonce, ts_ms, tag) VALUES (?1, ?2, ?3)",
+	[ST_NONCE_TAG] = "SELECT tag FROM nonces WHERE nonce = ?1",
+	[ST_NONCE_SWEEP] = "DELETE FROM nonces WHERE ts_ms < ?1",
+	[ST_REF_PUT] = "INSERT OR REPLACE INTO \"references\" (label, json) VALUES (?1, ?2)",
+	[ST_REF_REMOVE] = "DELETE FROM \"references\" WHERE label = ?1",
+	[ST_REF_ALL] = "SELECT label, json FROM \"references\" ORDER BY label",
+	[ST_GEN_BUMP] = "UPDATE reference_generation SET value = value + 1",
+	[ST_GEN_GET] = "SELECT value FROM reference_generation",
+	[ST_CERT_FORGET_DEV] = "DELETE FROM certs WHERE dev = ?1 AND not_after_s < ?2",
+	[ST_CERT_INSERT] = "INSERT INTO certs (serial, dev, not_after_s) VALUES (?1, ?2, ?3)",
+	[ST_CERT_REVOKE] = "UPDATE certs SET revoked_s = ?3, reason = ?4 WHERE dev = ?1 AND "
+			   "revoked_s IS NULL AND not_after_s >= ?2",
+	[ST_CERT_FORGET_ALL] = "DELETE FROM certs WHERE not_after_s < ?1",
+	[ST_CERT_REVOKED] = "SELECT serial, not_after_s, revoked_s, reason, dev FROM certs "
+			    "WHERE revoked_s IS NOT NULL ORDER BY revoked_s, serial",
+	[ST_CERT_LIST] = "SELECT serial, not_after_s, revoked_s, reason FROM certs WHERE dev = ?1 "
+			 "AND not_after_s >= ?2 ORDER BY id",
+	[ST_CERT_IMPORT] = "INSERT INTO certs (serial, dev, not_after_s, revoked_s, reason) "
+			   "VALUES (?1, ?2, ?3, ?4, ?5) ON CONFLICT (serial) DO NOTHING",
+	[ST_REPORT_GET] = "SELECT json FROM reports WHERE dev = ?1",
+	[ST_REPORT_PUT] = "INSERT OR REPLACE INTO reports (dev, json) VALUES (?1, ?2)",
+	[ST_REPORT_LIST] = "SELECT dev FROM reports ORDER BY dev",
+	[ST_BEGIN] = "BEGIN IMMEDIATE",
+	[ST_COMMIT] = "COMMIT",
+	[ST_ROLLBACK] = "ROLLBACK",
+};
+
+/*
+ * Schema version 1. The version is the database's user_version, set in the transaction that
+ * makes the tables. Certificates are kept until they expire, revoked or not: the CRL lists a
+ * revoked one until its notAfter, even past STORE_MAX_PER_DEVICE newer ones (every earlier
+ * certificate of a device is revoked when a newer one is issued, so the cap would otherwise
+ * take revoked certificates off the CRL).
+ */
+static const char schema_v1[] =
+	"CREATE TABLE devices (name TEXT PRIMARY KEY, cert TEXT NOT NULL, ak TEXT, installed TEXT);"
+	"CREATE TABLE nonces (nonce BLOB PRIMARY KEY, ts_ms INTEGER NOT NULL, tag BLOB NOT NULL)"
+	" WITHOUT ROWID;"
+	"CREATE INDEX nonces_ts ON nonces (ts_ms);"
+	"CREATE TABLE \"references\" (label TEXT PRIMARY KEY, json TEXT NOT NULL);"
+	"CREATE TABLE reference_generation (value INTEGER NOT NULL);"
+	"INSERT INTO reference_generation (value) VALUES (1);"
+	"CREATE TABLE certs (id INTEGER PRIMARY KEY, serial BLOB NOT NULL UNIQUE,"
+	" dev TEXT NOT NULL, not_after_s INTEGER NOT NULL, revoked_s INTEGER, reason INTEGER);"
+	"CREATE INDEX certs_dev ON certs (dev);"
+	"CREATE TABLE reports (dev TEXT PRIMARY KEY, json TEXT NOT NULL);"
+	"PRAGMA user_version = 1;";
+
+struct sqlite_store {
+	sqlite3 *db;
+	char *path; /* the database file, for the messages */
+	sqlite3_stmt *stmt[ST_COUNT];
+};
+
+static struct sqlite_store *impl(struct store *st)
+{
+	return st->impl;
+}
+
+/* The sentence for the failure of 'what' (sqlite3 result 'rc'), and the gd_err for it. */
+static int fail(struct sqlite_store *ss, int rc, const char *what, char *why, size_t cap)
+{
+	int primary = rc & 0xff;
+
+	if (primary == SQLITE_BUSY || primary == SQLITE_LOCKED) {
+		gd_whyf(why, cap,
+			"%s: %s: database is locked: another process kept a write transaction "
+			"open past the %d ms busy timeout",
+			ss->path, what, SQLITE_BUSY_MS);
+		return GD_EIO;
+	}
+	gd_whyf(why, cap, "%s: %s: %s", ss->path, what,
+		ss->db != NULL ? sqlite3_errmsg(ss->db) : sqlite3_errstr(rc));
+	return primary == SQLITE_NOMEM ? GD_ENOMEM : GD_EIO;
+}
+
+/* The prepared statement 'id', reset with its bindings cleared; NULL with 'why' set. */
+static sqlite3_stmt *stmt(struct sqlite_store *ss, enum stmt_id id, char *why, size_t cap)
+{
+	sqlite3_stmt *s = ss->stmt[id];
+	int rc;
+
+	if (s != NULL) {
+		sqlite3_reset(s);
+		sqlite3_clear_bindings(s);
+		return s;
+	}
+	rc = sqlite3_prepare_v3(ss->db, stmt_sql[id], -1, SQLITE_PREPARE_PERSISTENT, &s, NULL);
+	if (rc != SQLITE_OK) {
+		fail(ss, rc, "cannot prepare a statement", why, cap);
+		return NULL;
+	}
+	ss->stmt[id] = s;
+	return s;
+}
+
+/* Steps 's' to its end (a statement with no row). 0 or a gd_err. */
+static int run(struct sqlite_store *ss, sqlite3_stmt *s, const char *what, char *why, size_t cap)
+{
+	int rc = sqlite3_step(s);
+
+	sqlite3_reset(s);
+	if (rc == SQLITE_DONE || rc == SQLITE_ROW)
+		return 0;
+	return fail(ss, rc, what, why, cap);
+}
+
+/* Runs the kept statement 'id' with no bindings. 0 or a gd_err. */
+static int run_id(struct sqlite_store *ss, enum stmt_id id, const char *what, char *why, size_t cap)
+{
+	sqlite3_stmt *s = stmt(ss, id, why, cap);
+
+	return s == NULL ? GD_EIO : run(ss, s, what, why, cap);
+}
+
+static int bind_text(struct sqlite_store *ss, sqlite3_stmt *s, int i, const char *text, char *why,
+		     size_t cap)
+{
+	int rc = text == NULL ? sqlite3_bind_null(s, i)
+			      : sqlite3_bind_text(s, i, text, -1, SQLITE_STATIC);
+
+	return rc == SQLITE_OK ? 0 : fail(ss, rc, "cannot bind", why, cap);
+}
+
+static int bind_blob(struct sqlite_store *ss, sqlite3_stmt *s, int i, const void *p, int n,
+		     char *why, size_t cap)
+{
+	int rc = sqlite3_bind_blob(s, i, p, n, SQLITE_STATIC);
+
+	return rc == SQLITE_OK ? 0 : fail(ss, rc, "cannot bind", why, cap);
+}
+
+static int bind_int(struct sqlite_store *ss, sqlite3_stmt *s, int i, int64_t v, char *why,
+		    size_t cap)
+{
+	int rc = sqlite3_bind_int64(s, i, v);
+
+	return rc == SQLITE_OK ? 0 : fail(ss, rc, "cannot bind", why, cap);
+}
+
+/* A malloc'd copy of text column 'i' of the current row into *out (NULL for SQL NULL). */
+static int column_dup(sqlite3_stmt *s, int i, char **out, char *why, size_t cap)
+{
+	const unsigned char *t = sqlite3_column_text(s, i);
+
+	*out = NULL;
+	if (t == NULL)
+		return 0;
+	*out = strdup((const char *)t);
+	if (*out == NULL) {
+		gd_whyf(why, cap, "out of memory");
+		return GD_ENOMEM;
+	}
+	return 0;
+}
+
+/* The write transaction: BEGIN IMMEDIATE takes the write lock now (waiting up to the busy
+ * timeout), so that no statement inside it can meet SQLITE_BUSY half way. */
+static int tx_begin(struct sqlite_store *ss, char *why, size_t cap)
+{
+	return run_id(ss, ST_BEGIN, "cannot begin a transaction", why, cap);
+}
+
+/* Commits when 'rc' is 0, else rolls back. 'rc', or the commit's failure. */
+static int tx_end(struct sqlite_store *ss, int rc, char *why, size_t cap)
+{
+	if (rc == 0) {
+		rc = run_id(ss, ST_COMMIT, "cannot commit", why, cap);
+		if (rc != 0 && sqlite3_get_autocommit(ss->db) == 0)
+			run_id(ss, ST_ROLLBACK, "cannot roll back", NULL, 0);
+	} else if (sqlite3_get_autocommit(ss->db) == 0) {
+		run_id(ss, ST_ROLLBACK, "cannot roll back", NULL, 0);
+	}
+	return rc;
+}
+
+/* An array of the text column 0 of every row of 's' (already bound). */
+static int collect_strings(struct sqlite_store *ss, sqlite3_stmt *s, char ***out, size_t *n,
+			   char *why, size_t cap)
+{
+	char **v = NULL;
+	size_t len = 0, room = 0;
+	int rc = 0, step;
+
+	*out = NULL;
+	*n = 0;
+	while ((step = sqlite3_step(s)) == SQLITE_ROW) {
+		if (len == room) {
+			char **bigger = realloc(v, (room = room ? room * 2 : 16) * sizeof(*v));
+
+			if (bigger == NULL) {
+				gd_whyf(why, cap, "out of memory");
+				rc = GD_ENOMEM;
+				goto fail;
+			}
+			v = bigger;
+		}
+		rc = column_dup(s, 0, &v[len], why, cap);
+		if (rc != 0)
+			goto fail;
+		len++;
+	}
+	if (step != SQLITE_DONE) {
+		rc = fail(ss, step, "cannot read", why, cap);
+		goto fail;
+	}
+	sqlite3_reset(s);
+	*out = v;
+	*n = len;
+	return 0;
+fail:
+	sqlite3_reset(s);
+	store_strings_free(v, len);
+	return rc;
+}
+
+/* ---- open, schema ----------------------------------------------------------------------- */
+
+static int user_version(struct sqlite_store *ss, int *version, char *why, size_t cap)
+{
+	sqlite3_stmt *s = NULL;
+	int rc = sqlite3_prepare_v2(ss->db, "PRAGMA user_version", -1, &s, NULL);
+
+	if (rc == SQLITE_OK && (rc = sqlite3_step(s)) == SQLITE_ROW) {
+		*version = sqlite3_column_int(s, 0);
+		rc = SQLITE_OK;
+	}
+	sqlite3_finalize(s);
+	return rc == SQLITE_OK ? 0 : fail(ss, rc, "cannot read the schema version", why, cap);
+}
+
+static int exec(struct sqlite_store *ss, const char *sql, const char *what, char *why, size_t cap)
+{
+	int rc = sqlite3_exec(ss->db, sql, NULL, NULL, NULL);
+
+	return rc == SQLITE_OK ? 0 : fail(ss, rc, what, why, cap);
+}
+
+/* Makes the schema, or brings it to STORE_SCHEMA_VERSION, in one transaction. */
+static int schema_make(struct sqlite_store *ss, char *why, size_t cap)
+{
+	int version, rc;
+
+	rc = exec(ss, "BEGIN IMMEDIATE", "cannot begin a transaction", why, cap);
+	if (rc != 0)
+		return rc;
+	/* Read inside the transaction: another `migrate` may have made it meanwhile. */
+	rc = user_version(ss, &version, why, cap);
+	if (rc == 0 && version > STORE_SCHEMA_VERSION) {
+		gd_whyf(why, cap,
+			"%s: schema version %d, newer than this build's %d: use a newer "
+			"guardian-service",
+			ss->path, version, STORE_SCHEMA_VERSION);
+		rc = GD_ECONFIG;
+	}
+	if (rc == 0 && version == 0)
+		rc = exec(ss, schema_v1, "cannot make the schema", why, cap);
+	/* Upgrades from version 1 onwards go here, one step at a time. */
+	if (rc == 0)
+		return exec(ss, "COMMIT", "cannot commit the schema", why, cap);
+	sqlite3_exec(ss->db, "ROLLBACK", NULL, NULL, NULL);
+	return rc;
+}
+
+/* Refuses a schema this build does not read. */
+static int schema_check(struct sqlite_store *ss, const char *dir, char *why, size_t cap)
+{
+	int version, rc = user_version(ss, &version, why, cap);
+
+	if (rc != 0)
+		return rc;
+	if (version > STORE_SCHEMA_VERSION) {
+		gd_whyf(why, cap,
+			"%s: schema version %d, newer than this build's %d: use a newer "
+			"guardian-service",
+			ss->path, version, STORE_SCHEMA_VERSION);
+		return GD_ECONFIG;
+	}
+	if (version < STORE_SCHEMA_VERSION) {
+		gd_whyf(why, cap,
+			"%s: schema version %d, this build needs %d: run guardian-service migrate "
+			"-d %s",
+			ss->path, version, STORE_SCHEMA_VERSION, dir);
+		return GD_ECONFIG;
+	}
+	return 0;
+}
+
+/* The synchronous level from SYNC_ENV, or NULL for NORMAL (GD_ECONFIG if not a level). */
+static int sync_level(const char **level, char *why, size_t cap)
+{
+	static const char *const levels[] = { "off", "normal", "full", "extra" };
+	const char *v = getenv(SYNC_ENV);
+
+	*level = NULL;
+	if (v == NULL || *v == '\0')
+		return 0;
+	for (size_t i = 0; i < sizeof(levels) / sizeof(levels[0]); i++) {
+		if (strcmp(v, levels[i]) == 0) {
+			*level = levels[i];
+			return 0;
+		}
+	}
+	gd_whyf(why, cap,
+		"%s=\"%s\": not a synchronous level (expected off, normal, full or extra)",
+		SYNC_ENV, v);
+	return GD_ECONFIG;
+}
+
+/* Opens (with 'create', makes) the file; 0600 when made here, and its -wal and -shm with it. */
+static int db_open(struct sqlite_store *ss, bool create, char *why, size_t cap)
+{
+	int flags = SQLITE_OPEN_READWRITE | SQLITE_OPEN_NOMUTEX, rc;
+
+	if (create) {
+		int fd = open(ss->path, O_RDWR | O_CREAT | O_CLOEXEC, 0600);
+
+		if (fd < 0) {
+			gd_whyf(why, cap, "%s: cannot create: %s", ss->path, strerror(errno));
+			return GD_EIO;
+		}
+		close(fd);
+	}
+	rc = sqlite3_open_v2(ss->path, &ss->db, flags, NULL);
+	if (rc != SQLITE_OK)
+		return fail(ss, rc, "cannot open", why, cap);
+	sqlite3_extended_result_codes(ss->db, 1);
+	sqlite3_busy_timeout(ss->db, SQLITE_BUSY_MS);
+	return 0;
+}
+
+/* The journal mode WAL (persistent in the file: set once, read after). */
+static int wal_on(struct sqlite_store *ss, char *why, size_t cap)
+{
+	sqlite3_stmt *s = NULL;
+	bool wal = false;
+	int rc = sqlite3_prepare_v2(ss->db, "PRAGMA journal_mode", -1, &s, NULL);
+
+	if (rc == SQLITE_OK && (rc = sqlite3_step(s)) == SQLITE_ROW) {
+		wal = strcmp((const char *)sqlite3_column_text(s, 0), "wal") == 0;
+		rc = SQLITE_OK;
+	}
+	sqlite3_finalize(s);
+	if (rc != SQLITE_OK)
+		return fail(ss, rc, "cannot read the journal mode", why, cap);
+	if (wal)
+		return 0;
+	return exec(ss, "PRAGMA journal_mode = WAL", "cannot set the journal mode to WAL", why,
+		    cap);
+}
+
+static void sqlite_close(struct store *st)
+{
+	struct sqlite_store *ss = impl(st);
+
+	if (ss == NULL)
+		return;
+	for (int i = 0; i < ST_COUNT; i++)
+		sqlite3_finalize(ss->stmt[i]);
+	sqlite3_close(ss->db);
+	free(ss->path);
+	free(ss);
+	st->impl = NULL;
+}
+
+static int sqlite_open(struct store *st, const struct store_config *cfg, bool create, char *why,
+		       size_t cap)
+{
+	struct sqlite_store *ss = calloc(1, sizeof(*ss));
+	const char *level;
+	char pragma[64];
+	int rc;
+
+	if (ss == NULL) {
+		gd_whyf(why, cap, "out of memory");
+		return GD_ENOMEM;
+	}
+	st->impl = ss;
+	ss->path = gd_path_resolve(st->dir, cfg->path != NULL ? cfg->path : SQLITE_DEFAULT_FILE);
+	if (ss->path == NULL) {
+		gd_whyf(why, cap, "out of memory");
+		rc = GD_ENOMEM;
+		goto out;
+	}
+	rc = sync_level(&level, why, cap);
+	if (rc != 0)
+		goto out;
+	if (!create && access(ss->path, F_OK) != 0 && errno == ENOENT) {
+		gd_whyf(why, cap,
+			"%s: schema version 0, this build needs %d: run guardian-service "
+			"migrate -d %s (there is no database yet)",
+			ss->path, STORE_SCHEMA_VERSION, st->dir);
+		rc = GD_ECONFIG;
+		goto out;
+	}
+	rc = db_open(ss, create, why, cap);
+	/* Refused before anything is written (WAL mode writes the header of an empty file). */
+	if (rc == 0 && !create)
+		rc = schema_check(ss, st->dir, why, cap);
+	if (rc == 0)
+		rc = wal_on(ss, why, cap);
+	if (rc == 0) {
+		snprintf(pragma, sizeof(pragma), "PRAGMA synchronous = %s",
+			 level != NULL ? level : "NORMAL");
+		rc = exec(ss, pragma, "cannot set synchronous", why, cap);
+	}
+	if (rc == 0 && create)
+		rc = schema_make(ss, why, cap);
+	if (rc == 0 && create)
+		rc = schema_check(ss, st->dir, why, cap);
+out:
+	if (rc != 0)
+		sqlite_close(st);
+	return rc;
+}
+
+static int sqlite_schema_version(struct store *st, int *version, char *why, size_t cap)
+{
+	return user_version(impl(st), version, why, cap);
+}
+
+/* ---- devices ---------------------------------------------------------------------------- */
+
+static int sqlite_device_get(struct store *st, const char *name, char **cert_pem, char **ak_pem,
+			     char *why, size_t cap)
+{
+	struct sqlite_store *ss = impl(st);
+	sqlite3_stmt *s = stmt(ss, ST_DEVICE_GET, why, cap);
+	char *cert = NULL, *ak = NULL;
+	int rc, step;
+
+	if (cert_pem != NULL)
+		*cert_pem = NULL;
+	if (ak_pem != NULL)
+		*ak_pem = NULL;
+	if (s == NULL)
+		return GD_EIO;
+	rc = bind_text(ss, s, 1, name, why, cap);
+	if (rc != 0)
+		return rc;
+	step = sqlite3_step(s);
+	if (step == SQLITE_DONE) {
+		rc = STORE_NOTFOUND;
+	} else if (step != SQLITE_ROW) {
+		rc = fail(ss, step, "cannot read a device", why, cap);
+	} else {
+		if (cert_pem != NULL)
+			rc = column_dup(s, 0, &cert, why, cap);
+		if (rc == 0 && ak_pem != NULL)
+			rc = column_dup(s, 1, &ak, why, cap);
+	}
+	sqlite3_reset(s);
+	if (rc != 0) {
+		free(cert);
+		free(ak);
+		return rc;
+	}
+	if (cert_pem != NULL)
+		*cert_pem = cert;
+	if (ak_pem != NULL)
+		*ak_pem = ak;
+	return 0;
+}
+
+static int sqlite_device_put(struct store *st, const char *name, const char *cert_pem,
+			     const char *ak_pem, char *why, size_t cap)
+{
+	struct sqlite_store *ss = impl(st);
+	sqlite3_stmt *s = stmt(ss, ST_DEVICE_PUT, why, cap);
+	int rc;
+
+	if (s == NULL)
+		return GD_EIO;
+	if ((rc = bind_text(ss, s, 1, name, why, cap)) != 0 ||
+	    (rc = bind_text(ss, s, 2, cert_pem, why, cap)) != 0 ||
+	    (rc = bind_text(ss, s, 3, ak_pem, why, cap)) != 0)
+		return rc;
+	return run(ss, s, "cannot record a device", why, cap);
+}
+
+static int sqlite_device_list(struct store *st, char ***names, size_t *n, char *why, size_t cap)
+{
+	struct sqlite_store *ss = impl(st);
+	sqlite3_stmt *s = stmt(ss, ST_DEVICE_LIST, why, cap);
+
+	*names = NULL;
+	*n = 0;
+	return s == NULL ? GD_EIO : collect_strings(ss, s, names, n, why, cap);
+}
+
+static int sqlite_installed_put(struct store *st, const char *name, const char *json, char *why,
+				size_t cap)
+{
+	struct sqlite_store *ss = impl(st);
+	sqlite3_stmt *s = stmt(ss, ST_INSTALLED_PUT, why, cap);
+	int rc;
+
+	if (s == NULL)
+		return GD_EIO;
+	if ((rc = bind_text(ss, s, 1, name, why, cap)) != 0 ||
+	    (rc = bind_text(ss, s, 2, json, why, cap)) != 0)
+		return rc;
+	rc = run(ss, s, "cannot record what a device runs", why, cap);
+	if (rc == 0 && sqlite3_changes(ss->db) == 0) {
+		gd_whyf(why, cap, "%s: no device \"%s\" to record what it runs for", ss->path,
+			name);
+		rc = GD_EINVAL;
+	}
+	return rc;
+}
+
+static int sqlite_installed_get(struct store *st, const char *name, char **json, char *why,
+				size_t cap)
+{
+	struct sqlite_store *ss = impl(st);
+	sqlite3_stmt *s = stmt(ss, ST_INSTALLED_GET, why, cap);
+	int rc = 0, step;
+
+	*json = NULL;
+	if (s == NULL)
+		return GD_EIO;
+	if ((rc = bind_text(ss, s, 1, name, why, cap)) != 0)
+		return rc;
+	step = sqlite3_step(s);
+	if (step == SQLITE_ROW)
+		rc = column_dup(s, 0, json, why, cap);
+	else if (step != SQLITE_DONE)
+		rc = fail(ss, step, "cannot read what a device runs", why, cap);
+	sqlite3_reset(s);
+	if (rc == 0 && *json == NULL)
+		rc = STORE_NOTFOUND;
+	return rc;
+}
+
+/* ---- nonces ----------------------------------------------------------------------------- */
+
+static int sqlite_nonce_consume(struct store *st, const uint8_t nonce[NONCE_LEN], int64_t ts_ms,
+				const uint8_t tag[16], bool *duplicate, char *why, size_t cap)
+{
+	struct sqlite_store *ss = impl(st);
+	sqlite3_stmt *s = stmt(ss, ST_NONCE_INSERT, why, cap);
+	int rc, step;
+
+	*duplicate = false;
+	if (s == NULL)
+		return GD_EIO;
+	if ((rc = bind_blob(ss, s, 1, nonce, NONCE_LEN, why, cap)) != 0 ||
+	    (rc = bind_int(ss, s, 2, ts_ms, why, cap)) != 0 ||
+	    (rc = bind_blob(ss, s, 3, tag, 16, why, cap)) != 0)
+		return rc;
+	/* The primary key decides: of any number of inserts of one nonce, one commits. */
+	step = sqlite3_step(s);
+	sqlite3_reset(s);
+	if (step == SQLITE_DONE)
+		return 0;
+	if ((step & 0xff) != SQLITE_CONSTRAINT)
+		return fail(ss, step, "cannot consume a nonce", why, cap);
+	s = stmt(ss, ST_NONCE_TAG, why, cap);
+	if (s == NULL)
+		return GD_EIO;
+	if ((rc = bind_blob(ss, s, 1, nonce, NONCE_LEN, why, cap)) != 0)
+		return rc;
+	step = sqlite3_step(s);
+	if (step == SQLITE_ROW) {
+		*duplicate = sqlite3_column_bytes(s, 0) == 16 &&
+			     memcmp(sqlite3_column_blob(s, 0), tag, 16) == 0;
+	} else if (step != SQLITE_DONE) { /* DONE: swept meanwhile; still used */
+		rc = fail(ss, step, "cannot read a used nonce", why, cap);
+	}
+	sqlite3_reset(s);
+	return rc != 0 ? rc : STORE_USED;
+}
+
+static int sqlite_nonce_sweep(struct store *st, int64_t before_ms, char *why, size_t cap)
+{
+	struct sqlite_store *ss = impl(st);
+	sqlite3_stmt *s = stmt(ss, ST_NONCE_SWEEP, why, cap);
+	int rc;
+
+	if (s == NULL)
+		return GD_EIO;
+	if ((rc = bind_int(ss, s, 1, before_ms, why, cap)) != 0)
+		return rc;
+	rc = run(ss, s, "cannot forget old nonces", why, cap);
+	return rc != 0 ? rc : sqlite3_changes(ss->db);
+}
+
+/* ---- reference measurements ------------------------------------------------------------- */
+
+static int sqlite_reference_put(struct store *st, const char *label, const char *json, char *why,
+				size_t cap)
+{
+	struct sqlite_store *ss = impl(st);
+	sqlite3_stmt *s;
+	int rc = tx_begin(ss, why, cap);
+
+	if (rc != 0)
+		return rc;
+	s = stmt(ss, ST_REF_PUT, why, cap);
+	if (s == NULL)
+		rc = GD_EIO;
+	if (rc == 0 && (rc = bind_text(ss, s, 1, label, why, cap)) == 0 &&
+	    (rc = bind_text(ss, s, 2, json, why, cap)) == 0)
+		rc = run(ss, s, "cannot record a reference", why, cap);
+	if (rc == 0)
+		rc = run_id(ss, ST_GEN_BUMP, "cannot count a reference change", why, cap);
+	return tx_end(ss, rc, why, cap);
+}
+
+static int sqlite_reference_remove(struct store *st, const char *label, char *why, size_t cap)
+{
+	struct sqlite_store *ss = impl(st);
+	sqlite3_stmt *s;
+	int rc = tx_begin(ss, why, cap);
+	bool gone = false;
+
+	if (rc != 0)
+		return rc;
+	s = stmt(ss, ST_REF_REMOVE, why, cap);
+	if (s == NULL)
+		rc = GD_EIO;
+	if (rc == 0 && (rc = bind_text(ss, s, 1, label, why, cap)) == 0)
+		rc = run(ss, s, "cannot remove a reference", why, cap);
+	if (rc == 0) {
+		gone = sqlite3_changes(ss->db) > 0;
+		if (gone)
+			rc = run_id(ss, ST_GEN_BUMP, "cannot count a reference change", why, cap);
+	}
+	rc = tx_end(ss, rc, why, cap);
+	return rc == 0 && !gone ? STORE_NOTFOUND : rc;
+}
+
+static int sqlite_reference_all(struct store *st, char ***labels, char ***jsons, size_t *n,
+				char *why, size_t cap)
+{
+	struct sqlite_store *ss = impl(st);
+	sqlite3_stmt *s = stmt(ss, ST_REF_ALL, why, cap);
+	char **l = NULL, **j = NULL;
+	size_t len = 0, room = 0;
+	int rc = 0, step;
+
+	*labels = *jsons = NULL;
+	*n = 0;
+	if (s == NULL)
+		return GD_EIO;
+	while ((step = sqlite3_step(s)) == SQLITE_ROW) {
+		if (len == room) {
+			size_t more = room ? room * 2 : 16;
+			char **bl = realloc(l, more * sizeof(*l)), **bj;
+
+			if (bl != NULL)
+				l = bl;
+			bj = bl != NULL ? realloc(j, more * sizeof(*j)) : NULL;
+			if (bj == NULL) {
+				gd_whyf(why, cap, "out of memory");
+				rc = GD_ENOMEM;
+				break;
+			}
+			j = bj;
+			room = more;
+		}
+		l[len] = j[len] = NULL;
+		len++;
+		if ((rc = column_dup(s, 0, &l[len - 1], why, cap)) != 0 ||
+		    (rc = column_dup(s, 1, &j[len - 1], why, cap)) != 0)
+			break;
+	}
+	if (rc == 0 && step != SQLITE_DONE)
+		rc = fail(ss, step, "cannot read the references", why, cap);
+	sqlite3_reset(s);
+	if (rc != 0) {
+		store_strings_free(l, len);
+		store_strings_free(j, len);
+		return rc;
+	}
+	*labels = l;
+	*jsons = j;
+	*n = len;
+	return 0;
+}
+
+static int sqlite_reference_generation(struct store *st, uint64_t *gen, char *why, size_t cap)
+{
+	struct sqlite_store *ss = impl(st);
+	sqlite3_stmt *s = stmt(ss, ST_GEN_GET, why, cap);
+	int step;
+
+	*gen = 0;
+	if (s == NULL)
+		return GD_EIO;
+	step = sqlite3_step(s);
+	if (step == SQLITE_ROW)
+		*gen = (uint64_t)sqlite3_column_int64(s, 0);
+	sqlite3_reset(s);
+	if (step != SQLITE_ROW)
+		return fail(ss, step, "cannot read the reference generation", why, cap);
+	return 0;
+}
+
+/* ---- issued certificates ---------------------------------------------------------------- */
+
+/* Revokes the unexpired, unrevoked certificates of 'dev' at 'now_s'. How many, or a gd_err. */
+static int certs_revoke(struct sqlite_store *ss, const char *dev, enum store_revoke_reason reason,
+			int64_t now_s, char *why, size_t cap)
+{
+	sqlite3_stmt *s = stmt(ss, ST_CERT_REVOKE, why, cap);
+	int rc;
+
+	if (s == NULL)
+		return GD_EIO;
+	if ((rc = bind_text(ss, s, 1, dev, why, cap)) != 0 ||
+	    (rc = bind_int(ss, s, 2, now_s - SKEW_S, why, cap)) != 0 ||
+	    (rc = bind_int(ss, s, 3, now_s, why, cap)) != 0 ||
+	    (rc = bind_int(ss, s, 4, reason, why, cap)) != 0)
+		return rc;
+	rc = run(ss, s, "cannot revoke certificates", why, cap);
+	return rc != 0 ? rc : sqlite3_changes(ss->db);
+}
+
+static int sqlite_cert_issued(struct store *st, const char *dev, const uint8_t serial[16],
+			      int64_t not_after_s, int64_t now_s, char *why, size_t cap)
+{
+	struct sqlite_store *ss = impl(st);
+	sqlite3_stmt *s;
+	int rc = tx_begin(ss, why, cap), revoked = 0;
+
+	if (rc != 0)
+		return rc;
+	revoked = certs_revoke(ss, dev, STORE_REVOKE_SUPERSEDED, now_s, why, cap);
+	rc = revoked < 0 ? revoked : 0;
+	if (rc == 0) {
+		s = stmt(ss, ST_CERT_FORGET_DEV, why, cap);
+		if (s == NULL)
+			rc = GD_EIO;
+		else if ((rc = bind_text(ss, s, 1, dev, why, cap)) == 0 &&
+			 (rc = bind_int(ss, s, 2, now_s - SKEW_S, why, cap)) == 0)
+			rc = run(ss, s, "cannot forget expired certificates", why, cap);
+	}
+	if (rc == 0) {
+		s = stmt(ss, ST_CERT_INSERT, why, cap);
+		if (s == NULL)
+			rc = GD_EIO;
+		else if ((rc = bind_blob(ss, s, 1, serial, 16, why, cap)) == 0 &&
+			 (rc = bind_text(ss, s, 2, dev, why, cap)) == 0 &&
+			 (rc = bind_int(ss, s, 3, not_after_s, why, cap)) == 0)
+			rc = run(ss, s, "cannot record an issued certificate", why, cap);
+	}
+	rc = tx_end(ss, rc, why, cap);
+	return rc != 0 ? rc : revoked;
+}
+
+static int sqlite_cert_revoke_device(struct store *st, const char *dev,
+				     enum store_revoke_reason reason, int64_t now_s, char *why,
+				     size_t cap)
+{
+	struct sqlite_store *ss = impl(st);
+	int rc = tx_begin(ss, why, cap), revoked;
+
+	if (rc != 0)
+		return rc;
+	revoked = certs_revoke(ss, dev, reason, now_s, why, cap);
+	rc = tx_end(ss, revoked < 0 ? revoked : 0, why, cap);
+	return rc != 0 ? rc : revoked;
+}
+
+static int sqlite_cert_revoked(struct store *st, int64_t now_s, struct store_revoked **out,
+			       size_t *n, char *why, size_t cap)
+{
+	struct sqlite_store *ss = impl(st);
+	struct store_revoked *v = NULL;
+	size_t len = 0, room = 0;
+	sqlite3_stmt *s;
+	int rc = tx_begin(ss, why, cap), step = SQLITE_DONE;
+
+	*out = NULL;
+	*n = 0;
+	if (rc != 0)
+		return rc;
+	s = stmt(ss, ST_CERT_FORGET_ALL, why, cap);
+	if (s == NULL)
+		rc = GD_EIO;
+	else if ((rc = bind_int(ss, s, 1, now_s - SKEW_S, why, cap)) == 0)
+		rc = run(ss, s, "cannot forget expired certificates", why, cap);
+	s = rc == 0 ? stmt(ss, ST_CERT_REVOKED, why, cap) : NULL;
+	if (rc == 0 && s == NULL)
+		rc = GD_EIO;
+	while (rc == 0 && (step = sqlite3_step(s)) == SQLITE_ROW) {
+		struct store_revoked *e;
+
+		if (len == room) {
+			struct store_revoked *bigger =
+				realloc(v, (room = room ? room * 2 : 64) * sizeof(*v));
+
+			if (bigger == NULL) {
+				gd_whyf(why, cap, "out of memory");
+				rc = GD_ENOMEM;
+				break;
+			}
+			v = bigger;
+		}
+		e = &v[len++];
+		memset(e, 0, sizeof(*e));
+		if (sqlite3_column_bytes(s, 0) == (int)sizeof(e->serial))
+			memcpy(e->serial, sqlite3_column_blob(s, 0), sizeof(e->serial));
+		e->not_after_s = sqlite3_column_int64(s, 1);
+		e->revoked_s = sqlite3_column_int64(s, 2);
+		e->reason = (enum store_revoke_reason)sqlite3_column_int(s, 3);
+		snprintf(e->dev, sizeof(e->dev), "%s", (const char *)sqlite3_column_text(s, 4));
+	}
+	if (rc == 0 && step != SQLITE_DONE)
+		rc = fail(ss, step, "cannot read the revoked certificates", why, cap);
+	if (s != NULL)
+		sqlite3_reset(s);
+	rc = tx_end(ss, rc, why, cap);
+	if (rc != 0) {
+		free(v);
+		return rc;
+	}
+	*out = v;
+	*n = len;
+	return 0;
+}
+
+static int sqlite_cert_list(struct store *st, const char *dev, int64_t now_s,
+			    struct store_cert **out, size_t *n, char *why, size_t cap)
+{
+	struct sqlite_store *ss = impl(st);
+	sqlite3_stmt *s = stmt(ss, ST_CERT_LIST, why, cap);
+	struct store_cert *v = NULL;
+	size_t len = 0, room = 0;
+	int rc = 0, step = SQLITE_DONE;
+
+	*out = NULL;
+	*n = 0;
+	if (s == NULL)
+		return GD_EIO;
+	if ((rc = bind_text(ss, s, 1, dev, why, cap)) != 0 ||
+	    (rc = bind_int(ss, s, 2, now_s - SKEW_S, why, cap)) != 0)
+		return rc;
+	while ((step = sqlite3_step(s)) == SQLITE_ROW) {
+		struct store_cert *c;
+
+		if (len == room) {
+			struct store_cert *bigger =
+				realloc(v, (room = room ? room * 2 : 16) * sizeof(*v));
+
+			if (bigger == NULL) {
+				gd_whyf(why, cap, "out of memory");
+				rc = GD_ENOMEM;
+				break;
+			}
+			v = bigger;
+		}
+		c = &v[len++];
+		memset(c, 0, sizeof(*c));
+		if (sqlite3_column_bytes(s, 0) == (int)sizeof(c->serial))
+			memcpy(c->serial, sqlite3_column_blob(s, 0), sizeof(c->serial));
+		c->not_after_s = sqlite3_column_int64(s, 1);
+		c->revoked_s = sqlite3_column_int64(s, 2); /* NULL reads 0: in force */
+		c->reason = (enum store_revoke_reason)sqlite3_column_int(s, 3);
+	}
+	if (rc == 0 && step != SQLITE_DONE)
+		rc = fail(ss, step, "cannot read a device's certificates", why, cap);
+	sqlite3_reset(s);
+	if (rc != 0) {
+		free(v);
+		return rc;
+	}
+	*out = v;
+	*n = len;
+	return 0;
+}
+
+static int sqlite_cert_import(struct store *st, const char *dev, const struct store_cert *c,
+			      char *why, size_t cap)
+{
+	struct sqlite_store *ss = impl(st);
+	sqlite3_stmt *s = stmt(ss, ST_CERT_IMPORT, why, cap);
+	int rc;
+
+	if (s == NULL)
+		return GD_EIO;
+	if ((rc = bind_blob(ss, s, 1, c->serial, sizeof(c->serial), why, cap)) != 0 ||
+	    (rc = bind_text(ss, s, 2, dev, why, cap)) != 0 ||
+	    (rc = bind_int(ss, s, 3, c->not_after_s, why, cap)) != 0)
+		return rc;
+	if (c->revoked_s != 0 && ((rc = bind_int(ss, s, 4, c->revoked_s, why, cap)) != 0 ||
+				  (rc = bind_int(ss, s, 5, c->reason, why, cap)) != 0))
+		return rc;
+	rc = run(ss, s, "cannot import a certificate", why, cap);
+	return rc != 0 ? rc : sqlite3_changes(ss->db) > 0;
+}
+
+/* ---- failure reports -------------------------------------------------------------------- */
+
+static int sqlite_report_update(struct store *st, const char *dev, store_merge_fn *merge, void *ctx,
+				char *why, size_t cap)
+{
+	struct sqlite_store *ss = impl(st);
+	char *old = NULL, *next = NULL;
+	sqlite3_stmt *s;
+	int rc = tx_begin(ss, why, cap), step;
+
+	if (rc != 0)
+		return rc;
+	s = stmt(ss, ST_REPORT_GET, why, cap);
+	if (s == NULL)
+		rc = GD_EIO;
+	if (rc == 0 && (rc = bind_text(ss, s, 1, dev, why, cap)) == 0) {
+		step = sqlite3_step(s);
+		if (step == SQLITE_ROW)
+			rc = column_dup(s, 0, &old, why, cap);
+		else if (step != SQLITE_DONE)
+			rc = fail(ss, step, "cannot read a report", why, cap);
+		sqlite3_reset(s);
+	}
+	if (rc == 0) {
+		/* Inside the write transaction: no other instance changes the document meanwhile.
+		 */
+		rc = merge(old, &next, ctx, why, cap);
+		if (rc == 0 && next == NULL) {
+			gd_whyf(why, cap, "%s: the report of \"%s\": the merge gave no document",
+				ss->path, dev);
+			rc = GD_EINVAL;
+		}
+	}
+	if (rc == 0) {
+		s = stmt(ss, ST_REPORT_PUT, why, cap);
+		if (s == NULL)
+			rc = GD_EIO;
+		else if ((rc = bind_text(ss, s, 1, dev, why, cap)) == 0 &&
+			 (rc = bind_text(ss, s, 2, next, why, cap)) == 0)
+			rc = run(ss, s, "cannot record a report", why, cap);
+	}
+	rc = tx_end(ss, rc, why, cap);
+	free(old);
+	free(next);
+	return rc;
+}
+
+static int sqlite_report_get(struct store *st, const char *dev, char **json, char *why, size_t cap)
+{
+	struct sqlite_store *ss = impl(st);
+	sqlite3_stmt *s = stmt(ss, ST_REPORT_GET, why, cap);
+	int rc = 0, step;
+
+	*json = NULL;
+	if (s == NULL)
+		return GD_EIO;
+	if ((rc = bind_text(ss, s, 1, dev, why, cap)) != 0)
+		return rc;
+	step = sqlite3_step(s);
+	if (step == SQLITE_ROW)
+		rc = column_dup(s, 0, json, why, cap);
+	else if (step == SQLITE_DONE)
+		rc = STORE_NOTFOUND;
+	else
+		rc = fail(ss, step, "cannot read a report", why, cap);
+	sqlite3_reset(s);
+	return rc;
+}
+
+static int sqlite_report_list(struct store *st, char ***devs, size_t *n, char *why, size_t cap)
+{
+	struct sqlite_store *ss = impl(st);
+	sqlite3_stmt *s = stmt(ss, ST_REPORT_LIST, why, cap);
+
+	*devs = NULL;
+	*n = 0;
+	return s == NULL ? GD_EIO : collect_strings(ss, s, devs, n, why, cap);
+}
+
+const struct store_ops store_sqlite_ops = {
+	.name = "sqlite",
+	.open = sqlite_open,
+	.close = sqlite_close,
+	.schema_version = sqlite_schema_version,
+	.device_get = sqlite_device_get,
+	.device_put = sqlite_device_put,
+	.device_list = sqlite_device_list,
+	.installed_put = sqlite_installed_put,
+	.installed_get = sqlite_installed_get,
+	.nonce_consume = sqlite_nonce_consume,
+	.nonce_sweep = sqlite_nonce_sweep,
+	.reference_put = sqlite_reference_put,
+	.reference_remove = sqlite_reference_remove,
+	.reference_all = sqlite_reference_all,
+	.reference_generation = sqlite_reference_generation,
+	.cert_issued = sqlite_cert_issued,
+	.cert_revoke_device = sqlite_cert_revoke_device,
+	.cert_revoked = sqlite_cert_revoked,
+	.cert_list = sqlite_cert_list,
+	.cert_import = sqlite_cert_import,
+	.report_update = sqlite_report_update,
+	.report_get = sqlite_report_get,
+	.report_list = sqlite_report_list,
+};

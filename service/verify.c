@@ -1,12 +1,10 @@
 /* verify.c: the attestation protocol without MQTT: a nonce for a hello; for evidence, the checks
  * of PROTOCOL.md in order (TPM evidence for a device enrolled with an attestation key) and, when
  * all pass, the operational certificate. */
-#include <errno.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/stat.h>
 #include <time.h>
 
 #include <mbedtls/md.h>
@@ -45,30 +43,28 @@ int service_handle_hello(struct service *s, const char *dev, const char *json, s
 	return 0;
 }
 
-/* Loads references/ again when the directory changed (a reference added or removed). */
+/* Loads the references again when the store's generation moved (one added or removed). */
 static void refresh_references(struct service *s)
 {
 	struct service_reference *refs;
-	char path[4096];
-	struct stat st;
+	char why[512];
+	uint64_t gen;
 	size_t n;
 
-	snprintf(path, sizeof(path), "%s/references", s->dir);
-	if (stat(path, &st) != 0) {
-		memset(&st, 0, sizeof(st));
-	} else if (s->refs_loaded && st.st_mtim.tv_sec == s->refs_mtime.tv_sec &&
-		   st.st_mtim.tv_nsec == s->refs_mtime.tv_nsec) {
+	if (store_reference_generation(s->store, &gen, why, sizeof(why)) != 0) {
+		log_warnx(SERVICE_SUBSYS, "%s; keeping the references loaded", why);
 		return;
 	}
-	if (reference_load_all(s->dir, &refs, &n) != 0) {
-		log_warn(SERVICE_SUBSYS, "%s: cannot load the references; keeping the old ones",
-			 path);
+	if (s->refs_loaded && gen == s->refs_gen)
+		return;
+	if (reference_load_all(s->store, &refs, &n) != 0) {
+		log_warnx(SERVICE_SUBSYS, "cannot load the references; keeping the old ones");
 		return;
 	}
 	free(s->refs);
 	s->refs = refs;
 	s->nrefs = n;
-	s->refs_mtime = st.st_mtim;
+	s->refs_gen = gen;
 	s->refs_loaded = true;
 }
 
@@ -197,7 +193,7 @@ int service_verify(struct service *s, const char *dev, const char *json, size_t 
 	bool dup = false;
 	int64_t now_ms = s->now_ms(), now_s = now_ms / 1000;
 	uint64_t t0 = mono_ns(), t1;
-	int rc = 0, nonce_rc;
+	int rc = 0, nonce_rc, found;
 
 	*res = (struct attest_result){ .ok = false };
 	mbedtls_pk_init(&op_key);
@@ -219,23 +215,19 @@ int service_verify(struct service *s, const char *dev, const char *json, size_t 
 		       dev);
 		goto decided;
 	}
-	/* 2. enrolled */
-	cert = registry_lookup(s->dir, dev);
-	if (cert == NULL) {
-		if (errno != ENOENT && errno != EINVAL) {
-			log_warn(SERVICE_SUBSYS, "%s/devices/%s.crt: cannot read", s->dir, dev);
-			rc = GD_EIO;
-			goto out;
-		}
+	/* 2. enrolled: its certificate and attestation key, in one read of the store */
+	found = conf_valid_name(dev) && dev[0] != '.'
+			? store_device_get(s->store, dev, &cert, &ak, why, sizeof(why))
+			: STORE_NOTFOUND;
+	if (found < 0) {
+		log_warnx(SERVICE_SUBSYS, "%s: cannot read its enrollment: %s", dev, why);
+		rc = GD_EIO;
+		goto out;
+	}
+	if (found == STORE_NOTFOUND) {
 		refuse(res, REASON_UNKNOWN_DEVICE, "%s is not enrolled (guardian-service enroll)",
 		       dev);
 		goto decided;
-	}
-	ak = registry_lookup_ak(s->dir, dev);
-	if (ak == NULL && errno != ENOENT) {
-		log_warn(SERVICE_SUBSYS, "%s/devices/%s.ak.pem: cannot read", s->dir, dev);
-		rc = GD_EIO;
-		goto out;
 	}
 	/* 3. signed by the enrolled identity key, which the ueid names; with an attestation key,
 	 * quoted by it over these claims (the identity key then signs no evidence). A certificate
@@ -346,9 +338,8 @@ int service_verify(struct service *s, const char *dev, const char *json, size_t 
 	res->ok = true;
 	res->not_after = (now_s + s->cfg.lifetime_s) * 1000;
 	/* What it runs, for `release status`: the answer does not wait on it. */
-	if (registry_record_installed(s->dir, dev, ev->swversion, now_ms) != 0)
-		log_warn(SERVICE_SUBSYS, "%s: cannot record its version (%s) in %s/devices", dev,
-			 ev->swversion, s->dir);
+	if (registry_record_installed(s->store, dev, ev->swversion, now_ms) != 0)
+		log_warnx(SERVICE_SUBSYS, "%s: cannot record its version (%s)", dev, ev->swversion);
 	s->stats.issued++;
 	s->stats.decisions++;
 	goto out;

@@ -361,6 +361,58 @@ Test(cli, guardian_service_finds_its_command_after_options)
 	cr_expect_eq(h_count(h_path("cli.out"), h_build()), 0, "the path in:\n%s", OUT());
 }
 
+/* The store on the command line: init --store, migrate (--import-files), and their errors. */
+Test(cli, guardian_service_init_store_and_migrate)
+{
+	/* files, the default: migrate names it; there is no database to import into */
+	cr_expect_eq(gs("-d svc init"), 0, "%s", OUT());
+	cr_expect_eq(h_count(h_path("cli.out"), "store files"), 1, "%s", OUT());
+	cr_expect_eq(gs("-d svc migrate"), 0, "%s", OUT());
+	cr_expect_eq(h_count(h_path("cli.out"), "svc: store files, schema version 1"), 1, "%s",
+		     OUT());
+	cr_expect_eq(gs("-d svc migrate --import-files"), 1, "%s", OUT());
+	cr_expect_eq(h_count(h_path("cli.out"), "names the files store"), 1, "%s", OUT());
+
+	/* sqlite: init makes the database and its schema */
+	cr_expect_eq(gs("-d db init --store sqlite"), 0, "%s", OUT());
+	cr_expect_eq(access(h_path("db/service.db"), F_OK), 0, "init made no db/service.db");
+	cr_expect_eq(gs("migrate -d db"), 0, "%s", OUT());
+	cr_expect_eq(h_count(h_path("cli.out"), "db: store sqlite, schema version 1"), 1, "%s",
+		     OUT());
+	cr_expect_eq(gs("-d db reference list"), 0, "%s", OUT());
+
+	/* A files directory moved onto SQLite by hand, then imported: twice, the same */
+	cr_assert_eq(h_sh("cd '%s' && sed -i 's/^{/{\"store\":{\"backend\":\"sqlite\"},/' "
+			  "svc/service.json",
+			  h_dir()),
+		     0);
+	cr_expect_eq(gs("-d svc migrate --import-files"), 0, "%s", OUT());
+	cr_expect_eq(h_count(h_path("cli.out"), "svc: store sqlite, schema version 1"), 1, "%s",
+		     OUT());
+	cr_expect_eq(h_count(h_path("cli.out"), "imported from the files: 0 devices"), 1, "%s",
+		     OUT());
+	cr_expect_eq(gs("-d svc migrate --import-files"), 0, "%s", OUT());
+	cr_expect_eq(h_count(h_path("cli.out"), "imported from the files: 0 devices"), 1, "%s",
+		     OUT());
+
+	/* what the command line refuses */
+	cr_expect_eq(gs("-d x init --store mysql"), 2, "%s", OUT());
+	cr_expect_eq(h_count(h_path("cli.out"),
+			     "--store: unknown backend \"mysql\" (expected one of files, sqlite, "
+			     "postgresql)"),
+		     1, "%s", OUT());
+	cr_expect_eq(gs("-d x init --store postgresql"), 2, "%s", OUT());
+	cr_expect_eq(h_count(h_path("cli.out"), "needs --conninfo"), 1, "%s", OUT());
+	cr_expect_eq(gs("-d x init --conninfo dbname=guardian"), 2, "%s", OUT());
+	cr_expect_eq(h_count(h_path("cli.out"), "--conninfo is for --store postgresql"), 1, "%s",
+		     OUT());
+	cr_expect_eq(access(h_path("x"), F_OK), -1, "a refused init made its directory");
+	cr_expect_eq(gs("-d svc crl --store sqlite"), 2, "%s", OUT());
+	cr_expect_eq(gs("-d svc crl --import-files"), 2, "%s", OUT());
+	cr_expect_eq(gs("migrate --help"), 0, "%s", OUT());
+	cr_expect(strncmp(OUT(), "usage: guardian-service migrate -d DIR", 38) == 0, "%s", OUT());
+}
+
 /* A sandbox user that does not exist: run would refuse before anything starts, so check does. */
 Test(cli, check_refuses_a_sandbox_user_that_does_not_exist)
 {

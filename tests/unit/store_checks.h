@@ -16,5 +16,13 @@ void store_check_reports(struct store *st);	/* update merge, refusal changes not
  * pipe, consume one nonce: exactly one wins, the others see STORE_USED.
  */
 void store_check_nonce_race(const char *dir, const struct store_config *cfg);
+/* What is put through one handle is there after a close and an open (without 'create'). */
+void store_check_reopen(const char *dir, const struct store_config *cfg);
+/* Two handles open at once on one store: each sees the other's writes, the generation too. */
+void store_check_two_handles(const char *dir, const struct store_config *cfg);
+/* 16 processes issue 10 certificates each to one device at once: all but one superseded. */
+void store_check_cert_race(const char *dir, const struct store_config *cfg);
+/* 8 processes count up one report document 10 times each at once: no update lost. */
+void store_check_report_race(const char *dir, const struct store_config *cfg);
 
 #endif

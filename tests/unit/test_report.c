@@ -16,6 +16,7 @@
 #include "../../base/base.h"
 #include "../../guardian/report.h"
 #include "../../service/report.h"
+#include "../../service/store.h"
 
 #define T0 1763744523000LL
 
@@ -396,8 +397,15 @@ static cJSON *service_doc(const char *dev)
 
 static int store(const char *dev, const char *doc)
 {
+	static const struct store_config files = { .backend = STORE_FILES };
+	struct store *st = NULL;
 	char why[512] = "";
-	int rc = service_report_store(dir, dev, doc, strlen(doc), T0, why, sizeof(why));
+	int rc;
+
+	/* The files store of the service, on the test's directory: reports/<dev>.json. */
+	cr_assert_eq(store_open(dir, &files, false, &st, why, sizeof(why)), 0, "%s", why);
+	rc = service_report_store(st, dev, doc, strlen(doc), T0, why, sizeof(why));
+	store_close(st);
 
 	if (rc != 0)
 		cr_log_info("refused: %s", why);

@@ -23,6 +23,7 @@
 #include <mbedtls/x509_crl.h>
 #include <mbedtls/x509_csr.h>
 
+#include "../../service/report.h"
 #include "../../service/service.h"
 #include "fake_quote.h"
 
@@ -60,8 +61,23 @@ static int remove_one(const char *path, const struct stat *st, int flag, struct 
 	return remove(path);
 }
 
+/* The store of svc_dir, opened on first use (after init), closed at teardown. */
+static struct store *tstore;
+
+static struct store *test_store(void)
+{
+	char why[512] = "";
+
+	if (tstore == NULL)
+		cr_assert_eq(service_store_open(svc_dir, false, &tstore, why, sizeof(why)), 0,
+			     "store: %s", why);
+	return tstore;
+}
+
 static void teardown(void)
 {
+	store_close(tstore);
+	tstore = NULL;
 	nftw(tmp, remove_one, 16, FTW_DEPTH | FTW_PHYS);
 	mbedtls_ctr_drbg_free(&drbg);
 	mbedtls_entropy_free(&entropy);
@@ -180,8 +196,8 @@ static void record_reference(const struct meas_log *log, const char *label)
 	char *json = meas_log_json(log), out[64], why[512] = "";
 
 	cr_assert_not_null(json);
-	cr_assert_eq(reference_add(svc_dir, json, strlen(json), label, out, why, sizeof(why)), 0,
-		     "reference add: %s", why);
+	cr_assert_eq(reference_add(test_store(), json, strlen(json), label, out, why, sizeof(why)),
+		     0, "reference add: %s", why);
 	free(json);
 }
 
@@ -469,35 +485,36 @@ Test(service, reference_add_list_remove)
 	service_free(new_service());
 	sample_log(&log, 0x22);
 	json = meas_log_json(&log);
-	cr_assert_eq(reference_add(svc_dir, json, strlen(json), NULL, label, why, sizeof(why)), 0,
-		     "%s", why);
+	cr_assert_eq(reference_add(test_store(), json, strlen(json), NULL, label, why, sizeof(why)),
+		     0, "%s", why);
 	gd_hex_encode(log.reg, 32, reg_hex);
 	cr_assert_eq(strlen(label), 12);
 	cr_assert_eq(strncmp(label, reg_hex, 12), 0);
-	cr_assert_neq(reference_add(svc_dir, json, strlen(json), NULL, label, why, sizeof(why)), 0,
-		      "the same label twice");
+	cr_assert_neq(
+		reference_add(test_store(), json, strlen(json), NULL, label, why, sizeof(why)), 0,
+		"the same label twice");
 	cr_assert(strstr(why, "exists") != NULL, "%s", why);
 	free(json);
 
 	/* a log whose register is not its fold */
 	log.reg[0] ^= 1;
 	json = meas_log_json(&log);
-	cr_assert_neq(reference_add(svc_dir, json, strlen(json), "bad", label, why, sizeof(why)),
-		      0);
+	cr_assert_neq(
+		reference_add(test_store(), json, strlen(json), "bad", label, why, sizeof(why)), 0);
 	cr_assert(strstr(why, "fold") != NULL, "%s", why);
 	free(json);
-	cr_assert_neq(reference_add(svc_dir, "{}", 2, "x", label, why, sizeof(why)), 0);
+	cr_assert_neq(reference_add(test_store(), "{}", 2, "x", label, why, sizeof(why)), 0);
 
 	out = fmemopen(listing, sizeof(listing), "w");
-	cr_assert_eq(reference_list(svc_dir, out, why, sizeof(why)), 0);
+	cr_assert_eq(reference_list(test_store(), out, why, sizeof(why)), 0);
 	fclose(out);
 	cr_assert(strstr(listing, " 4 ") != NULL, "%s", listing);
 	cr_assert(strstr(listing, reg_hex) != NULL, "%s", listing);
-	cr_assert_eq(
-		reference_remove(svc_dir, listing[0] ? strtok(listing, " ") : "", why, sizeof(why)),
-		0, "%s", why);
-	cr_assert_neq(reference_remove(svc_dir, "nothing-here", why, sizeof(why)), 0);
-	cr_assert_neq(reference_remove(svc_dir, "../service", why, sizeof(why)), 0);
+	cr_assert_eq(reference_remove(test_store(), listing[0] ? strtok(listing, " ") : "", why,
+				      sizeof(why)),
+		     0, "%s", why);
+	cr_assert_neq(reference_remove(test_store(), "nothing-here", why, sizeof(why)), 0);
+	cr_assert_neq(reference_remove(test_store(), "../service", why, sizeof(why)), 0);
 }
 
 /* ---- the verify pipeline ------------------------------------------------------------------ */
@@ -1381,8 +1398,9 @@ Test(service_tpm, enroll_with_an_attestation_key)
 	cr_assert_neq(registry_enroll_ak(s, csr, d.cert_pem, false, name, &cert, why, sizeof(why)),
 		      0, "a certificate is not a public key");
 	cr_assert_null(cert);
-	cr_assert_null(registry_lookup(svc_dir, "press-09"), "a device was enrolled all the same");
-	cr_assert_null(registry_lookup_ak(svc_dir, "press-09"));
+	cr_assert_null(registry_lookup(test_store(), "press-09"),
+		       "a device was enrolled all the same");
+	cr_assert_null(registry_lookup_ak(test_store(), "press-09"));
 	cr_assert_eq(errno, ENOENT);
 
 	/* the same identity and key again: fine; another key: needs --replace */
@@ -1760,7 +1778,7 @@ Test(service_tpm, the_effective_log_holds_the_last_policy)
 	/* reverted (the pending one refused): the first policy again, extended a third time */
 	cr_assert_eq(meas_add(&log, "policy", "/etc/guardian/policy.json", log.items[2].sha256), 0);
 	memcpy(t.pcr_value, log.reg, 32);
-	cr_assert_eq(reference_remove(svc_dir, "policy-2", why, sizeof(why)), 0, "%s", why);
+	cr_assert_eq(reference_remove(test_store(), "policy-2", why, sizeof(why)), 0, "%s", why);
 	env = tpm_envelope(s, &d, &t, &log);
 	expect_ok(s, d.name, env);
 	free(env);
@@ -1783,7 +1801,7 @@ Test(service_tpm, a_device_without_an_attestation_key_is_verified_as_before)
 
 	device_new(&d, "press-08");
 	device_enroll(s, &d);
-	cr_assert_null(registry_lookup_ak(svc_dir, d.name));
+	cr_assert_null(registry_lookup_ak(test_store(), d.name));
 	sample_log(&log, 0x22);
 	record_reference(&log, "release-1");
 	tpm_sim_new(&t, &log);
@@ -1962,5 +1980,257 @@ Test(service, the_operational_certificate_is_written_as_issue_cert_writes_it)
 	mbedtls_x509_crt_free(&b);
 	mbedtls_x509_crt_free(&op_ca);
 	mbedtls_pk_free(&op);
+	service_free(s);
+}
+
+/* ---- the store: service.json, init, migrate ------------------------------------------------ */
+
+/* Sets "store" in the service.json of svc_dir to 'store_json' (NULL: none). */
+static void set_store(const char *store_json)
+{
+	char path[256], *text;
+	cJSON *root;
+
+	snprintf(path, sizeof(path), "%s/%s", svc_dir, SERVICE_CONFIG_FILE);
+	text = gd_read_file(path);
+	cr_assert_not_null(text, "%s: %s", path, strerror(errno));
+	root = cJSON_Parse(text);
+	free(text);
+	cr_assert_not_null(root);
+	cJSON_DeleteItemFromObjectCaseSensitive(root, "store");
+	if (store_json != NULL) {
+		cJSON *store = cJSON_Parse(store_json);
+
+		cr_assert_not_null(store, "%s", store_json);
+		cJSON_AddItemToObject(root, "store", store);
+	}
+	text = cJSON_Print(root);
+	cr_assert_eq(gd_write_file_atomic(path, text, strlen(text), 0644), 0);
+	free(text);
+	cJSON_Delete(root);
+}
+
+/* service_config_load of svc_dir: its result; the first error in 'err' ("" if none). */
+static int load_config(struct service_config *cfg, char *err, size_t cap)
+{
+	struct conf c;
+	int rc;
+
+	conf_init(&c, SERVICE_CONFIG_FILE);
+	rc = service_config_load(svc_dir, cfg, &c);
+	snprintf(err, cap, "%s", c.nerrors > 0 && c.errors[0] != NULL ? c.errors[0] : "");
+	conf_release(&c);
+	return rc;
+}
+
+Test(service, the_store_of_service_json)
+{
+	struct service_config cfg;
+	char err[1024], want[256];
+
+	service_free(new_service());
+	/* none: the files of the directory, as before the store */
+	cr_assert_eq(load_config(&cfg, err, sizeof(err)), 0, "%s", err);
+	cr_assert_eq(cfg.store.backend, STORE_FILES);
+	cr_assert_null(cfg.store.path);
+	cr_assert_null(cfg.store.conninfo);
+	service_config_release(&cfg);
+
+	/* sqlite: service.db in the directory unless "path" says otherwise, resolved against it */
+	set_store("{\"backend\":\"sqlite\"}");
+	cr_assert_eq(load_config(&cfg, err, sizeof(err)), 0, "%s", err);
+	cr_assert_eq(cfg.store.backend, STORE_SQLITE);
+	snprintf(want, sizeof(want), "%s/service.db", svc_dir);
+	cr_assert_str_eq(cfg.store.path, want);
+	service_config_release(&cfg);
+	cr_assert_null(cfg.store.path, "service_config_release left the path");
+	set_store("{\"backend\":\"sqlite\",\"path\":\"db/fleet.db\"}");
+	cr_assert_eq(load_config(&cfg, err, sizeof(err)), 0, "%s", err);
+	snprintf(want, sizeof(want), "%s/db/fleet.db", svc_dir);
+	cr_assert_str_eq(cfg.store.path, want);
+	service_config_release(&cfg);
+	set_store("{\"backend\":\"sqlite\",\"path\":\"/var/lib/guardian/fleet.db\"}");
+	cr_assert_eq(load_config(&cfg, err, sizeof(err)), 0, "%s", err);
+	cr_assert_str_eq(cfg.store.path, "/var/lib/guardian/fleet.db");
+	service_config_release(&cfg);
+
+	/* postgresql: the connection string, kept through a write and a load */
+	set_store("{\"backend\":\"postgresql\",\"conninfo\":\"host=/tmp dbname=guardian\"}");
+	cr_assert_eq(load_config(&cfg, err, sizeof(err)), 0, "%s", err);
+	cr_assert_eq(cfg.store.backend, STORE_POSTGRES);
+	cr_assert_str_eq(cfg.store.conninfo, "host=/tmp dbname=guardian");
+	cr_assert_null(cfg.store.path);
+	cr_assert_eq(service_config_write(svc_dir, &cfg), 0);
+	service_config_release(&cfg);
+	cr_assert_null(cfg.store.conninfo, "service_config_release left the conninfo");
+	cr_assert_eq(load_config(&cfg, err, sizeof(err)), 0, "%s", err);
+	cr_assert_eq(cfg.store.backend, STORE_POSTGRES);
+	cr_assert_str_eq(cfg.store.conninfo, "host=/tmp dbname=guardian");
+	service_config_release(&cfg);
+}
+
+Test(service, a_wrong_store_is_refused_naming_the_key)
+{
+	static const struct {
+		const char *store;
+		const char *words[3]; /* each in the error */
+	} bad[] = {
+		{ "{\"backend\":\"mysql\"}",
+		  { ": store.backend: ", "\"mysql\"", "files, sqlite, postgresql" } },
+		{ "{\"backend\":\"postgresql\"}",
+		  { ": store.conninfo: ", "required", "postgresql" } },
+		{ "{\"backend\":\"sqlite\",\"conninfo\":\"dbname=g\"}",
+		  { ": store.conninfo: ", "only for backend \"postgresql\"", "\"sqlite\"" } },
+		{ "{\"backend\":\"files\",\"conninfo\":\"dbname=g\"}",
+		  { ": store.conninfo: ", "only for backend \"postgresql\"", "\"files\"" } },
+		{ "{\"backend\":\"postgresql\",\"conninfo\":\"dbname=g\",\"path\":\"x.db\"}",
+		  { ": store.path: ", "only for backend \"sqlite\"", "\"postgresql\"" } },
+		{ "{\"path\":\"x.db\"}", { ": store.backend: ", "", "" } },
+		{ "{\"backend\":\"sqlite\",\"pathh\":\"x.db\"}",
+		  { ": store.pathh: ", "unknown", "" } },
+		{ "\"sqlite\"", { ": store: ", "object", "" } },
+		{ "{\"backend\":7}", { ": store.backend: ", "files, sqlite, postgresql", "" } },
+	};
+	struct service_config cfg;
+	char err[1024];
+	struct service *s = NULL;
+
+	service_free(new_service());
+	for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+		set_store(bad[i].store);
+		cr_assert_eq(load_config(&cfg, err, sizeof(err)), GD_ECONFIG, "%s was accepted",
+			     bad[i].store);
+		cr_assert_null(cfg.store.path);
+		cr_assert_null(cfg.store.conninfo);
+		for (size_t w = 0; w < 3; w++)
+			cr_assert(strstr(err, bad[i].words[w]) != NULL,
+				  "%s: \"%s\" does not say \"%s\"", bad[i].store, err,
+				  bad[i].words[w]);
+		/* and the service does not start on it, saying the same */
+		cr_assert_neq(service_open(svc_dir, &s, err, sizeof(err)), 0);
+		cr_assert_null(s);
+		cr_assert(strstr(err, bad[i].words[0]) != NULL, "service_open: %s", err);
+	}
+}
+
+/* The files of one device, one reference, one report, two certificates (one revoked). */
+static void fill_files_store(struct service *s, struct device *d)
+{
+	struct meas_log log;
+	char why[512] = "";
+	char *cert;
+
+	device_new(d, "press-07");
+	device_enroll(s, d);
+	sample_log(&log, 0x22);
+	record_reference(&log, "release-1");
+	free(attest_ok(s, d, &log));
+	free(attest_ok(s, d, &log)); /* supersedes the first */
+	cr_assert_eq(
+		service_report_store(s->store, d->name,
+				     "{\"device\":\"press-07\",\"boot\":\"aa\",\"kind\":"
+				     "\"crash\",\"key\":\"k\",\"text\":\"t\",\"first_ts\":1,"
+				     "\"last_ts\":2,\"count\":1,\"seq\":1}",
+				     strlen("{\"device\":\"press-07\",\"boot\":\"aa\",\"kind\":"
+					    "\"crash\",\"key\":\"k\",\"text\":\"t\",\"first_ts\":"
+					    "1,\"last_ts\":2,\"count\":1,\"seq\":1}"),
+				     test_clock(), why, sizeof(why)),
+		0, "%s", why);
+	cert = registry_lookup(s->store, d->name);
+	cr_assert_not_null(cert);
+	free(cert);
+}
+
+/* `migrate --import-files` (service_migrate_import) from the files into SQLite: everything
+ * copied, then nothing on a second run. Needs the SQLite backend (service/store_sqlite.c). */
+Test(service, migrate_imports_the_files_into_sqlite_once)
+{
+	struct service *s = new_service(), *db = NULL;
+	struct store_revoked *revoked = NULL;
+	struct device d;
+	char why[512] = "", out[1024] = "", want[512], *cert, *installed = NULL;
+	size_t n = 0;
+	FILE *f;
+
+	fill_files_store(s, &d);
+	/* The same directory on SQLite: made by migrate (create), empty until the import. */
+	set_store("{\"backend\":\"sqlite\"}");
+	store_close(tstore);
+	tstore = NULL;
+	cr_assert_eq(service_store_open(svc_dir, true, &tstore, why, sizeof(why)), 0, "%s", why);
+	cr_assert_null(registry_lookup(tstore, d.name), "the new database has a device already");
+
+	f = fmemopen(out, sizeof(out), "w");
+	cr_assert_eq(service_migrate_import(svc_dir, tstore, f, why, sizeof(why)), 0, "%s", why);
+	fclose(f);
+	snprintf(want, sizeof(want),
+		 "%s: imported from the files: 1 device, 1 installed record, 1 reference, 2 "
+		 "certificates, 1 revocation, 1 report document\n",
+		 svc_dir);
+	cr_assert_str_eq(out, want);
+
+	/* A second run: the same, nothing copied. */
+	memset(out, 0, sizeof(out));
+	f = fmemopen(out, sizeof(out), "w");
+	cr_assert_eq(service_migrate_import(svc_dir, tstore, f, why, sizeof(why)), 0, "%s", why);
+	fclose(f);
+	snprintf(want, sizeof(want),
+		 "%s: imported from the files: 0 devices, 0 installed records, 0 references, 0 "
+		 "certificates, 0 revocations, 0 report documents\n",
+		 svc_dir);
+	cr_assert_str_eq(out, want);
+
+	/* What the database holds: the device, what it runs, the revocation. */
+	cert = registry_lookup(tstore, d.name);
+	cr_assert_not_null(cert, "the device was not imported");
+	cr_assert_str_eq(cert, d.cert_pem);
+	free(cert);
+	cr_assert_eq(store_installed_get(tstore, d.name, &installed, why, sizeof(why)), 0, "%s",
+		     why);
+	cr_assert(strstr(installed, "\"swversion\"") != NULL, "%s", installed);
+	free(installed);
+	cr_assert_eq(
+		store_cert_revoked(tstore, test_clock() / 1000, &revoked, &n, why, sizeof(why)), 0,
+		"%s", why);
+	cr_assert_eq(n, 1, "%zu revoked in the database, expected the superseded one", n);
+	cr_assert_str_eq(revoked[0].dev, d.name);
+	free(revoked);
+
+	/* A service on the database verifies the device against the imported reference, and
+	 * its new certificate supersedes the imported one in force. */
+	service_free(s);
+	cr_assert_eq(service_open(svc_dir, &db, why, sizeof(why)), 0, "%s", why);
+	db->now_ms = test_clock;
+	{
+		struct meas_log log;
+
+		sample_log(&log, 0x22);
+		free(attest_ok(db, &d, &log));
+	}
+	cr_assert(db->crl_stale, "the imported certificate in force was not superseded");
+	cr_assert_eq(revoke_publish(db), 2);
+	device_free(&d);
+	service_free(db);
+}
+
+Test(service, init_makes_the_store_it_is_told)
+{
+	struct service_init_opts opts = { .lifetime_s = LIFETIME_S,
+					  .nonce_ttl_s = TTL_S,
+					  .store = STORE_SQLITE };
+	struct service_config cfg;
+	struct service *s = NULL;
+	char why[512] = "", err[512], path[256];
+	int version = -1;
+
+	cr_assert_eq(service_init_dir(svc_dir, &opts, why, sizeof(why)), 0, "init: %s", why);
+	cr_assert_eq(load_config(&cfg, err, sizeof(err)), 0, "%s", err);
+	cr_assert_eq(cfg.store.backend, STORE_SQLITE);
+	service_config_release(&cfg);
+	snprintf(path, sizeof(path), "%s/service.db", svc_dir);
+	cr_assert_eq(access(path, F_OK), 0, "init made no %s", path);
+	cr_assert_eq(service_open(svc_dir, &s, why, sizeof(why)), 0, "%s", why);
+	cr_assert_eq(store_schema_version(s->store, &version, why, sizeof(why)), 0, "%s", why);
+	cr_assert_eq(version, STORE_SCHEMA_VERSION);
 	service_free(s);
 }

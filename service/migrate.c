@@ -1,0 +1,195 @@
+/* migrate.c: `guardian-service migrate --import-files`: what the files store of a service
+ * directory holds, copied into a database store, idempotently. */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "service.h"
+
+#define UNCHANGED 2 /* a merge's "the same already": nothing written */
+
+/* Counts of what was copied. */
+struct import_counts {
+	size_t devices, installed, references, certificates, revocations, reports;
+};
+
+/* Whether two strings, either NULL, are the same. */
+static bool same_text(const char *a, const char *b)
+{
+	return (a == NULL && b == NULL) || (a != NULL && b != NULL && strcmp(a, b) == 0);
+}
+
+/* Each enrolled device, its attestation key and what it runs. */
+static int import_devices(struct store *from, struct store *to, struct import_counts *n, char *why,
+			  size_t cap)
+{
+	char **names = NULL;
+	size_t count = 0;
+	int rc = store_device_list(from, &names, &count, why, cap);
+
+	for (size_t i = 0; rc == 0 && i < count; i++) {
+		char *cert = NULL, *ak = NULL, *have_cert = NULL, *have_ak = NULL;
+		char *inst = NULL, *have_inst = NULL;
+
+		rc = store_device_get(from, names[i], &cert, &ak, why, cap);
+		if (rc == STORE_NOTFOUND) { /* removed since the listing */
+			rc = 0;
+			continue;
+		}
+		if (rc == 0)
+			rc = store_device_get(to, names[i], &have_cert, &have_ak, why, cap);
+		if (rc == STORE_NOTFOUND)
+			rc = 0;
+		if (rc == 0 && (!same_text(cert, have_cert) || !same_text(ak, have_ak))) {
+			rc = store_device_put(to, names[i], cert, ak, why, cap);
+			n->devices += rc == 0;
+		}
+		if (rc == 0)
+			rc = store_installed_get(from, names[i], &inst, why, cap);
+		if (rc == 0)
+			rc = store_installed_get(to, names[i], &have_inst, why, cap);
+		if (rc == STORE_NOTFOUND)
+			rc = 0;
+		if (rc == 0 && inst != NULL && !same_text(inst, have_inst)) {
+			rc = store_installed_put(to, names[i], inst, why, cap);
+			n->installed += rc == 0;
+		}
+		free(cert);
+		free(ak);
+		free(have_cert);
+		free(have_ak);
+		free(inst);
+		free(have_inst);
+	}
+	store_strings_free(names, count);
+	return rc;
+}
+
+/* Each reference that 'to' does not hold the same. */
+static int import_references(struct store *from, struct store *to, struct import_counts *n,
+			     char *why, size_t cap)
+{
+	char **labels = NULL, **jsons = NULL, **have_labels = NULL, **have_jsons = NULL;
+	size_t count = 0, have = 0;
+	int rc = store_reference_all(from, &labels, &jsons, &count, why, cap);
+
+	if (rc == 0)
+		rc = store_reference_all(to, &have_labels, &have_jsons, &have, why, cap);
+	for (size_t i = 0; rc == 0 && i < count; i++) {
+		bool same = false;
+
+		for (size_t j = 0; j < have && !same; j++)
+			same = strcmp(labels[i], have_labels[j]) == 0 &&
+			       strcmp(jsons[i], have_jsons[j]) == 0;
+		if (same)
+			continue;
+		rc = store_reference_put(to, labels[i], jsons[i], why, cap);
+		n->references += rc == 0;
+	}
+	store_strings_free(labels, count);
+	store_strings_free(jsons, count);
+	store_strings_free(have_labels, have);
+	store_strings_free(have_jsons, have);
+	return rc;
+}
+
+/* Each device's unexpired certificates, revoked or in force, in the order issued. */
+static int import_certs(struct store *from, struct store *to, struct import_counts *n, char *why,
+			size_t cap)
+{
+	int64_t now_s = gd_now_ms() / 1000;
+	char **names = NULL;
+	size_t count = 0;
+	int rc = store_device_list(from, &names, &count, why, cap);
+
+	for (size_t i = 0; rc == 0 && i < count; i++) {
+		struct store_cert *certs = NULL;
+		size_t ncerts = 0;
+
+		rc = store_cert_list(from, names[i], now_s, &certs, &ncerts, why, cap);
+		for (size_t j = 0; rc == 0 && j < ncerts; j++) {
+			rc = store_cert_import(to, names[i], &certs[j], why, cap);
+			if (rc == 1) {
+				n->certificates++;
+				n->revocations += certs[j].revoked_s != 0;
+				rc = 0;
+			}
+		}
+		free(certs);
+	}
+	store_strings_free(names, count);
+	return rc;
+}
+
+/* store_merge_fn: the files' document replaces the database's unless it is the same. */
+static int replace_doc(const char *old_json, char **next, void *ctx, char *why, size_t cap)
+{
+	const char *doc = ctx;
+
+	if (same_text(old_json, doc))
+		return UNCHANGED;
+	*next = strdup(doc);
+	if (*next == NULL) {
+		gd_whyf(why, cap, "out of memory");
+		return GD_ENOMEM;
+	}
+	return 0;
+}
+
+/* Each device's report document. */
+static int import_reports(struct store *from, struct store *to, struct import_counts *n, char *why,
+			  size_t cap)
+{
+	char **devs = NULL;
+	size_t count = 0;
+	int rc = store_report_list(from, &devs, &count, why, cap);
+
+	for (size_t i = 0; rc == 0 && i < count; i++) {
+		char *doc = NULL;
+
+		rc = store_report_get(from, devs[i], &doc, why, cap);
+		if (rc == STORE_NOTFOUND) {
+			rc = 0;
+			continue;
+		}
+		if (rc == 0)
+			rc = store_report_update(to, devs[i], replace_doc, doc, why, cap);
+		if (rc == 0)
+			n->reports++;
+		else if (rc == UNCHANGED)
+			rc = 0;
+		free(doc);
+	}
+	store_strings_free(devs, count);
+	return rc;
+}
+
+int service_migrate_import(const char *dir, struct store *to, FILE *out, char *why, size_t cap)
+{
+	static const struct store_config files = { .backend = STORE_FILES };
+	struct import_counts n = { 0 };
+	struct store *from = NULL;
+	int rc;
+
+	rc = store_open(dir, &files, false, &from, why, cap);
+	if (rc != 0)
+		return rc;
+	rc = import_devices(from, to, &n, why, cap);
+	if (rc == 0)
+		rc = import_references(from, to, &n, why, cap);
+	if (rc == 0)
+		rc = import_certs(from, to, &n, why, cap);
+	if (rc == 0)
+		rc = import_reports(from, to, &n, why, cap);
+	store_close(from);
+	if (rc != 0)
+		return rc < 0 ? rc : GD_EIO;
+	fprintf(out,
+		"%s: imported from the files: %zu device%s, %zu installed record%s, %zu "
+		"reference%s, %zu certificate%s, %zu revocation%s, %zu report document%s\n",
+		dir, n.devices, n.devices == 1 ? "" : "s", n.installed, n.installed == 1 ? "" : "s",
+		n.references, n.references == 1 ? "" : "s", n.certificates,
+		n.certificates == 1 ? "" : "s", n.revocations, n.revocations == 1 ? "" : "s",
+		n.reports, n.reports == 1 ? "" : "s");
+	return 0;
+}
