@@ -69,7 +69,8 @@ TOOLS     = $(patsubst tools/%.c,$(BUILD)/%,$(wildcard tools/*.c))
 BENCHES   = $(patsubst bench/%.c,$(BUILD)/%,$(BENCH_SRC))
 
 all: $(BUILD)/guardian $(BUILD)/guardian-service $(BUILD)/guardian-launch $(TOOLS)
-tests: $(BUILD)/test-unit $(BUILD)/test-integration $(BUILD)/launch-probe $(BUILD)/guardian-liar
+tests: $(BUILD)/test-unit $(BUILD)/test-integration $(BUILD)/launch-probe $(BUILD)/guardian-liar \
+	$(BUILD)/guardian-probe
 .PHONY: all tests deps test test-run check tsan demo bench fuzz fuzz-replay clean format \
 	format-check layering hardening-check lint
 
@@ -145,6 +146,23 @@ $(BUILD)/obj/guardian/attest_tpm_liar.o: guardian/attest_tpm.c
 	$(Q)$(call quiet,CC,$<)$(CC) $(CFLAGS) -DGUARDIAN_TEST_LIAR -c $< -o $@
 
 $(BUILD)/guardian-liar: $(BUILD)/obj/guardian/main.o $(BUILD)/obj/guardian/attest_tpm_liar.o \
+		$(call link_libs,guardian) | $(BUILD)/layering.ok
+	$(Q)$(call quiet,LD,$@)$(CC) $(LDFLAGS) -o $@ $^ $(LIBS)
+
+# A guardian whose adapter children try, right after entering their sandbox, what a compromised
+# adapter would (GUARDIAN_TEST_PROBE in guardian/adapter_child.c): for
+# tests/integration/test_compartments.c only. Never installed.
+$(BUILD)/obj/guardian/adapter_child_probe.o: guardian/adapter_child.c
+	@mkdir -p $(dir $@)
+	$(Q)$(call quiet,CC,$<)$(CC) $(CFLAGS) -DGUARDIAN_TEST_PROBE -c $< -o $@
+
+# The uplink's child probes too (guardian/uplink_child.c; tests/integration/test_compartments_uplink.c).
+$(BUILD)/obj/guardian/uplink_child_probe.o: guardian/uplink_child.c
+	@mkdir -p $(dir $@)
+	$(Q)$(call quiet,CC,$<)$(CC) $(CFLAGS) -DGUARDIAN_TEST_PROBE -c $< -o $@
+
+$(BUILD)/guardian-probe: $(BUILD)/obj/guardian/main.o $(BUILD)/obj/guardian/adapter_child_probe.o \
+		$(BUILD)/obj/guardian/uplink_child_probe.o \
 		$(call link_libs,guardian) | $(BUILD)/layering.ok
 	$(Q)$(call quiet,LD,$@)$(CC) $(LDFLAGS) -o $@ $^ $(LIBS)
 

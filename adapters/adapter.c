@@ -269,7 +269,8 @@ bool serial_link_up(struct serial_link *l, struct adapter *a, int64_t now_ms, co
 
 	if (l->port != NULL)
 		return true;
-	if (!link_retry_due(&l->retry, now_ms))
+	/* An adopted port is the parent's to reopen: this process may not open anything. */
+	if (l->adopted || !link_retry_due(&l->retry, now_ms))
 		return false;
 	if (serial_open(&l->port, &l->set, why, sizeof(why)) != 0) {
 		link_retry_failed(&l->retry, a, now_ms, subsys, why);
@@ -288,4 +289,24 @@ void serial_link_down(struct serial_link *l, struct adapter *a, int64_t now_ms, 
 	serial_close(l->port);
 	l->port = NULL;
 	link_retry_lost(&l->retry, a, now_ms, subsys, l->set.device, why);
+}
+
+int serial_link_take(struct serial_link *l)
+{
+	int fd = l->port != NULL ? serial_release(l->port) : -1;
+
+	l->port = NULL;
+	return fd;
+}
+
+int serial_link_adopt(struct serial_link *l, struct adapter *a, int fd)
+{
+	int rc = serial_adopt(&l->port, fd);
+
+	if (rc != 0)
+		return rc;
+	l->adopted = true;
+	l->retry.was_up = true;
+	__atomic_store_n(&a->stats.link_up, 1, __ATOMIC_RELAXED);
+	return 0;
 }

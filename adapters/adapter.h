@@ -87,6 +87,15 @@ struct adapter_fault {
  *   pre-flight check; NULL when it opens none. NULL for transports without one.
  * describe_point: where 'p' is read, for people ("unit 3 holding 16"), into
  *   buf (snprintf rules). NULL when the point's name says enough.
+ * link_take: for a compartment's privileged parent: opens the link when it is
+ *   down and a retry is due, as a poll would (same backoff, fault and log),
+ *   and hands its descriptor to the caller: the adapter forgets it without
+ *   closing it or ending the session on the device. The descriptor (>= 0), or
+ *   a negative gd_err with a->next_due_ms saying when to try again.
+ * adopt: for a compartment's child: takes 'fd', a link another process opened
+ *   and set up (link_take), as its open link, and never opens one itself: once
+ *   that link is lost, link_up stays 0. 0 or a negative gd_err ('fd' may then be
+ *   closed). NULL for both where a transport has no compartment support.
  */
 struct adapter_ops {
 	const char *type;
@@ -103,6 +112,8 @@ struct adapter_ops {
 	const char *(*serial_device)(const struct adapter *a);
 	void (*describe_point)(const struct adapter *a, const struct point *p, char *buf,
 			       size_t cap);
+	int (*link_take)(struct adapter *a, int64_t now_ms);
+	int (*adopt)(struct adapter *a, int fd);
 };
 
 struct adapter {
@@ -244,6 +255,7 @@ struct serial_link {
 	struct serial_settings set;
 	struct serial_port *port; /* NULL while down */
 	struct link_retry retry;
+	bool adopted; /* the port came from another process (adopt): never reopened here */
 };
 
 /*
@@ -251,6 +263,11 @@ struct serial_link {
  * if the link is up. 'subsys' names the log subsystem.
  */
 bool serial_link_up(struct serial_link *l, struct adapter *a, int64_t now_ms, const char *subsys);
+/* Hands the open port's descriptor to the caller (link_take): -1 if the link is down. */
+int serial_link_take(struct serial_link *l);
+/* Takes 'fd', a port another process opened and set up, as the open link (adopt). 0 or
+ * GD_ENOMEM. */
+int serial_link_adopt(struct serial_link *l, struct adapter *a, int fd);
 /* Closes the link after an error; 'why' goes to the log and health. */
 void serial_link_down(struct serial_link *l, struct adapter *a, int64_t now_ms, const char *subsys,
 		      const char *why);

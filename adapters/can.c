@@ -330,7 +330,8 @@ static bool socketcan_up(struct adapter *a, struct can_backend *b, int64_t now)
 
 	if (b->sock >= 0)
 		return true;
-	if (!link_retry_due(&b->sock_retry, now))
+	/* An adopted socket is the parent's to reopen. */
+	if (b->adopted || !link_retry_due(&b->sock_retry, now))
 		return false;
 	if (socketcan_open(b, why, sizeof(why)) != 0) {
 		link_retry_failed(&b->sock_retry, a, now, SUBSYS, why);
@@ -574,6 +575,47 @@ static size_t can_stats_json(const struct adapter *a, char *buf, size_t cap)
 	return n > 0 ? (size_t)n : 0;
 }
 
+/* The parent of a compartment: the link opened (for SLCAN with its channel), its descriptor
+ * handed over; nothing is said to the interface. */
+static int can_link_take(struct adapter *a, int64_t now)
+{
+	struct can_backend *b = a->backend_data;
+	int fd;
+
+	if (!link_up(a, b, now)) {
+		a->next_due_ms = retry_at(b);
+		return GD_ENOTCONN;
+	}
+	b->opened = false;
+	if (b->transport == CAN_SLCAN)
+		return serial_link_take(&b->link);
+	fd = b->sock;
+	b->sock = -1;
+	return fd;
+}
+
+static int can_adopt(struct adapter *a, int fd)
+{
+	struct can_backend *b = a->backend_data;
+	int rc = 0;
+
+	if (b->transport == CAN_SLCAN) {
+		rc = serial_link_adopt(&b->link, a, fd);
+	} else {
+		b->sock = fd;
+		b->adopted = true;
+		__atomic_store_n(&a->stats.link_up, 1, __ATOMIC_RELAXED);
+	}
+	if (rc != 0)
+		return rc;
+	/* What can_poll does for a link that just came up. */
+	b->opened = true;
+	b->down_reported = false;
+	b->timed_out = false;
+	b->last_frame_ms = gd_mono_ms();
+	return 0;
+}
+
 const struct adapter_ops adapter_can_ops = {
 	.type = "can",
 	.configure = can_configure,
@@ -583,4 +625,6 @@ const struct adapter_ops adapter_can_ops = {
 	.destroy = can_destroy,
 	.stats_json = can_stats_json,
 	.serial_device = can_serial_device,
+	.link_take = can_link_take,
+	.adopt = can_adopt,
 };

@@ -38,6 +38,7 @@ struct can_backend {
 	struct serial_link link; /* SLCAN */
 	char *interface;	 /* SocketCAN */
 	int sock;
+	bool adopted; /* the socket came from another process (adopt): never reopened here */
 	struct link_retry sock_retry;
 	int bitrate;
 	bool listen_only;

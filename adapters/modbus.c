@@ -34,7 +34,14 @@ static void count(uint64_t *counter)
 /* Closes the link; b->lock held (or no other thread left). */
 static void link_close(struct adapter *a, struct mb_backend *b)
 {
-	if (b->ctx != NULL) {
+	if (b->ctx != NULL && b->adopted) {
+		/* Not libmodbus's close: it would restore serial settings it never saved here. */
+		modbus_set_socket(b->ctx, -1);
+		if (b->fd >= 0)
+			close(b->fd);
+		modbus_free(b->ctx);
+		b->ctx = NULL;
+	} else if (b->ctx != NULL) {
 		modbus_close(b->ctx);
 		modbus_free(b->ctx);
 		b->ctx = NULL;
@@ -119,30 +126,45 @@ static int rtu_setup(struct adapter *a, struct mb_backend *b)
 	return 0;
 }
 
+/* A libmodbus context for this link, not connected; b->lock held. 0 or GD_ENOMEM. */
+static int ctx_new(struct mb_backend *b)
+{
+	static const char parity_chars[] = { 'N', 'E', 'O' }; /* enum serial_parity */
+	char port[16];
+
+	if (b->ctx != NULL)
+		return 0;
+	snprintf(port, sizeof(port), "%d", b->port);
+	if (b->rtu)
+		b->ctx = modbus_new_rtu(b->device, b->baud, parity_chars[b->parity], b->data_bits,
+					b->stop_bits);
+	else
+		b->ctx = modbus_new_tcp_pi(b->host, port);
+	if (b->ctx == NULL)
+		return GD_ENOMEM;
+	/* libmodbus only sends (RTU); it must never sleep or reconnect on its own. */
+	modbus_set_error_recovery(b->ctx, MODBUS_ERROR_RECOVERY_NONE);
+	return 0;
+}
+
+static int link_ready(struct adapter *a, struct mb_backend *b);
+
 /* Opens the link; b->lock held. 0, GD_ENOMEM, or GD_EIO with errno kept (and b->open_why set
  * when the port opened but its RS-485 settings did not take). */
 static int link_open(struct adapter *a, struct mb_backend *b)
 {
-	static const char parity_chars[] = { 'N', 'E', 'O' }; /* enum serial_parity */
-	int saved, flags;
+	int saved;
 
 	b->open_why[0] = '\0';
 	if (b->connected)
 		return 0;
-	if (b->ctx == NULL) {
-		char port[16];
-
-		snprintf(port, sizeof(port), "%d", b->port);
-		if (b->rtu)
-			b->ctx = modbus_new_rtu(b->device, b->baud, parity_chars[b->parity],
-						b->data_bits, b->stop_bits);
-		else
-			b->ctx = modbus_new_tcp_pi(b->host, port);
-		if (b->ctx == NULL)
-			return GD_ENOMEM;
-		/* libmodbus only sends (RTU); it must never sleep or reconnect on its own. */
-		modbus_set_error_recovery(b->ctx, MODBUS_ERROR_RECOVERY_NONE);
+	if (b->adopted) {
+		/* The parent reopens an adopted link; this process may not open anything. */
+		errno = ENOTCONN;
+		return GD_EIO;
 	}
+	if (ctx_new(b) != 0)
+		return GD_ENOMEM;
 	if (modbus_connect(b->ctx) != 0) {
 		saved = errno;
 		modbus_free(b->ctx);
@@ -151,6 +173,15 @@ static int link_open(struct adapter *a, struct mb_backend *b)
 		return GD_EIO;
 	}
 	b->fd = modbus_get_socket(b->ctx);
+	return link_ready(a, b);
+}
+
+/* The link's descriptor is open (connected here, or adopted): its RS-485 settings, non-blocking
+ * reads, and the state of a fresh link; b->lock held. 0 or GD_EIO with errno kept. */
+static int link_ready(struct adapter *a, struct mb_backend *b)
+{
+	int saved, flags;
+
 	if (b->rtu && rtu_setup(a, b) != 0) {
 		saved = errno;
 		link_close(a, b);
@@ -672,7 +703,8 @@ static int reconnect(struct adapter *a, struct mb_backend *b, int64_t now_ms)
 	int rc = 0, err;
 
 	pthread_mutex_lock(&b->lock);
-	due = !b->connected && link_retry_due(&b->retry, now_ms);
+	/* An adopted link is the parent's to reopen. */
+	due = !b->connected && !b->adopted && link_retry_due(&b->retry, now_ms);
 	if (due)
 		rc = link_open(a, b);
 	err = errno;
@@ -947,6 +979,55 @@ static void mb_destroy(struct adapter *a)
 	a->backend_data = NULL;
 }
 
+/* The parent of a compartment: opens the link as a poll would and hands its descriptor over;
+ * the context is freed without closing it. */
+static int mb_link_take(struct adapter *a, int64_t now_ms)
+{
+	struct mb_backend *b = a->backend_data;
+	int fd = -1;
+
+	reconnect(a, b, now_ms);
+	pthread_mutex_lock(&b->lock);
+	if (b->connected) {
+		fd = b->fd;
+		modbus_set_socket(b->ctx, -1);
+		modbus_free(b->ctx);
+		b->ctx = NULL;
+		b->fd = -1;
+		b->connected = false;
+	}
+	pthread_mutex_unlock(&b->lock);
+	if (fd < 0) {
+		a->next_due_ms = b->retry.retry_at_ms;
+		return GD_ENOTCONN;
+	}
+	return fd;
+}
+
+/* The child of a compartment: 'fd' is the link the parent connected (or opened and set up). */
+static int mb_adopt(struct adapter *a, int fd)
+{
+	struct mb_backend *b = a->backend_data;
+	int rc;
+
+	pthread_mutex_lock(&b->lock);
+	b->adopted = true;
+	b->rs485_noted = true; /* the parent said it when it opened the port */
+	rc = ctx_new(b);
+	if (rc == 0 && modbus_set_socket(b->ctx, fd) != 0)
+		rc = GD_EIO;
+	if (rc == 0) {
+		b->fd = fd;
+		rc = link_ready(a, b);
+	} else {
+		b->fd = -1;
+	}
+	pthread_mutex_unlock(&b->lock);
+	if (rc == 0)
+		b->retry.was_up = true;
+	return rc;
+}
+
 const struct adapter_ops adapter_modbus_tcp_ops = {
 	.type = "modbus-tcp",
 	.configure = mb_configure,
@@ -961,6 +1042,8 @@ const struct adapter_ops adapter_modbus_tcp_ops = {
 	.stats_json = mb_stats_json,
 	.serial_device = mb_serial_device,
 	.describe_point = mb_describe_point,
+	.link_take = mb_link_take,
+	.adopt = mb_adopt,
 };
 
 const struct adapter_ops adapter_modbus_rtu_ops = {
@@ -977,4 +1060,6 @@ const struct adapter_ops adapter_modbus_rtu_ops = {
 	.stats_json = mb_stats_json,
 	.serial_device = mb_serial_device,
 	.describe_point = mb_describe_point,
+	.link_take = mb_link_take,
+	.adopt = mb_adopt,
 };

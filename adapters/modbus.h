@@ -223,6 +223,7 @@ struct mb_backend {
 	modbus_t *ctx;
 	int fd; /* modbus_get_socket(ctx), non-blocking; -1 when closed */
 	bool connected;
+	bool adopted;	   /* the descriptor came from another process (adopt): never reopened */
 	bool dirty;	   /* stray bytes may come: drain before the next request */
 	uint16_t next_tid; /* TCP transaction ids, ours */
 	uint16_t stale_tids[MB_STALE_TIDS];

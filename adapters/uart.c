@@ -335,6 +335,35 @@ static size_t uart_stats_json(const struct adapter *a, char *buf, size_t cap)
 	return n > 0 ? (size_t)n : 0;
 }
 
+static int uart_link_take(struct adapter *a, int64_t now_ms)
+{
+	struct uart_backend *b = a->backend_data;
+
+	if (!serial_link_up(&b->link, a, now_ms, SUBSYS)) {
+		a->next_due_ms = b->link.retry.retry_at_ms;
+		return GD_ENOTCONN;
+	}
+	return serial_link_take(&b->link);
+}
+
+static int uart_adopt(struct adapter *a, int fd)
+{
+	struct uart_backend *b = a->backend_data;
+	int64_t now = gd_mono_ms();
+	int rc = serial_link_adopt(&b->link, a, fd);
+
+	if (rc != 0)
+		return rc;
+	/* What uart_poll does for a link that just came up. */
+	b->down_reported = false;
+	framer_reset(&b->framer);
+	b->awaiting = false;
+	b->timed_out = false;
+	b->last_frame_ms = now;
+	b->next_request_ms = now;
+	return 0;
+}
+
 const struct adapter_ops adapter_uart_ops = {
 	.type = "uart",
 	.configure = uart_configure,
@@ -344,4 +373,6 @@ const struct adapter_ops adapter_uart_ops = {
 	.destroy = uart_destroy,
 	.stats_json = uart_stats_json,
 	.serial_device = uart_serial_device,
+	.link_take = uart_link_take,
+	.adopt = uart_adopt,
 };

@@ -16,6 +16,7 @@
 #include <sys/ioctl.h>
 #include <sys/mman.h>
 #include <sys/prctl.h>
+#include <sys/resource.h>
 #include <sys/socket.h>
 #include <sys/syscall.h>
 #include <ucontext.h>
@@ -51,7 +52,8 @@
 /* ---- the allow-lists ------------------------------------------------------------------------
  * Names the running architecture does not have are skipped. Calls with argument checks (clone,
  * socket, socketpair, ioctl, prctl, kill, tgkill, rt_sigaction, mmap, mprotect, prlimit64) are
- * added in build_rules(). */
+ * added in build_rules(); what 'spawn' adds (clone like fork, execveat of this binary, pidfd
+ * SIGKILL, wait4), in allow_spawn(). */
 
 /* Every profile: memory, threads, time, signals, descriptors it holds, who it is. */
 static const char *const sys_common[] = {
@@ -120,6 +122,9 @@ static const int prctl_ok[] = {
 #endif
 };
 
+/* The one path execveat may name (with 'spawn'): compared by address. */
+const char gd_sandbox_exec_path[] = "";
+
 struct profile {
 	const char *name;
 	bool files;   /* sys_files; else not even open */
@@ -172,7 +177,7 @@ static const struct {
 	const char *name;
 } denied_names[] = {
 #define D(n, a) { SYS_##n, a, #n }
-	D(execve, -1), D(execveat, -1), D(fork, -1), D(vfork, -1), D(clone, 0), D(clone3, -1),
+	D(execve, -1), D(execveat, 0), D(fork, -1), D(vfork, -1), D(clone, 0), D(clone3, -1),
 	D(ptrace, 0), D(process_vm_readv, -1), D(process_vm_writev, -1), D(mount, -1),
 	D(umount2, -1), D(pivot_root, -1), D(chroot, -1), D(init_module, -1), D(finit_module, -1),
 	D(delete_module, -1), D(kexec_load, -1), D(kexec_file_load, -1), D(bpf, 0),
@@ -393,7 +398,84 @@ static int allow_sanitizers(scmp_filter_ctx ctx)
 	return rc;
 }
 
-static int build_rules(scmp_filter_ctx ctx, const struct profile *pr)
+/*
+ * 'spawn': children of this binary, and what they need before they confine themselves further
+ * (sandbox.h). fork is a clone without CLONE_THREAD or CLONE_VM; the child inherits this filter,
+ * so between clone and execveat, and in the new image, it can do no more than this process.
+ */
+static int allow_spawn(scmp_filter_ctx ctx, const struct gd_sandbox *sb)
+{
+	/* arch_prctl and set_tid_address: the C library starting in the new image; landlock, like
+	 * seccomp, only ever narrows what a child may do (the uplink's child uses it). */
+	static const char *const names[] = { "wait4",
+					     "waitid",
+					     "seccomp",
+					     "arch_prctl",
+					     "set_tid_address",
+					     "landlock_create_ruleset",
+					     "landlock_add_rule",
+					     "landlock_restrict_self" };
+	static const unsigned long prctls[] = { PR_SET_PDEATHSIG, PR_SET_NO_NEW_PRIVS };
+	const scmp_datum_t new_ns = CLONE_NEWNS | CLONE_NEWCGROUP | CLONE_NEWUTS | CLONE_NEWIPC |
+				    CLONE_NEWUSER | CLONE_NEWPID | CLONE_NEWNET;
+	struct scmp_arg_cmp process = { .arg = CLONE_FLAGS_ARG,
+					.op = SCMP_CMP_MASKED_EQ,
+					.datum_a = CLONE_THREAD | CLONE_VM | CLONE_VFORK | new_ns,
+					.datum_b = 0 };
+	struct scmp_arg_cmp exec_self[] = {
+		SCMP_A0(SCMP_CMP_EQ, GD_SANDBOX_EXEC_FD),
+		SCMP_A1(SCMP_CMP_EQ, (scmp_datum_t)(uintptr_t)gd_sandbox_exec_path),
+		SCMP_A4(SCMP_CMP_MASKED_EQ, AT_EMPTY_PATH | AT_SYMLINK_NOFOLLOW, AT_EMPTY_PATH),
+	};
+	struct scmp_arg_cmp only_kill = SCMP_A1(SCMP_CMP_EQ, SIGKILL);
+	struct scmp_arg_cmp ambient_clear[] = { SCMP_A0(SCMP_CMP_EQ, PR_CAP_AMBIENT),
+						SCMP_A1(SCMP_CMP_EQ, PR_CAP_AMBIENT_CLEAR_ALL) };
+	struct scmp_arg_cmp is_sigsys = SCMP_A0(SCMP_CMP_EQ, SIGSYS);
+	int rc = allow_list(ctx, names, N(names));
+
+	if (rc == 0)
+		rc = rule(ctx, SCMP_ACT_ALLOW, "clone", 1, &process);
+	if (rc == 0)
+		rc = rule(ctx, SCMP_ACT_ALLOW, "execveat", N(exec_self), exec_self);
+	if (rc == 0)
+		rc = rule(ctx, SCMP_ACT_ALLOW, "pidfd_send_signal", 1, &only_kill);
+	if (rc == 0)
+		rc = allow_values(ctx, "prctl", 0, prctls, N(prctls));
+	if (rc == 0)
+		rc = rule(ctx, SCMP_ACT_ALLOW, "prctl", N(ambient_clear), ambient_clear);
+	if (rc == 0)
+		rc = rule(ctx, SCMP_ACT_ALLOW, "capset", 0, NULL);
+	if (rc == 0)
+		rc = rule(ctx, SCMP_ACT_ALLOW, "rt_sigaction", 1, &is_sigsys);
+	/* Children of users of their own: no supplementary group, then one of those gids and uids
+	 * (all three the same). Without CAP_SETUID and CAP_SETGID raised these change nothing. */
+	if (rc == 0 && sb->nchild_users > 0) {
+		struct scmp_arg_cmp no_groups = SCMP_A0(SCMP_CMP_EQ, 0);
+
+		rc = rule(ctx, SCMP_ACT_ALLOW, "setgroups", 1, &no_groups);
+	}
+	for (size_t i = 0; rc == 0 && i < sb->nchild_users && i < GD_SANDBOX_CHILD_USERS_MAX; i++) {
+		struct scmp_arg_cmp uid[] = { SCMP_A0(SCMP_CMP_EQ, sb->child_uids[i]),
+					      SCMP_A1(SCMP_CMP_EQ, sb->child_uids[i]),
+					      SCMP_A2(SCMP_CMP_EQ, sb->child_uids[i]) };
+		struct scmp_arg_cmp gid[] = { SCMP_A0(SCMP_CMP_EQ, sb->child_gids[i]),
+					      SCMP_A1(SCMP_CMP_EQ, sb->child_gids[i]),
+					      SCMP_A2(SCMP_CMP_EQ, sb->child_gids[i]) };
+
+		rc = rule(ctx, SCMP_ACT_ALLOW, "setresuid", N(uid), uid);
+		if (rc == 0)
+			rc = rule(ctx, SCMP_ACT_ALLOW, "setresgid", N(gid), gid);
+	}
+	/* Sanitizer builds: their runtime, starting in the child, turns core files off. */
+	if (rc == 0 && SANITIZED) {
+		struct scmp_arg_cmp core = SCMP_A1(SCMP_CMP_EQ, RLIMIT_CORE);
+
+		rc = rule(ctx, SCMP_ACT_ALLOW, "prlimit64", 1, &core);
+	}
+	return rc;
+}
+
+static int build_rules(scmp_filter_ctx ctx, const struct profile *pr, const struct gd_sandbox *sb)
 {
 	const scmp_datum_t self = (scmp_datum_t)getpid();
 	const scmp_datum_t new_ns = CLONE_NEWNS | CLONE_NEWCGROUP | CLONE_NEWUTS | CLONE_NEWIPC |
@@ -462,6 +544,8 @@ static int build_rules(scmp_filter_ctx ctx, const struct profile *pr)
 		rc = allow_values(ctx, "ioctl", 1, ioctl_serial, N(ioctl_serial));
 	if (rc == 0 && SANITIZED)
 		rc = allow_sanitizers(ctx);
+	if (rc == 0 && sb->spawn)
+		rc = allow_spawn(ctx, sb);
 	return rc;
 }
 
@@ -502,7 +586,10 @@ static bool cap_effective(int cap)
 }
 
 /* The bounding set emptied; without CAP_SETPCAP it cannot be, and then stays as it is (with
- * no_new_privs and no execve, nothing can ever be raised up to it). */
+ * no_new_privs and no execve, nothing can ever be raised up to it). Capabilities kept permitted
+ * (keep_caps) need no place in it: it only bounds what an execve may add, and their holder can
+ * still raise them to effective, as can its children before their execveat, whose bounding set
+ * is then empty too. */
 static int bounding_clear(char *why, size_t cap)
 {
 	bool may = cap_effective(CAP_SETPCAP);
@@ -523,10 +610,24 @@ static int bounding_clear(char *why, size_t cap)
 	return 0;
 }
 
-static int caps_clear(char *why, size_t cap)
+/* The permitted set of this thread, as bits. */
+static uint64_t caps_permitted(void)
+{
+	struct __user_cap_data_struct data[2] = { { 0 } };
+
+	if (caps_get(data) != 0)
+		return 0;
+	return (uint64_t)data[0].permitted | (uint64_t)data[1].permitted << 32;
+}
+
+/* Ambient cleared, effective and inheritable emptied, permitted cut to exactly 'keep'. */
+static int caps_clear(uint64_t keep, char *why, size_t cap)
 {
 	struct __user_cap_header_struct hdr = { .version = _LINUX_CAPABILITY_VERSION_3 };
-	struct __user_cap_data_struct data[2] = { { 0 } };
+	struct __user_cap_data_struct data[2] = {
+		{ .permitted = (uint32_t)keep },
+		{ .permitted = (uint32_t)(keep >> 32) },
+	};
 
 	/* Older kernels have no ambient set: nothing to clear there. */
 	if (prctl(PR_CAP_AMBIENT, PR_CAP_AMBIENT_CLEAR_ALL, 0, 0, 0) != 0 && errno != EINVAL) {
@@ -537,9 +638,12 @@ static int caps_clear(char *why, size_t cap)
 		gd_whyf(why, cap, "cannot drop the capabilities: %s", strerror(errno));
 		return GD_EDENIED;
 	}
-	if (caps_get(data) != 0 || data[0].effective || data[1].effective || data[0].permitted ||
-	    data[1].permitted || data[0].inheritable || data[1].inheritable) {
-		gd_whyf(why, cap, "capabilities remain after dropping them all");
+	memset(data, 0, sizeof(data));
+	if (caps_get(data) != 0 || data[0].effective || data[1].effective || data[0].inheritable ||
+	    data[1].inheritable ||
+	    ((uint64_t)data[0].permitted | (uint64_t)data[1].permitted << 32) != keep) {
+		gd_whyf(why, cap, "capabilities remain after dropping them all%s",
+			keep != 0 ? " but those kept" : "");
 		return GD_EDENIED;
 	}
 	return 0;
@@ -616,8 +720,8 @@ static int user_lookup(const char *user, struct target *t, char *why, size_t cap
 	return 0;
 }
 
-/* Becomes the user: its groups, its primary group, its uid; then checks that root is out of
- * reach. */
+/* Becomes the user: its groups, its primary group, its uid (root_out_of_reach checks, once the
+ * capabilities are dropped, that it cannot go back). */
 static int become(const struct target *t, char *why, size_t cap)
 {
 	uid_t ruid, euid, suid;
@@ -639,6 +743,12 @@ static int become(const struct target *t, char *why, size_t cap)
 		gd_whyf(why, cap, "became user \"%s\" only in part", t->name);
 		return GD_EDENIED;
 	}
+	return 0;
+}
+
+/* Once the capabilities are dropped: root is out of reach of the user. */
+static int root_out_of_reach(const struct target *t, char *why, size_t cap)
+{
 	if (t->uid != 0 && (setuid(0) == 0 || seteuid(0) == 0 || setgid(0) == 0)) {
 		gd_whyf(why, cap, "as user \"%s\", could become root again", t->name);
 		return GD_EDENIED;
@@ -686,6 +796,13 @@ int gd_sandbox_enter(const struct gd_sandbox *sb, char *why, size_t cap)
 			seccomp_api_get());
 		return GD_EDENIED;
 	}
+	if ((caps_permitted() & sb->keep_caps) != sb->keep_caps) {
+		gd_whyf(why, cap,
+			"capabilities to keep (0x%llx) are not all permitted to this process "
+			"(0x%llx)",
+			(unsigned long long)sb->keep_caps, (unsigned long long)caps_permitted());
+		return GD_EDENIED;
+	}
 	if (sb->user != NULL) {
 		rc = user_lookup(sb->user, &user, why, cap);
 		if (rc != 0)
@@ -698,7 +815,7 @@ int gd_sandbox_enter(const struct gd_sandbox *sb, char *why, size_t cap)
 	}
 	rc = seccomp_attr_set(ctx, SCMP_FLTATR_CTL_TSYNC, 1);
 	if (rc == 0)
-		rc = build_rules(ctx, pr);
+		rc = build_rules(ctx, pr, sb);
 	if (rc != 0) {
 		gd_whyf(why, cap, "cannot build the seccomp filter of profile %s: %s", pr->name,
 			strerror(-rc));
@@ -709,14 +826,25 @@ int gd_sandbox_enter(const struct gd_sandbox *sb, char *why, size_t cap)
 	if (rc == 0 && sb->user != NULL) {
 		int pdeath = 0;
 
-		/* A change of user clears the parent-death signal a supervisor asked for: kept. */
+		/* A change of user clears the parent-death signal a supervisor asked for: kept.
+		 * From root to another uid the permitted set goes too, but for keep_caps. */
 		prctl(PR_GET_PDEATHSIG, &pdeath, 0, 0, 0);
-		rc = become(&user, why, cap);
+		if (sb->keep_caps != 0 && prctl(PR_SET_KEEPCAPS, 1, 0, 0, 0) != 0) {
+			gd_whyf(why, cap, "cannot keep capabilities across the change of user: %s",
+				strerror(errno));
+			rc = GD_EDENIED;
+		}
+		if (rc == 0)
+			rc = become(&user, why, cap);
+		if (sb->keep_caps != 0)
+			prctl(PR_SET_KEEPCAPS, 0, 0, 0, 0);
 		if (rc == 0 && pdeath != 0)
 			prctl(PR_SET_PDEATHSIG, pdeath, 0, 0, 0);
 	}
 	if (rc == 0)
-		rc = caps_clear(why, cap);
+		rc = caps_clear(sb->keep_caps, why, cap);
+	if (rc == 0 && sb->user != NULL)
+		rc = root_out_of_reach(&user, why, cap);
 	if (rc != 0)
 		goto out;
 	if (prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) != 0) {

@@ -311,3 +311,27 @@ void serial_close(struct serial_port *p)
 	}
 	free(p);
 }
+
+int serial_adopt(struct serial_port **out, int fd)
+{
+	struct serial_port *p = calloc(1, sizeof(*p));
+
+	*out = NULL;
+	if (p == NULL)
+		return GD_ENOMEM;
+	p->sp = NULL; /* closed as a plain descriptor */
+	p->fd = fd;
+	*out = p;
+	return 0;
+}
+
+int serial_release(struct serial_port *p)
+{
+	int fd = p->fd;
+
+	/* libserialport's port is freed without sp_close: the descriptor stays open. */
+	if (p->sp != NULL)
+		sp_free_port(p->sp);
+	free(p);
+	return fd;
+}

@@ -81,6 +81,14 @@ const char *serial_backend(const struct serial_port *p);
 /* Closes and frees. No operation if 'p' is NULL. */
 void serial_close(struct serial_port *p);
 /*
+ * A port over 'fd', a serial line another process opened and configured (serial_open there):
+ * its settings are the line's, kept as they are. 0 or GD_ENOMEM.
+ */
+int serial_adopt(struct serial_port **out, int fd);
+/* Frees 'p' without closing its line or changing its settings; returns the descriptor, the
+ * caller's now. */
+int serial_release(struct serial_port *p);
+/*
  * For an open that failed with 'err' on 'device': when it is a permission
  * error (EACCES, EPERM), "; add the user to the dialout group: usermod -aG
  * dialout guardian", naming the device's group and this user, into 'buf';

@@ -1,6 +1,10 @@
 /* bench_sandbox.c: what the sandbox costs: guardian's CPU end to end at 10,000 and 100,000
- * points/s with it and without it ("sandbox": {"enabled": false}), rounds alternating; and one
- * system call's time under the "gateway" filter against none. `bench_sandbox SECONDS [ROUNDS]`. */
+ * points/s without it ("sandbox": {"enabled": false}), with it and the adapters as threads
+ * ("compartments": false) and with each adapter in a child process of its own (compartments,
+ * the children's CPU counted in), rounds alternating; and one system call's time under the
+ * "gateway" filter against none. `bench_sandbox SECONDS [ROUNDS [LOADS]]` (LOADS 1: only the
+ * first). */
+#include <dirent.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -43,9 +47,43 @@ static double stat_cpu_s(pid_t pid)
 	return (double)(ut + st) / (double)sysconf(_SC_CLK_TCK);
 }
 
-/* 'npoints' registers polled every 'interval_ms', all allowed, to mosquitto over TLS. */
-static int run(bool sandbox, int npoints, int interval_ms, int seconds, struct result *r)
+/* The CPU of 'pid' and of its children (compartments), in seconds by stat and ns by schedstat. */
+static double tree_cpu_s(pid_t pid, long long *ns)
 {
+	double total = stat_cpu_s(pid);
+	struct dirent *e;
+	DIR *d = opendir("/proc");
+
+	*ns = h_cpu_ns(pid);
+	while (d != NULL && (e = readdir(d)) != NULL) {
+		char path[300], *text, *p;
+		int ppid = 0;
+		pid_t child;
+
+		if (e->d_name[0] < '1' || e->d_name[0] > '9')
+			continue;
+		snprintf(path, sizeof(path), "/proc/%s/stat", e->d_name);
+		text = h_read(path);
+		p = text != NULL ? strrchr(text, ')') : NULL;
+		if (p != NULL && sscanf(p + 2, "%*c %d", &ppid) == 1 && ppid == pid) {
+			child = (pid_t)atoi(e->d_name);
+			total += stat_cpu_s(child);
+			*ns += h_cpu_ns(child);
+		}
+		free(text);
+	}
+	if (d != NULL)
+		closedir(d);
+	return total;
+}
+
+enum mode { MODE_OFF, MODE_THREADS, MODE_COMPARTMENTS };
+static const char *const mode_names[] = { "off", "seccomp", "compartments" };
+
+/* 'npoints' registers polled every 'interval_ms', all allowed, to mosquitto over TLS. */
+static int run(enum mode mode, int npoints, int interval_ms, int seconds, struct result *r)
+{
+	bool sandbox = mode != MODE_OFF;
 	int bport = h_free_port(), mport = h_free_port();
 	size_t cap = (size_t)npoints * 64 + 4096;
 	char args[160], policy[256], *text, *p;
@@ -73,13 +111,14 @@ static int run(bool sandbox, int npoints, int interval_ms, int seconds, struct r
 	p = text +
 	    snprintf(text, cap,
 		     "{\"device_id\":\"" DEVICE "\",\"policy\":\"policy.json\","
-		     "\"state_dir\":\"state\",\"sandbox\":{\"enabled\":%s},"
+		     "\"state_dir\":\"state\",\"sandbox\":{\"enabled\":%s,\"compartments\":%s},"
 		     "\"uplink\":{\"host\":\"localhost\",\"port\":%d,"
 		     "\"ca_file\":\"pki/ca.crt\",\"cert_file\":\"pki/device.crt\","
 		     "\"key_file\":\"pki/device.key\"},"
 		     "\"adapters\":[{\"name\":\"plc\",\"type\":\"modbus-tcp\","
 		     "\"host\":\"127.0.0.1\",\"port\":%d,\"poll_interval_ms\":%d,\"points\":[",
-		     sandbox ? "true" : "false", bport, mport, interval_ms);
+		     sandbox ? "true" : "false", mode == MODE_COMPARTMENTS ? "true" : "false",
+		     bport, mport, interval_ms);
 	for (int i = 0; i < npoints; i++)
 		p += sprintf(p, "%s{\"name\":\"r%d\",\"address\":%d}", i ? "," : "", i, 1000 + i);
 	strcpy(p, "]}]}");
@@ -91,11 +130,9 @@ static int run(bool sandbox, int npoints, int interval_ms, int seconds, struct r
 	h_sleep_ms(5000);
 	w0 = h_wall_ms();
 	m0 = h_ms();
-	s0 = stat_cpu_s(gd);
-	n0 = h_cpu_ns(gd);
+	s0 = tree_cpu_s(gd, &n0);
 	h_sleep_ms(seconds * 1000);
-	s1 = stat_cpu_s(gd);
-	n1 = h_cpu_ns(gd);
+	s1 = tree_cpu_s(gd, &n1);
 	m1 = h_ms();
 	w1 = h_wall_ms();
 	h_sleep_ms(500);
@@ -107,9 +144,10 @@ static int run(bool sandbox, int npoints, int interval_ms, int seconds, struct r
 	    h_count(h_path("guardian.log"), "error") > 0)
 		fprintf(stderr, "bench: guardian logged a denial or an error:\n%s",
 			h_read(h_path("guardian.log")));
-	if (sandbox != (h_count(h_path("guardian.log"), "sandbox: profile gateway") == 1)) {
-		fprintf(stderr, "bench: the sandbox is not as asked (%s)\n",
-			sandbox ? "on" : "off");
+	if (sandbox != (h_count(h_path("guardian.log"), "sandbox: profile gateway") == 1) ||
+	    (mode == MODE_COMPARTMENTS) !=
+		    (h_count(h_path("guardian.log"), "in a child process of its own") > 0)) {
+		fprintf(stderr, "bench: the sandbox is not as asked (%s)\n", mode_names[mode]);
 		h_cleanup();
 		return -1;
 	}
@@ -161,6 +199,7 @@ static double syscall_ns(const char *profile)
 int main(int argc, char **argv)
 {
 	int seconds = argc > 1 ? atoi(argv[1]) : 20, rounds = argc > 2 ? atoi(argv[2]) : 3;
+	size_t nloads = argc > 3 ? (size_t)atoi(argv[3]) : 2;
 	static const struct {
 		const char *name;
 		int npoints, interval_ms;
@@ -190,37 +229,40 @@ int main(int argc, char **argv)
 	       "under the gateway filter (+%.1f ns)\n",
 	       none, filtered, filtered - none);
 	printf("end to end: plcsim (Modbus TCP) -> guardian -> mosquitto (TLS, QoS 1) -> "
-	       "mosquitto_sub; %d s per run after 5 s warm-up, %d round%s, on and off "
-	       "alternating; CPU is guardian's own, %% of one core\n",
+	       "mosquitto_sub; %d s per run after 5 s warm-up, %d round%s, the three modes "
+	       "alternating; CPU is guardian's own and its children's, %% of one core\n",
 	       seconds, rounds, rounds == 1 ? "" : "s");
-	printf("  %-32s %-8s %11s %11s %12s\n", "workload", "sandbox", "points/s", "CPU (stat)",
+	printf("  %-32s %-12s %11s %11s %12s\n", "workload", "sandbox", "points/s", "CPU (stat)",
 	       "CPU (sched)");
-	for (size_t l = 0; l < sizeof(loads) / sizeof(loads[0]); l++) {
-		struct result sum[2] = { { 0 } };
+	for (size_t l = 0; l < sizeof(loads) / sizeof(loads[0]) && l < nloads; l++) {
+		struct result sum[3] = { { 0 } };
 
 		for (int round = 0; round < rounds; round++) {
-			for (int on = 1; on >= 0; on--) {
+			for (int m = MODE_COMPARTMENTS; m >= MODE_OFF; m--) {
 				struct result r;
 
-				if (run(on, loads[l].npoints, loads[l].interval_ms, seconds, &r) !=
-				    0) {
+				if (run((enum mode)m, loads[l].npoints, loads[l].interval_ms,
+					seconds, &r) != 0) {
 					fprintf(stderr, "bench: a run failed to start\n");
 					h_cleanup();
 					return 1;
 				}
-				printf("  %-32s %-8s %11.0f %10.2f%% %11.2f%%  (round %d)\n",
-				       loads[l].name, on ? "seccomp" : "off", r.points_per_s,
-				       r.cpu_pct, r.cpu_sched, round + 1);
+				printf("  %-32s %-12s %11.0f %10.2f%% %11.2f%%  (round %d)\n",
+				       loads[l].name, mode_names[m], r.points_per_s, r.cpu_pct,
+				       r.cpu_sched, round + 1);
 				fflush(stdout);
-				sum[on].points_per_s += r.points_per_s / rounds;
-				sum[on].cpu_pct += r.cpu_pct / rounds;
-				sum[on].cpu_sched += r.cpu_sched / rounds;
+				sum[m].points_per_s += r.points_per_s / rounds;
+				sum[m].cpu_pct += r.cpu_pct / rounds;
+				sum[m].cpu_sched += r.cpu_sched / rounds;
 			}
 		}
-		printf("  %-32s mean: off %.2f%%, seccomp %.2f%% (sched %.2f%%, %.2f%%): %+.2f "
-		       "points of a core (target <= +0.30)\n",
-		       loads[l].name, sum[0].cpu_pct, sum[1].cpu_pct, sum[0].cpu_sched,
-		       sum[1].cpu_sched, sum[1].cpu_sched - sum[0].cpu_sched);
+		printf("  %-32s mean (sched): off %.2f%%, seccomp %.2f%%, compartments %.2f%%: "
+		       "seccomp %+.2f, compartments %+.2f against seccomp, points of a core "
+		       "(target <= +0.30 each)\n",
+		       loads[l].name, sum[MODE_OFF].cpu_sched, sum[MODE_THREADS].cpu_sched,
+		       sum[MODE_COMPARTMENTS].cpu_sched,
+		       sum[MODE_THREADS].cpu_sched - sum[MODE_OFF].cpu_sched,
+		       sum[MODE_COMPARTMENTS].cpu_sched - sum[MODE_THREADS].cpu_sched);
 	}
 	return 0;
 }

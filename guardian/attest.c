@@ -112,6 +112,11 @@ static int keep(void *ctx, char *why, size_t cap)
 	snprintf(path, sizeof(path), "%s/op.crt", d->cfg->state_dir);
 	if (gd_write_file_atomic(path, d->cert, strlen(d->cert), 0600) != 0)
 		goto fail;
+	/* An uplink in a child process is handed them: it cannot read the state directory. */
+	if (uplink_use_credentials(d->gw->uplink, d->priv, d->cert) != 0) {
+		snprintf(why, cap, "cannot hand the operational certificate to the uplink");
+		return GD_EIO;
+	}
 	return 0;
 fail:
 	snprintf(why, cap, "cannot write %.300s: %s", path, strerror(errno));

@@ -3,9 +3,12 @@
 #include <cjson/cJSON.h>
 #include <errno.h>
 #include <libgen.h>
+#include <mbedtls/sha256.h>
+#include <pwd.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "../tpm/tpm.h"
 #include "console.h"
@@ -90,23 +93,122 @@ static const struct conf_key sandbox_keys[] = {
 	  .kind = CONF_STRING,
 	  .offset = offsetof(struct gd_sandbox_config, user),
 	  .expect = "the user to run as once started" },
+	{ .name = "compartments",
+	  .kind = CONF_BOOL,
+	  .offset = offsetof(struct gd_sandbox_config, compartments),
+	  .expect = "true or false" },
+	{ .name = "adapter_user",
+	  .kind = CONF_STRING,
+	  .offset = offsetof(struct gd_sandbox_config, adapter_user),
+	  .expect = "the user the adapters' children run as" },
+	{ .name = "uplink_user",
+	  .kind = CONF_STRING,
+	  .offset = offsetof(struct gd_sandbox_config, uplink_user),
+	  .expect = "the user the uplink's child runs as" },
 	{ .name = NULL },
 };
 
-/* The sandbox section (base/sandbox.h): on unless "enabled": false; the user is looked up when
- * guardian run enters it. */
-static void read_sandbox(struct gd_config *cfg, struct conf *c, const cJSON *obj)
+/* Looks up sandbox.<key>'s user 'name' into *uid, *gid; false with an error naming the key. */
+static bool child_user(struct conf *c, const char *key, const char *name, uid_t *uid, gid_t *gid)
 {
-	cfg->sandbox = (struct gd_sandbox_config){ .enabled = true };
+	struct passwd pw, *found = NULL;
+	char buf[16384], path[64];
+	int err;
+
+	snprintf(path, sizeof(path), "sandbox.%s", key);
+	if (name[0] == '\0') {
+		conf_error(c, path,
+			   "an empty user name (leave the key out to run that child as "
+			   "guardian's user)");
+		return false;
+	}
+	err = getpwnam_r(name, &pw, buf, sizeof(buf), &found);
+	if (err != 0 || found == NULL) {
+		conf_error(c, path, "no user \"%s\" on this system%s%s", name, err ? ": " : "",
+			   err ? strerror(err) : "");
+		return false;
+	}
+	*uid = pw.pw_uid;
+	*gid = pw.pw_gid;
+	return true;
+}
+
+/*
+ * sandbox.adapter_user and sandbox.uplink_user: users of their own (the point is separate uids:
+ * a child cannot signal, trace or read the files of guardian or of the other children), so
+ * neither guardian's (sandbox.user, else the user loading the config) nor each other's; only
+ * with compartments, which start those children.
+ */
+static void read_child_users(struct gd_config *cfg, struct conf *c)
+{
+	struct gd_sandbox_config *sb = &cfg->sandbox;
+	const char *keys[2] = { "adapter_user", "uplink_user" };
+	const char *names[2] = { sb->adapter_user, sb->uplink_user };
+	uid_t *uids[2] = { &sb->adapter_uid, &sb->uplink_uid };
+	gid_t *gids[2] = { &sb->adapter_gid, &sb->uplink_gid };
+	bool found[2] = { false, false };
+	uid_t own = geteuid();
+	gid_t own_gid;
+
+	if (names[0] == NULL && names[1] == NULL)
+		return;
+	if (sb->user != NULL && !child_user(c, "user", sb->user, &own, &own_gid))
+		return; /* guardian's own user is unknown: run refuses anyway, said once */
+	for (int i = 0; i < 2; i++) {
+		if (names[i] == NULL)
+			continue;
+		if (!sb->enabled || !sb->compartments) {
+			conf_error(c, i == 0 ? "sandbox.adapter_user" : "sandbox.uplink_user",
+				   "only with compartments, which start that child (remove the "
+				   "key, or "
+				   "turn the sandbox and its compartments on)");
+			continue;
+		}
+		found[i] = child_user(c, keys[i], names[i], uids[i], gids[i]);
+		if (found[i] && *uids[i] == own)
+			conf_error(
+				c, i == 0 ? "sandbox.adapter_user" : "sandbox.uplink_user",
+				"\"%s\" (uid %u) is guardian's own user: the point is a uid of the "
+				"child's own, that cannot signal, trace or read guardian (name "
+				"another user, or leave the key out)",
+				names[i], (unsigned)own);
+	}
+	if (found[0] && found[1] && sb->adapter_uid == sb->uplink_uid)
+		conf_error(
+			c, "sandbox.uplink_user",
+			"\"%s\" (uid %u) is also sandbox.adapter_user: the point is separate uids, "
+			"so that a compromised adapter child cannot signal or read the uplink's "
+			"(name two users)",
+			names[1], (unsigned)sb->uplink_uid);
+}
+
+/* The sandbox section (base/sandbox.h): on unless "enabled": false, and with it compartments
+ * unless "compartments": false; the user is looked up when guardian run enters it. */
+static void read_sandbox(struct gd_config *cfg, struct conf *c, const cJSON *obj, bool child)
+{
+	cfg->sandbox = (struct gd_sandbox_config){ .enabled = true, .compartments = true };
 	if (obj == NULL || conf_read_object(c, obj, "sandbox", sandbox_keys, &cfg->sandbox) != 0)
 		return;
-	if (cfg->sandbox.user != NULL && cfg->sandbox.user[0] == '\0')
+	if (cfg->sandbox.user != NULL && cfg->sandbox.user[0] == '\0') {
 		conf_error(c, "sandbox.user",
 			   "an empty user name (leave the key out to stay the user guardian starts "
 			   "as)");
+		return;
+	}
+	/* A child runs as its user already, and has nothing to do with the others. */
+	if (!child)
+		read_child_users(cfg, c);
 }
 
 static void resolve_file_keys(cJSON *obj, const char *dir, const char *const *keys);
+
+/* Whether the config names a sandbox.uplink_user (read and checked with the section). */
+static bool has_uplink_user(const cJSON *root)
+{
+	const cJSON *sb = cJSON_GetObjectItemCaseSensitive(root, "sandbox");
+
+	return cJSON_IsString(cJSON_GetObjectItemCaseSensitive(sb, "uplink_user"));
+}
 
 static const struct conf_key attest_keys[] = {
 	{ .name = "host",
@@ -406,9 +508,31 @@ int gd_config_load(const char *file, struct conf *c, struct gd_config **out)
 	return gd_config_load_at(file, NULL, c, out);
 }
 
+static int load(const char *file, const char *given, size_t given_len, const char *state_dir,
+		struct conf *c, struct gd_config **out);
+
 int gd_config_load_at(const char *file, const char *state_dir, struct conf *c,
 		      struct gd_config **out)
 {
+	return load(file, NULL, 0, state_dir, c, out);
+}
+
+int gd_config_load_child(const char *file, const char *text, size_t len, const char *state_dir,
+			 struct conf *c, struct gd_config **out)
+{
+	*out = NULL;
+	if (text == NULL || memchr(text, '\0', len) != NULL) {
+		conf_error(c, "", "the config handed over holds a NUL byte");
+		return GD_ECONFIG;
+	}
+	return load(file, text, len, state_dir, c, out);
+}
+
+/* 'given' (not NULL): a child's load, of those bytes (gd_config_load_child). */
+static int load(const char *file, const char *given, size_t given_len, const char *state_dir,
+		struct conf *c, struct gd_config **out)
+{
+	bool child = given != NULL;
 	static const char *const uplink_files[] = { "ca_file", "cert_file", "key_file", NULL };
 	struct gd_config *cfg = calloc(1, sizeof(*cfg));
 	const char *err_at = NULL;
@@ -432,12 +556,18 @@ int gd_config_load_at(const char *file, const char *state_dir, struct conf *c,
 		conf_error(c, "", "out of memory");
 		goto out;
 	}
-	text = gd_read_file(file);
+	text = child ? strndup(given, given_len) : gd_read_file(file);
 	if (text == NULL) {
 		conf_error(c, "", "cannot read: %s", strerror(errno));
 		goto out;
 	}
-	measure_take(&cfg->measured_config, file, text, strlen(text));
+	if (child) {
+		snprintf(cfg->measured_config.name, sizeof(cfg->measured_config.name), "%s", file);
+		mbedtls_sha256_ret((const unsigned char *)text, strlen(text),
+				   cfg->measured_config.sha256, 0);
+	} else {
+		measure_take(&cfg->measured_config, file, text, strlen(text));
+	}
 	root = cJSON_ParseWithOpts(text, &err_at, 1);
 	if (root == NULL || !cJSON_IsObject(root)) {
 		json_error(c, text, root == NULL ? err_at : text);
@@ -466,6 +596,9 @@ int gd_config_load_at(const char *file, const char *state_dir, struct conf *c,
 	item = cJSON_GetObjectItemCaseSensitive(root, "uplink");
 	if (cJSON_IsObject(item)) {
 		resolve_file_keys(item, cfg->dir, uplink_files);
+		/* A child: guardian checked them, loading it first. With an uplink_user of its
+		 * own they are its to read, not guardian's: preflight checks them for it. */
+		cfg->uplink.files_checked = child || has_uplink_user(root);
 		uplink_config_read(&cfg->uplink, c, item, "uplink");
 	}
 	if (cfg->uplink.spool.dir == NULL) {
@@ -481,7 +614,7 @@ int gd_config_load_at(const char *file, const char *state_dir, struct conf *c,
 	item = cJSON_GetObjectItemCaseSensitive(root, "console");
 	read_console(cfg, c, cJSON_IsObject(item) ? item : NULL);
 	item = cJSON_GetObjectItemCaseSensitive(root, "sandbox");
-	read_sandbox(cfg, c, cJSON_IsObject(item) ? item : NULL);
+	read_sandbox(cfg, c, cJSON_IsObject(item) ? item : NULL, child);
 	item = cJSON_GetObjectItemCaseSensitive(root, "update");
 	if (cJSON_IsObject(item))
 		update_config_read(&cfg->update, c, item, cfg->dir);
@@ -501,20 +634,23 @@ int gd_config_load_at(const char *file, const char *state_dir, struct conf *c,
 			conf_error(c, "policy", "out of memory");
 			goto out;
 		}
-		cfg->policy = gd_policy_load(cfg, c, &cfg->measured_policy);
+		/* A child decides nothing: the parent holds the policy. */
+		if (!child)
+			cfg->policy = gd_policy_load(cfg, c, &cfg->measured_policy);
 	}
 	/* The CA files as they are at load; one that cannot be measured fails the evidence. */
-	if (cfg->uplink.ca_file != NULL)
+	if (cfg->uplink.ca_file != NULL && !child)
 		measure_take(&cfg->measured_files[0], cfg->uplink.ca_file, NULL, 0);
-	if (cfg->attest.enabled)
+	if (cfg->attest.enabled && !child)
 		measure_take(&cfg->measured_files[1], cfg->attest.ca_file, NULL, 0);
 out:
 	cJSON_Delete(root);
-	free(text);
 	if (c->nerrors != before) {
+		free(text);
 		gd_config_free(cfg);
 		return GD_ECONFIG;
 	}
+	cfg->text = text; /* what the children are handed */
 	*out = cfg;
 	return 0;
 }
@@ -542,5 +678,8 @@ void gd_config_free(struct gd_config *cfg)
 	free(cfg->console.pin_hash);
 	update_config_release(&cfg->update);
 	free(cfg->sandbox.user);
+	free(cfg->sandbox.adapter_user);
+	free(cfg->sandbox.uplink_user);
+	free(cfg->text);
 	free(cfg);
 }

@@ -50,10 +50,19 @@ struct gd_update {
 };
 
 /* The sandbox `guardian run` enters once the config is loaded (base/sandbox.h, profile
- * "gateway"): on unless "enabled": false; 'user' NULL stays the user started as. */
+ * "gateway"): on unless "enabled": false; 'user' NULL stays the user started as. With it,
+ * 'compartments' (on unless "compartments": false) runs each adapter in a child process of its
+ * own (compartment.h), and the uplink too (uplink_remote.h), as adapter_user and uplink_user
+ * when given (guardian then keeps CAP_SETUID and CAP_SETGID permitted, main.c). */
 struct gd_sandbox_config {
 	bool enabled;
+	bool compartments;
 	char *user;
+	/* The users the adapters' children and the uplink's child run as (NULL: guardian's own),
+	 * looked up at load: two users of their own, neither guardian's. */
+	char *adapter_user, *uplink_user;
+	uid_t adapter_uid, uplink_uid;
+	gid_t adapter_gid, uplink_gid;
 };
 
 /*
@@ -70,7 +79,8 @@ struct gd_measured {
 /* A site config, completely validated. Owns everything it points to. */
 struct gd_config {
 	char *file;
-	char *dir; /* relative paths in the config are relative to this */
+	char *text; /* the bytes parsed (and measured): what the children parse in turn */
+	char *dir;  /* relative paths in the config are relative to this */
 	char *device_id;
 	char *state_dir;
 	char *policy_file; /* resolved */
@@ -101,6 +111,14 @@ int gd_config_load(const char *file, struct conf *c, struct gd_config **out);
 /* The same with 'state_dir' (unless NULL) instead of the config's state_dir, as given. */
 int gd_config_load_at(const char *file, const char *state_dir, struct conf *c,
 		      struct gd_config **out);
+/*
+ * For a child of compartments: the config from 'text' ('len' bytes), the bytes the parent loaded
+ * from 'file' (which names it in errors and is where relative paths start), with 'state_dir' as
+ * gd_config_load_at. Reads no file: not the policy (cfg->policy stays NULL), not the CA files
+ * (not measured; measured_config is the SHA-256 of 'text'), and looks up no user of "sandbox".
+ */
+int gd_config_load_child(const char *file, const char *text, size_t len, const char *state_dir,
+			 struct conf *c, struct gd_config **out);
 /* Frees 'cfg'. No operation is performed if 'cfg' is NULL. */
 void gd_config_free(struct gd_config *cfg);
 /*

@@ -14,11 +14,13 @@
 #include "../base/json.h"
 #include "../base/sandbox.h"
 #include "audit.h"
+#include "compartment.h"
 #include "core.h"
 #include "gateway_private.h"
 #include "preflight.h"
 #include "update.h"
 #include "report.h"
+#include "uplink_remote.h"
 
 #define SUBSYS "gateway"
 
@@ -164,6 +166,10 @@ static void *runner_main(void *arg)
 	struct gateway *gw = r->gw;
 	struct adapter *a = r->a;
 
+	if (r->cp != NULL) {
+		compartment_run(r); /* the adapter polls in a child of its own */
+		return NULL;
+	}
 	a->next_due_ms = 0;
 	pthread_mutex_lock(&gw->lock);
 	while (!gw->stopping) {
@@ -261,7 +267,10 @@ struct gateway *gateway_start(struct gd_config *cfg)
 	/* What guardian check says first: the same function, the same words (preflight.h). */
 	if (preflight(cfg, PREFLIGHT_RUN, log_finding, cfg) != 0 || attest_device_prepare(gw) != 0)
 		goto fail;
-	gw->uplink = uplink_new(&cfg->uplink, cfg->device_id);
+	/* With compartments, in a child process of its own that never sees the identity key. */
+	gw->uplink = cfg->sandbox.enabled && cfg->sandbox.compartments
+			     ? uplink_remote_new(cfg)
+			     : uplink_new(&cfg->uplink, cfg->device_id);
 	if (gw->uplink == NULL) {
 		log_warnx(SUBSYS, "cannot create the uplink");
 		goto fail;
@@ -319,15 +328,16 @@ struct gateway *gateway_start(struct gd_config *cfg)
 		/* At least a CAN adapter's batch, so its frames leave in one message. */
 		r->allowed_cap = r->a->npoints > 1024 ? r->a->npoints : 1024;
 		r->allowed = calloc(r->allowed_cap, sizeof(*r->allowed));
-		if (r->buf == NULL || r->allowed == NULL)
+		if (r->buf == NULL || r->allowed == NULL || compartment_attach(r) != 0)
 			goto fail;
 		if (pthread_create(&r->thread, NULL, runner_main, r) != 0) {
 			log_warn(SUBSYS, "cannot start the thread of adapter %s", r->a->name);
 			goto fail;
 		}
 		r->started = true;
-		log_info(SUBSYS, "adapter %s (%s) started with %zu points", r->a->name,
-			 r->a->ops->type, r->a->npoints);
+		log_info(SUBSYS, "adapter %s (%s) started with %zu points%s", r->a->name,
+			 r->a->ops->type, r->a->npoints,
+			 r->cp != NULL ? ", in a child process of its own" : "");
 	}
 	/* Last: the console reads what the rest keeps. */
 	if (console_server_start(gw) != 0)
@@ -357,8 +367,11 @@ void gateway_stop(struct gateway *gw, int drain_ms)
 		free(gw->runners[i].buf);
 		free(gw->runners[i].allowed);
 	}
-	free(gw->runners);
 	command_stop(gw);
+	/* After the command thread: its writes and reads go through a compartment's table. */
+	for (size_t i = 0; i < gw->nrunners; i++)
+		compartment_detach(&gw->runners[i]);
+	free(gw->runners);
 	attest_device_stop(gw);
 	reporter_stop(gw->reporter); /* it publishes through the uplink */
 	if (gw->uplink != NULL) {

@@ -24,6 +24,7 @@ struct runner {
 	size_t allowed_cap;	/* samples it holds: the adapter's point count */
 	char *buf;		/* one payload */
 	size_t cap;
+	struct compartment *cp; /* the adapter's child (compartment.h); NULL: this thread polls */
 };
 
 struct gateway {

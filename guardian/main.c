@@ -1,6 +1,7 @@
 /* main.c: the guardian command: check a config, run the gateway, explain the policy, verify the
  * audit log. */
 #include <errno.h>
+#include <linux/capability.h>
 #include <malloc.h>
 #include <poll.h>
 #include <pthread.h>
@@ -10,6 +11,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
+#include <sys/syscall.h>
 #include <sys/un.h>
 #include <termios.h>
 #include <time.h>
@@ -18,6 +20,8 @@
 #include "version.h"
 #include "../adapters/canbus.h"
 #include "../base/sandbox.h"
+#include "compartment.h"
+#include "uplink_remote.h"
 #include "../proto/mqtt_tls.h"
 #include "audit.h"
 #include "console.h"
@@ -282,6 +286,50 @@ static int cmd_check(const struct cmdline *cl)
 }
 
 /*
+ * sandbox.adapter_user and sandbox.uplink_user: the children become them between clone and
+ * execveat, so this process keeps CAP_SETUID and CAP_SETGID permitted (never effective) and lets
+ * its children become those users only; the uplink's directories are made theirs now, while this
+ * process may. 0, or GD_EDENIED (logged, with what to do).
+ */
+static int child_users(const struct gd_config *cfg, struct gd_sandbox *sb)
+{
+	const struct gd_sandbox_config *sc = &cfg->sandbox;
+	const uint64_t need = (1ULL << CAP_SETUID) | (1ULL << CAP_SETGID);
+	struct __user_cap_header_struct hdr = { .version = _LINUX_CAPABILITY_VERSION_3 };
+	struct __user_cap_data_struct data[2] = { { 0 } };
+	char why[768];
+
+	if (sc->adapter_user == NULL && sc->uplink_user == NULL)
+		return 0;
+	if (syscall(SYS_capget, &hdr, data) != 0 || (data[0].permitted & need) != need) {
+		log_error(
+			SUBSYS,
+			"refusing to start: sandbox.adapter_user and sandbox.uplink_user need "
+			"CAP_SETUID and CAP_SETGID, to start the children as their users, and "
+			"guardian (uid %u) has not got them: start it as root (with "
+			"\"sandbox\": {\"user\": ...} it becomes that user, keeping only those "
+			"two), or give it AmbientCapabilities=CAP_SETUID CAP_SETGID in its systemd "
+			"unit (a drop-in)",
+			(unsigned)getuid());
+		return GD_EDENIED;
+	}
+	sb->keep_caps = need;
+	if (sc->adapter_user != NULL) {
+		sb->child_uids[sb->nchild_users] = sc->adapter_uid;
+		sb->child_gids[sb->nchild_users++] = sc->adapter_gid;
+	}
+	if (sc->uplink_user != NULL) {
+		sb->child_uids[sb->nchild_users] = sc->uplink_uid;
+		sb->child_gids[sb->nchild_users++] = sc->uplink_gid;
+	}
+	if (uplink_remote_prepare(cfg, why, sizeof(why)) != 0) {
+		log_error(SUBSYS, "refusing to start: %s", why);
+		return GD_EDENIED;
+	}
+	return 0;
+}
+
+/*
  * The sandbox (base/sandbox.h, profile "gateway"), once the config is loaded and before any thread
  * starts: nothing after needs a privilege, only files, devices and sockets this user may open. A
  * sandbox that cannot be entered is a refusal to start, unless the config turns it off.
@@ -295,6 +343,21 @@ static int enter_sandbox(const struct gd_config *cfg)
 		log_info(SUBSYS, "sandbox: off (\"sandbox\": {\"enabled\": false})");
 		return 0;
 	}
+	/* Compartments (compartment.h): the adapters' children are started from this executable,
+	 * opened now; the filter lets this process start them and nothing else. */
+	if (cfg->sandbox.compartments) { /* the uplink's child too (uplink_remote.h) */
+		if (compartment_prepare(cfg) != 0) {
+			log_error(SUBSYS,
+				  "refusing to start: compartments: cannot open this "
+				  "executable (\"sandbox\": {\"compartments\": false} in %s "
+				  "runs the adapters as threads)",
+				  cfg->file);
+			return GD_EDENIED;
+		}
+		sb.spawn = true;
+		if (child_users(cfg, &sb) != 0)
+			return GD_EDENIED;
+	}
 	if (gd_sandbox_enter(&sb, why, sizeof(why)) != 0) {
 		log_error(SUBSYS,
 			  "refusing to start: sandbox: %s (\"sandbox\": {\"enabled\": false} in %s "
@@ -303,9 +366,17 @@ static int enter_sandbox(const struct gd_config *cfg)
 		return GD_EDENIED;
 	}
 	log_info(SUBSYS,
-		 "sandbox: profile gateway as uid %u: no capabilities, no_new_privs, seccomp "
-		 "allow-list",
-		 (unsigned)getuid());
+		 "sandbox: profile gateway as uid %u: %s, no_new_privs, seccomp allow-list%s",
+		 (unsigned)getuid(),
+		 sb.keep_caps != 0 ? "CAP_SETUID and CAP_SETGID permitted only, none effective"
+				   : "no capabilities",
+		 sb.spawn ? "; each adapter in a child process of its own" : "");
+	if (cfg->sandbox.adapter_user != NULL)
+		log_info(SUBSYS, "sandbox: the adapters' children run as %s (uid %u)",
+			 cfg->sandbox.adapter_user, (unsigned)cfg->sandbox.adapter_uid);
+	if (cfg->sandbox.uplink_user != NULL)
+		log_info(SUBSYS, "sandbox: the uplink's child runs as %s (uid %u)",
+			 cfg->sandbox.uplink_user, (unsigned)cfg->sandbox.uplink_uid);
 	return 0;
 }
 
@@ -928,7 +999,14 @@ int main(int argc, char **argv)
 	const struct command *cmd;
 	int words;
 
+	/* Hidden: an adapter's child, started by guardian run only (compartment.h). */
+	if (argc >= 2 && strcmp(argv[1], "adapter-child") == 0)
+		return adapter_child_main(argc, argv);
 	mqtt_tls_init();
+	/* Hidden: the uplink's child, started by guardian run only (uplink_remote.h); OpenSSL is
+	 * set up before it confines itself. */
+	if (argc >= 2 && strcmp(argv[1], "uplink-child") == 0)
+		return uplink_child_main(argc, argv);
 	/* "update" has options of its own: found first, wherever it is. */
 	for (int i = 1; i < argc; i++) {
 		const char *value;

@@ -1,6 +1,7 @@
 /* preflight.c: the checks `guardian run` makes before it starts anything and `guardian check`
  * prints: state directory, secret files, identity certificate, audit key, devices, PIN. */
 #include <errno.h>
+#include <grp.h>
 #include <libgen.h>
 #include <limits.h>
 #include <pwd.h>
@@ -124,7 +125,8 @@ static void check_spool(struct pf *pf, bool state_exists)
 	struct stat st;
 	int err = 0;
 
-	if (!sp->enabled || sp->dir == NULL)
+	/* With a user of its own, the uplink's (check_uplink_user). */
+	if (!sp->enabled || sp->dir == NULL || pf->cfg->sandbox.uplink_user != NULL)
 		return;
 	if (stat(sp->dir, &st) == 0) {
 		if (!S_ISDIR(st.st_mode))
@@ -223,6 +225,136 @@ static void check_sandbox_user(struct pf *pf)
 		    errno ? ": " : "", errno ? strerror(errno) : "");
 }
 
+/* A user, as the kernel checks its access: uid, primary gid and groups. */
+struct user_ids {
+	const char *name;
+	uid_t uid;
+	gid_t gid;
+	gid_t groups[256];
+	int ngroups;
+};
+
+/* Whether 'u' has the access 'want' (4 read, 1 search) by st's mode bits (ACLs aside). */
+static bool user_has(const struct user_ids *u, const struct stat *st, unsigned want)
+{
+	unsigned bits = st->st_mode & 7;
+	bool in_group = st->st_gid == u->gid;
+
+	for (int i = 0; i < u->ngroups && !in_group; i++)
+		in_group = st->st_gid == u->groups[i];
+	if (u->uid == 0)
+		return true;
+	if (st->st_uid == u->uid)
+		bits = (st->st_mode >> 6) & 7;
+	else if (in_group)
+		bits = (st->st_mode >> 3) & 7;
+	return (bits & want) == want;
+}
+
+/* Whether 'u' may read 'path': every directory on the way searchable, the file readable. 0, or
+ * the errno it would get, with the path that stops it in 'where'. */
+static int user_may_read(const struct user_ids *u, const char *path, char *where, size_t cap)
+{
+	char walk[PATH_MAX];
+	struct stat st;
+	size_t n = strlen(path);
+
+	if (path[0] != '/' || n >= sizeof(walk)) {
+		snprintf(where, cap, "%s", path);
+		return path[0] != '/' ? EINVAL : ENAMETOOLONG;
+	}
+	for (size_t i = 1; i <= n; i++) {
+		if (path[i] != '/' && path[i] != '\0')
+			continue;
+		memcpy(walk, path, i);
+		walk[i] = '\0';
+		snprintf(where, cap, "%s", walk);
+		if (stat(walk, &st) != 0)
+			return errno;
+		if (!user_has(u, &st, path[i] == '\0' ? 4 : 1))
+			return EACCES;
+	}
+	return 0;
+}
+
+/*
+ * sandbox.uplink_user: what the uplink's child, under that user, opens. Its spool and
+ * state_dir/uplink belong to it (run, as root, makes them so; else they must already); the CA,
+ * certificate and key files it reads are readable by it.
+ */
+static void check_uplink_user(struct pf *pf, enum preflight_mode mode)
+{
+	const struct gd_config *cfg = pf->cfg;
+	const struct gd_sandbox_config *sb = &cfg->sandbox;
+	const struct uplink_config *up = &cfg->uplink;
+	struct user_ids u = { .name = sb->uplink_user,
+			      .uid = sb->uplink_uid,
+			      .gid = sb->uplink_gid };
+	const struct {
+		const char *key, *path;
+	} files[] = {
+		{ "uplink.ca_file", up->ca_file },
+		{ "uplink.cert_file", up->attested ? NULL : up->cert_file },
+		{ "uplink.key_file", up->attested ? NULL : up->key_file },
+	};
+	char creds[PATH_MAX], where[PATH_MAX];
+	const struct {
+		const char *key, *dir;
+	} dirs[] = {
+		{ "uplink.spool.dir", up->spool.enabled ? up->spool.dir : NULL },
+		{ "sandbox.uplink_user", creds },
+	};
+	/* run as root makes them and gives them to the user before it drops root. */
+	bool fixes = mode == PREFLIGHT_CHECK && geteuid() == 0;
+
+	if (u.name == NULL)
+		return;
+	snprintf(creds, sizeof(creds), "%s/uplink", cfg->state_dir);
+	u.ngroups = (int)(sizeof(u.groups) / sizeof(u.groups[0]));
+	if (getgrouplist(u.name, u.gid, u.groups, &u.ngroups) < 0)
+		u.ngroups = 0;
+	for (size_t i = 0; i < sizeof(dirs) / sizeof(dirs[0]); i++) {
+		struct stat st;
+		int err;
+
+		if (dirs[i].dir == NULL || fixes)
+			continue;
+		err = lstat(dirs[i].dir, &st) != 0 ? errno : 0;
+		if (err == 0 && S_ISDIR(st.st_mode) && st.st_uid == u.uid)
+			continue;
+		say(pf, PREFLIGHT_ERROR, dirs[i].key,
+		    "the uplink's directory %s must belong to its user %s (uid %u)%s%s; as root: "
+		    "mkdir -p %s && chown %s: %s && chmod 700 %s (or start guardian as root, "
+		    "which does it)",
+		    dirs[i].dir, u.name, (unsigned)u.uid, err != 0 ? ": " : "",
+		    err != 0 ? strerror(err) : "", dirs[i].dir, u.name, dirs[i].dir, dirs[i].dir);
+	}
+	for (size_t i = 0; i < sizeof(files) / sizeof(files[0]); i++) {
+		int err;
+
+		if (files[i].path == NULL)
+			continue;
+		err = user_may_read(&u, files[i].path, where, sizeof(where));
+		if (err == 0)
+			continue;
+		say(pf, PREFLIGHT_ERROR, files[i].key,
+		    "%s is not readable by the uplink's user %s (uid %u): %s at %s (make it and "
+		    "the directories on its way readable by that user, or its group)",
+		    files[i].path, u.name, (unsigned)u.uid, strerror(err), where);
+	}
+	/* The uplink's own key: its user's, and no one else's. */
+	if (!up->attested && up->key_file != NULL) {
+		struct stat st;
+
+		if (stat(up->key_file, &st) == 0 && (st.st_uid != u.uid || (st.st_mode & 077) != 0))
+			say(pf, PREFLIGHT_WARNING, "uplink.key_file",
+			    "%s (uid %u, mode %04o) should belong to the uplink's user %s and be "
+			    "closed to others: chown %s %s && chmod 600 %s",
+			    up->key_file, (unsigned)st.st_uid, (unsigned)(st.st_mode & 07777),
+			    u.name, u.name, up->key_file, up->key_file);
+	}
+}
+
 /* A serial device an adapter or the console opens: retried until it is there, so a warning. */
 static void check_device(struct pf *pf, const char *key, const char *device)
 {
@@ -252,10 +384,11 @@ int preflight(const struct gd_config *cfg, enum preflight_mode mode, preflight_r
 	state_exists = check_state_dir(&pf, mode);
 	check_spool(&pf, state_exists);
 	check_sandbox_user(&pf);
+	check_uplink_user(&pf, mode);
 	check_attestation(&pf);
 	if (state_exists && mode == PREFLIGHT_CHECK)
 		check_audit(&pf);
-	if (!cfg->uplink.attested)
+	if (!cfg->uplink.attested && cfg->sandbox.uplink_user == NULL)
 		check_uplink_key(&pf, cfg->uplink.key_file);
 	for (size_t i = 0; i < cfg->nadapters; i++) {
 		const struct adapter *a = cfg->adapters[i];

@@ -29,6 +29,9 @@ typedef void preflight_report_fn(void *ctx, enum preflight_level level, const ch
  *   attestation        identity.key and op.key kept as
  *                      keystore_check_file requires; the identity certificate
  *                      readable
+ *   sandbox.uplink_user  the uplink's spool and state_dir/uplink belong to
+ *                      that user (run as root makes them so), and the CA,
+ *                      certificate and key files it reads are readable by it
  *   audit              audit.key not open to others; check also reads the
  *                      log as audit_open will (run leaves that to audit_open)
  *   uplink.key_file (not open to others), serial devices (there, and

@@ -187,6 +187,8 @@ int uplink_config_read(struct uplink_config *cfg, struct conf *c, const void *js
 					   "key for state_dir/spool)");
 		}
 	}
+	if (cfg->files_checked)
+		goto out;
 	check_file(c, path, "ca_file", cfg->ca_file);
 	if (!cfg->attested) {
 		check_file(c, path, "cert_file", cfg->cert_file);

@@ -75,6 +75,9 @@ struct send_ctx {
 };
 
 struct uplink {
+	/* uplink_new_with: every function is ops->...(impl); nothing below is used */
+	const struct uplink_ops *ops;
+	void *impl;
 	struct uplink_config cfg; /* a copy; strings owned */
 	char *device_id;
 	const char *client_id; /* cfg.client_id or device_id */
@@ -252,6 +255,10 @@ static void on_connect_failed(void *context, MQTTAsync_failureData *response)
 
 void uplink_hold(struct uplink *u, bool held)
 {
+	if (u->ops != NULL) {
+		u->ops->hold(u->impl, held);
+		return;
+	}
 	pthread_mutex_lock(&u->lock);
 	u->held = held;
 	if (held && u->state == LINK_CONNECTED) {
@@ -268,6 +275,10 @@ void uplink_hold(struct uplink *u, bool held)
 
 void uplink_reconnect(struct uplink *u)
 {
+	if (u->ops != NULL) {
+		u->ops->reconnect(u->impl);
+		return;
+	}
 	pthread_mutex_lock(&u->lock);
 	if (u->state == LINK_CONNECTED) {
 		/* Handled like a lost connection: a fresh client, in-flight messages resent. */
@@ -1134,6 +1145,8 @@ int uplink_start(struct uplink *u)
 {
 	int rc = 0;
 
+	if (u->ops != NULL)
+		return u->ops->start(u->impl);
 	pthread_mutex_lock(&u->lock);
 	if (u->state != LINK_IDLE) {
 		rc = GD_EINVAL;
@@ -1156,6 +1169,10 @@ out:
 
 void uplink_set_command_handler(struct uplink *u, uplink_command_fn *fn, void *ctx)
 {
+	if (u->ops != NULL) {
+		u->ops->set_command_handler(u->impl, fn, ctx);
+		return;
+	}
 	pthread_mutex_lock(&u->lock);
 	u->cmd_fn = fn;
 	u->cmd_ctx = ctx;
@@ -1167,6 +1184,8 @@ int uplink_subscribe_extra(struct uplink *u, const char *subtopic, uplink_comman
 	char *topic;
 	int rc = 0;
 
+	if (u->ops != NULL)
+		return u->ops->subscribe_extra(u->impl, subtopic, fn, ctx);
 	if (subtopic[0] == '\0' || strpbrk(subtopic, "+#") != NULL)
 		return GD_EINVAL;
 	topic = dup_printf("guardian/%s/%s", u->device_id, subtopic);
@@ -1194,12 +1213,15 @@ int uplink_publish_event(struct uplink *u, const char *subtopic, const char *pay
 int uplink_publish_event_acked(struct uplink *u, const char *subtopic, const char *payload,
 			       size_t len, uplink_ack_fn *fn, void *ctx, uint64_t id)
 {
-	struct event *e = malloc(sizeof(*e) + len);
+	struct event *e;
 	uplink_ack_fn *dropped_fn = NULL;
 	void *dropped_ctx = NULL;
 	uint64_t dropped_id = 0;
 	int rc = 0;
 
+	if (u->ops != NULL)
+		return u->ops->publish_event_acked(u->impl, subtopic, payload, len, fn, ctx, id);
+	e = malloc(sizeof(*e) + len);
 	if (e == NULL)
 		return GD_ENOMEM;
 	e->next = NULL;
@@ -1245,6 +1267,8 @@ int uplink_send_telemetry(struct uplink *u, uint64_t seq, const char *payload, s
 	int rc, spooled;
 	bool behind;
 
+	if (u->ops != NULL)
+		return u->ops->send_telemetry(u->impl, seq, payload, len);
 	if (len > (size_t)u->cfg.max_message_bytes)
 		return GD_EINVAL; /* the caller splits batches at max_message_bytes */
 	if (u->spool == NULL)
@@ -1276,13 +1300,20 @@ int uplink_send_telemetry(struct uplink *u, uint64_t seq, const char *payload, s
 
 uint64_t uplink_last_seq(struct uplink *u)
 {
+	if (u->ops != NULL)
+		return u->ops->last_seq(u->impl);
 	return u->spool != NULL ? spool_last_seq(u->spool) : 0;
 }
 
 void uplink_set_health(struct uplink *u, const char *json, size_t len)
 {
-	char *copy = malloc(len + 1);
+	char *copy;
 
+	if (u->ops != NULL) {
+		u->ops->set_health(u->impl, json, len);
+		return;
+	}
+	copy = malloc(len + 1);
 	if (copy == NULL) {
 		log_warnx(SUBSYS, "out of memory for the health document");
 		return;
@@ -1301,6 +1332,10 @@ void uplink_get_stats(struct uplink *u, struct uplink_stats *out)
 {
 	struct queue_stats qs;
 
+	if (u->ops != NULL) {
+		u->ops->get_stats(u->impl, out);
+		return;
+	}
 	pthread_mutex_lock(&u->lock);
 	queue_get_stats(u->queue, &qs);
 	*out = (struct uplink_stats){
@@ -1370,6 +1405,10 @@ void uplink_stop(struct uplink *u, int timeout_ms)
 	char *doc = NULL;
 	int rc;
 
+	if (u->ops != NULL) {
+		u->ops->stop(u->impl, timeout_ms);
+		return;
+	}
 	pthread_mutex_lock(&u->lock);
 	if (!u->thread_running) {
 		pthread_mutex_unlock(&u->lock);
@@ -1452,6 +1491,11 @@ void uplink_free(struct uplink *u)
 {
 	if (u == NULL)
 		return;
+	if (u->ops != NULL) {
+		u->ops->free(u->impl);
+		free(u);
+		return;
+	}
 	if (u->thread_running)
 		uplink_stop(u, 0);
 	if (u->client != NULL)
@@ -1481,4 +1525,27 @@ void uplink_free(struct uplink *u)
 	pthread_cond_destroy(&u->cond);
 	pthread_mutex_destroy(&u->lock);
 	free(u);
+}
+
+int uplink_use_credentials(struct uplink *u, const char *key_pem, const char *cert_pem)
+{
+	if (u->ops != NULL)
+		return u->ops->use_credentials(u->impl, key_pem, cert_pem);
+	return 0; /* read from cert_file and key_file at the next connection */
+}
+
+struct uplink *uplink_new_with(const struct uplink_ops *ops, void *impl)
+{
+	struct uplink *u = calloc(1, sizeof(*u));
+
+	if (u == NULL)
+		return NULL;
+	u->ops = ops;
+	u->impl = impl;
+	return u;
+}
+
+void *uplink_impl(struct uplink *u, const struct uplink_ops *ops)
+{
+	return u->ops == ops ? u->impl : NULL;
 }

@@ -57,7 +57,10 @@ struct uplink_config {
 	long long max_message_bytes; /* 128 KiB: larger batches are split */
 	int health_interval_ms;	     /* 10000 */
 	bool verify_hostname;	     /* true; false only for brokers reached by IP without SAN */
-	bool attested; /* cert_file and key_file come from attestation: made at run time */
+	bool attested;	    /* cert_file and key_file come from attestation: made at run time */
+	bool files_checked; /* set before reading: the files were checked where the config was
+			       first loaded (a child of guardian's, handed the config, may not
+			       reach them all), so uplink_config_read does not open them */
 	struct spool_config spool;
 };
 
@@ -193,6 +196,40 @@ int uplink_publish_event_acked(struct uplink *u, const char *subtopic, const cha
 void uplink_stop(struct uplink *u, int timeout_ms);
 /* Frees 'u'. No operation is performed if 'u' is NULL. */
 void uplink_free(struct uplink *u);
+
+/*
+ * The operational key and certificate (PEM) an attestation round kept, for the next connection.
+ * The uplink of this process reads cert_file and key_file, where the round wrote them, and so
+ * ignores this; a backend in another process (below) is handed them. 0 or gd_err.
+ */
+int uplink_use_credentials(struct uplink *u, const char *key_pem, const char *cert_pem);
+
+/*
+ * Another uplink behind the functions above, as adapters are backends: the uplink in a child
+ * process (guardian/uplink_remote.c). Each gets the 'impl' given to uplink_new_with and the
+ * arguments of the function of the same name, which only calls it.
+ */
+struct uplink_ops {
+	int (*start)(void *impl);
+	int (*send_telemetry)(void *impl, uint64_t seq, const char *payload, size_t len);
+	uint64_t (*last_seq)(void *impl);
+	void (*set_health)(void *impl, const char *json, size_t len);
+	void (*get_stats)(void *impl, struct uplink_stats *out);
+	void (*hold)(void *impl, bool held);
+	void (*reconnect)(void *impl);
+	void (*set_command_handler)(void *impl, uplink_command_fn *fn, void *ctx);
+	int (*subscribe_extra)(void *impl, const char *subtopic, uplink_command_fn *fn, void *ctx);
+	int (*publish_event_acked)(void *impl, const char *subtopic, const char *payload,
+				   size_t len, uplink_ack_fn *fn, void *ctx, uint64_t id);
+	int (*use_credentials)(void *impl, const char *key_pem, const char *cert_pem);
+	void (*stop)(void *impl, int timeout_ms);
+	void (*free)(void *impl); /* at uplink_free */
+};
+
+/* An uplink whose functions are 'ops' on 'impl' (taken: ops->free frees it). NULL on ENOMEM. */
+struct uplink *uplink_new_with(const struct uplink_ops *ops, void *impl);
+/* The 'impl' of an uplink made by uplink_new_with with 'ops', else NULL. */
+void *uplink_impl(struct uplink *u, const struct uplink_ops *ops);
 
 /*
  * Telemetry payloads. Writes samples [first, ...) as one JSON document into

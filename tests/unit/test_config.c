@@ -1,5 +1,6 @@
 /* test_config.c: every kind of config mistake yields its message, with file and JSON path. */
 #include <criterion/criterion.h>
+#include <pwd.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -620,4 +621,118 @@ Test(config, rs485_is_for_serial_lines_only)
 {
 	write_config_points("", ",\"rs485\":true", "[{\"name\":\"a\",\"address\":0}]");
 	expect_error("adapters[1].rs485", "unknown key");
+}
+
+/* ---- sandbox.adapter_user, sandbox.uplink_user ---------------------------------------------- */
+
+Test(config, child_users_are_looked_up_at_load)
+{
+	const struct passwd *nobody = getpwnam("nobody"), *daemon_pw;
+	struct gd_config *cfg = NULL;
+	uid_t nobody_uid;
+	struct conf c;
+
+	cr_assert_not_null(nobody, "no user nobody on this machine");
+	nobody_uid = nobody->pw_uid;
+	daemon_pw = getpwnam("daemon");
+	cr_assert_not_null(daemon_pw, "no user daemon on this machine");
+	if (geteuid() == nobody_uid || geteuid() == daemon_pw->pw_uid)
+		cr_skip_test("run as nobody or daemon: one of them is guardian's own user");
+	write_config_points("\"sandbox\":{\"adapter_user\":\"nobody\",\"uplink_user\":\"daemon\"},",
+			    "", "[{\"name\":\"a\",\"address\":0}]");
+	conf_init(&c, cfgfile);
+	cr_assert_eq(gd_config_load(cfgfile, &c, &cfg), 0);
+	cr_expect_str_eq(cfg->sandbox.adapter_user, "nobody");
+	cr_expect_eq(cfg->sandbox.adapter_uid, nobody_uid);
+	cr_expect_eq(cfg->sandbox.uplink_uid, daemon_pw->pw_uid);
+	cr_expect_eq(cfg->sandbox.uplink_gid, daemon_pw->pw_gid);
+	gd_config_free(cfg);
+	conf_release(&c);
+}
+
+Test(config, an_unknown_child_user_is_an_error_naming_the_key)
+{
+	write_config_points("\"sandbox\":{\"adapter_user\":\"no-such-user-gd\"},", "",
+			    "[{\"name\":\"a\",\"address\":0}]");
+	expect_error("sandbox.adapter_user", "no user \"no-such-user-gd\" on this system");
+	write_config_points("\"sandbox\":{\"uplink_user\":\"no-such-user-gd\"},", "",
+			    "[{\"name\":\"a\",\"address\":0}]");
+	expect_error("sandbox.uplink_user", "no user \"no-such-user-gd\" on this system");
+	write_config_points("\"sandbox\":{\"uplink_user\":\"\"},", "",
+			    "[{\"name\":\"a\",\"address\":0}]");
+	expect_error("sandbox.uplink_user", "an empty user name");
+}
+
+Test(config, one_user_for_both_children_is_refused_with_the_reason)
+{
+	write_config_points("\"sandbox\":{\"adapter_user\":\"daemon\",\"uplink_user\":\"daemon\"},",
+			    "", "[{\"name\":\"a\",\"address\":0}]");
+	expect_error("sandbox.uplink_user",
+		     "is also sandbox.adapter_user: the point is separate uids");
+}
+
+Test(config, guardians_own_user_for_a_child_is_refused_with_the_reason)
+{
+	const struct passwd *me = getpwuid(geteuid());
+	char text[256];
+
+	cr_assert_not_null(me);
+	snprintf(text, sizeof(text), "\"sandbox\":{\"adapter_user\":\"%s\"},", me->pw_name);
+	write_config_points(text, "", "[{\"name\":\"a\",\"address\":0}]");
+	expect_error("sandbox.adapter_user", "is guardian's own user: the point is a uid");
+	/* guardian's own: sandbox.user when it names one. */
+	write_config_points("\"sandbox\":{\"user\":\"nobody\",\"uplink_user\":\"nobody\"},", "",
+			    "[{\"name\":\"a\",\"address\":0}]");
+	expect_error("sandbox.uplink_user", "\"nobody\" (uid ");
+	expect_error("sandbox.uplink_user", "is guardian's own user");
+}
+
+Test(config, child_users_only_with_compartments)
+{
+	write_config_points("\"sandbox\":{\"compartments\":false,\"adapter_user\":\"nobody\"},", "",
+			    "[{\"name\":\"a\",\"address\":0}]");
+	expect_error("sandbox.adapter_user", "only with compartments");
+	write_config_points("\"sandbox\":{\"enabled\":false,\"uplink_user\":\"daemon\"},", "",
+			    "[{\"name\":\"a\",\"address\":0}]");
+	expect_error("sandbox.uplink_user", "only with compartments");
+}
+
+/* A child's load: the bytes given, paths beside the named file, no file read, no user looked
+ * up, the digest of the bytes. */
+Test(config, a_child_loads_the_bytes_it_is_handed)
+{
+	struct gd_config *parent = NULL, *child = NULL;
+	char *text, policy[256];
+	struct conf c;
+
+	write_config_points("\"sandbox\":{\"adapter_user\":\"nobody\",\"uplink_user\":\"daemon\"},",
+			    "", "[{\"name\":\"a\",\"address\":0}]");
+	conf_init(&c, cfgfile);
+	if (gd_config_load(cfgfile, &c, &parent) != 0)
+		cr_skip_test("the parent's load failed (run as nobody or daemon?)");
+	conf_release(&c);
+	cr_assert_not_null(parent->text);
+	text = strdup(parent->text);
+	cr_assert_not_null(text);
+	/* Gone from the disk: the child reads neither the config nor the policy. */
+	write_file("site.json", "{}");
+	snprintf(policy, sizeof(policy), "%s/policy.json", dir);
+	cr_assert_eq(unlink(policy), 0);
+	conf_init(&c, cfgfile);
+	cr_assert_eq(gd_config_load_child(cfgfile, text, strlen(text), NULL, &c, &child), 0, "%s",
+		     c.nerrors > 0 ? c.errors[0] : "");
+	conf_release(&c);
+	cr_expect_null(child->policy);
+	cr_expect_eq(child->nadapters, 2);
+	cr_expect_str_eq(child->uplink.ca_file, parent->uplink.ca_file);
+	cr_expect_str_eq(child->uplink.spool.dir, parent->uplink.spool.dir);
+	cr_expect_eq(memcmp(child->measured_config.sha256, parent->measured_config.sha256, 32), 0);
+	gd_config_free(child);
+	/* A NUL in the bytes: refused. */
+	conf_init(&c, cfgfile);
+	cr_expect_eq(gd_config_load_child(cfgfile, "{\0}", 3, NULL, &c, &child), GD_ECONFIG);
+	cr_expect_null(child);
+	conf_release(&c);
+	gd_config_free(parent);
+	free(text);
 }

@@ -3,6 +3,7 @@
 #include <criterion/criterion.h>
 #include <arpa/inet.h>
 #include <errno.h>
+#include <linux/capability.h>
 #include <fcntl.h>
 #include <netdb.h>
 #include <netinet/in.h>
@@ -85,6 +86,16 @@ static void fail(const char *fmt, ...)
 			fail("%s: failed: %s", #call, strerror(errno));                            \
 	} while (0)
 
+/* in_sandbox enters with 'spawn' (children of this binary) when set. */
+static bool in_spawn;
+/* ... keeping these capabilities permitted, with children that may become in_child_uid:gid
+ * (when in_child_ids), after running in_pre (when set) in the child before it enters. */
+static uint64_t in_keep;
+static bool in_child_ids;
+static uid_t in_child_uid;
+static gid_t in_child_gid;
+static void (*in_pre)(void);
+
 struct child {
 	int status; /* as waitpid */
 	char stderr_text[8192];
@@ -120,13 +131,21 @@ static void in_sandbox(const char *profile, const char *user, void (*body)(void)
 	pid = fork();
 	cr_assert_geq(pid, 0, "fork: %s", strerror(errno));
 	if (pid == 0) {
-		struct gd_sandbox sb = { .profile = profile, .user = user };
+		struct gd_sandbox sb = { .profile = profile,
+					 .user = user,
+					 .spawn = in_spawn,
+					 .keep_caps = in_keep,
+					 .child_uids = { in_child_uid },
+					 .child_gids = { in_child_gid },
+					 .nchild_users = in_child_ids ? 1 : 0 };
 		char why[512] = "";
 
 		close(err_pipe[0]);
 		close(fail_pipe[0]);
 		dup2(err_pipe[1], STDERR_FILENO);
 		report_fd = fail_pipe[1];
+		if (in_pre != NULL)
+			in_pre();
 		if (gd_sandbox_enter(&sb, why, sizeof(why)) != 0) {
 			fail("gd_sandbox_enter(%s): %s", profile, why);
 			_exit(100);
@@ -259,6 +278,62 @@ Test(sandbox, adapter_and_uplink_refuse_them_too)
 	in_sandbox("adapter", NULL, body_refusals, &c);
 	expect_clean(&c);
 	in_sandbox("uplink", NULL, body_refusals, &c);
+	expect_clean(&c);
+}
+
+/* ---- spawn: children of this binary, nothing more ------------------------------------------- */
+
+static void body_spawn(void)
+{
+	char *const argv[] = { "true", NULL };
+	char *const envp[] = { NULL };
+	static const char other_empty[] = "";
+	int fd, status = -1, pidfd = -1;
+	long pid;
+
+	/* What compartments start is this fd; here /bin/true stands for guardian. */
+	fd = open("/bin/true", O_PATH | O_CLOEXEC);
+	WORKS(fd);
+	WORKS(dup3(fd, GD_SANDBOX_EXEC_FD, O_CLOEXEC));
+	/* Still no execve, and no execveat but of that descriptor and that empty path. */
+	DENIED(execve("/bin/true", argv, envp));
+	DENIED(syscall(SYS_execveat, AT_FDCWD, "/bin/true", argv, envp, 0));
+	DENIED(syscall(SYS_execveat, fd, gd_sandbox_exec_path, argv, envp, AT_EMPTY_PATH));
+	DENIED(syscall(SYS_execveat, GD_SANDBOX_EXEC_FD, "/bin/true", argv, envp, AT_EMPTY_PATH));
+	DENIED(syscall(SYS_execveat, GD_SANDBOX_EXEC_FD, other_empty, argv, envp, AT_EMPTY_PATH));
+	DENIED(syscall(SYS_execveat, GD_SANDBOX_EXEC_FD, gd_sandbox_exec_path, argv, envp, 0));
+	/* A process, not one that shares memory or enters a namespace; vfork neither. */
+	if (!SANITIZED)
+		DENIED(syscall(SYS_clone, CLONE_VM | SIGCHLD, 0, 0, 0, 0));
+	DENIED(syscall(SYS_clone, 0x10000000 /* CLONE_NEWUSER */ | SIGCHLD, 0, 0, 0, 0));
+	DENIED(syscall(SYS_vfork));
+	/* Signals: still this process only; SIGKILL through a pidfd, nothing else. */
+	DENIED(kill(getppid(), 0));
+	DENIED(syscall(SYS_pidfd_open, getppid(), 0));
+	/* A fork-shaped clone that runs the binary at the descriptor. */
+	pid = syscall(SYS_clone, 0x00001000 /* CLONE_PIDFD */ | SIGCHLD, 0, &pidfd, 0, 0);
+	if (pid == 0) {
+		syscall(SYS_execveat, GD_SANDBOX_EXEC_FD, gd_sandbox_exec_path, argv, envp,
+			AT_EMPTY_PATH);
+		_exit(99);
+	}
+	WORKS(pid);
+	if (pid > 0) {
+		DENIED(syscall(SYS_pidfd_send_signal, pidfd, SIGTERM, NULL, 0));
+		WORKS(wait4((pid_t)pid, &status, 0, NULL));
+		if (!WIFEXITED(status) || WEXITSTATUS(status) != 0)
+			fail("the child of execveat(GD_SANDBOX_EXEC_FD): status 0x%x", status);
+	}
+	/* Without 'spawn', that child could not have been made (gateway_refuses_... above). */
+}
+
+Test(sandbox, spawn_starts_only_the_binary_at_its_descriptor)
+{
+	struct child c;
+
+	in_spawn = true;
+	in_sandbox("gateway", NULL, body_spawn, &c);
+	in_spawn = false;
 	expect_clean(&c);
 }
 
@@ -510,6 +585,205 @@ Test(sandbox, with_a_user_it_becomes_that_user_for_good)
 	expect_clean(&c);
 }
 
+/* ---- keep_caps: CAP_SETUID and CAP_SETGID permitted, for children of their own users -------- */
+
+#define SETID_CAPS ((1ULL << 6) | (1ULL << 7)) /* CAP_SETGID, CAP_SETUID */
+
+static uid_t keep_uid; /* who the sandboxed process is to be */
+
+/* Permitted exactly CAP_SETUID and CAP_SETGID; effective, inheritable, ambient and bounding
+ * empty (the bounding set only when the process could clear it: started as root). */
+static void body_keeps_setid(void)
+{
+	static const char *const zero[] = { "CapInh", "CapEff", "CapAmb", "CapBnd" };
+	uid_t r, e, s;
+	char v[64];
+
+	for (size_t i = 0; i < sizeof(zero) / sizeof(zero[0]); i++)
+		if (strcmp(status_field(zero[i], v, sizeof(v)), "0000000000000000") != 0 &&
+		    (strcmp(zero[i], "CapBnd") != 0 || keep_uid == 0 || started_as_root))
+			fail("%s is %s, expected 0", zero[i], v);
+	if (strcmp(status_field("CapPrm", v, sizeof(v)), "00000000000000c0") != 0)
+		fail("CapPrm is %s, expected 00000000000000c0 (CAP_SETUID, CAP_SETGID)", v);
+	if (getresuid(&r, &e, &s) != 0 || r != keep_uid || e != keep_uid || s != keep_uid)
+		fail("uids are %u %u %u, expected %u", (unsigned)r, (unsigned)e, (unsigned)s,
+		     (unsigned)keep_uid);
+	/* Not effective: no change of user without raising them, which only 'spawn' allows. */
+	DENIED(setuid(0));
+	DENIED(syscall(SYS_setresuid, 0, 0, 0));
+}
+
+/* A user that holds CAP_SETUID and CAP_SETGID as systemd's AmbientCapabilities= gives them:
+ * permitted, effective, inheritable and ambient. */
+static void become_nobody_with_ambient_caps(void)
+{
+	struct __user_cap_header_struct hdr = { .version = _LINUX_CAPABILITY_VERSION_3 };
+	struct __user_cap_data_struct data[2] = { { 0 } };
+
+	data[0].permitted = data[0].effective = data[0].inheritable = (uint32_t)SETID_CAPS;
+	if (prctl(PR_SET_KEEPCAPS, 1, 0, 0, 0) != 0 ||
+	    syscall(SYS_setresgid, keep_uid, keep_uid, keep_uid) != 0 ||
+	    syscall(SYS_setresuid, keep_uid, keep_uid, keep_uid) != 0 ||
+	    syscall(SYS_capset, &hdr, data) != 0 ||
+	    prctl(PR_CAP_AMBIENT, PR_CAP_AMBIENT_RAISE, 6, 0, 0) != 0 ||
+	    prctl(PR_CAP_AMBIENT, PR_CAP_AMBIENT_RAISE, 7, 0, 0) != 0)
+		fail("cannot become uid %u with ambient CAP_SETUID and CAP_SETGID: %s",
+		     (unsigned)keep_uid, strerror(errno));
+	prctl(PR_SET_KEEPCAPS, 0, 0, 0, 0);
+}
+
+Test(sandbox, keep_caps_leaves_setuid_and_setgid_permitted_only)
+{
+	const struct passwd *pw = getpwnam("nobody");
+	struct child c;
+
+	if (geteuid() != 0)
+		cr_skip_test(
+			"not root: keeping CAP_SETUID and CAP_SETGID needs them to begin with");
+	cr_assert_not_null(pw, "no user nobody on this machine");
+	started_as_root = true;
+	in_keep = SETID_CAPS;
+	/* Root that stays root. */
+	keep_uid = 0;
+	in_sandbox("gateway", NULL, body_keeps_setid, &c);
+	expect_clean(&c);
+	/* Root that becomes a user: kept across the change. */
+	keep_uid = pw->pw_uid;
+	in_sandbox("gateway", "nobody", body_keeps_setid, &c);
+	expect_clean(&c);
+	/* A user started with them (AmbientCapabilities=): no CAP_SETPCAP, so the bounding set
+	 * stays; the rest as above. */
+	started_as_root = false;
+	in_pre = become_nobody_with_ambient_caps;
+	in_sandbox("gateway", NULL, body_keeps_setid, &c);
+	expect_clean(&c);
+	in_pre = NULL;
+	in_keep = 0;
+}
+
+/* Without them to keep: refused before any step, saying so. */
+static void body_unreached(void)
+{
+	fail("entered the sandbox without the capabilities to keep");
+}
+
+static void become_nobody(void)
+{
+	if (syscall(SYS_setresgid, keep_uid, keep_uid, keep_uid) != 0 ||
+	    syscall(SYS_setresuid, keep_uid, keep_uid, keep_uid) != 0)
+		fail("cannot become uid %u: %s", (unsigned)keep_uid, strerror(errno));
+}
+
+Test(sandbox, keep_caps_without_them_is_refused)
+{
+	const struct passwd *pw = getpwnam("nobody");
+	struct child c;
+
+	if (geteuid() != 0)
+		cr_skip_test("not root: cannot become nobody to lose the capabilities");
+	cr_assert_not_null(pw, "no user nobody on this machine");
+	keep_uid = pw->pw_uid;
+	in_keep = SETID_CAPS;
+	in_pre = become_nobody;
+	in_sandbox("gateway", NULL, body_unreached, &c);
+	in_pre = NULL;
+	in_keep = 0;
+	cr_expect(WIFEXITED(c.status) && WEXITSTATUS(c.status) == 100, "status 0x%x: %s", c.status,
+		  c.failures);
+	cr_expect_not_null(strstr(c.failures, "capabilities to keep (0xc0) are not all permitted"),
+			   "%s", c.failures);
+}
+
+/* With 'spawn' and a child user: a child raises the two, drops its groups and becomes that user
+ * (and no other), then its execveat leaves it no capability. */
+static void body_spawn_as_user(void)
+{
+	char *const argv[] = { "true", NULL };
+	char *const envp[] = { NULL };
+	int fd, status = -1, pidfd = -1, pipefd[2];
+	long pid;
+
+	fd = open("/bin/cat", O_PATH | O_CLOEXEC);
+	WORKS(fd);
+	WORKS(dup3(fd, GD_SANDBOX_EXEC_FD, O_CLOEXEC));
+	WORKS(pipe(pipefd));
+	/* In the parent: not effective, so none of these can change anything. */
+	DENIED(syscall(SYS_setresuid, in_child_uid, in_child_uid, in_child_uid));
+	DENIED(syscall(SYS_setgroups, 0, NULL));
+	pid = syscall(SYS_clone, 0x00001000 /* CLONE_PIDFD */ | SIGCHLD, 0, &pidfd, 0, 0);
+	if (pid == 0) {
+		struct __user_cap_header_struct hdr = { .version = _LINUX_CAPABILITY_VERSION_3 };
+		struct __user_cap_data_struct data[2] = { { 0 } };
+		char *const cat[] = { "cat", "/proc/self/status", NULL };
+
+		data[0].permitted = data[0].effective = (uint32_t)SETID_CAPS;
+		if (syscall(SYS_capset, &hdr, data) != 0)
+			_exit(10);
+		/* Another uid than the one allowed: refused by the filter (EPERM), not done. */
+		if (syscall(SYS_setresuid, 0, 0, 0) != -1 || errno != EPERM)
+			_exit(11);
+		if (syscall(SYS_setresuid, in_child_uid, 0, in_child_uid) != -1)
+			_exit(12);
+		if (syscall(SYS_setgroups, 1, (gid_t[]){ 0 }) != -1)
+			_exit(13);
+		if (syscall(SYS_setgroups, 0, NULL) != 0 ||
+		    syscall(SYS_setresgid, in_child_gid, in_child_gid, in_child_gid) != 0 ||
+		    syscall(SYS_setresuid, in_child_uid, in_child_uid, in_child_uid) != 0)
+			_exit(14);
+		if (getuid() != in_child_uid || geteuid() != in_child_uid)
+			_exit(15);
+		dup2(pipefd[1], STDOUT_FILENO);
+		syscall(SYS_execveat, GD_SANDBOX_EXEC_FD, gd_sandbox_exec_path, cat, envp,
+			AT_EMPTY_PATH);
+		_exit(16);
+	}
+	(void)argv;
+	WORKS(pid);
+	close(pipefd[1]);
+	if (pid > 0) {
+		char text[4096] = "";
+		const char *at;
+		ssize_t n;
+		size_t len = 0;
+
+		while ((n = read(pipefd[0], text + len, sizeof(text) - 1 - len)) > 0)
+			len += (size_t)n;
+		text[len] = '\0';
+		WORKS(wait4((pid_t)pid, &status, 0, NULL));
+		if (!WIFEXITED(status) || WEXITSTATUS(status) != 0)
+			fail("the child as uid %u: status 0x%x", (unsigned)in_child_uid, status);
+		for (size_t i = 0; i < 4; i++) {
+			static const char *const caps[] = { "\nCapEff:\t", "\nCapPrm:\t",
+							    "\nCapInh:\t", "\nCapBnd:\t" };
+
+			at = strstr(text, caps[i]);
+			if (at == NULL ||
+			    strncmp(at + strlen(caps[i]), "0000000000000000", 16) != 0)
+				fail("the child's %s is not 0:\n%s", caps[i] + 1, text);
+		}
+	}
+}
+
+Test(sandbox, spawn_lets_a_child_become_its_user_only)
+{
+	const struct passwd *pw = getpwnam("daemon");
+	struct child c;
+
+	if (geteuid() != 0)
+		cr_skip_test("not root: only root can change user");
+	cr_assert_not_null(pw, "no user daemon on this machine");
+	in_spawn = true;
+	in_keep = SETID_CAPS;
+	in_child_ids = true;
+	in_child_uid = pw->pw_uid;
+	in_child_gid = pw->pw_gid;
+	in_sandbox("gateway", "nobody", body_spawn_as_user, &c);
+	in_spawn = false;
+	in_keep = 0;
+	in_child_ids = false;
+	expect_clean(&c);
+}
+
 /* ---- refusals to enter --------------------------------------------------------------------- */
 
 static void body_none(void)
@@ -647,8 +921,17 @@ Test(sandbox, config_is_on_by_default_and_reads_enabled_and_user)
 	cfg = load_site("", errs, sizeof(errs));
 	cr_assert_not_null(cfg, "%s", errs);
 	cr_expect(cfg->sandbox.enabled);
+	cr_expect(cfg->sandbox.compartments, "compartments are on by default");
 	cr_expect_null(cfg->sandbox.user);
 	gd_config_free(cfg);
+	cfg = load_site("\"sandbox\":{\"compartments\":false},", errs, sizeof(errs));
+	cr_assert_not_null(cfg, "%s", errs);
+	cr_expect(cfg->sandbox.enabled);
+	cr_expect(!cfg->sandbox.compartments);
+	gd_config_free(cfg);
+	cr_expect_null(load_site("\"sandbox\":{\"compartments\":1},", errs, sizeof(errs)));
+	cr_expect_not_null(strstr(errs, "sandbox.compartments: expected true or false"), "%s",
+			   errs);
 	cfg = load_site("\"sandbox\":{\"enabled\":false,\"user\":\"guardian\"},", errs,
 			sizeof(errs));
 	cr_assert_not_null(cfg, "%s", errs);
