@@ -325,6 +325,8 @@ install-guardian: all
 	sed -e 's|/usr/bin/guardian|$(bindir)/guardian|g' -e 's|/usr/share/|$(datarootdir)/|g' \
 		deploy/guardian-tpm.conf >$(DESTDIR)$(datarootdir)/doc/guardian/examples/guardian.service.d/tpm.conf
 	chmod 0644 $(DESTDIR)$(datarootdir)/doc/guardian/examples/guardian.service.d/tpm.conf
+	$(INSTALL) -m 0644 deploy/guardian-users.conf \
+		$(DESTDIR)$(datarootdir)/doc/guardian/examples/guardian.service.d/users.conf
 	$(INSTALL) -m 0644 docs/man/guardian.8 $(DESTDIR)$(mandir)/man8/guardian.8
 	$(INSTALL) -m 0644 README.md $(DESTDIR)$(datarootdir)/doc/guardian/README.md
 	@for f in $(EXAMPLES); do \

@@ -529,12 +529,37 @@ static int spawn(struct compartment *cp, int link)
 	return 0;
 }
 
+int compartment_kill(int pidfd, pid_t pid)
+{
+	struct __user_cap_header_struct hdr = { .version = _LINUX_CAPABILITY_VERSION_3 };
+	struct __user_cap_data_struct caps[2] = { { 0 } };
+	int rc = pidfd >= 0 ? (int)syscall(SYS_pidfd_send_signal, pidfd, SIGKILL, NULL, 0)
+			    : kill(pid, SIGKILL);
+
+	if (rc == 0 || errno != EPERM)
+		return rc;
+	/* A child under a user of its own: CAP_KILL, kept permitted for this, raised for the call
+	 * on this thread only, and lowered again. */
+	if (syscall(SYS_capget, &hdr, caps) != 0 || (caps[0].permitted & (1u << CAP_KILL)) == 0) {
+		errno = EPERM;
+		return -1;
+	}
+	caps[0].effective = 1u << CAP_KILL;
+	caps[1].effective = 0;
+	if (syscall(SYS_capset, &hdr, caps) != 0)
+		return -1;
+	rc = pidfd >= 0 ? (int)syscall(SYS_pidfd_send_signal, pidfd, SIGKILL, NULL, 0)
+			: kill(pid, SIGKILL);
+	caps[0].effective = 0;
+	syscall(SYS_capset, &hdr, caps);
+	return rc;
+}
+
 static void kill_child(struct compartment *cp)
 {
-	if (cp->pidfd >= 0)
-		syscall(SYS_pidfd_send_signal, cp->pidfd, SIGKILL, NULL, 0);
-	else
-		kill(cp->pid, SIGKILL);
+	if (compartment_kill(cp->pidfd, cp->pid) != 0)
+		log_warn(SUBSYS, "adapter %s: cannot kill its child %d", cp->r->a->name,
+			 (int)cp->pid);
 }
 
 /* Waits up to 'ms' for the child to exit; killed after that. Its wait status. */

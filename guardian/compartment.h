@@ -142,6 +142,13 @@ struct cm_spawn {
  */
 int compartment_spawn(const struct cm_spawn *sp, pid_t *pid, int *pidfd, int *sock);
 
+/*
+ * SIGKILL to a child (through its pidfd, else its pid). A child under a user of its own may only
+ * be killed with CAP_KILL: kept permitted for that (sandbox.adapter_user, uplink_user), raised
+ * on this thread for the call only. 0, or -1 with errno.
+ */
+int compartment_kill(int pidfd, pid_t pid);
+
 struct runner;
 /* Sets 'r' up to run its adapter in a child: a->ops becomes a table whose write and read go to
  * the child. 0 or GD_ENOMEM. */

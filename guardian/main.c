@@ -288,13 +288,14 @@ static int cmd_check(const struct cmdline *cl)
 /*
  * sandbox.adapter_user and sandbox.uplink_user: the children become them between clone and
  * execveat, so this process keeps CAP_SETUID and CAP_SETGID permitted (never effective) and lets
- * its children become those users only; the uplink's directories are made theirs now, while this
+ * its children become those users only, and CAP_KILL permitted, raised only to kill such a child
+ * (compartment_kill); the uplink's directories are made theirs now, while this
  * process may. 0, or GD_EDENIED (logged, with what to do).
  */
 static int child_users(const struct gd_config *cfg, struct gd_sandbox *sb)
 {
 	const struct gd_sandbox_config *sc = &cfg->sandbox;
-	const uint64_t need = (1ULL << CAP_SETUID) | (1ULL << CAP_SETGID);
+	const uint64_t need = (1ULL << CAP_SETUID) | (1ULL << CAP_SETGID) | (1ULL << CAP_KILL);
 	struct __user_cap_header_struct hdr = { .version = _LINUX_CAPABILITY_VERSION_3 };
 	struct __user_cap_data_struct data[2] = { { 0 } };
 	char why[768];
@@ -306,10 +307,11 @@ static int child_users(const struct gd_config *cfg, struct gd_sandbox *sb)
 			SUBSYS,
 			"refusing to start: sandbox.adapter_user and sandbox.uplink_user need "
 			"CAP_SETUID and CAP_SETGID, to start the children as their users, and "
+			"CAP_KILL, to stop them, and "
 			"guardian (uid %u) has not got them: start it as root (with "
 			"\"sandbox\": {\"user\": ...} it becomes that user, keeping only those "
-			"two), or give it AmbientCapabilities=CAP_SETUID CAP_SETGID in its systemd "
-			"unit (a drop-in)",
+			"three), or give it those three with the systemd drop-in "
+			"guardian-users.conf (AmbientCapabilities=CAP_SETUID CAP_SETGID CAP_KILL)",
 			(unsigned)getuid());
 		return GD_EDENIED;
 	}
@@ -368,7 +370,7 @@ static int enter_sandbox(const struct gd_config *cfg)
 	log_info(SUBSYS,
 		 "sandbox: profile gateway as uid %u: %s, no_new_privs, seccomp allow-list%s",
 		 (unsigned)getuid(),
-		 sb.keep_caps != 0 ? "CAP_SETUID and CAP_SETGID permitted only, none effective"
+		 sb.keep_caps != 0 ? "CAP_SETUID, CAP_SETGID and CAP_KILL permitted only, none effective"
 				   : "no capabilities",
 		 sb.spawn ? "; each adapter in a child process of its own" : "");
 	if (cfg->sandbox.adapter_user != NULL)

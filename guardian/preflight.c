@@ -324,7 +324,7 @@ static void check_uplink_user(struct pf *pf, enum preflight_mode mode)
 			continue;
 		say(pf, PREFLIGHT_ERROR, dirs[i].key,
 		    "the uplink's directory %s must belong to its user %s (uid %u)%s%s; as root: "
-		    "mkdir -p %s && chown %s: %s && chmod 700 %s (or start guardian as root, "
+		    "mkdir -p %s && chown -R %s: %s && chmod 700 %s (or start guardian as root, "
 		    "which does it)",
 		    dirs[i].dir, u.name, (unsigned)u.uid, err != 0 ? ": " : "",
 		    err != 0 ? strerror(err) : "", dirs[i].dir, u.name, dirs[i].dir, dirs[i].dir);

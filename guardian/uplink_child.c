@@ -151,16 +151,20 @@ static int confine_files(const char *state_dir, const struct uplink_config *ucfg
 	uint64_t handled;
 	struct landlock_ruleset_attr attr;
 	long abi = syscall(SYS_landlock_create_ruleset, NULL, 0, LANDLOCK_CREATE_RULESET_VERSION);
-	int ruleset, rc = 0;
-
+	int ruleset, rc = 0, abi_errno = errno;
 	char state_real[PATH_MAX];
 
-	if (realpath(state_dir, state_real) == NULL)
-		snprintf(state_real, sizeof(state_real), "%s", state_dir);
 	if (abi < 1) {
-		gd_whyf(why, cap, "this kernel has no Landlock (%s)", strerror(errno));
+		/* EOPNOTSUPP: built in but off; ENOSYS: not built; EPERM: a seccomp filter above
+		 * guardian (systemd's SystemCallFilter=, a container's) refuses the call. */
+		gd_whyf(why, cap, "Landlock is not available to guardian: %s%s", strerror(abi_errno),
+			abi_errno == EPERM ? " (a system call filter around guardian refuses it: "
+					     "see SystemCallFilter= in guardian.service)"
+					   : "");
 		return GD_EDENIED;
 	}
+	if (realpath(state_dir, state_real) == NULL)
+		snprintf(state_real, sizeof(state_real), "%s", state_dir);
 	handled = all;
 	if (abi >= 2)
 		handled |= LANDLOCK_ACCESS_FS_REFER;

@@ -140,7 +140,7 @@ static int own_dir(const char *dir, const char *key, const char *user, uid_t uid
 	if (fd < 0 || fstat(fd, &st) != 0 || (!may_chown && st.st_uid != uid)) {
 		gd_whyf(why, cap,
 			"%s: the uplink's directory %s must belong to its user %s (uid %u)%s%s; as "
-			"root: mkdir -p %s && chown %s: %s && chmod 700 %s (or start guardian as "
+			"root: mkdir -p %s && chown -R %s: %s && chmod 700 %s (or start guardian as "
 			"root, which does it)",
 			key, dir, user, (unsigned)uid, fd < 0 ? ": " : "",
 			fd < 0 ? strerror(errno) : "", dir, user, dir, dir);
@@ -260,8 +260,8 @@ static void reap(struct remote *r, pid_t pid, int pidfd, bool kill_it, char *why
 
 	if (!kill_it && pidfd >= 0 && poll(&pfd, 1, STOP_EXTRA_MS) == 0)
 		kill_it = true;
-	if (kill_it && pidfd >= 0)
-		syscall(SYS_pidfd_send_signal, pidfd, SIGKILL, NULL, 0);
+	if (kill_it && compartment_kill(pidfd, pid) != 0)
+		log_warn(SUBSYS, "cannot kill the uplink child (pid %d)", (int)pid);
 	while (waitpid(pid, &status, 0) < 0 && errno == EINTR)
 		;
 	if (pidfd >= 0)

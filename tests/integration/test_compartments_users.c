@@ -317,8 +317,9 @@ Test(compartments_users, each_child_runs_as_its_own_user_with_no_capability)
 	expect_child_as(plc, adapter_uid, "plc1's child");
 	expect_child_as(scale, adapter_uid, "scale's child");
 	expect_child_as(up, uplink_uid, "the uplink's child");
-	/* guardian: root still (no "user"), holding CAP_SETUID and CAP_SETGID permitted only. */
-	cr_expect_str_eq(status_line(gd, "CapPrm", v, sizeof(v)), "00000000000000c0");
+	/* guardian: root still (no "user"), holding CAP_SETUID, CAP_SETGID and CAP_KILL permitted
+	 * only. */
+	cr_expect_str_eq(status_line(gd, "CapPrm", v, sizeof(v)), "00000000000000e0");
 	cr_expect_str_eq(status_line(gd, "CapEff", v, sizeof(v)), "0000000000000000");
 	cr_expect_str_eq(status_line(gd, "CapInh", v, sizeof(v)), "0000000000000000");
 	cr_expect_str_eq(status_line(gd, "CapAmb", v, sizeof(v)), "0000000000000000");
@@ -362,6 +363,33 @@ Test(compartments_users, each_child_runs_as_its_own_user_with_no_capability)
 	kill_leftover(plc, "adapter-child");
 	kill_leftover(scale, "adapter-child");
 	kill_leftover(up2, "uplink-child");
+}
+
+/*
+ * Children under users of their own that hang (stopped) are killed at the stop: guardian may
+ * signal another uid only with CAP_SETUID's sibling CAP_KILL, kept for this. Without it the kill
+ * fails and guardian waits for them for ever.
+ */
+Test(compartments_users, a_hung_child_of_its_own_user_is_killed_at_the_stop)
+{
+	pid_t gd, plc, up;
+
+	need_root_and_users();
+	pki_for_the_uplink_user();
+	gd = start_all("\"sandbox\":{\"adapter_user\":\"" ADAPTER_USER
+		       "\",\"uplink_user\":\"" UPLINK_USER "\"},");
+	plc = wait_child(gd, "adapter-child", "plc1", 0, 5000);
+	up = wait_child(gd, "uplink-child", NULL, 0, 5000);
+	cr_assert_gt(plc, 0, "no child runs plc1; log:\n%s", h_read(h_path("guardian.log")));
+	cr_assert_gt(up, 0, "no uplink child; log:\n%s", h_read(h_path("guardian.log")));
+	cr_assert_eq(kill(plc, SIGSTOP), 0);
+	cr_assert_eq(kill(up, SIGSTOP), 0);
+	cr_expect_eq(h_stop(gd, 30000), 0, "guardian did not stop with its children hung; log:\n%s",
+		     h_read(h_path("guardian.log")));
+	cr_expect_eq(h_count(h_path("guardian.log"), "cannot kill"), 0, "log:\n%s",
+		     h_read(h_path("guardian.log")));
+	kill_leftover(plc, "adapter-child");
+	kill_leftover(up, "uplink-child");
 }
 
 /* guardian run -c site.json with 'sandbox' exits 1 at start, its log (and guardian check's
@@ -438,8 +466,8 @@ Test(compartments_users, a_file_the_uplink_user_cannot_read_is_refused_naming_it
 	(void)uplink_gid;
 }
 
-/* guardian started as GUARDIAN_USER by setpriv, with CAP_SETUID and CAP_SETGID as systemd's
- * AmbientCapabilities= gives them when 'caps'. */
+/* guardian started as GUARDIAN_USER by setpriv, with CAP_SETUID, CAP_SETGID and CAP_KILL as
+ * systemd's AmbientCapabilities= gives them when 'caps'. */
 #define GUARDIAN_USER "bin"
 
 static pid_t start_as_user(bool caps, const char *log)
@@ -450,12 +478,12 @@ static pid_t start_as_user(bool caps, const char *log)
 	snprintf(cmd, sizeof(cmd),
 		 "exec setpriv --reuid=" GUARDIAN_USER " --regid=" GUARDIAN_USER
 		 " --clear-groups %s -- '%s/guardian' run -c '%s'",
-		 caps ? "--inh-caps=+setuid,+setgid --ambient-caps=+setuid,+setgid" : "", h_build(),
+		 caps ? "--inh-caps=+setuid,+setgid,+kill --ambient-caps=+setuid,+setgid,+kill" : "", h_build(),
 		 h_path("site.json"));
 	return h_spawn(log, sh);
 }
 
-Test(compartments_users, started_as_a_user_it_needs_the_two_capabilities_and_the_directories)
+Test(compartments_users, started_as_a_user_it_needs_the_three_capabilities_and_the_directories)
 {
 	const struct passwd *pw;
 	uid_t guardian_uid;
@@ -509,7 +537,7 @@ Test(compartments_users, started_as_a_user_it_needs_the_two_capabilities_and_the
 		 "the uplink's directory %s must belong to its user " UPLINK_USER,
 		 h_path("state/uplink"));
 	cr_expect_gt(h_count(h_path("nodirs.log"), want), 0, "%s", h_read(h_path("nodirs.log")));
-	snprintf(want, sizeof(want), "chown " UPLINK_USER ": %s", h_path("state/uplink"));
+	snprintf(want, sizeof(want), "chown -R " UPLINK_USER ": %s", h_path("state/uplink"));
 	cr_expect_gt(h_count(h_path("nodirs.log"), want), 0, "%s", h_read(h_path("nodirs.log")));
 
 	/* Made as it says (and the serial line its): it runs, the children as their users. */
@@ -539,7 +567,7 @@ Test(compartments_users, started_as_a_user_it_needs_the_two_capabilities_and_the
 	snprintf(want, sizeof(want), "%u\t%u\t%u\t%u", (unsigned)guardian_uid,
 		 (unsigned)guardian_uid, (unsigned)guardian_uid, (unsigned)guardian_uid);
 	cr_expect_str_eq(status_line(gd, "Uid", v, sizeof(v)), want);
-	cr_expect_str_eq(status_line(gd, "CapPrm", v, sizeof(v)), "00000000000000c0");
+	cr_expect_str_eq(status_line(gd, "CapPrm", v, sizeof(v)), "00000000000000e0");
 	cr_expect_str_eq(status_line(gd, "CapEff", v, sizeof(v)), "0000000000000000");
 	cr_expect_str_eq(status_line(gd, "CapAmb", v, sizeof(v)), "0000000000000000");
 	cr_expect_str_eq(status_line(gd, "CapInh", v, sizeof(v)), "0000000000000000");

@@ -119,6 +119,9 @@ check "the TPM drop-in is shipped as an example, not active" sh -c \
 	'test -s /usr/share/doc/guardian/examples/guardian.service.d/tpm.conf &&
 	 ! test -e /etc/systemd/system/guardian.service.d/tpm.conf &&
 	 ! test -e /lib/systemd/system/guardian.service.d/tpm.conf'
+check "the own-users drop-in is shipped as an example, not active" sh -c \
+	'test -s /usr/share/doc/guardian/examples/guardian.service.d/users.conf &&
+	 ! test -e /etc/systemd/system/guardian.service.d/users.conf'
 check "guardian version says $VERSION" test "$(/usr/bin/guardian version)" = "guardian $VERSION"
 check "guardian-service --help" /usr/bin/guardian-service --help
 check "the programs carry the hardening flags" sh "$ROOT/tools/hardening-check.sh" \

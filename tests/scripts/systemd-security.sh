@@ -3,7 +3,7 @@
 # (3.0, "OK"): a hardening line dropped from a unit fails CI.
 #
 #   sh tests/scripts/systemd-security.sh [UNIT_FILE...]   (default: every deploy/*.service, and
-#   guardian.service with the drop-in deploy/guardian-tpm.conf)
+#   guardian.service with each of the drop-ins deploy/guardian-tpm.conf and guardian-users.conf)
 #
 # Skips, saying why, where systemd-analyze is missing or too old for --offline (systemd < 252).
 set -eu
@@ -12,15 +12,16 @@ THRESHOLD=3.0
 if [ $# = 0 ]; then
 	deploy="$(dirname "$0")"/../../deploy
 	set -- "$deploy"/*.service
-	# And guardian.service with the TPM drop-in applied (a guardian.service.d/ beside the unit).
-	if [ -f "$deploy/guardian-tpm.conf" ]; then
-		tpmdir=$(mktemp -d "${TMPDIR:-/tmp}/gd-tpm-dropin.XXXXXX")
-		trap 'rm -rf "$tpmdir"' EXIT
-		mkdir "$tpmdir/guardian.service.d"
-		cp "$deploy/guardian.service" "$tpmdir/guardian.service"
-		cp "$deploy/guardian-tpm.conf" "$tpmdir/guardian.service.d/tpm.conf"
-		set -- "$@" "$tpmdir/guardian.service"
-	fi
+	# And guardian.service with each drop-in applied (a guardian.service.d/ beside the unit).
+	dropdir=$(mktemp -d "${TMPDIR:-/tmp}/gd-dropin.XXXXXX")
+	trap 'rm -rf "$dropdir"' EXIT
+	for d in tpm users; do
+		[ -f "$deploy/guardian-$d.conf" ] || continue
+		mkdir -p "$dropdir/$d/guardian.service.d"
+		cp "$deploy/guardian.service" "$dropdir/$d/guardian.service"
+		cp "$deploy/guardian-$d.conf" "$dropdir/$d/guardian.service.d/$d.conf"
+		set -- "$@" "$dropdir/$d/guardian.service"
+	done
 fi
 
 if ! command -v systemd-analyze >/dev/null 2>&1; then
