@@ -35,7 +35,7 @@ out:
 	return rc;
 }
 
-static int64_t nonce_ts(const uint8_t nonce[NONCE_LEN])
+int64_t nonce_time_ms(const uint8_t nonce[NONCE_LEN])
 {
 	uint64_t ts = 0;
 
@@ -57,21 +57,30 @@ int nonce_make(struct service *s, const char *dev, int64_t now_ms, uint8_t nonce
 	return nonce_mac(s, dev, nonce, nonce + NONCE_TS_LEN + NONCE_RAND_LEN);
 }
 
-int nonce_check(struct service *s, const char *dev, const uint8_t nonce[NONCE_LEN], int64_t now_ms,
-		const uint8_t tag[16], bool *duplicate)
+int nonce_verify(struct service *s, const char *dev, const uint8_t nonce[NONCE_LEN], int64_t now_ms)
 {
 	uint8_t mac[NONCE_MAC_LEN];
-	char why[512];
-	int64_t ts = nonce_ts(nonce);
-	int rc;
 
-	*duplicate = false;
 	if (nonce_mac(s, dev, nonce, mac) != 0)
 		return GD_EINVAL;
 	if (mbedtls_ct_memcmp(mac, nonce + NONCE_TS_LEN + NONCE_RAND_LEN, NONCE_MAC_LEN) != 0)
 		return REASON_BAD_NONCE;
-	if (now_ms - ts > (int64_t)s->cfg.nonce_ttl_s * 1000)
+	if (now_ms - nonce_time_ms(nonce) > (int64_t)s->cfg.nonce_ttl_s * 1000)
 		return REASON_STALE_NONCE;
+	return REASON_OK;
+}
+
+int nonce_check(struct service *s, const char *dev, const uint8_t nonce[NONCE_LEN], int64_t now_ms,
+		const uint8_t tag[16], bool *duplicate)
+{
+	char why[512];
+	int64_t ts = nonce_time_ms(nonce);
+	int rc;
+
+	*duplicate = false;
+	rc = nonce_verify(s, dev, nonce, now_ms);
+	if (rc != REASON_OK)
+		return rc;
 	rc = store_nonce_consume(s->store, nonce, ts, tag, duplicate, why, sizeof(why));
 	if (rc < 0) {
 		log_warnx(SERVICE_SUBSYS, "%s: cannot mark the nonce used: %s", dev, why);

@@ -47,10 +47,9 @@ static int publish_usage(const char *fmt, ...)
 
 /* ---- what a device runs ------------------------------------------------------------------- */
 
-int registry_record_installed(struct store *st, const char *dev, const char *swversion,
-			      int64_t now_ms)
+int registry_installed_json(const char *dev, const char *swversion, int64_t now_ms, char *buf,
+			    size_t cap)
 {
-	char buf[256], why[512];
 	const char *u = strstr(swversion, "+u");
 	unsigned long long v = 0;
 	struct jw w;
@@ -61,7 +60,7 @@ int registry_record_installed(struct store *st, const char *dev, const char *swv
 	/* "0.1.0+u7": bundle version 7 (guardian/update.h); without the suffix, none installed. */
 	if (u != NULL && u[2] >= '1' && u[2] <= '9' && strspn(u + 2, "0123456789") == strlen(u + 2))
 		v = strtoull(u + 2, NULL, 10);
-	jw_init(&w, buf, sizeof(buf));
+	jw_init(&w, buf, cap);
 	jw_object(&w);
 	jw_key(&w, "swversion");
 	jw_string(&w, swversion);
@@ -74,10 +73,20 @@ int registry_record_installed(struct store *st, const char *dev, const char *swv
 	jw_int(&w, now_ms);
 	jw_end(&w);
 	n = jw_finish(&w);
-	if (n == 0 || n + 1 >= sizeof(buf))
+	if (n == 0 || n + 1 >= cap)
 		return GD_EINVAL;
 	buf[n++] = '\n';
 	buf[n] = '\0';
+	return 0;
+}
+
+int registry_record_installed(struct store *st, const char *dev, const char *swversion,
+			      int64_t now_ms)
+{
+	char buf[256], why[512];
+
+	if (registry_installed_json(dev, swversion, now_ms, buf, sizeof(buf)) != 0)
+		return GD_EINVAL;
 	/* On the answer's path, and said again at the device's next round: the files store does
 	 * not sync it; `release status` reads a lost or empty one as "never". */
 	if (store_installed_put(st, dev, buf, why, sizeof(why)) != 0) {

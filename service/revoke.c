@@ -61,6 +61,16 @@ int revoke_device(struct service *s, const char *dev, enum revoke_reason reason)
 	return rc;
 }
 
+int revoke_record_decision(struct service *s, const struct store_attest *a, bool *duplicate,
+			   char *why, size_t cap)
+{
+	int revoked = 0, rc = store_attest_record(s->store, a, duplicate, &revoked, why, cap);
+
+	if (rc == 0)
+		revoked_note(s, a->dev, revoked, a->issued ? REVOKE_SUPERSEDED : REVOKE_REFUSED);
+	return rc;
+}
+
 static int by_serial(const void *a, const void *b)
 {
 	return memcmp(((const struct crl_entry *)a)->serial, ((const struct crl_entry *)b)->serial,

@@ -540,6 +540,9 @@ int service_serve(const char *dir, const struct serve_opts *opts)
 	MQTTAsync_setTraceLevel(MQTTASYNC_TRACE_ERROR);
 	create.MQTTVersion = MQTTVERSION_3_1_1;
 	create.sendWhileDisconnected = 0;
+	/* Paho refuses a publish while this many wait to be sent (100 by default): a batch of
+	 * answers to a burst of devices would lose the rest (tests/integration/test_fleet.c). */
+	create.maxBufferedMessages = SERVE_QUEUE_MAX;
 	rc = MQTTAsync_createWithOptions(&sv.client, sv.uri, sv.client_id,
 					 MQTTCLIENT_PERSISTENCE_NONE, NULL, &create);
 	if (rc != MQTTASYNC_SUCCESS) {

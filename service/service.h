@@ -74,6 +74,8 @@ struct service_stats {
 	uint64_t decisions, issued;
 	uint64_t verify_ns; /* steps 1 to 7 of PROTOCOL.md, all decisions */
 	uint64_t issue_ns;  /* signing the operational certificate */
+	uint64_t record_ns; /* the decision recorded after step 7 (the nonce marked used with the
+			     * certificate or the refusal: store_attest_record, one transaction) */
 };
 
 /*
@@ -224,6 +226,14 @@ int revoke_record_issued(struct service *s, const char *dev,
 /* Revokes every unexpired certificate of 'dev' for 'reason'. How many, or a negative gd_err. */
 int revoke_device(struct service *s, const char *dev, enum revoke_reason reason);
 /*
+ * Records one attestation decision 'a' in one store transaction (store_attest_record: the nonce
+ * marked used, the certificate issued or the device's revoked as refused, what it runs); notes
+ * what was revoked (s->crl_stale, the log). 0, STORE_USED with *duplicate (nothing recorded),
+ * or a negative gd_err with 'why' (then an issued certificate must not be handed out).
+ */
+int revoke_record_decision(struct service *s, const struct store_attest *a, bool *duplicate,
+			   char *why, size_t cap);
+/*
  * Writes <dir>/op-ca.crl from revoked.log (expired certificates dropped, and
  * dropped from the log), clears s->crl_stale and tells the broker
  * (revoke_reload_broker). The number of certificates listed, or a negative gd_err.
@@ -281,6 +291,14 @@ int nonce_make(struct service *s, const char *dev, int64_t now_ms, uint8_t nonce
  */
 int nonce_check(struct service *s, const char *dev, const uint8_t nonce[NONCE_LEN], int64_t now_ms,
 		const uint8_t tag[16], bool *duplicate);
+/*
+ * nonce_check without marking the nonce used: REASON_OK, REASON_BAD_NONCE or _STALE_NONCE, or a
+ * negative gd_err. service_verify marks it used with its decision (revoke_record_decision).
+ */
+int nonce_verify(struct service *s, const char *dev, const uint8_t nonce[NONCE_LEN],
+		 int64_t now_ms);
+/* When 'nonce' was made (UTC ms), as it says. */
+int64_t nonce_time_ms(const uint8_t nonce[NONCE_LEN]);
 /* Removes the markers of nonces that are stale by more than the margin. Returns how many. */
 int nonce_sweep(struct service *s, int64_t now_ms);
 
@@ -386,6 +404,9 @@ int release_status_main(int argc, char **argv);
  */
 int registry_record_installed(struct store *st, const char *dev, const char *swversion,
 			      int64_t now_ms);
+/* The document registry_record_installed records, into 'buf' ('cap' bytes). 0 or GD_EINVAL. */
+int registry_installed_json(const char *dev, const char *swversion, int64_t now_ms, char *buf,
+			    size_t cap);
 
 /* ---- moving to a database store (migrate.c) -------------------------------------------------- */
 

@@ -203,3 +203,50 @@ int store_report_list(struct store *st, char ***devs, size_t *n, char *why, size
 {
 	DISPATCH(report_list, devs, n, why, cap);
 }
+
+/* store_attest_record for a backend without transactions: the calls in turn, the nonce first. */
+static int attest_record_sequence(struct store *st, const struct store_attest *a, bool *duplicate,
+				  int *revoked, char *why, size_t cap)
+{
+	char installed_why[512];
+	int rc, n = 0;
+
+	rc = store_nonce_consume(st, a->nonce, a->nonce_ts_ms, a->tag, duplicate, why, cap);
+	if (rc != 0)
+		return rc;
+	if (a->issued) {
+		rc = store_cert_issued(st, a->dev, a->serial, a->not_after_s, a->now_s, why, cap);
+		if (rc < 0)
+			return rc;
+		n += rc;
+	}
+	if (a->revoke_refused) {
+		rc = store_cert_revoke_device(st, a->dev, STORE_REVOKE_REFUSED, a->now_s, why, cap);
+		if (rc < 0)
+			return rc;
+		n += rc;
+	}
+	/* The certificate is recorded by now: what the device runs it says again next round. */
+	if (a->installed_json != NULL &&
+	    store_installed_put(st, a->dev, a->installed_json, installed_why,
+				sizeof(installed_why)) != 0)
+		log_warnx("store", "%s", installed_why);
+	if (revoked != NULL)
+		*revoked = n;
+	return 0;
+}
+
+int store_attest_record(struct store *st, const struct store_attest *a, bool *duplicate,
+			int *revoked, char *why, size_t cap)
+{
+	bool dup = false;
+	int n = 0, rc;
+
+	rc = st->ops->attest_record != NULL ? st->ops->attest_record(st, a, &dup, &n, why, cap)
+					    : attest_record_sequence(st, a, &dup, &n, why, cap);
+	if (duplicate != NULL)
+		*duplicate = dup;
+	if (revoked != NULL)
+		*revoked = rc == 0 ? n : 0;
+	return rc;
+}

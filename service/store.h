@@ -145,6 +145,40 @@ int store_cert_list(struct store *st, const char *dev, int64_t now_s, struct sto
 int store_cert_import(struct store *st, const char *dev, const struct store_cert *c, char *why,
 		      size_t cap);
 
+/* ---- one attestation decision, in one transaction ---------------------------------------- */
+
+/* What one attestation decision writes (store_attest_record). */
+struct store_attest {
+	const char *dev;
+	const uint8_t *nonce; /* NONCE_LEN bytes */
+	int64_t nonce_ts_ms;  /* when the nonce was made (for the sweep) */
+	const uint8_t *tag;   /* 16 bytes naming the delivery (store_nonce_consume's) */
+	bool issued;	      /* a certificate was issued: 'serial', 'not_after_s' */
+	uint8_t serial[16];
+	int64_t not_after_s;
+	const char *installed_json; /* what the device runs (store_installed_put's); NULL: none */
+	bool revoke_refused;	    /* refused: revoke its unexpired certificates as refused */
+	int64_t now_s;		    /* UTC seconds */
+};
+
+/*
+ * Records one attestation decision in one transaction (one commit): consumes the nonce; if that
+ * nonce was consumed before, writes nothing else and returns STORE_USED with *duplicate telling
+ * whether by the same tag (as store_nonce_consume). Else, with 'issued', records the certificate
+ * and revokes the device's earlier ones as superseded (as store_cert_issued); with
+ * 'revoke_refused', revokes its unexpired ones as refused (as store_cert_revoke_device); puts
+ * 'installed_json' if given (a device no longer enrolled records none, and that is no error).
+ * *revoked (if not NULL): how many certificates were revoked. 0, STORE_USED, or a negative
+ * gd_err (then nothing was written, and an issued certificate must not be handed out). Of any
+ * number of concurrent calls on one nonce, exactly one gets 0.
+ *
+ * A backend without transactions (files) runs the calls above in turn, the nonce first: a
+ * failure after it leaves what was done before (the nonce consumed), and an installed document
+ * it cannot write is logged, not a failure (the certificate is recorded by then).
+ */
+int store_attest_record(struct store *st, const struct store_attest *a, bool *duplicate,
+			int *revoked, char *why, size_t cap);
+
 /* ---- failure reports -------------------------------------------------------------------- */
 
 /*

@@ -390,7 +390,7 @@ static int files_nonce_consume(struct store *st, const uint8_t nonce[NONCE_LEN],
 
 static int files_nonce_sweep(struct store *st, int64_t before_ms, char *why, size_t cap)
 {
-	char dir[PATH_CAP], path[PATH_CAP + 2 * NONCE_LEN + 2];
+	char dir[PATH_CAP];
 	struct dirent *e;
 	DIR *d;
 	int removed = 0;
@@ -411,8 +411,7 @@ static int files_nonce_sweep(struct store *st, int64_t before_ms, char *why, siz
 			continue;
 		if (nonce_ts(nonce) >= before_ms)
 			continue;
-		snprintf(path, sizeof(path), "%s/%s", dir, e->d_name);
-		if (unlink(path) == 0)
+		if (unlinkat(dirfd(d), e->d_name, 0) == 0)
 			removed++;
 	}
 	closedir(d);
@@ -998,6 +997,8 @@ static int files_report_list(struct store *st, char ***devs, size_t *n, char *wh
 	return list_names(st, "reports", ".json", devs, n, why, cap);
 }
 
+/* No attest_record: files have no transactions, so store.c runs nonce_consume, cert_issued,
+ * cert_revoke_device and installed_put in turn, the nonce first (each as atomic as it is here). */
 const struct store_ops store_files_ops = {
 	.name = "files",
 	.open = files_open,

@@ -42,6 +42,9 @@ struct store_ops {
 			 size_t *n, char *why, size_t cap);
 	int (*cert_import)(struct store *st, const char *dev, const struct store_cert *c, char *why,
 			   size_t cap);
+	/* One decision in one transaction (store.h); NULL: store.c runs the calls above in turn. */
+	int (*attest_record)(struct store *st, const struct store_attest *a, bool *duplicate,
+			     int *revoked, char *why, size_t cap);
 	int (*report_update)(struct store *st, const char *dev, store_merge_fn *merge, void *ctx,
 			     char *why, size_t cap);
 	int (*report_get)(struct store *st, const char *dev, char **json, char *why, size_t cap);

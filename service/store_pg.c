@@ -1073,6 +1073,101 @@ static int pg_cert_import(struct store *st, const char *dev, const struct store_
 	return rc;
 }
 
+/* ---- one attestation decision ---------------------------------------------------------- */
+
+struct attest_tx {
+	const struct store_attest *a;
+	bool duplicate; /* out */
+	int revoked;	/* out */
+};
+
+/*
+ * The nonce first, then (with certificates to change) the device's advisory lock, as
+ * cert_issued_body takes it: a call that waits on the lock has its nonce inserted already, and
+ * one that waits on a nonce another transaction inserted holds no lock, so no cycle.
+ */
+static int attest_body(struct pg *pg, void *ctx, char *why, size_t cap)
+{
+	struct attest_tx *t = ctx;
+	const struct store_attest *a = t->a;
+	struct params p = { .n = 0 };
+	PGresult *res = NULL;
+	int rc;
+
+	t->duplicate = false;
+	t->revoked = 0;
+	/* A concurrent transaction's uncommitted insert of the nonce makes this one wait for it:
+	 * committed, the nonce is used; rolled back, this one inserts it. */
+	param_bytes(&p, a->nonce, NONCE_LEN);
+	param_int(&p, a->nonce_ts_ms);
+	param_bytes(&p, a->tag, 16);
+	rc = run(pg, S_NONCE_INSERT, &p, false, &res, why, cap);
+	if (rc != 0)
+		return rc;
+	if (PQntuples(res) != 1) {
+		PQclear(res);
+		p.n = 0;
+		param_bytes(&p, a->nonce, NONCE_LEN);
+		rc = run(pg, S_NONCE_TAG, &p, true, &res, why, cap);
+		if (rc != 0)
+			return rc;
+		t->duplicate = PQntuples(res) == 1 && PQgetlength(res, 0, 0) == 16 &&
+			       memcmp(PQgetvalue(res, 0, 0), a->tag, 16) == 0;
+		PQclear(res);
+		return STORE_USED; /* rolled back: nothing else written */
+	}
+	PQclear(res);
+	if ((a->issued || a->revoke_refused) &&
+	    (rc = lock_device(pg, LOCK_CERTS, a->dev, why, cap)) != 0)
+		return rc;
+	if (a->issued) {
+		p.n = 0;
+		param_bytes(&p, a->serial, 16);
+		param_text(&p, a->dev);
+		param_int(&p, a->not_after_s);
+		param_int(&p, a->now_s);
+		param_int(&p, STORE_REVOKE_SUPERSEDED);
+		param_int(&p, a->now_s - SKEW_S);
+		rc = run(pg, S_CERT_ISSUE, &p, false, &res, why, cap);
+		if (rc != 0)
+			return rc;
+		t->revoked += changed(res);
+		PQclear(res);
+	}
+	if (a->revoke_refused) {
+		p.n = 0;
+		param_text(&p, a->dev);
+		param_int(&p, STORE_REVOKE_REFUSED);
+		param_int(&p, a->now_s);
+		param_int(&p, a->now_s - SKEW_S);
+		rc = run(pg, S_CERT_REVOKE, &p, false, &res, why, cap);
+		if (rc != 0)
+			return rc;
+		t->revoked += changed(res);
+		PQclear(res);
+	}
+	if (a->installed_json != NULL) {
+		/* No row changed: the device was removed meanwhile; nothing to record for it. */
+		p.n = 0;
+		param_text(&p, a->dev);
+		param_text(&p, a->installed_json);
+		rc = run(pg, S_INSTALLED_PUT, &p, false, NULL, why, cap);
+	}
+	return rc;
+}
+
+/* One transaction, one commit (one WAL flush) where the separate calls make three. */
+static int pg_attest_record(struct store *st, const struct store_attest *a, bool *duplicate,
+			    int *revoked, char *why, size_t cap)
+{
+	struct attest_tx t = { .a = a };
+	int rc = tx_run(st->impl, attest_body, &t, why, cap);
+
+	*duplicate = t.duplicate;
+	*revoked = rc == 0 ? t.revoked : 0;
+	return rc;
+}
+
 /* ---- failure reports -------------------------------------------------------------------- */
 
 struct report_change {
@@ -1166,6 +1261,7 @@ const struct store_ops store_pg_ops = {
 	.cert_revoked = pg_cert_revoked,
 	.cert_list = pg_cert_list,
 	.cert_import = pg_cert_import,
+	.attest_record = pg_attest_record,
 	.report_update = pg_report_update,
 	.report_get = pg_report_get,
 	.report_list = pg_report_list,

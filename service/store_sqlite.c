@@ -810,15 +810,14 @@ static int certs_revoke(struct sqlite_store *ss, const char *dev, enum store_rev
 	return rc != 0 ? rc : sqlite3_changes(ss->db);
 }
 
-static int sqlite_cert_issued(struct store *st, const char *dev, const uint8_t serial[16],
-			      int64_t not_after_s, int64_t now_s, char *why, size_t cap)
+/* Inside a write transaction: records 'serial', revokes the device's others as superseded and
+ * forgets its expired ones. How many were revoked, or a gd_err. */
+static int certs_issue(struct sqlite_store *ss, const char *dev, const uint8_t serial[16],
+		       int64_t not_after_s, int64_t now_s, char *why, size_t cap)
 {
-	struct sqlite_store *ss = impl(st);
 	sqlite3_stmt *s;
-	int rc = tx_begin(ss, why, cap), revoked = 0;
+	int rc, revoked;
 
-	if (rc != 0)
-		return rc;
 	revoked = certs_revoke(ss, dev, STORE_REVOKE_SUPERSEDED, now_s, why, cap);
 	rc = revoked < 0 ? revoked : 0;
 	if (rc == 0) {
@@ -838,7 +837,19 @@ static int sqlite_cert_issued(struct store *st, const char *dev, const uint8_t s
 			 (rc = bind_int(ss, s, 3, not_after_s, why, cap)) == 0)
 			rc = run(ss, s, "cannot record an issued certificate", why, cap);
 	}
-	rc = tx_end(ss, rc, why, cap);
+	return rc != 0 ? rc : revoked;
+}
+
+static int sqlite_cert_issued(struct store *st, const char *dev, const uint8_t serial[16],
+			      int64_t not_after_s, int64_t now_s, char *why, size_t cap)
+{
+	struct sqlite_store *ss = impl(st);
+	int rc = tx_begin(ss, why, cap), revoked;
+
+	if (rc != 0)
+		return rc;
+	revoked = certs_issue(ss, dev, serial, not_after_s, now_s, why, cap);
+	rc = tx_end(ss, revoked < 0 ? revoked : 0, why, cap);
 	return rc != 0 ? rc : revoked;
 }
 
@@ -984,6 +995,50 @@ static int sqlite_cert_import(struct store *st, const char *dev, const struct st
 	return rc != 0 ? rc : sqlite3_changes(ss->db) > 0;
 }
 
+/* ---- one attestation decision ---------------------------------------------------------- */
+
+/* The nonce, the certificates and what the device runs, in one BEGIN IMMEDIATE transaction: one
+ * commit (one WAL sync with synchronous FULL) where the separate calls make three. */
+static int sqlite_attest_record(struct store *st, const struct store_attest *a, bool *duplicate,
+				int *revoked, char *why, size_t cap)
+{
+	struct sqlite_store *ss = impl(st);
+	sqlite3_stmt *s;
+	int rc = tx_begin(ss, why, cap), n = 0, r;
+
+	*duplicate = false;
+	*revoked = 0;
+	if (rc != 0)
+		return rc;
+	/* The write lock is held from BEGIN IMMEDIATE: of concurrent calls on one nonce, the first
+	 * to commit inserts it and every later one sees it used. */
+	rc = sqlite_nonce_consume(st, a->nonce, a->nonce_ts_ms, a->tag, duplicate, why, cap);
+	if (rc == 0 && a->issued) {
+		r = certs_issue(ss, a->dev, a->serial, a->not_after_s, a->now_s, why, cap);
+		rc = r < 0 ? r : 0;
+		n += r > 0 ? r : 0;
+	}
+	if (rc == 0 && a->revoke_refused) {
+		r = certs_revoke(ss, a->dev, STORE_REVOKE_REFUSED, a->now_s, why, cap);
+		rc = r < 0 ? r : 0;
+		n += r > 0 ? r : 0;
+	}
+	if (rc == 0 && a->installed_json != NULL) {
+		/* No row changed: the device was removed meanwhile; nothing to record for it. */
+		s = stmt(ss, ST_INSTALLED_PUT, why, cap);
+		if (s == NULL)
+			rc = GD_EIO;
+		else if ((rc = bind_text(ss, s, 1, a->dev, why, cap)) == 0 &&
+			 (rc = bind_text(ss, s, 2, a->installed_json, why, cap)) == 0)
+			rc = run(ss, s, "cannot record what a device runs", why, cap);
+	}
+	/* STORE_USED (1) rolls back too: nothing was written after the nonce's refusal. */
+	rc = tx_end(ss, rc, why, cap);
+	if (rc == 0)
+		*revoked = n;
+	return rc;
+}
+
 /* ---- failure reports -------------------------------------------------------------------- */
 
 static int sqlite_report_update(struct store *st, const char *dev, store_merge_fn *merge, void *ctx,
@@ -1084,6 +1139,7 @@ const struct store_ops store_sqlite_ops = {
 	.cert_revoked = sqlite_cert_revoked,
 	.cert_list = sqlite_cert_list,
 	.cert_import = sqlite_cert_import,
+	.attest_record = sqlite_attest_record,
 	.report_update = sqlite_report_update,
 	.report_get = sqlite_report_get,
 	.report_list = sqlite_report_list,

@@ -83,6 +83,13 @@ static void refuse(struct attest_result *res, enum service_reason r, const char 
 	va_end(ap);
 }
 
+/* The refusal of a nonce used before ('dup': by this very evidence). */
+static void refuse_replayed(struct attest_result *res, bool dup)
+{
+	refuse(res, REASON_REPLAYED_NONCE, "the nonce was used before%s",
+	       dup ? " (by this very evidence, delivered again)" : "");
+}
+
 /* The 16-byte tag of one evidence message: SHA-256 of its signature, cut. */
 static void delivery_tag(const uint8_t *sig, size_t siglen, uint8_t tag[16])
 {
@@ -190,7 +197,9 @@ int service_verify(struct service *s, const char *dev, const char *json, size_t 
 	char *claims = NULL, *cert = NULL, *ak = NULL;
 	size_t siglen = 0, quote_len = 0;
 	enum tpm_quote_fault pcr_fault = TPM_QUOTE_OK;
-	bool dup = false;
+	bool dup = false, nonce_fresh = false, recorded = false;
+	struct store_attest rec = { .dev = dev, .tag = tag };
+	char installed[256];
 	int64_t now_ms = s->now_ms(), now_s = now_ms / 1000;
 	uint64_t t0 = mono_ns(), t1;
 	int rc = 0, nonce_rc, found;
@@ -248,9 +257,10 @@ int service_verify(struct service *s, const char *dev, const char *json, size_t 
 		       "the ueid is not that of the identity key enrolled for %s", dev);
 		goto decided;
 	}
-	/* 4. the nonce: ours, for this device, fresh, unused */
+	/* 4. the nonce: ours, for this device, fresh; unused is decided where it is marked used,
+	 * with the decision, in one transaction (revoke_record_decision, below) */
 	delivery_tag(sig, siglen, tag);
-	nonce_rc = nonce_check(s, dev, ev->nonce, now_ms, tag, &dup);
+	nonce_rc = nonce_verify(s, dev, ev->nonce, now_ms);
 	if (nonce_rc < 0) {
 		rc = nonce_rc;
 		goto out;
@@ -264,11 +274,10 @@ int service_verify(struct service *s, const char *dev, const char *json, size_t 
 		refuse(res, REASON_STALE_NONCE, "the nonce is older than %d s", s->cfg.nonce_ttl_s);
 		goto decided;
 	}
-	if (nonce_rc == REASON_REPLAYED_NONCE) {
-		refuse(res, REASON_REPLAYED_NONCE, "the nonce was used before%s",
-		       dup ? " (by this very evidence, delivered again)" : "");
-		goto decided;
-	}
+	nonce_fresh = true;
+	rec.nonce = ev->nonce;
+	rec.nonce_ts_ms = nonce_time_ms(ev->nonce);
+	rec.now_s = now_s;
 	/* 5. the measurements fold into the register */
 	meas_fold(&ev->log, reg);
 	if (memcmp(reg, ev->log.reg, sizeof(reg)) != 0) {
@@ -323,12 +332,30 @@ int service_verify(struct service *s, const char *dev, const char *json, size_t 
 			  gd_strerror(rc));
 		goto out;
 	}
-	/* Not handed out unless recorded: a certificate the service forgot it cannot revoke. */
-	rc = revoke_record_issued(s, dev, serial, now_s + s->cfg.lifetime_s);
-	if (rc != 0) {
+	/* Not handed out unless recorded: a certificate the service forgot it cannot revoke. The
+	 * nonce is marked used in the same transaction: of instances that got this evidence at
+	 * once, one records its certificate; the others' are discarded, never answered. What the
+	 * device runs (for `release status`) goes with it. */
+	rec.issued = true;
+	memcpy(rec.serial, serial, sizeof(rec.serial));
+	rec.not_after_s = now_s + s->cfg.lifetime_s;
+	if (registry_installed_json(dev, ev->swversion, now_ms, installed, sizeof(installed)) == 0)
+		rec.installed_json = installed;
+	else
+		log_warnx(SERVICE_SUBSYS, "%s: cannot record its version (%s)", dev, ev->swversion);
+	t1 = mono_ns();
+	rc = revoke_record_decision(s, &rec, &dup, why, sizeof(why));
+	s->stats.record_ns += mono_ns() - t1;
+	if (rc < 0) {
+		log_warnx(SERVICE_SUBSYS, "%s", why);
 		log_warnx(SERVICE_SUBSYS, "%s: cannot record the operational certificate: %s", dev,
 			  gd_strerror(rc));
 		goto out;
+	}
+	if (rc == STORE_USED) {
+		rc = 0;
+		refuse_replayed(res, dup);
+		goto counted;
 	}
 	res->cert_pem = strdup(pem);
 	if (res->cert_pem == NULL) {
@@ -337,16 +364,30 @@ int service_verify(struct service *s, const char *dev, const char *json, size_t 
 	}
 	res->ok = true;
 	res->not_after = (now_s + s->cfg.lifetime_s) * 1000;
-	/* What it runs, for `release status`: the answer does not wait on it. */
-	if (registry_record_installed(s->store, dev, ev->swversion, now_ms) != 0)
-		log_warnx(SERVICE_SUBSYS, "%s: cannot record its version (%s)", dev, ev->swversion);
 	s->stats.issued++;
 	s->stats.decisions++;
 	goto out;
 decided:
 	s->stats.verify_ns += mono_ns() - t0;
+	/* Refused after the nonce's check: marked used with the refusal, which revokes (every
+	 * reason after step 4 does), in one transaction; used before, the refusal is the replay. */
+	if (nonce_fresh) {
+		rec.revoke_refused = refusal_revokes(res, false);
+		t1 = mono_ns();
+		rc = revoke_record_decision(s, &rec, &dup, why, sizeof(why));
+		s->stats.record_ns += mono_ns() - t1;
+		if (rc < 0) {
+			log_warnx(SERVICE_SUBSYS, "%s: cannot mark the nonce used: %s", dev, why);
+			goto out;
+		}
+		recorded = rc == 0;
+		if (rc == STORE_USED)
+			refuse_replayed(res, dup);
+		rc = 0;
+	}
+counted:
 	s->stats.decisions++;
-	if (refusal_revokes(res, dup) && revoke_device(s, dev, REVOKE_REFUSED) < 0)
+	if (!recorded && refusal_revokes(res, dup) && revoke_device(s, dev, REVOKE_REFUSED) < 0)
 		log_warnx(SERVICE_SUBSYS, "%s: refused, but its certificates could not be revoked",
 			  dev);
 out:

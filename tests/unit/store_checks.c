@@ -921,3 +921,192 @@ void store_check_report_race(const char *dir, const struct store_config *cfg)
 	expect_report(st, "raced", want);
 	store_close(st);
 }
+
+/* ---- one attestation decision ----------------------------------------------------------- */
+
+/* store_attest_record of a decision on 'dev': its return, *dup and *revoked set. */
+static int attest(struct store *st, const char *dev, const uint8_t nonce[NONCE_LEN], int64_t ts_ms,
+		  uint8_t tag_byte, const uint8_t *serial, const char *installed,
+		  bool revoke_refused, int64_t now, bool *dup, int *revoked)
+{
+	struct store_attest a = { .dev = dev,
+				  .nonce = nonce,
+				  .nonce_ts_ms = ts_ms,
+				  .issued = serial != NULL,
+				  .not_after_s = now + 86400,
+				  .installed_json = installed,
+				  .revoke_refused = revoke_refused,
+				  .now_s = now };
+	uint8_t tag[16];
+	char why[WHY] = "";
+	int rc;
+
+	memset(tag, tag_byte, sizeof(tag));
+	a.tag = tag;
+	if (serial != NULL)
+		memcpy(a.serial, serial, 16);
+	*dup = true; /* a backend that forgets to set them is caught */
+	*revoked = -1;
+	rc = store_attest_record(st, &a, dup, revoked, why, sizeof(why));
+	cr_assert(rc == 0 || rc == STORE_USED, "attest_record %s: %d (%s)", dev, rc, why);
+	return rc;
+}
+
+/* The unexpired certificates of 'dev' at 'now', in issue order (caller frees). */
+static size_t cert_list(struct store *st, const char *dev, int64_t now, struct store_cert **out)
+{
+	char why[WHY] = "";
+	size_t n = 0;
+	int rc = store_cert_list(st, dev, now, out, &n, why, sizeof(why));
+
+	cr_assert_eq(rc, 0, "cert_list %s: %d (%s)", dev, rc, why);
+	return n;
+}
+
+static void expect_installed(struct store *st, const char *dev, const char *want)
+{
+	char why[WHY] = "", *json = NULL;
+	int rc = store_installed_get(st, dev, &json, why, sizeof(why));
+
+	cr_assert_eq(rc, 0, "installed_get %s: %d (%s)", dev, rc, why);
+	cr_assert(json_same(json, want), "installed of %s: %s, expected %s", dev, json, want);
+	free(json);
+}
+
+void store_check_attest_record(struct store *st)
+{
+	const int64_t now = 1763744523, t0 = now * 1000;
+	static const char j1[] = "{\"swversion\":\"0.1.0+u7\",\"update_version\":7,\"ts\":1}\n";
+	static const char j2[] = "{\"swversion\":\"0.1.0+u8\",\"update_version\":8,\"ts\":2}\n";
+	uint8_t n1[NONCE_LEN], n2[NONCE_LEN], n3[NONCE_LEN], s1[16], s2[16], s3[16];
+	struct store_cert *c = NULL;
+	struct store_revoked *list = NULL;
+	char why[WHY] = "";
+	int revoked;
+	bool dup;
+
+	make_nonce(n1, t0, 0xa1);
+	make_nonce(n2, t0 + 1, 0xa2);
+	make_nonce(n3, t0 + 2, 0xa3);
+	serial_of(s1, 9, 1);
+	serial_of(s2, 9, 2);
+	serial_of(s3, 9, 3);
+	cr_assert_eq(store_device_put(st, "att", cert_a, NULL, why, sizeof(why)), 0, "%s", why);
+	cr_assert_eq(issued(st, "att", s1, now + 86400, now), 0);
+
+	/* Accepted: the nonce consumed, s1 superseded by s2, what it runs put: one call. */
+	cr_assert_eq(attest(st, "att", n1, t0, 0x11, s2, j1, false, now + 10, &dup, &revoked), 0);
+	cr_assert_not(dup, "a first use said duplicate");
+	cr_assert_eq(revoked, 1, "%d revoked, expected s1 superseded", revoked);
+	cr_assert_eq(cert_list(st, "att", now + 10, &c), 2);
+	cr_assert(memcmp(c[0].serial, s1, 16) == 0 && memcmp(c[1].serial, s2, 16) == 0,
+		  "not s1 then s2");
+	cr_assert_eq(c[0].revoked_s, now + 10, "s1 not revoked when s2 was recorded");
+	cr_assert_eq(c[0].reason, STORE_REVOKE_SUPERSEDED);
+	cr_assert_eq(c[1].revoked_s, 0, "the new certificate was revoked");
+	free(c);
+	expect_installed(st, "att", j1);
+
+	/* The same nonce again, the same delivery then another: STORE_USED, nothing written. */
+	cr_assert_eq(attest(st, "att", n1, t0, 0x11, s3, j2, false, now + 20, &dup, &revoked),
+		     STORE_USED);
+	cr_assert(dup, "the same tag again is a duplicate");
+	cr_assert_eq(revoked, 0);
+	cr_assert_eq(attest(st, "att", n1, t0, 0x12, NULL, j2, true, now + 20, &dup, &revoked),
+		     STORE_USED);
+	cr_assert_not(dup, "another tag is not a duplicate");
+	cr_assert_eq(revoked, 0);
+	cr_assert_eq(cert_list(st, "att", now + 20, &c), 2, "a used nonce recorded a certificate");
+	cr_assert_eq(c[1].revoked_s, 0, "a used nonce revoked the certificate in force");
+	free(c);
+	expect_installed(st, "att", j1);
+
+	/* Refused: the nonce consumed, s2 revoked as refused; nothing installed given, none put. */
+	cr_assert_eq(
+		attest(st, "att", n2, t0 + 1, 0x21, NULL, NULL, true, now + 30, &dup, &revoked), 0);
+	cr_assert_not(dup);
+	cr_assert_eq(revoked, 1, "%d revoked, expected s2 refused", revoked);
+	cr_assert_eq(revoked_list(st, now + 30, &list), 2);
+	expect_revoked(&list[0], s1, "att", now + 86400, now + 10, STORE_REVOKE_SUPERSEDED, "s1");
+	expect_revoked(&list[1], s2, "att", now + 10 + 86400, now + 30, STORE_REVOKE_REFUSED, "s2");
+	free(list);
+	expect_installed(st, "att", j1);
+	/* Refused again: nothing left in force. */
+	cr_assert_eq(
+		attest(st, "att", n3, t0 + 2, 0x31, NULL, NULL, true, now + 40, &dup, &revoked), 0);
+	cr_assert_eq(revoked, 0);
+
+	/* Each nonce stays used, with its tag. */
+	cr_assert_eq(consume(st, n1, t0, 0x11, &dup), STORE_USED);
+	cr_assert(dup);
+	cr_assert_eq(consume(st, n2, t0 + 1, 0x11, &dup), STORE_USED);
+	cr_assert_not(dup);
+	cr_assert_eq(consume(st, n3, t0 + 2, 0x31, &dup), STORE_USED);
+	cr_assert(dup);
+
+	/* A decision whose device is not enrolled (removed meanwhile): no error. */
+	make_nonce(n1, t0 + 3, 0xa4);
+	cr_assert_eq(attest(st, "gone", n1, t0 + 3, 0x41, s3, j2, false, now + 50, &dup, &revoked),
+		     0);
+	cr_assert_eq(revoked, 0);
+	cr_assert_eq(cert_list(st, "gone", now + 50, &c), 1);
+	free(c);
+}
+
+/* A racer: one decision on the raced nonce with its own tag and serial, issuing to "raced". */
+static int attest_once(struct store *st, int i, char *why, size_t cap)
+{
+	uint8_t nonce[NONCE_LEN], tag[16];
+	struct store_attest a = { .dev = "raced",
+				  .nonce = nonce,
+				  .nonce_ts_ms = CERT_NOW * 1000LL,
+				  .tag = tag,
+				  .issued = true,
+				  .not_after_s = CERT_NOW + 86400,
+				  .installed_json = "{\"racer\":1}\n",
+				  .now_s = CERT_NOW };
+	bool dup = false;
+	int revoked = 0, rc;
+
+	make_nonce(nonce, CERT_NOW * 1000LL, 0x6b);
+	memset(tag, i, sizeof(tag));
+	serial_of(a.serial, 10, (unsigned)i);
+	rc = store_attest_record(st, &a, &dup, &revoked, why, cap);
+	if (rc == STORE_USED && dup) {
+		snprintf(why, cap, "another racer's tag taken for mine");
+		return -1;
+	}
+	return rc == STORE_USED ? 0 : rc;
+}
+
+void store_check_attest_race(const char *dir, const struct store_config *cfg)
+{
+	struct store *st = open_store(dir, cfg, true);
+	struct store_cert *c = NULL;
+	uint8_t nonce[NONCE_LEN], serial[16];
+	char why[WHY] = "";
+	int winner = -1;
+	size_t n;
+	bool dup;
+
+	cr_assert_eq(store_device_put(st, "raced", cert_a, NULL, why, sizeof(why)), 0, "%s", why);
+	race(dir, cfg, RACERS, attest_once);
+	make_nonce(nonce, CERT_NOW * 1000LL, 0x6b);
+	for (int i = 0; i < RACERS; i++) {
+		cr_assert_eq(consume(st, nonce, CERT_NOW * 1000LL, (uint8_t)i, &dup), STORE_USED,
+			     "the raced nonce was not consumed");
+		if (dup) {
+			cr_assert_eq(winner, -1, "two racers' tags stored (%d, %d)", winner, i);
+			winner = i;
+		}
+	}
+	cr_assert_neq(winner, -1, "no racer's tag stored");
+	n = cert_list(st, "raced", CERT_NOW, &c);
+	cr_assert_eq(n, 1, "%zu certificates recorded, expected the winner's only", n);
+	serial_of(serial, 10, (unsigned)winner);
+	cr_assert(memcmp(c[0].serial, serial, 16) == 0, "the certificate is not the winner's");
+	cr_assert_eq(c[0].revoked_s, 0, "the winner's certificate was revoked");
+	free(c);
+	expect_installed(st, "raced", "{\"racer\":1}\n");
+	store_close(st);
+}

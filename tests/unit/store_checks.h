@@ -22,6 +22,12 @@ void store_check_reopen(const char *dir, const struct store_config *cfg);
 void store_check_two_handles(const char *dir, const struct store_config *cfg);
 /* 16 processes issue 10 certificates each to one device at once: all but one superseded. */
 void store_check_cert_race(const char *dir, const struct store_config *cfg);
+/* store_attest_record: a used nonce writes nothing else, issued supersedes, refused revokes,
+ * the installed document put, the return values. */
+void store_check_attest_record(struct store *st);
+/* 32 processes record one decision each on one nonce (store_attest_record) at once: exactly one
+ * wins, exactly one certificate recorded, the nonce's tag is the winner's. */
+void store_check_attest_race(const char *dir, const struct store_config *cfg);
 /* 8 processes count up one report document 10 times each at once: no update lost. */
 void store_check_report_race(const char *dir, const struct store_config *cfg);
 

@@ -2234,3 +2234,132 @@ Test(service, init_makes_the_store_it_is_told)
 	cr_assert_eq(version, STORE_SCHEMA_VERSION);
 	service_free(s);
 }
+
+/* One instance's decision on 'env', in a child released by 'go' closing: one byte to 'out':
+ * 'o' a certificate, 'd' replayed_nonce as a duplicate, 'r' replayed_nonce, 'n' nothing
+ * answered (a duplicate, once_per_request), 'x' anything else. */
+static _Noreturn void racing_instance(int go, int out, const char *dev, const char *env, bool once)
+{
+	struct service *s = NULL;
+	struct attest_result res;
+	char why[512], verdict = 'x', c;
+	bool dup = false;
+
+	if (service_open(svc_dir, &s, why, sizeof(why)) != 0)
+		_exit(2);
+	s->now_ms = test_clock;
+	s->once_per_request = once;
+	(void)!read(go, &c, 1); /* EOF: all released at once */
+	if (service_verify(s, dev, env, strlen(env), &res, &dup) == 0) {
+		if (res.ok && res.cert_pem != NULL)
+			verdict = 'o';
+		else if (strcmp(res.reason, "replayed_nonce") == 0)
+			verdict = dup && once ? 'n' : dup ? 'd' : 'r';
+		attest_result_free(&res);
+	}
+	(void)!write(out, &verdict, 1);
+	service_free(s);
+	_exit(0);
+}
+
+Test(service, instances_racing_one_evidence_record_one_certificate)
+{
+	struct service_init_opts opts = { .lifetime_s = LIFETIME_S,
+					  .nonce_ttl_s = TTL_S,
+					  .store = STORE_SQLITE };
+	enum { RACERS = 4 };
+	struct service *s = NULL;
+	struct store_cert *certs = NULL;
+	struct device d;
+	struct meas_log log;
+	struct evidence ev;
+	uint8_t nonce[NONCE_LEN];
+	char why[512] = "", *env, got[RACERS + 1] = "";
+	int go[2], out[2], ok = 0, dup = 0;
+	size_t n = 0;
+
+	cr_assert_eq(service_init_dir(svc_dir, &opts, why, sizeof(why)), 0, "init: %s", why);
+	s = new_service();
+	device_new(&d, "press-07");
+	device_enroll(s, &d);
+	sample_log(&log, 0x22);
+	record_reference(&log, "release-1");
+	get_nonce(s, d.name, nonce);
+	fill_evidence(&ev, &d, nonce, &log);
+	env = envelope(&ev, &d.identity);
+	cr_assert_eq(pipe(go), 0);
+	cr_assert_eq(pipe(out), 0);
+	for (int i = 0; i < RACERS; i++) {
+		pid_t pid = fork();
+
+		cr_assert_geq(pid, 0, "fork: %s", strerror(errno));
+		if (pid == 0) {
+			close(go[1]);
+			close(out[0]);
+			racing_instance(go[0], out[1], d.name, env, i % 2 == 1);
+		}
+	}
+	close(go[0]);
+	close(out[1]);
+	close(go[1]); /* go */
+	for (int i = 0; i < RACERS; i++)
+		cr_assert_eq(read(out[0], &got[i], 1), 1, "a racer died (%s so far)", got);
+	close(out[0]);
+	while (wait(NULL) > 0)
+		;
+	for (int i = 0; i < RACERS; i++) {
+		ok += got[i] == 'o';
+		dup += got[i] == 'd' || got[i] == 'n';
+	}
+	cr_assert_eq(ok, 1, "%d certificates answered (%s), expected 1", ok, got);
+	cr_assert_eq(dup, RACERS - 1, "the others: %s, expected replayed (duplicate) or nothing",
+		     got);
+	/* Exactly one certificate recorded, in force: the losers' were discarded, and a
+	 * duplicate revokes nothing. */
+	cr_assert_eq(store_cert_list(s->store, d.name, test_clock() / 1000, &certs, &n, why,
+				     sizeof(why)),
+		     0, "%s", why);
+	cr_assert_eq(n, 1, "%zu certificates recorded, expected 1", n);
+	cr_assert_eq(certs[0].revoked_s, 0, "the one recorded was revoked");
+	free(certs);
+	free(env);
+	device_free(&d);
+	service_free(s);
+}
+
+/* A refusal after the nonce's check marks it used, with the refusal, in one write: the same
+ * nonce with good measurements earns nothing, and the refused evidence again is a duplicate. */
+Test(service, a_refusal_after_the_nonce_check_uses_the_nonce)
+{
+	struct service *s = new_service();
+	struct device d;
+	struct meas_log log, changed;
+	struct evidence ev;
+	struct attest_result res;
+	uint8_t nonce[NONCE_LEN];
+	char *bad, *good;
+	bool dup = false;
+
+	device_new(&d, "press-07");
+	device_enroll(s, &d);
+	sample_log(&log, 0x22);
+	sample_log(&changed, 0x23);
+	record_reference(&log, "release-1");
+	get_nonce(s, d.name, nonce);
+	fill_evidence(&ev, &d, nonce, &changed);
+	bad = envelope(&ev, &d.identity);
+	fill_evidence(&ev, &d, nonce, &log);
+	good = envelope(&ev, &d.identity);
+	verify_env(s, d.name, bad, &res);
+	expect_refusal(&res, "measurement_mismatch");
+	cr_assert_eq(service_verify(s, d.name, bad, strlen(bad), &res, &dup), 0);
+	expect_refusal(&res, "replayed_nonce");
+	cr_assert(dup, "the refused evidence again is not a duplicate");
+	cr_assert_eq(service_verify(s, d.name, good, strlen(good), &res, &dup), 0);
+	expect_refusal(&res, "replayed_nonce");
+	cr_assert_not(dup);
+	free(bad);
+	free(good);
+	device_free(&d);
+	service_free(s);
+}

@@ -85,9 +85,20 @@ static void teardown(void)
 	Test(suite, report_race)                                                                   \
 	{                                                                                          \
 		store_check_report_race(h_dir(), &cfg);                                            \
+	}                                                                                          \
+	Test(suite, attest_record)                                                                 \
+	{                                                                                          \
+		struct store *st = fresh(&cfg);                                                    \
+		store_check_attest_record(st);                                                     \
+		store_close(st);                                                                   \
 	}
 
 STORE_TESTS(store_sqlite, sqlite_cfg)
+/* N processes, one decision each on one nonce: on the databases (files take no such race). */
+Test(store_sqlite, attest_race)
+{
+	store_check_attest_race(h_dir(), &sqlite_cfg);
+}
 STORE_TESTS(store_files, files_cfg)
 
 /* ---- SQLite's schema -------------------------------------------------------------------- */

@@ -139,6 +139,7 @@ CHECK_TEST(nonces)
 CHECK_TEST(references)
 CHECK_TEST(certs)
 CHECK_TEST(reports)
+CHECK_TEST(attest_record) /* one decision, one transaction */
 
 /* Opening without 'create' is refused with 'want' in the reason, naming migrate and the
  * database. */
@@ -280,6 +281,7 @@ Test(store_pg, migrate_racing)
 CONFIG_CHECK_TEST(reopen)
 CONFIG_CHECK_TEST(two_handles) /* two instances on one database */
 CONFIG_CHECK_TEST(nonce_race)  /* 32 processes, one nonce: exactly one wins */
+CONFIG_CHECK_TEST(attest_race) /* 32 processes, one decision each on one nonce: one certificate */
 
 /* A merge that has the server end every other connection to the database: the store's, in the
  * middle of its transaction. */
