@@ -5,8 +5,10 @@
  * dir with DEVICES devices enrolled; and, taking turns with them in slices on a database of its
  * own, the same three writes as one transaction (store_attest_record, what service_verify does).
  *
- * bench_store [SECONDS [LEVEL...]]: LEVEL is default (the backend's choice, NORMAL), off, normal,
- * full or extra; by default: default, full, off.
+ * bench_store [SECONDS [LEVEL...]]: LEVEL is default (the backend's choice, FULL), off, normal,
+ * full or extra; by default: default, normal, off. The levels are set through
+ * GUARDIAN_SQLITE_SYNCHRONOUS, the benchmarks' override; operators set "synchronous" in the
+ * "store" of service.json.
  */
 #include <inttypes.h>
 #include <stdio.h>
@@ -153,7 +155,7 @@ out:
 
 int main(int argc, char **argv)
 {
-	static const char *const defaults[] = { "default", "full", "off" };
+	static const char *const defaults[] = { "default", "normal", "off" };
 	double seconds = argc > 1 ? atof(argv[1]) : 5;
 	const char *const *levels = argc > 2 ? (const char *const *)argv + 2 : defaults;
 	int n = argc > 2 ? argc - 2 : 3, rc = 0;

@@ -33,10 +33,14 @@ static const struct conf_key broker_keys[] = {
 /* The store's backends, in enum store_backend's order. */
 static const char *const store_backends[] = { "files", "sqlite", "postgresql", NULL };
 
+/* SQLite's synchronous levels, in enum store_sqlite_synchronous's order. */
+static const char *const store_synchronous[] = { "full", "normal", NULL };
+
 struct store_section {
 	int backend;
 	char *path;
 	char *conninfo;
+	int synchronous; /* -1: not given */
 };
 
 static const struct conf_key store_keys[] = {
@@ -54,6 +58,11 @@ static const struct conf_key store_keys[] = {
 	  .kind = CONF_STRING,
 	  .offset = offsetof(struct store_section, conninfo),
 	  .expect = "a PostgreSQL connection string (libpq's keyword=value or URI)" },
+	{ .name = "synchronous",
+	  .kind = CONF_ENUM,
+	  .offset = offsetof(struct store_section, synchronous),
+	  .choices = store_synchronous,
+	  .expect = "SQLite synchronous level" },
 	{ .name = NULL },
 };
 
@@ -113,7 +122,7 @@ static int resolve(const char *dir, char **path)
  */
 static int store_load(const char *dir, const void *obj, struct store_config *out, struct conf *c)
 {
-	struct store_section st = { .backend = STORE_FILES };
+	struct store_section st = { .backend = STORE_FILES, .synchronous = -1 };
 	int errors = 0;
 
 	*out = (struct store_config){ .backend = STORE_FILES };
@@ -135,6 +144,11 @@ static int store_load(const char *dir, const void *obj, struct store_config *out
 	}
 	if (st.backend != STORE_SQLITE && st.path != NULL) {
 		conf_error(c, "store.path", "only for backend \"sqlite\", not \"%s\"",
+			   store_backends[st.backend]);
+		errors++;
+	}
+	if (st.backend != STORE_SQLITE && st.synchronous >= 0) {
+		conf_error(c, "store.synchronous", "only for backend \"sqlite\", not \"%s\"",
 			   store_backends[st.backend]);
 		errors++;
 	}
@@ -161,6 +175,9 @@ static int store_load(const char *dir, const void *obj, struct store_config *out
 	out->backend = (enum store_backend)st.backend;
 	out->path = st.path;
 	out->conninfo = st.conninfo;
+	out->sqlite_synchronous = st.synchronous == STORE_SYNCHRONOUS_NORMAL
+					  ? STORE_SYNCHRONOUS_NORMAL
+					  : STORE_SYNCHRONOUS_FULL;
 	st.path = NULL;
 	st.conninfo = NULL;
 out:
@@ -252,7 +269,11 @@ int service_config_write(const char *dir, const struct service_config *cfg)
 		    (cfg->store.path != NULL &&
 		     cJSON_AddStringToObject(store, "path", cfg->store.path) == NULL) ||
 		    (cfg->store.conninfo != NULL &&
-		     cJSON_AddStringToObject(store, "conninfo", cfg->store.conninfo) == NULL))
+		     cJSON_AddStringToObject(store, "conninfo", cfg->store.conninfo) == NULL) ||
+		    (cfg->store.backend == STORE_SQLITE &&
+		     cJSON_AddStringToObject(store, "synchronous",
+					     store_synchronous[cfg->store.sqlite_synchronous]) ==
+			     NULL))
 			goto out;
 	}
 	text = cJSON_Print(root);

@@ -10,7 +10,7 @@
 
 /* Counts of what was copied. */
 struct import_counts {
-	size_t devices, installed, references, certificates, revocations, reports;
+	size_t devices, installed, references, certificates, revocations, reports, releases;
 };
 
 /* Whether two strings, either NULL, are the same. */
@@ -121,6 +121,36 @@ static int import_certs(struct store *from, struct store *to, struct import_coun
 	return rc;
 }
 
+/* Each enrolled device's release record (what was last published to it), unless the same. */
+static int import_releases(struct store *from, struct store *to, struct import_counts *n, char *why,
+			   size_t cap)
+{
+	char **names = NULL;
+	size_t count = 0;
+	int rc = store_device_list(from, &names, &count, why, cap);
+
+	for (size_t i = 0; rc == 0 && i < count; i++) {
+		struct store_release r, have;
+
+		rc = store_release_get(from, names[i], &r, why, cap);
+		if (rc == STORE_NOTFOUND) {
+			rc = 0;
+			continue;
+		}
+		if (rc == 0)
+			rc = store_release_get(to, names[i], &have, why, cap);
+		if (rc == 0 && have.version == r.version && strcmp(have.sha256, r.sha256) == 0 &&
+		    have.ts_ms == r.ts_ms && have.withdrawn == r.withdrawn)
+			continue;
+		if (rc == 0 || rc == STORE_NOTFOUND) {
+			rc = store_release_put(to, names[i], &r, why, cap);
+			n->releases += rc == 0;
+		}
+	}
+	store_strings_free(names, count);
+	return rc;
+}
+
 /* store_merge_fn: the files' document replaces the database's unless it is the same. */
 static int replace_doc(const char *old_json, char **next, void *ctx, char *why, size_t cap)
 {
@@ -181,15 +211,18 @@ int service_migrate_import(const char *dir, struct store *to, FILE *out, char *w
 		rc = import_certs(from, to, &n, why, cap);
 	if (rc == 0)
 		rc = import_reports(from, to, &n, why, cap);
+	if (rc == 0)
+		rc = import_releases(from, to, &n, why, cap);
 	store_close(from);
 	if (rc != 0)
 		return rc < 0 ? rc : GD_EIO;
 	fprintf(out,
 		"%s: imported from the files: %zu device%s, %zu installed record%s, %zu "
-		"reference%s, %zu certificate%s, %zu revocation%s, %zu report document%s\n",
+		"reference%s, %zu certificate%s, %zu revocation%s, %zu report document%s, %zu "
+		"release record%s\n",
 		dir, n.devices, n.devices == 1 ? "" : "s", n.installed, n.installed == 1 ? "" : "s",
 		n.references, n.references == 1 ? "" : "s", n.certificates,
 		n.certificates == 1 ? "" : "s", n.revocations, n.revocations == 1 ? "" : "s",
-		n.reports, n.reports == 1 ? "" : "s");
+		n.reports, n.reports == 1 ? "" : "s", n.releases, n.releases == 1 ? "" : "s");
 	return 0;
 }

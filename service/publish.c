@@ -1,8 +1,10 @@
 /* publish.c: `guardian-service release publish` and `release status`: signed bundles delivered to
- * devices as retained messages on guardian/<id>/update/bundle, and the version each device said it
- * runs in its last accepted evidence (store_installed_put). */
+ * devices as retained messages on guardian/<id>/update/bundle, recorded in the store once the
+ * broker acknowledged each (store_release_put), and the version each device said it runs in its
+ * last accepted evidence (store_installed_put). */
 #include <MQTTAsync.h>
 #include <cjson/cJSON.h>
+#include <mbedtls/sha256.h>
 #include <errno.h>
 #include <getopt.h>
 #include <limits.h>
@@ -131,6 +133,12 @@ struct publisher {
 	char fail_msg[256];
 };
 
+/* One device's message: the context of its callbacks. */
+struct delivery {
+	struct publisher *p;
+	bool acked; /* the broker acknowledged it (and did not refuse it) */
+};
+
 static void on_connect_ok(void *context, MQTTAsync_successData5 *response)
 {
 	struct publisher *p = context;
@@ -158,11 +166,13 @@ static void on_connect_failed(void *context, MQTTAsync_failureData5 *response)
 /* MQTT 5: the broker says in its PUBACK when its ACL refused the message (3.1.1 would not). */
 static void on_published(void *context, MQTTAsync_successData5 *response)
 {
-	struct publisher *p = context;
+	struct delivery *d = context;
+	struct publisher *p = d->p;
 
 	pthread_mutex_lock(&p->lock);
 	p->outstanding--;
-	if (response != NULL && response->reasonCode >= 0x80) {
+	d->acked = response == NULL || response->reasonCode < 0x80;
+	if (!d->acked) {
 		p->failed++;
 		snprintf(p->fail_msg, sizeof(p->fail_msg),
 			 "the broker refused it: %s (reason 0x%02x; does its ACL let the service "
@@ -176,7 +186,8 @@ static void on_published(void *context, MQTTAsync_successData5 *response)
 
 static void on_publish_failed(void *context, MQTTAsync_failureData5 *response)
 {
-	struct publisher *p = context;
+	struct delivery *d = context;
+	struct publisher *p = d->p;
 
 	pthread_mutex_lock(&p->lock);
 	p->outstanding--;
@@ -249,10 +260,12 @@ static int read_bundle(const char *path, char **out, size_t *len, char *why, siz
 }
 
 /* Connects to the attestation listener as the service and publishes 'payload' retained, QoS 1,
- * on guardian/<id>/update/bundle of each device. 0 or 1 (said on stderr). */
+ * on guardian/<id>/update/bundle of each device; acked[i] tells whether the broker acknowledged
+ * device i's. 0 when it acknowledged all, or 1 (said on stderr). */
 static int publish_to(struct service *s, char *const *devs, int ndevs, const char *payload,
-		      size_t len)
+		      size_t len, bool *acked)
 {
+	struct delivery *deliveries = NULL;
 	MQTTAsync_createOptions create = MQTTAsync_createOptions_initializer5;
 	MQTTAsync_connectOptions opts = MQTTAsync_connectOptions_initializer5;
 	MQTTAsync_SSLOptions ssl;
@@ -273,11 +286,21 @@ static int publish_to(struct service *s, char *const *devs, int ndevs, const cha
 	host[sizeof(host) - 1] = '\0';
 	snprintf(client_id, sizeof(client_id), "guardian-release-%s-%ld", host, (long)getpid());
 	pthread_mutex_init(&p.lock, NULL);
+	deliveries = calloc((size_t)ndevs, sizeof(*deliveries));
+	for (int i = 0; i < ndevs; i++) {
+		acked[i] = false;
+		if (deliveries != NULL)
+			deliveries[i].p = &p;
+	}
 	pthread_condattr_init(&attr);
 	pthread_condattr_setclock(&attr, CLOCK_MONOTONIC);
 	pthread_cond_init(&p.cond, &attr);
 	pthread_condattr_destroy(&attr);
 	create.MQTTVersion = MQTTVERSION_5;
+	if (deliveries == NULL) {
+		fprintf(stderr, "guardian-service: release publish: out of memory\n");
+		goto out;
+	}
 	rc = MQTTAsync_createWithOptions(&client, uri, client_id, MQTTCLIENT_PERSISTENCE_NONE, NULL,
 					 &create);
 	if (rc != MQTTASYNC_SUCCESS) {
@@ -333,7 +356,7 @@ static int publish_to(struct service *s, char *const *devs, int ndevs, const cha
 		msg.retained = 1;
 		ro.onSuccess5 = on_published;
 		ro.onFailure5 = on_publish_failed;
-		ro.context = &p;
+		ro.context = &deliveries[i];
 		pthread_mutex_lock(&p.lock);
 		p.outstanding++;
 		pthread_mutex_unlock(&p.lock);
@@ -370,10 +393,52 @@ static int publish_to(struct service *s, char *const *devs, int ndevs, const cha
 			usleep(50000);
 	}
 out:
+	/* No callback runs after the client is destroyed: the acknowledgements are final. */
 	if (client != NULL)
 		MQTTAsync_destroy(&client);
+	for (int i = 0; deliveries != NULL && i < ndevs; i++)
+		acked[i] = deliveries[i].acked;
+	free(deliveries);
 	pthread_cond_destroy(&p.cond);
 	pthread_mutex_destroy(&p.lock);
+	return status;
+}
+
+/*
+ * Records in the store what the broker acknowledged: 'version' and 'sha256' published to each
+ * device with acked[i], at 'now_ms'; with 'withdraw', its withdrawal, keeping the version and
+ * hash of its record (none: version 0). 0, or 1 when a record failed (said on stderr).
+ */
+static int record_releases(struct store *st, char *const *devs, int ndevs, const bool *acked,
+			   bool withdraw, uint64_t version, const char *sha256, int64_t now_ms)
+{
+	char why[512];
+	int status = 0;
+
+	for (int i = 0; i < ndevs; i++) {
+		struct store_release r = { .version = version, .ts_ms = now_ms };
+		int rc = 0;
+
+		if (!acked[i])
+			continue;
+		if (withdraw) {
+			rc = store_release_get(st, devs[i], &r, why, sizeof(why));
+			if (rc == STORE_NOTFOUND)
+				memset(&r, 0, sizeof(r));
+			r.withdrawn = true;
+			r.ts_ms = now_ms;
+		} else {
+			snprintf(r.sha256, sizeof(r.sha256), "%s", sha256);
+		}
+		if (rc >= 0)
+			rc = store_release_put(st, devs[i], &r, why, sizeof(why));
+		if (rc < 0) {
+			fprintf(stderr,
+				"guardian-service: release publish: %s: %s, but not recorded: %s\n",
+				devs[i], withdraw ? "withdrawn" : "published", why);
+			status = 1;
+		}
+	}
 	return status;
 }
 
@@ -385,8 +450,10 @@ int release_publish_main(int argc, char **argv)
 		{ "help", no_argument, NULL, 'h' },	 { NULL, 0, NULL, 0 },
 	};
 	const char *dir = NULL, *bundle = NULL;
-	char **devs = NULL, **all = NULL, *payload = NULL, why[512];
+	char **devs = NULL, **all = NULL, *payload = NULL, why[512], sha256[65] = "";
 	int ndevs = 0, nall = 0, ch, status = 1;
+	uint64_t version = 0;
+	bool *acked = NULL;
 	bool every = false, withdraw = false;
 	struct service *s = NULL;
 	size_t len = 0;
@@ -465,10 +532,17 @@ int release_publish_main(int argc, char **argv)
 		       bundle, (unsigned long long)info.m.version, info.m.device_class,
 		       info.m.nfiles, info.m.nfiles == 1 ? "" : "s", info.nsigs,
 		       info.nsigs == 1 ? "" : "s");
+		version = info.m.version;
 		bundle_info_free(&info);
 		if (read_bundle(bundle, &payload, &len, why, sizeof(why)) != 0) {
 			fprintf(stderr, "guardian-service: release publish: %s\n", why);
 			goto out;
+		}
+		{
+			uint8_t digest[32];
+
+			mbedtls_sha256_ret((const uint8_t *)payload, len, digest, 0);
+			gd_hex_encode(digest, sizeof(digest), sha256);
 		}
 	}
 	if (service_open(dir, &s, why, sizeof(why)) != 0) {
@@ -500,16 +574,27 @@ int release_publish_main(int argc, char **argv)
 			free(cert);
 		}
 	}
-	status = publish_to(s, every ? all : devs, every ? nall : ndevs, payload, len);
-	if (status == 0) {
+	{
+		char **to = every ? all : devs;
 		int n = every ? nall : ndevs;
 
+		acked = calloc((size_t)n, sizeof(*acked));
+		if (acked == NULL) {
+			fprintf(stderr, "guardian-service: release publish: out of memory\n");
+			goto out;
+		}
+		status = publish_to(s, to, n, payload, len, acked);
+		/* After the broker's acknowledgement, never before: a record claims a delivery. */
+		if (record_releases(s->store, to, n, acked, withdraw, version, sha256,
+				    gd_now_ms()) != 0)
+			status = 1;
 		for (int i = 0; i < n; i++)
-			printf("%s guardian/%s/update/bundle (retained)\n",
-			       withdraw ? "withdrawn from" : "published on",
-			       every ? all[i] : devs[i]);
+			if (acked[i])
+				printf("%s guardian/%s/update/bundle (retained)\n",
+				       withdraw ? "withdrawn from" : "published on", to[i]);
 	}
 out:
+	free(acked);
 	service_free(s);
 	free_names(all, nall);
 	free(payload);
@@ -569,12 +654,22 @@ int release_status_main(int argc, char **argv)
 	if (json)
 		list = cJSON_CreateArray();
 	else
-		printf("%-24s %-10s %-20s %s\n", "DEVICE", "INSTALLED", "SWVERSION", "ATTESTED");
+		printf("%-24s %-10s %-20s %-20s %-10s %s\n", "DEVICE", "INSTALLED", "SWVERSION",
+		       "ATTESTED", "PUBLISHED", "STATE");
 	for (int i = 0; i < n; i++) {
 		char when[32] = "never";
 		char *text = NULL;
 		cJSON *doc;
 		const cJSON *sw, *uv, *ts;
+		struct store_release rel;
+		bool published, pending;
+		int rc;
+
+		/* What was published to it: none, or not readable (said on stderr): "-". */
+		rc = store_release_get(st, names[i], &rel, why, sizeof(why));
+		if (rc < 0)
+			fprintf(stderr, "guardian-service: release status: %s\n", why);
+		published = rc == 0;
 
 		/* Not there, or not readable: "never" (a failure said on stderr). */
 		if (store_installed_get(st, names[i], &text, why, sizeof(why)) < 0)
@@ -584,6 +679,9 @@ int release_status_main(int argc, char **argv)
 		sw = cJSON_GetObjectItemCaseSensitive(doc, "swversion");
 		uv = cJSON_GetObjectItemCaseSensitive(doc, "update_version");
 		ts = cJSON_GetObjectItemCaseSensitive(doc, "ts");
+		/* A bundle in force that the device has not said it runs (yet). */
+		pending = published && !rel.withdrawn &&
+			  !(cJSON_IsNumber(uv) && uv->valuedouble == (double)rel.version);
 		if (cJSON_IsNumber(ts)) {
 			time_t t = (time_t)(ts->valuedouble / 1000);
 			struct tm tm;
@@ -607,16 +705,35 @@ int release_status_main(int argc, char **argv)
 				cJSON_AddNumberToObject(o, "ts", ts->valuedouble);
 			else
 				cJSON_AddNullToObject(o, "ts");
+			if (published) {
+				cJSON_AddNumberToObject(o, "published_version",
+							(double)rel.version);
+				cJSON_AddStringToObject(o, "published_sha256", rel.sha256);
+				cJSON_AddNumberToObject(o, "published_ts", (double)rel.ts_ms);
+			} else {
+				cJSON_AddNullToObject(o, "published_version");
+				cJSON_AddNullToObject(o, "published_sha256");
+				cJSON_AddNullToObject(o, "published_ts");
+			}
+			cJSON_AddBoolToObject(o, "withdrawn", published && rel.withdrawn);
+			cJSON_AddBoolToObject(o, "pending", pending);
 			cJSON_AddItemToArray(list, o);
 		} else {
-			char installed[24] = "-";
+			char installed[24] = "-", pub[24] = "-";
 
 			if (cJSON_IsNumber(uv))
 				snprintf(installed, sizeof(installed), "%.0f", uv->valuedouble);
 			else if (cJSON_IsString(sw))
 				snprintf(installed, sizeof(installed), "none");
-			printf("%-24s %-10s %-20s %s\n", names[i], installed,
-			       cJSON_IsString(sw) ? sw->valuestring : "-", when);
+			if (published && rel.withdrawn)
+				snprintf(pub, sizeof(pub), "withdrawn");
+			else if (published)
+				snprintf(pub, sizeof(pub), "%llu", (unsigned long long)rel.version);
+			printf("%-24s %-10s %-20s %-20s %-10s %s\n", names[i], installed,
+			       cJSON_IsString(sw) ? sw->valuestring : "-", when, pub,
+			       pending			     ? "pending"
+			       : published && !rel.withdrawn ? "current"
+							     : "-");
 		}
 		cJSON_Delete(doc);
 	}

@@ -392,11 +392,13 @@ int release_main(int argc, char **argv);
  * guardian-service release publish -d DIR (BUNDLE | --withdraw) (--device ID... | --all)
  * (argv[0] is "publish"): the bundle published retained, QoS 1, on guardian/<id>/update/bundle
  * through the attestation listener with the service's certificate (an empty retained message
- * with --withdraw). Exit status.
+ * with --withdraw); each one the broker acknowledged is recorded in the store afterwards
+ * (store_release_put: version, SHA-256, time; a withdrawal keeps the version). Exit status.
  */
 int release_publish_main(int argc, char **argv);
 /* guardian-service release status -d DIR [--json]: each enrolled device, the bundle version it
- * runs and when it said so (its last accepted evidence). Exit status. */
+ * runs and when it said so (its last accepted evidence), what was last published to it and
+ * whether that is pending (published, not withdrawn, not what it runs). Exit status. */
 int release_status_main(int argc, char **argv);
 /*
  * Records what 'dev' runs, from the swversion of evidence just accepted ("0.1.0+u7": bundle

@@ -1,5 +1,6 @@
 /* store.c: the store interface (store.h): picks the backend and dispatches to it. */
 #include <errno.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -186,6 +187,45 @@ int store_cert_import(struct store *st, const char *dev, const struct store_cert
 		      size_t cap)
 {
 	DISPATCH(cert_import, dev, c, why, cap);
+}
+
+/* Whether 'hex' is 64 lowercase hex digits. */
+static bool sha256_hex(const char *hex)
+{
+	size_t n = strspn(hex, "0123456789abcdef");
+
+	return n == 64 && hex[n] == '\0';
+}
+
+int store_release_put(struct store *st, const char *dev, const struct store_release *r, char *why,
+		      size_t cap)
+{
+	if (r->version > INT64_MAX) {
+		snprintf(why, cap, "store: release of \"%s\": version %llu is out of range", dev,
+			 (unsigned long long)r->version);
+		return GD_EINVAL;
+	}
+	if (!(r->version == 0 && r->sha256[0] == '\0') && !sha256_hex(r->sha256)) {
+		snprintf(why, cap,
+			 "store: release of \"%s\": \"%.70s\" is not a SHA-256 (64 lowercase hex "
+			 "digits)",
+			 dev, r->sha256);
+		return GD_EINVAL;
+	}
+	DISPATCH(release_put, dev, r, why, cap);
+}
+
+int store_release_get(struct store *st, const char *dev, struct store_release *out, char *why,
+		      size_t cap)
+{
+	memset(out, 0, sizeof(*out));
+	DISPATCH(release_get, dev, out, why, cap);
+}
+
+int store_sqlite_synchronous(struct store *st, int *level, char *why, size_t cap)
+{
+	*level = -1;
+	DISPATCH(sqlite_synchronous, level, why, cap);
 }
 
 int store_report_update(struct store *st, const char *dev, store_merge_fn *merge, void *ctx,

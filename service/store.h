@@ -28,11 +28,19 @@ enum store_backend {
 	STORE_POSTGRES, /* "postgresql": "conninfo" (libpq's keyword=value or URI) */
 };
 
+/* SQLite's synchronous level ("store": {"synchronous": ...}; store_sqlite.c says what each
+ * keeps across a crash and a power loss). */
+enum store_sqlite_synchronous {
+	STORE_SYNCHRONOUS_FULL = 0, /* "full", the default: the WAL synced at every commit */
+	STORE_SYNCHRONOUS_NORMAL,   /* "normal": synced at checkpoints only */
+};
+
 /* The "store" object of service.json. Strings owned (service_config_release frees them). */
 struct store_config {
 	enum store_backend backend;
 	char *path;	/* sqlite: the database file, resolved against the service dir; NULL: service.db */
 	char *conninfo; /* postgresql: the connection string; NULL for the others */
+	enum store_sqlite_synchronous sqlite_synchronous; /* sqlite only */
 };
 
 /* Why an operational certificate was revoked (the CRL's reasonCode). */
@@ -64,6 +72,9 @@ void store_close(struct store *st);
 const char *store_backend_name(enum store_backend b);
 /* The schema version the store holds (0: none yet). */
 int store_schema_version(struct store *st, int *version, char *why, size_t cap);
+/* SQLite: the synchronous level the store's connection runs at, as PRAGMA synchronous reads it
+ * (0 off, 1 normal, 2 full, 3 extra). GD_EINVAL for the other backends. */
+int store_sqlite_synchronous(struct store *st, int *level, char *why, size_t cap);
 
 /* ---- devices ---------------------------------------------------------------------------- */
 
@@ -178,6 +189,28 @@ struct store_attest {
  */
 int store_attest_record(struct store *st, const struct store_attest *a, bool *duplicate,
 			int *revoked, char *why, size_t cap);
+
+/* ---- releases --------------------------------------------------------------------------- */
+
+/* What `release publish` last delivered to one device (store_release_put, _get). */
+struct store_release {
+	uint64_t version; /* the bundle's version; withdrawn: the last one published (0: none) */
+	char sha256[65];  /* the bundle file's SHA-256, lowercase hex ("" with version 0) */
+	int64_t ts_ms;	  /* when it was published, or withdrawn (UTC ms) */
+	bool withdrawn;	  /* the retained bundle was withdrawn */
+};
+
+/*
+ * Records 'r' as what was last published to 'dev' (enrolled or not), replacing the record it
+ * had; called once the broker acknowledged the publish. A withdrawal is recorded with the
+ * version and hash of the record it replaces (the caller reads it first). GD_EINVAL for a
+ * version above INT64_MAX or a hash that is not 64 lowercase hex digits (or "" with version 0).
+ */
+int store_release_put(struct store *st, const char *dev, const struct store_release *r, char *why,
+		      size_t cap);
+/* The record of 'dev' into *out: 0, or STORE_NOTFOUND (nothing ever published to it). */
+int store_release_get(struct store *st, const char *dev, struct store_release *out, char *why,
+		      size_t cap);
 
 /* ---- failure reports -------------------------------------------------------------------- */
 

@@ -4,6 +4,8 @@
  *   devices/<name>.crt            the identity certificate (PEM)
  *   devices/<name>.ak.pem         the TPM attestation key, if enrolled with one
  *   devices/<name>.installed.json what the device last said it runs
+ *   devices/<name>.release.json   what `release publish` last delivered to it (written
+ *                                 atomically: {"version","sha256","ts","withdrawn"})
  *   nonces/<hex>                  a used nonce: made O_CREAT|O_EXCL, holding the delivery's tag
  *   references/<label>.json       a reference; the generation is the mtime (ns) of references/
  *   certs/<dev>.list, revoked.log the issued and the revoked certificates, under the flock of
@@ -21,6 +23,8 @@
 #include <sys/file.h>
 #include <sys/stat.h>
 #include <unistd.h>
+
+#include <cjson/cJSON.h>
 
 #include "../base/base.h"
 #include "../base/conf.h"
@@ -942,6 +946,69 @@ out:
 	return rc;
 }
 
+/* ---- releases ------------------------------------------------------------------------------- */
+
+static int files_release_put(struct store *st, const char *dev, const struct store_release *r,
+			     char *why, size_t cap)
+{
+	char path[PATH_CAP], text[256];
+	int n, rc;
+
+	if (!name_path(st, path, "devices", dev, ".release.json", why, cap))
+		return GD_EINVAL;
+	rc = make_sub(st, "devices", why, cap);
+	if (rc != 0)
+		return rc;
+	n = snprintf(text, sizeof(text),
+		     "{\"version\":%" PRIu64 ",\"sha256\":\"%s\",\"ts\":%" PRId64
+		     ",\"withdrawn\":%s}\n",
+		     r->version, r->sha256, r->ts_ms, r->withdrawn ? "true" : "false");
+	/* Synced: a record of a delivery the broker acknowledged outlives a power loss. */
+	if (n < 0 || (size_t)n >= sizeof(text) ||
+	    gd_write_file_atomic(path, text, (size_t)n, 0644) != 0) {
+		gd_whyf(why, cap, "store files: %s: cannot write: %s", path, strerror(errno));
+		return GD_EIO;
+	}
+	return 0;
+}
+
+static int files_release_get(struct store *st, const char *dev, struct store_release *out,
+			     char *why, size_t cap)
+{
+	char path[PATH_CAP], *text = NULL;
+	const cJSON *v, *h, *ts, *w;
+	cJSON *doc;
+	int rc;
+
+	if (!name_path(st, path, "devices", dev, ".release.json", why, cap))
+		return GD_EINVAL;
+	rc = read_text(path, &text, why, cap);
+	if (rc != 0)
+		return rc;
+	doc = cJSON_Parse(text);
+	free(text);
+	v = cJSON_GetObjectItemCaseSensitive(doc, "version");
+	h = cJSON_GetObjectItemCaseSensitive(doc, "sha256");
+	ts = cJSON_GetObjectItemCaseSensitive(doc, "ts");
+	w = cJSON_GetObjectItemCaseSensitive(doc, "withdrawn");
+	if (!cJSON_IsNumber(v) || v->valuedouble < 0 || !cJSON_IsString(h) ||
+	    strlen(h->valuestring) >= sizeof(out->sha256) || !cJSON_IsNumber(ts) ||
+	    !cJSON_IsBool(w)) {
+		cJSON_Delete(doc);
+		gd_whyf(why, cap,
+			"store files: %s: not a release record (expected {\"version\",\"sha256\","
+			"\"ts\",\"withdrawn\"})",
+			path);
+		return GD_EPROTO;
+	}
+	out->version = (uint64_t)v->valuedouble;
+	snprintf(out->sha256, sizeof(out->sha256), "%s", h->valuestring);
+	out->ts_ms = (int64_t)ts->valuedouble;
+	out->withdrawn = cJSON_IsTrue(w);
+	cJSON_Delete(doc);
+	return 0;
+}
+
 /* ---- failure reports ------------------------------------------------------------------------ */
 
 static int files_report_update(struct store *st, const char *dev, store_merge_fn *merge, void *ctx,
@@ -1020,6 +1087,8 @@ const struct store_ops store_files_ops = {
 	.cert_revoked = files_cert_revoked,
 	.cert_list = files_cert_list,
 	.cert_import = files_cert_import,
+	.release_put = files_release_put,
+	.release_get = files_release_get,
 	.report_update = files_report_update,
 	.report_get = files_report_get,
 	.report_list = files_report_list,

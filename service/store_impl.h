@@ -45,6 +45,12 @@ struct store_ops {
 	/* One decision in one transaction (store.h); NULL: store.c runs the calls above in turn. */
 	int (*attest_record)(struct store *st, const struct store_attest *a, bool *duplicate,
 			     int *revoked, char *why, size_t cap);
+	int (*release_put)(struct store *st, const char *dev, const struct store_release *r,
+			   char *why, size_t cap);
+	int (*release_get)(struct store *st, const char *dev, struct store_release *out, char *why,
+			   size_t cap);
+	/* SQLite only (store.h); NULL elsewhere. */
+	int (*sqlite_synchronous)(struct store *st, int *level, char *why, size_t cap);
 	int (*report_update)(struct store *st, const char *dev, store_merge_fn *merge, void *ctx,
 			     char *why, size_t cap);
 	int (*report_get)(struct store *st, const char *dev, char **json, char *why, size_t cap);

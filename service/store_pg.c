@@ -21,6 +21,11 @@
  *                   expires (a revoked one is on the CRL until then), so no cap per device:
  *                   a device has one in force, and its superseded ones expire in turn.
  *   reports         the failure report document of each device
+ *   releases        what `release publish` last delivered to each device: version, SHA-256,
+ *                   time, withdrawn. Part of version 1 (added before any release of it), made
+ *                   by every `migrate` (IF NOT EXISTS, releases_sql) so that a version 1
+ *                   database made before it gets it; an open without migrate refuses one
+ *                   without it.
  *
  * Names sort as bytes (COLLATE "C"), as the other backends sort them, whatever the database's
  * locale. Documents are text, kept byte for byte.
@@ -59,6 +64,12 @@ static const char *const migrations[STORE_SCHEMA_VERSION] = {
 	"CREATE TABLE reports (dev text COLLATE \"C\" PRIMARY KEY, json text NOT NULL);",
 };
 
+/* Version 1's releases table, run by every migrate (see above). */
+static const char releases_sql[] =
+	"CREATE TABLE IF NOT EXISTS releases (dev text COLLATE \"C\" PRIMARY KEY,"
+	" version bigint NOT NULL, sha256 text NOT NULL, ts_ms bigint NOT NULL,"
+	" withdrawn boolean NOT NULL)";
+
 /* The statements, prepared on a connection when first used (again after a reconnection). */
 enum stmt {
 	S_BEGIN,
@@ -85,6 +96,8 @@ enum stmt {
 	S_REPORT_PUT,
 	S_REPORT_DELETE,
 	S_REPORT_LIST,
+	S_RELEASE_PUT,
+	S_RELEASE_GET,
 	S_COUNT
 };
 
@@ -153,6 +166,13 @@ static const struct {
 					 " ON CONFLICT (dev) DO UPDATE SET json = EXCLUDED.json" },
 	[S_REPORT_DELETE] = { "report_delete", "DELETE FROM reports WHERE dev = $1" },
 	[S_REPORT_LIST] = { "report_list", "SELECT dev FROM reports ORDER BY dev" },
+	[S_RELEASE_PUT] = { "release_put",
+			    "INSERT INTO releases (dev, version, sha256, ts_ms, withdrawn)"
+			    " VALUES ($1, $2, $3, $4, $5) ON CONFLICT (dev) DO UPDATE"
+			    " SET version = EXCLUDED.version, sha256 = EXCLUDED.sha256,"
+			    " ts_ms = EXCLUDED.ts_ms, withdrawn = EXCLUDED.withdrawn" },
+	[S_RELEASE_GET] = { "release_get", "SELECT version, sha256, ts_ms, withdrawn FROM releases"
+					   " WHERE dev = $1" },
 };
 
 struct pg {
@@ -539,6 +559,8 @@ static int migrate(struct pg *pg, char *why, size_t cap)
 		rc = exec_plain(pg, "migrate: schema_version", record, NULL, why, cap);
 	}
 	if (rc == 0)
+		rc = exec_plain(pg, "migrate: releases", releases_sql, NULL, why, cap);
+	if (rc == 0)
 		rc = exec_plain(pg, "migrate: commit", "COMMIT", NULL, why, cap);
 	if (rc != 0) {
 		PQclear(PQexec(pg->conn, "ROLLBACK"));
@@ -547,6 +569,28 @@ static int migrate(struct pg *pg, char *why, size_t cap)
 	if (version != STORE_SCHEMA_VERSION)
 		log_info(PG_SUBSYS, "%s: schema version %d made (it was %d)", pg->where,
 			 STORE_SCHEMA_VERSION, version);
+	return 0;
+}
+
+/* A version 1 database made before the releases table was: refused until `migrate` adds it. */
+static int releases_check(struct pg *pg, const char *dir, char *why, size_t cap)
+{
+	PGresult *res = NULL;
+	bool there;
+	int rc = exec_plain(pg, "schema_version", "SELECT to_regclass('releases') IS NOT NULL",
+			    &res, why, cap);
+
+	if (rc != 0)
+		return rc;
+	there = strcmp(PQgetvalue(res, 0, 0), "t") == 0;
+	PQclear(res);
+	if (!there) {
+		gd_whyf(why, cap,
+			"%s: schema version 1 without the releases table (made by an earlier "
+			"build): run guardian-service migrate -d %s",
+			pg->where, dir);
+		return GD_ECONFIG;
+	}
 	return 0;
 }
 
@@ -566,7 +610,7 @@ static int check_version(struct pg *pg, const char *dir, char *why, size_t cap)
 			pg->where, version, STORE_SCHEMA_VERSION, dir);
 		return GD_ECONFIG;
 	}
-	return 0;
+	return releases_check(pg, dir, why, cap);
 }
 
 /* ---- the connection --------------------------------------------------------------------- */
@@ -1168,6 +1212,44 @@ static int pg_attest_record(struct store *st, const struct store_attest *a, bool
 	return rc;
 }
 
+/* ---- releases --------------------------------------------------------------------------- */
+
+static int pg_release_put(struct store *st, const char *dev, const struct store_release *r,
+			  char *why, size_t cap)
+{
+	struct params p = { .n = 0 };
+
+	param_text(&p, dev);
+	param_int(&p, (int64_t)r->version);
+	param_text(&p, r->sha256);
+	param_int(&p, r->ts_ms);
+	param_text(&p, r->withdrawn ? "true" : "false");
+	return run(st->impl, S_RELEASE_PUT, &p, false, NULL, why, cap);
+}
+
+static int pg_release_get(struct store *st, const char *dev, struct store_release *out, char *why,
+			  size_t cap)
+{
+	struct params p = { .n = 0 };
+	PGresult *res = NULL;
+	int rc;
+
+	param_text(&p, dev);
+	rc = run(st->impl, S_RELEASE_GET, &p, false, &res, why, cap);
+	if (rc != 0)
+		return rc;
+	if (PQntuples(res) == 0) {
+		rc = STORE_NOTFOUND;
+	} else {
+		out->version = strtoull(PQgetvalue(res, 0, 0), NULL, 10);
+		snprintf(out->sha256, sizeof(out->sha256), "%s", PQgetvalue(res, 0, 1));
+		out->ts_ms = strtoll(PQgetvalue(res, 0, 2), NULL, 10);
+		out->withdrawn = strcmp(PQgetvalue(res, 0, 3), "t") == 0;
+	}
+	PQclear(res);
+	return rc;
+}
+
 /* ---- failure reports -------------------------------------------------------------------- */
 
 struct report_change {
@@ -1262,6 +1344,8 @@ const struct store_ops store_pg_ops = {
 	.cert_list = pg_cert_list,
 	.cert_import = pg_cert_import,
 	.attest_record = pg_attest_record,
+	.release_put = pg_release_put,
+	.release_get = pg_release_get,
 	.report_update = pg_report_update,
 	.report_get = pg_report_get,
 	.report_list = pg_report_list,

@@ -30,20 +30,22 @@
  *           before each checkpoint, not at each commit);
  *   FULL    both: the WAL is synced at every commit;
  *   EXTRA   as FULL (it adds a directory sync in the rollback-journal modes, not in WAL).
- * What must survive is a consumed nonce and the record of an issued certificate: both must
- * survive a crash of the process, which every level gives. Measured on this machine
- * (bench/bench_store.c: nonce_consume + cert_issued + installed_put triples per second, one
- * connection, ext4 on a virtual disk, 2 cores shared with other jobs, load average about 4, so
- * ranges over runs of 3 to 5 s): OFF 12,900 to 20,300, NORMAL 7,900 to 12,600, FULL 1,000 to
- * 2,800, EXTRA 140 to 2,800; FULL for the certificate transactions only (NORMAL for the rest)
- * 750 to 2,500, no better than FULL throughout: a sync per triple costs what three do here.
- * Chosen: NORMAL. It keeps every commit across a crash of the process, five times as fast as
- * FULL. What a power loss may cost with it, the last commits before the cut: a nonce consumed
- * then could be used once more within its TTL (by someone who captured the evidence and cut
- * the power), and a certificate issued then would not be revoked as superseded when the
- * device's next one is issued (it stays valid to its notAfter, as it was meant to be).
- * GUARDIAN_SQLITE_SYNCHRONOUS=off|normal|full|extra sets another level (FULL: a host whose
- * power is not to be trusted; the benchmark compares them with it).
+ * What must survive is a consumed nonce and the record of an issued certificate. With NORMAL a
+ * power loss may take the last commits before the cut: a nonce consumed then could be used once
+ * more within its TTL (by someone who captured the evidence and cut the power), and a
+ * certificate issued then would not be revoked as superseded when the device's next one is
+ * issued. FULL keeps both.
+ *
+ * Measured on this machine (ext4 on a virtual disk, 2 cores shared with other jobs, so ranges
+ * over runs): bench/bench_store.c, three separate writes per attestation, OFF 12,900 to 20,300
+ * a second, NORMAL 7,900 to 12,600, FULL 1,000 to 2,800. Since one attestation is one
+ * transaction (store_attest_record: one commit, one WAL sync), FULL does 1,000 to 1,900 whole
+ * attestations a second on one core (bench/bench_store_attest.c), above the 500 asked of it.
+ *
+ * Chosen: FULL by default. "store": {"backend": "sqlite", "synchronous": "normal"} in
+ * service.json is the operator's way to trade it for speed (store_config.sqlite_synchronous).
+ * GUARDIAN_SQLITE_SYNCHRONOUS=off|normal|full|extra overrides both, for the benchmarks that
+ * compare the levels (bench/bench_store.c, bench/bench_store_attest.c); not for operators.
  */
 #define SYNC_ENV "GUARDIAN_SQLITE_SYNCHRONOUS"
 
@@ -77,6 +79,8 @@ enum stmt_id {
 	ST_REPORT_GET,
 	ST_REPORT_PUT,
 	ST_REPORT_LIST,
+	ST_RELEASE_PUT,
+	ST_RELEASE_GET,
 	ST_BEGIN,
 	ST_COMMIT,
 	ST_ROLLBACK,
@@ -113,6 +117,10 @@ static const char *const stmt_sql[ST_COUNT] = {
 	[ST_REPORT_GET] = "SELECT json FROM reports WHERE dev = ?1",
 	[ST_REPORT_PUT] = "INSERT OR REPLACE INTO reports (dev, json) VALUES (?1, ?2)",
 	[ST_REPORT_LIST] = "SELECT dev FROM reports ORDER BY dev",
+	[ST_RELEASE_PUT] =
+		"INSERT OR REPLACE INTO releases (dev, version, sha256, ts_ms, withdrawn) "
+		"VALUES (?1, ?2, ?3, ?4, ?5)",
+	[ST_RELEASE_GET] = "SELECT version, sha256, ts_ms, withdrawn FROM releases WHERE dev = ?1",
 	[ST_BEGIN] = "BEGIN IMMEDIATE",
 	[ST_COMMIT] = "COMMIT",
 	[ST_ROLLBACK] = "ROLLBACK",
@@ -138,6 +146,15 @@ static const char schema_v1[] =
 	"CREATE INDEX certs_dev ON certs (dev);"
 	"CREATE TABLE reports (dev TEXT PRIMARY KEY, json TEXT NOT NULL);"
 	"PRAGMA user_version = 1;";
+
+/*
+ * Also version 1, added before any release of it: what `release publish` last delivered to each
+ * device. Run by every `migrate` (IF NOT EXISTS), so that a version 1 database made before the
+ * table was gets it; an open without migrate refuses such a database (schema_check).
+ */
+static const char schema_v1_releases[] =
+	"CREATE TABLE IF NOT EXISTS releases (dev TEXT PRIMARY KEY, version INTEGER NOT NULL,"
+	" sha256 TEXT NOT NULL, ts_ms INTEGER NOT NULL, withdrawn INTEGER NOT NULL);";
 
 struct sqlite_store {
 	sqlite3 *db;
@@ -348,11 +365,39 @@ static int schema_make(struct sqlite_store *ss, char *why, size_t cap)
 	}
 	if (rc == 0 && version == 0)
 		rc = exec(ss, schema_v1, "cannot make the schema", why, cap);
+	if (rc == 0)
+		rc = exec(ss, schema_v1_releases, "cannot make the releases table", why, cap);
 	/* Upgrades from version 1 onwards go here, one step at a time. */
 	if (rc == 0)
 		return exec(ss, "COMMIT", "cannot commit the schema", why, cap);
 	sqlite3_exec(ss->db, "ROLLBACK", NULL, NULL, NULL);
 	return rc;
+}
+
+/* A version 1 database made before the releases table was: refused until `migrate` adds it. */
+static int releases_check(struct sqlite_store *ss, const char *dir, char *why, size_t cap)
+{
+	sqlite3_stmt *s = NULL;
+	int rc = sqlite3_prepare_v2(
+		ss->db, "SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'releases'",
+		-1, &s, NULL);
+	bool there = false;
+
+	if (rc == SQLITE_OK && (rc = sqlite3_step(s)) == SQLITE_ROW)
+		there = true;
+	if (rc == SQLITE_DONE || rc == SQLITE_ROW)
+		rc = SQLITE_OK;
+	sqlite3_finalize(s);
+	if (rc != SQLITE_OK)
+		return fail(ss, rc, "cannot read the schema", why, cap);
+	if (!there) {
+		gd_whyf(why, cap,
+			"%s: schema version 1 without the releases table (made by an earlier "
+			"build): run guardian-service migrate -d %s",
+			ss->path, dir);
+		return GD_ECONFIG;
+	}
+	return 0;
 }
 
 /* Refuses a schema this build does not read. */
@@ -376,16 +421,17 @@ static int schema_check(struct sqlite_store *ss, const char *dir, char *why, siz
 			ss->path, version, STORE_SCHEMA_VERSION, dir);
 		return GD_ECONFIG;
 	}
-	return 0;
+	return releases_check(ss, dir, why, cap);
 }
 
-/* The synchronous level from SYNC_ENV, or NULL for NORMAL (GD_ECONFIG if not a level). */
-static int sync_level(const char **level, char *why, size_t cap)
+/* The synchronous level: SYNC_ENV if set (the benchmarks'), else the config's. GD_ECONFIG for
+ * an environment value that is not a level. */
+static int sync_level(const struct store_config *cfg, const char **level, char *why, size_t cap)
 {
 	static const char *const levels[] = { "off", "normal", "full", "extra" };
 	const char *v = getenv(SYNC_ENV);
 
-	*level = NULL;
+	*level = cfg->sqlite_synchronous == STORE_SYNCHRONOUS_NORMAL ? "normal" : "full";
 	if (v == NULL || *v == '\0')
 		return 0;
 	for (size_t i = 0; i < sizeof(levels) / sizeof(levels[0]); i++) {
@@ -398,6 +444,20 @@ static int sync_level(const char **level, char *why, size_t cap)
 		"%s=\"%s\": not a synchronous level (expected off, normal, full or extra)",
 		SYNC_ENV, v);
 	return GD_ECONFIG;
+}
+
+static int sqlite_synchronous(struct store *st, int *level, char *why, size_t cap)
+{
+	struct sqlite_store *ss = impl(st);
+	sqlite3_stmt *s = NULL;
+	int rc = sqlite3_prepare_v2(ss->db, "PRAGMA synchronous", -1, &s, NULL);
+
+	if (rc == SQLITE_OK && (rc = sqlite3_step(s)) == SQLITE_ROW) {
+		*level = sqlite3_column_int(s, 0);
+		rc = SQLITE_OK;
+	}
+	sqlite3_finalize(s);
+	return rc == SQLITE_OK ? 0 : fail(ss, rc, "cannot read the synchronous level", why, cap);
 }
 
 /* Opens (with 'create', makes) the file; 0600 when made here, and its -wal and -shm with it. */
@@ -475,7 +535,7 @@ static int sqlite_open(struct store *st, const struct store_config *cfg, bool cr
 		rc = GD_ENOMEM;
 		goto out;
 	}
-	rc = sync_level(&level, why, cap);
+	rc = sync_level(cfg, &level, why, cap);
 	if (rc != 0)
 		goto out;
 	if (!create && access(ss->path, F_OK) != 0 && errno == ENOENT) {
@@ -493,8 +553,7 @@ static int sqlite_open(struct store *st, const struct store_config *cfg, bool cr
 	if (rc == 0)
 		rc = wal_on(ss, why, cap);
 	if (rc == 0) {
-		snprintf(pragma, sizeof(pragma), "PRAGMA synchronous = %s",
-			 level != NULL ? level : "NORMAL");
+		snprintf(pragma, sizeof(pragma), "PRAGMA synchronous = %s", level);
 		rc = exec(ss, pragma, "cannot set synchronous", why, cap);
 	}
 	if (rc == 0 && create)
@@ -1039,6 +1098,55 @@ static int sqlite_attest_record(struct store *st, const struct store_attest *a, 
 	return rc;
 }
 
+/* ---- releases --------------------------------------------------------------------------- */
+
+static int sqlite_release_put(struct store *st, const char *dev, const struct store_release *r,
+			      char *why, size_t cap)
+{
+	struct sqlite_store *ss = impl(st);
+	sqlite3_stmt *s = stmt(ss, ST_RELEASE_PUT, why, cap);
+	int rc;
+
+	if (s == NULL)
+		return GD_EIO;
+	if ((rc = bind_text(ss, s, 1, dev, why, cap)) != 0 ||
+	    (rc = bind_int(ss, s, 2, (int64_t)r->version, why, cap)) != 0 ||
+	    (rc = bind_text(ss, s, 3, r->sha256, why, cap)) != 0 ||
+	    (rc = bind_int(ss, s, 4, r->ts_ms, why, cap)) != 0 ||
+	    (rc = bind_int(ss, s, 5, r->withdrawn ? 1 : 0, why, cap)) != 0)
+		return rc;
+	return run(ss, s, "cannot record a release", why, cap);
+}
+
+static int sqlite_release_get(struct store *st, const char *dev, struct store_release *out,
+			      char *why, size_t cap)
+{
+	struct sqlite_store *ss = impl(st);
+	sqlite3_stmt *s = stmt(ss, ST_RELEASE_GET, why, cap);
+	int rc, step;
+
+	if (s == NULL)
+		return GD_EIO;
+	if ((rc = bind_text(ss, s, 1, dev, why, cap)) != 0)
+		return rc;
+	step = sqlite3_step(s);
+	if (step == SQLITE_ROW) {
+		const unsigned char *hex = sqlite3_column_text(s, 1);
+
+		out->version = (uint64_t)sqlite3_column_int64(s, 0);
+		snprintf(out->sha256, sizeof(out->sha256), "%s", hex ? (const char *)hex : "");
+		out->ts_ms = sqlite3_column_int64(s, 2);
+		out->withdrawn = sqlite3_column_int(s, 3) != 0;
+		rc = 0;
+	} else if (step == SQLITE_DONE) {
+		rc = STORE_NOTFOUND;
+	} else {
+		rc = fail(ss, step, "cannot read a release", why, cap);
+	}
+	sqlite3_reset(s);
+	return rc;
+}
+
 /* ---- failure reports -------------------------------------------------------------------- */
 
 static int sqlite_report_update(struct store *st, const char *dev, store_merge_fn *merge, void *ctx,
@@ -1140,6 +1248,9 @@ const struct store_ops store_sqlite_ops = {
 	.cert_list = sqlite_cert_list,
 	.cert_import = sqlite_cert_import,
 	.attest_record = sqlite_attest_record,
+	.release_put = sqlite_release_put,
+	.release_get = sqlite_release_get,
+	.sqlite_synchronous = sqlite_synchronous,
 	.report_update = sqlite_report_update,
 	.report_get = sqlite_report_get,
 	.report_list = sqlite_report_list,

@@ -112,6 +112,69 @@ static void new_policy(int version)
 	h_write(h_path(path), text);
 }
 
+/* `release status -d SVC --json`, parsed (cJSON_Delete): the entry of DEVICE, in *entry. */
+static cJSON *status_json(const struct h_attest *b, const cJSON **entry)
+{
+	char *text;
+	cJSON *doc, *e;
+
+	cr_assert_eq(h_sh("%s/guardian-service release status -d %s --json >%s 2>&1", h_build(),
+			  b->svc, h_path("status.json")),
+		     0, "%s", h_read(h_path("status.json")));
+	text = h_read(h_path("status.json"));
+	doc = text ? cJSON_Parse(text) : NULL;
+	cr_assert(cJSON_IsArray(doc), "release status --json: %s", text);
+	free(text);
+	*entry = NULL;
+	cJSON_ArrayForEach (e, doc) {
+		const cJSON *dev = cJSON_GetObjectItemCaseSensitive(e, "device");
+
+		if (cJSON_IsString(dev) && strcmp(dev->valuestring, DEVICE) == 0)
+			*entry = e;
+	}
+	cr_assert_not_null(*entry, "release status --json has no " DEVICE);
+	return doc;
+}
+
+/* The store's record of what was published to DEVICE, as `release status --json` shows it:
+ * 'version' (-1: none), withdrawn, pending; and the text's PUBLISHED and STATE columns. */
+static void expect_published(const struct h_attest *b, int version, bool withdrawn, bool pending,
+			     const char *columns)
+{
+	const cJSON *e, *v, *h;
+	cJSON *doc = status_json(b, &e);
+	char *text;
+
+	v = cJSON_GetObjectItemCaseSensitive(e, "published_version");
+	h = cJSON_GetObjectItemCaseSensitive(e, "published_sha256");
+	if (version < 0) {
+		cr_expect(cJSON_IsNull(v), "published_version is not null");
+		cr_expect(cJSON_IsNull(h), "published_sha256 is not null");
+	} else {
+		cr_expect(cJSON_IsNumber(v) && v->valuedouble == version,
+			  "published_version is not %d", version);
+		cr_expect(cJSON_IsString(h) && strlen(h->valuestring) == 64,
+			  "published_sha256 is not a SHA-256");
+		cr_expect(cJSON_IsNumber(cJSON_GetObjectItemCaseSensitive(e, "published_ts")),
+			  "no published_ts");
+	}
+	cr_expect(cJSON_IsTrue(cJSON_GetObjectItemCaseSensitive(e, "withdrawn")) == withdrawn,
+		  "withdrawn is not %d", withdrawn);
+	cr_expect(cJSON_IsTrue(cJSON_GetObjectItemCaseSensitive(e, "pending")) == pending,
+		  "pending is not %d", pending);
+	/* The keys from before are still there. */
+	cr_expect_not_null(cJSON_GetObjectItemCaseSensitive(e, "update_version"));
+	cr_expect_not_null(cJSON_GetObjectItemCaseSensitive(e, "swversion"));
+	cJSON_Delete(doc);
+	cr_assert_eq(h_sh("%s/guardian-service release status -d %s >%s 2>&1", h_build(), b->svc,
+			  h_path("status.out")),
+		     0);
+	text = h_read(h_path("status.out"));
+	cr_expect(text != NULL && strstr(text, "PUBLISHED") != NULL && strstr(text, columns),
+		  "release status does not show \"%s\":\n%s", columns, text);
+	free(text);
+}
+
 /* guardian-service release publish -d SVC 'args'; its exit status, output in publish.log. */
 static int publish(const struct h_attest *b, const char *args)
 {
@@ -175,11 +238,29 @@ Test(update_delivery, a_published_bundle_is_installed_restarted_into_and_marked_
 		     h_read(h_path("status.out")));
 	cr_expect_eq(h_count(h_path("status.out"), "0.1.0+u"), 0, "%s",
 		     h_read(h_path("status.out")));
+	expect_published(&b, -1, false, false, " -          -\n"); /* nothing published yet */
 	/* Version 2: a new policy, published to the device. */
 	new_policy(2);
 	sign("v2.bundle", 2, CLASS, "v2/policy.json");
 	cr_assert_eq(publish(&b, "v2.bundle --device " DEVICE), 0, "%s",
 		     h_read(h_path("publish.log")));
+	/* Recorded once the broker took it; pending until the device's evidence says version 2,
+	 * accepted only once its reference is recorded (below). */
+	expect_published(&b, 2, false, true, " 2          pending\n");
+	{
+		char *sum = NULL, *json = h_read(h_path("status.json"));
+
+		cr_assert_eq(h_sh("sha256sum %s | cut -c1-64 >%s", h_path("v2.bundle"),
+				  h_path("v2.sha256")),
+			     0);
+		sum = h_read(h_path("v2.sha256"));
+		cr_assert_not_null(sum);
+		sum[64] = '\0';
+		cr_expect(json != NULL && strstr(json, sum) != NULL,
+			  "the recorded hash is not the bundle's %s: %s", sum, json);
+		free(sum);
+		free(json);
+	}
 	/* Installed, exit 3, started again in slot b, on trial. */
 	wait_log("supervise.log", "version 2 installed into slot b", 1, 20000);
 	wait_log("supervise.log", "exit status 3", 1, 15000);
@@ -214,6 +295,8 @@ Test(update_delivery, a_published_bundle_is_installed_restarted_into_and_marked_
 		     0);
 	cr_expect_eq(h_count(h_path("status.json"), "\"update_version\":2"), 1, "%s",
 		     h_read(h_path("status.json")));
+	/* Published 2, runs 2: no longer pending. */
+	expect_published(&b, 2, false, false, " 2          current\n");
 	cr_expect_eq(h_stop(sup, 15000) & 0xffff, 0, "gd-supervise did not stop cleanly");
 }
 
@@ -268,6 +351,8 @@ Test(update_delivery, a_bundle_for_another_class_is_refused_and_reported)
 	new_policy(3);
 	sign("other.bundle", 3, "other-line", "v3/policy.json");
 	cr_assert_eq(publish(&b, "other.bundle --all"), 0, "%s", h_read(h_path("publish.log")));
+	/* Published 3, refused by the device: pending, as long as it runs something else. */
+	expect_published(&b, 3, false, true, " 3          pending\n");
 	wait_log("guardian.log", "was refused (wrong_class)", 1, 15000);
 	wait_reports(&b, "update_refused", 20000);
 	cr_expect_geq(h_count(h_path("reports.out"), "wrong_class"), 1, "%s",
@@ -281,9 +366,17 @@ Test(update_delivery, a_bundle_for_another_class_is_refused_and_reported)
 	cr_assert_eq(publish(&b, "--withdraw --device " DEVICE), 0, "%s",
 		     h_read(h_path("publish.log")));
 	wait_log("guardian.log", "was withdrawn", 1, 15000);
+	/* Withdrawn, the version kept on record; nothing pending. */
+	expect_published(&b, 3, true, false, " withdrawn  -\n");
 	cr_expect_eq(h_count(h_path("guardian.log"), "was refused"), 1,
 		     "the refusal was not said once:\n%s", h_read(h_path("guardian.log")));
 	cr_expect_eq(h_stop(b.gd, 10000), 0);
+	/* A publish the broker never acknowledged is not recorded: the withdrawal stays. */
+	h_stop(b.broker, 10000);
+	b.broker = 0;
+	cr_assert_neq(publish(&b, "other.bundle --device " DEVICE), 0,
+		      "a publish with no broker succeeded: %s", h_read(h_path("publish.log")));
+	expect_published(&b, 3, true, false, " withdrawn  -\n");
 }
 
 /* An operational certificate for 'cn' made with the service's CA, as <work dir>/<prefix>.crt. */

@@ -1110,3 +1110,94 @@ void store_check_attest_race(const char *dir, const struct store_config *cfg)
 	expect_installed(st, "raced", "{\"racer\":1}\n");
 	store_close(st);
 }
+
+/* ---- releases --------------------------------------------------------------------------- */
+
+static const char hash_a[] = "9f86d081884c7d659a2feaa0c55ad015a3bf4f1b2b0b822cd15d6c15b0f00a08";
+static const char hash_b[] = "60303ae22b998861bce3b28f33eec1be758a213c86c93c076dbe9f558c11c752";
+
+static void expect_release(struct store *st, const char *dev, uint64_t version, const char *hash,
+			   int64_t ts_ms, bool withdrawn)
+{
+	struct store_release r;
+	char why[WHY] = "";
+	int rc;
+
+	memset(&r, 0x5a, sizeof(r)); /* every field must be written */
+	rc = store_release_get(st, dev, &r, why, sizeof(why));
+	cr_assert_eq(rc, 0, "release_get %s: %d (%s)", dev, rc, why);
+	cr_assert_eq(r.version, version, "release of %s: version %llu, expected %llu", dev,
+		     (unsigned long long)r.version, (unsigned long long)version);
+	cr_assert_str_eq(r.sha256, hash, "release of %s: sha256", dev);
+	cr_assert_eq(r.ts_ms, ts_ms, "release of %s: ts %lld, expected %lld", dev,
+		     (long long)r.ts_ms, (long long)ts_ms);
+	cr_assert_eq(r.withdrawn, withdrawn, "release of %s: withdrawn %d", dev, r.withdrawn);
+}
+
+static int release_put(struct store *st, const char *dev, uint64_t version, const char *hash,
+		       int64_t ts_ms, bool withdrawn, char *why, size_t cap)
+{
+	struct store_release r = { .version = version, .ts_ms = ts_ms, .withdrawn = withdrawn };
+
+	snprintf(r.sha256, sizeof(r.sha256), "%s", hash);
+	return store_release_put(st, dev, &r, why, cap);
+}
+
+void store_check_releases(struct store *st)
+{
+	struct store_release r;
+	char why[WHY] = "";
+	int rc;
+
+	cr_assert_eq(store_device_put(st, "press-2", cert_a, NULL, why, sizeof(why)), 0, "%s", why);
+	rc = store_release_get(st, "press-2", &r, why, sizeof(why));
+	cr_assert_eq(rc, STORE_NOTFOUND, "release_get before any put: %d (%s)", rc, why);
+
+	/* Published to two devices, one of them not enrolled (the topic is its all the same). */
+	cr_assert_eq(
+		release_put(st, "press-2", 7, hash_a, 1763744523001LL, false, why, sizeof(why)), 0,
+		"release_put: %s", why);
+	cr_assert_eq(
+		release_put(st, "press-10", 3, hash_b, 1763744523002LL, false, why, sizeof(why)), 0,
+		"release_put of a device not enrolled: %s", why);
+	expect_release(st, "press-2", 7, hash_a, 1763744523001LL, false);
+	expect_release(st, "press-10", 3, hash_b, 1763744523002LL, false);
+	cr_assert_eq(store_release_get(st, "press-1", &r, why, sizeof(why)), STORE_NOTFOUND,
+		     "a prefix of a name found as the device");
+
+	/* Replaced by the next; withdrawn keeping the version; published again. */
+	cr_assert_eq(
+		release_put(st, "press-2", 8, hash_b, 1763744524000LL, false, why, sizeof(why)), 0,
+		"%s", why);
+	expect_release(st, "press-2", 8, hash_b, 1763744524000LL, false);
+	cr_assert_eq(release_put(st, "press-2", 8, hash_b, 1763744525000LL, true, why, sizeof(why)),
+		     0, "%s", why);
+	expect_release(st, "press-2", 8, hash_b, 1763744525000LL, true);
+	expect_release(st, "press-10", 3, hash_b, 1763744523002LL, false); /* untouched */
+	cr_assert_eq(
+		release_put(st, "press-2", 9, hash_a, 1763744526000LL, false, why, sizeof(why)), 0,
+		"%s", why);
+	expect_release(st, "press-2", 9, hash_a, 1763744526000LL, false);
+
+	/* A withdrawal of what was never recorded: version 0, no hash. */
+	cr_assert_eq(release_put(st, "press-3", 0, "", 1763744527000LL, true, why, sizeof(why)), 0,
+		     "%s", why);
+	expect_release(st, "press-3", 0, "", 1763744527000LL, true);
+
+	/* A large version (above 2^32) comes back whole. */
+	cr_assert_eq(release_put(st, "press-4", 5000000000ULL, hash_a, 1, false, why, sizeof(why)),
+		     0, "%s", why);
+	expect_release(st, "press-4", 5000000000ULL, hash_a, 1, false);
+
+	/* Refused, changing nothing: a hash that is not one, a version out of range. */
+	why[0] = '\0';
+	rc = release_put(st, "press-2", 10, "9F86D081", 2, false, why, sizeof(why));
+	cr_assert_lt(rc, 0, "a hash that is not 64 lowercase hex digits was recorded");
+	cr_assert(strstr(why, "SHA-256") != NULL, "\"%s\"", why);
+	rc = release_put(st, "press-2", 10, "", 2, false, why, sizeof(why));
+	cr_assert_lt(rc, 0, "a version without a hash was recorded");
+	rc = release_put(st, "press-2", (uint64_t)INT64_MAX + 1, hash_a, 2, false, why,
+			 sizeof(why));
+	cr_assert_lt(rc, 0, "a version above INT64_MAX was recorded");
+	expect_release(st, "press-2", 9, hash_a, 1763744526000LL, false);
+}

@@ -11,6 +11,8 @@ void store_check_nonces(struct store *st);	/* consume, used, duplicate tag, swee
 void store_check_references(struct store *st);	/* put/replace/remove/all sorted, generation */
 void store_check_certs(struct store *st);	/* issued supersedes, revoke, expiry, the CRL list */
 void store_check_reports(struct store *st);	/* update merge, refusal changes nothing, list */
+/* release put/get: per device, replaced, a withdrawal keeps the version, bad input refused */
+void store_check_releases(struct store *st);
 /*
  * 32 processes, each with its own store opened from 'cfg' on 'dir', released together by one
  * pipe, consume one nonce: exactly one wins, the others see STORE_USED.

@@ -2052,6 +2052,23 @@ Test(service, the_store_of_service_json)
 	set_store("{\"backend\":\"sqlite\",\"path\":\"/var/lib/guardian/fleet.db\"}");
 	cr_assert_eq(load_config(&cfg, err, sizeof(err)), 0, "%s", err);
 	cr_assert_str_eq(cfg.store.path, "/var/lib/guardian/fleet.db");
+	cr_assert_eq(cfg.store.sqlite_synchronous, STORE_SYNCHRONOUS_FULL,
+		     "the default is not full");
+	service_config_release(&cfg);
+
+	/* sqlite's synchronous level: full (the default) or normal, kept through a write */
+	set_store("{\"backend\":\"sqlite\",\"synchronous\":\"normal\"}");
+	cr_assert_eq(load_config(&cfg, err, sizeof(err)), 0, "%s", err);
+	cr_assert_eq(cfg.store.sqlite_synchronous, STORE_SYNCHRONOUS_NORMAL);
+	cr_assert_eq(service_config_write(svc_dir, &cfg), 0);
+	service_config_release(&cfg);
+	cr_assert_eq(load_config(&cfg, err, sizeof(err)), 0, "%s", err);
+	cr_assert_eq(cfg.store.sqlite_synchronous, STORE_SYNCHRONOUS_NORMAL,
+		     "service_config_write lost \"synchronous\"");
+	service_config_release(&cfg);
+	set_store("{\"backend\":\"sqlite\",\"synchronous\":\"full\"}");
+	cr_assert_eq(load_config(&cfg, err, sizeof(err)), 0, "%s", err);
+	cr_assert_eq(cfg.store.sqlite_synchronous, STORE_SYNCHRONOUS_FULL);
 	service_config_release(&cfg);
 
 	/* postgresql: the connection string, kept through a write and a load */
@@ -2090,6 +2107,14 @@ Test(service, a_wrong_store_is_refused_naming_the_key)
 		  { ": store.pathh: ", "unknown", "" } },
 		{ "\"sqlite\"", { ": store: ", "object", "" } },
 		{ "{\"backend\":7}", { ": store.backend: ", "files, sqlite, postgresql", "" } },
+		{ "{\"backend\":\"sqlite\",\"synchronous\":\"off\"}",
+		  { ": store.synchronous: ", "\"off\"", "full, normal" } },
+		{ "{\"backend\":\"sqlite\",\"synchronous\":2}",
+		  { ": store.synchronous: ", "full, normal", "" } },
+		{ "{\"backend\":\"postgresql\",\"conninfo\":\"dbname=g\",\"synchronous\":\"full\"}",
+		  { ": store.synchronous: ", "only for backend \"sqlite\"", "\"postgresql\"" } },
+		{ "{\"backend\":\"files\",\"synchronous\":\"normal\"}",
+		  { ": store.synchronous: ", "only for backend \"sqlite\"", "\"files\"" } },
 	};
 	struct service_config cfg;
 	char err[1024];
@@ -2113,9 +2138,11 @@ Test(service, a_wrong_store_is_refused_naming_the_key)
 	}
 }
 
-/* The files of one device, one reference, one report, two certificates (one revoked). */
+/* The files of one device, one reference, one report, two certificates (one revoked), one
+ * release record. */
 static void fill_files_store(struct service *s, struct device *d)
 {
+	struct store_release rel = { .version = 5, .ts_ms = 1763744523000LL };
 	struct meas_log log;
 	char why[512] = "";
 	char *cert;
@@ -2139,6 +2166,8 @@ static void fill_files_store(struct service *s, struct device *d)
 	cert = registry_lookup(s->store, d->name);
 	cr_assert_not_null(cert);
 	free(cert);
+	snprintf(rel.sha256, sizeof(rel.sha256), "%064x", 0xabcU);
+	cr_assert_eq(store_release_put(s->store, d->name, &rel, why, sizeof(why)), 0, "%s", why);
 }
 
 /* `migrate --import-files` (service_migrate_import) from the files into SQLite: everything
@@ -2165,7 +2194,7 @@ Test(service, migrate_imports_the_files_into_sqlite_once)
 	fclose(f);
 	snprintf(want, sizeof(want),
 		 "%s: imported from the files: 1 device, 1 installed record, 1 reference, 2 "
-		 "certificates, 1 revocation, 1 report document\n",
+		 "certificates, 1 revocation, 1 report document, 1 release record\n",
 		 svc_dir);
 	cr_assert_str_eq(out, want);
 
@@ -2176,7 +2205,7 @@ Test(service, migrate_imports_the_files_into_sqlite_once)
 	fclose(f);
 	snprintf(want, sizeof(want),
 		 "%s: imported from the files: 0 devices, 0 installed records, 0 references, 0 "
-		 "certificates, 0 revocations, 0 report documents\n",
+		 "certificates, 0 revocations, 0 report documents, 0 release records\n",
 		 svc_dir);
 	cr_assert_str_eq(out, want);
 
@@ -2189,6 +2218,16 @@ Test(service, migrate_imports_the_files_into_sqlite_once)
 		     why);
 	cr_assert(strstr(installed, "\"swversion\"") != NULL, "%s", installed);
 	free(installed);
+	{
+		struct store_release rel;
+
+		cr_assert_eq(store_release_get(tstore, d.name, &rel, why, sizeof(why)), 0, "%s",
+			     why);
+		cr_assert_eq(rel.version, 5);
+		cr_assert_eq(rel.ts_ms, 1763744523000LL);
+		cr_assert(!rel.withdrawn);
+		cr_assert_eq(strspn(rel.sha256, "0"), 61, "%s", rel.sha256);
+	}
 	cr_assert_eq(
 		store_cert_revoked(tstore, test_clock() / 1000, &revoked, &n, why, sizeof(why)), 0,
 		"%s", why);

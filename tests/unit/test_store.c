@@ -66,6 +66,12 @@ static void teardown(void)
 		store_check_reports(st);                                                           \
 		store_close(st);                                                                   \
 	}                                                                                          \
+	Test(suite, releases)                                                                      \
+	{                                                                                          \
+		struct store *st = fresh(&cfg);                                                    \
+		store_check_releases(st);                                                          \
+		store_close(st);                                                                   \
+	}                                                                                          \
 	Test(suite, reopen_keeps)                                                                  \
 	{                                                                                          \
 		store_check_reopen(h_dir(), &cfg);                                                 \
@@ -236,5 +242,83 @@ Test(store_sqlite, locked_names_the_file)
 	/* Nothing half done: once free, the certificate is recorded as the first. */
 	rc = store_cert_issued(st, "d1", serial, 2000000000, 1763744523, why, sizeof(why));
 	cr_assert_eq(rc, 0, "%d (%s)", rc, why);
+	store_close(st);
+}
+
+/* A version 1 database made before the releases table was (an earlier build of 0.3): refused
+ * without migrate, naming it; migrate (open with create) adds the table and keeps the rest. */
+Test(store_sqlite, migrate_adds_the_releases_table)
+{
+	struct store_release r = { .version = 4, .ts_ms = 1763744523000LL };
+	struct store *st = fresh(&sqlite_cfg);
+	char why[512] = "", *cert = NULL, want[320];
+	int rc;
+
+	cr_assert_eq(store_device_put(st, "d1", "CERT", NULL, why, sizeof(why)), 0, "%s", why);
+	store_close(st);
+	sql(h_path("service.db"), "DROP TABLE releases");
+	rc = open_existing(&sqlite_cfg, why, sizeof(why));
+	cr_assert_lt(rc, 0, "a database without the releases table was opened");
+	snprintf(want, sizeof(want), "run guardian-service migrate -d %s", h_dir());
+	cr_assert(strstr(why, "releases") != NULL && strstr(why, want) != NULL, "\"%s\"", why);
+	st = fresh(&sqlite_cfg); /* migrate */
+	store_close(st);
+	st = NULL;
+	cr_assert_eq(store_open(h_dir(), &sqlite_cfg, false, &st, why, sizeof(why)), 0, "%s", why);
+	cr_assert_eq(store_device_get(st, "d1", &cert, NULL, why, sizeof(why)), 0, "%s", why);
+	cr_assert_str_eq(cert, "CERT");
+	free(cert);
+	snprintf(r.sha256, sizeof(r.sha256), "%064d", 0);
+	cr_assert_eq(store_release_put(st, "d1", &r, why, sizeof(why)), 0, "%s", why);
+	store_close(st);
+	/* and migrate again changes nothing */
+	st = fresh(&sqlite_cfg);
+	memset(&r, 0, sizeof(r));
+	cr_assert_eq(store_release_get(st, "d1", &r, why, sizeof(why)), 0, "%s", why);
+	cr_assert_eq(r.version, 4);
+	store_close(st);
+}
+
+/* ---- SQLite's synchronous level ----------------------------------------------------------- */
+
+/* The level a store opened with 'cfg' runs at (PRAGMA synchronous on its connection). */
+static int synchronous_of(const struct store_config *cfg)
+{
+	struct store *st = NULL;
+	char why[512] = "";
+	int level = -1;
+
+	cr_assert_eq(store_open(h_dir(), cfg, true, &st, why, sizeof(why)), 0, "%s", why);
+	cr_assert_eq(store_sqlite_synchronous(st, &level, why, sizeof(why)), 0, "%s", why);
+	store_close(st);
+	return level;
+}
+
+Test(store_sqlite, synchronous_is_the_configured_level)
+{
+	struct store_config full = { .backend = STORE_SQLITE },
+			    normal = { .backend = STORE_SQLITE,
+				       .sqlite_synchronous = STORE_SYNCHRONOUS_NORMAL };
+	struct store *st = NULL;
+	char why[512] = "";
+	int level = -1;
+
+	unsetenv("GUARDIAN_SQLITE_SYNCHRONOUS");
+	/* The default is FULL (2): the WAL synced at every commit. */
+	cr_assert_eq(synchronous_of(&full), 2, "the default level is not FULL");
+	cr_assert_eq(synchronous_of(&normal), 1, "\"normal\" did not give NORMAL");
+	/* The environment overrides the config (the benchmarks compare levels with it). */
+	setenv("GUARDIAN_SQLITE_SYNCHRONOUS", "off", 1);
+	cr_assert_eq(synchronous_of(&full), 0, "GUARDIAN_SQLITE_SYNCHRONOUS=off not taken");
+	setenv("GUARDIAN_SQLITE_SYNCHRONOUS", "normal", 1);
+	cr_assert_eq(synchronous_of(&full), 1, "GUARDIAN_SQLITE_SYNCHRONOUS=normal not taken");
+	setenv("GUARDIAN_SQLITE_SYNCHRONOUS", "fast", 1);
+	cr_assert_lt(store_open(h_dir(), &full, true, &st, why, sizeof(why)), 0);
+	cr_assert(strstr(why, "GUARDIAN_SQLITE_SYNCHRONOUS") != NULL, "\"%s\"", why);
+	unsetenv("GUARDIAN_SQLITE_SYNCHRONOUS");
+	/* The other backends have no level to tell. */
+	st = NULL;
+	cr_assert_eq(store_open(h_dir(), &files_cfg, true, &st, why, sizeof(why)), 0, "%s", why);
+	cr_assert_lt(store_sqlite_synchronous(st, &level, why, sizeof(why)), 0);
 	store_close(st);
 }

@@ -29,15 +29,27 @@ static struct h_postgres own_cluster = { .watch_fd = -1 };
 #define START_FAILED_ENV H_POSTGRES_ENV "_FAILED"
 
 static const char *const test_names[] = {
-	"devices",	   "nonces",
-	"references",	   "certs",
-	"reports",	   "schema_missing",
-	"schema_older",	   "schema_newer",
-	"migrate_racing",  "reopen",
-	"two_handles",	   "nonce_race",
-	"lost_connection", "lost_in_transaction",
-	"cert_race",	   "cert_import",
+	"devices",
+	"nonces",
+	"references",
+	"certs",
+	"reports",
+	"schema_missing",
+	"schema_older",
+	"schema_newer",
+	"migrate_racing",
+	"reopen",
+	"two_handles",
+	"nonce_race",
+	"lost_connection",
+	"lost_in_transaction",
+	"cert_race",
+	"cert_import",
 	"report_race",
+	"releases",
+	"attest_record",
+	"attest_race",
+	"migrate_adds_the_releases_table",
 };
 
 /* Whether Criterion's --filter (an extglob) selects a test of this suite. */
@@ -140,6 +152,7 @@ CHECK_TEST(references)
 CHECK_TEST(certs)
 CHECK_TEST(reports)
 CHECK_TEST(attest_record) /* one decision, one transaction */
+CHECK_TEST(releases)	  /* what was published to each device */
 
 /* Opening without 'create' is refused with 'want' in the reason, naming migrate and the
  * database. */
@@ -203,6 +216,35 @@ Test(store_pg, schema_older)
 	cr_assert_eq(store_device_get(st, "gd-1", &cert, NULL, why, sizeof(why)), 0, "%s", why);
 	cr_assert_str_eq(cert, "CERT");
 	free(cert);
+	store_close(st);
+}
+
+/* A version 1 database made before the releases table was (an earlier build of 0.3): refused
+ * without migrate; migrate adds the table and keeps the rest. */
+Test(store_pg, migrate_adds_the_releases_table)
+{
+	struct store_release r = { .version = 4, .ts_ms = 1763744523000LL };
+	char conninfo[256], why[512], *cert = NULL;
+	struct store_config cfg;
+	struct store *st = fresh_store(conninfo, sizeof(conninfo), &cfg);
+
+	cr_assert_eq(store_device_put(st, "gd-1", "CERT", NULL, why, sizeof(why)), 0, "%s", why);
+	store_close(st);
+	cr_assert_eq(h_postgres_sql(conninfo, "DROP TABLE releases"), 0);
+	refused(&cfg, "without the releases table", true);
+	st = NULL;
+	cr_assert_eq(store_open(h_dir(), &cfg, true, &st, why, sizeof(why)), 0, "%s", why);
+	store_close(st);
+	st = NULL;
+	cr_assert_eq(store_open(h_dir(), &cfg, false, &st, why, sizeof(why)), 0, "%s", why);
+	cr_assert_eq(store_device_get(st, "gd-1", &cert, NULL, why, sizeof(why)), 0, "%s", why);
+	cr_assert_str_eq(cert, "CERT");
+	free(cert);
+	snprintf(r.sha256, sizeof(r.sha256), "%064d", 0);
+	cr_assert_eq(store_release_put(st, "gd-1", &r, why, sizeof(why)), 0, "%s", why);
+	memset(&r, 0, sizeof(r));
+	cr_assert_eq(store_release_get(st, "gd-1", &r, why, sizeof(why)), 0, "%s", why);
+	cr_assert_eq(r.version, 4);
 	store_close(st);
 }
 
