@@ -16,7 +16,7 @@
 
 static const char usage_text[] =
 	"usage: guardian-service init -d DIR [--days N] [--broker HOST:PORT] [--broker-ca FILE]\n"
-	"                [--store files|sqlite|postgresql] [--conninfo STR]\n"
+	"                [--store sqlite|files|postgresql] [--conninfo STR]\n"
 	"       guardian-service migrate -d DIR [--import-files]\n"
 	"       guardian-service enroll -d DIR CSR_FILE [-o CERT_OUT] [--ak AK_PEM] [--replace]\n"
 	"       guardian-service reference add -d DIR FILE [--name LABEL]\n"
@@ -128,7 +128,7 @@ static int parse(int argc, char **argv, struct cmdline *cl)
 {
 	int ch;
 
-	*cl = (struct cmdline){ .dir = NULL, .store = STORE_FILES };
+	*cl = (struct cmdline){ .dir = NULL, .store = STORE_SQLITE };
 	optind = 1;
 	opterr = 0;
 	while ((ch = getopt_long(argc, argv, ":d:o:vh", long_opts, NULL)) != -1) {

@@ -364,8 +364,8 @@ Test(cli, guardian_service_finds_its_command_after_options)
 /* The store on the command line: init --store, migrate (--import-files), and their errors. */
 Test(cli, guardian_service_init_store_and_migrate)
 {
-	/* files, the default: migrate names it; there is no database to import into */
-	cr_expect_eq(gs("-d svc init"), 0, "%s", OUT());
+	/* files: migrate names it; there is no database to import into */
+	cr_expect_eq(gs("-d svc init --store files"), 0, "%s", OUT());
 	cr_expect_eq(h_count(h_path("cli.out"), "store files"), 1, "%s", OUT());
 	cr_expect_eq(gs("-d svc migrate"), 0, "%s", OUT());
 	cr_expect_eq(h_count(h_path("cli.out"), "svc: store files, schema version 1"), 1, "%s",
@@ -373,8 +373,9 @@ Test(cli, guardian_service_init_store_and_migrate)
 	cr_expect_eq(gs("-d svc migrate --import-files"), 1, "%s", OUT());
 	cr_expect_eq(h_count(h_path("cli.out"), "names the files store"), 1, "%s", OUT());
 
-	/* sqlite: init makes the database and its schema */
-	cr_expect_eq(gs("-d db init --store sqlite"), 0, "%s", OUT());
+	/* sqlite, the default: init makes the database and its schema */
+	cr_expect_eq(gs("-d db init"), 0, "%s", OUT());
+	cr_expect_eq(h_count(h_path("cli.out"), "store sqlite"), 1, "%s", OUT());
 	cr_expect_eq(access(h_path("db/service.db"), F_OK), 0, "init made no db/service.db");
 	cr_expect_eq(gs("migrate -d db"), 0, "%s", OUT());
 	cr_expect_eq(h_count(h_path("cli.out"), "db: store sqlite, schema version 1"), 1, "%s",
