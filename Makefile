@@ -70,7 +70,7 @@ BENCHES   = $(patsubst bench/%.c,$(BUILD)/%,$(BENCH_SRC))
 
 all: $(BUILD)/guardian $(BUILD)/guardian-service $(BUILD)/guardian-launch $(TOOLS)
 tests: $(BUILD)/test-unit $(BUILD)/test-integration $(BUILD)/launch-probe $(BUILD)/guardian-liar \
-	$(BUILD)/guardian-probe
+	$(BUILD)/fleetsim $(BUILD)/guardian-probe
 .PHONY: all tests deps test test-run check tsan demo bench fuzz fuzz-replay clean format \
 	format-check layering hardening-check lint
 
@@ -138,6 +138,11 @@ $(BUILD)/test-integration: $(INTEG_SRC:%.c=$(BUILD)/obj/%.o) $(HARN_OBJ)
 $(BUILD)/launch-probe: $(BUILD)/obj/tests/helpers/launch_probe.o $(call link_libs,tpm)
 	$(Q)$(call quiet,LD,$@)$(CC) $(LDFLAGS) -o $@ $^ $(LIBS)
 
+# The fleet load generator: simulated devices attesting over MQTT against real guardian-service
+# instances (tests/integration/test_fleet.c, bench/bench_fleet.c). Never installed.
+$(BUILD)/fleetsim: $(BUILD)/obj/tests/helpers/fleetsim.o $(call link_libs,proto)
+	$(Q)$(call quiet,LD,$@)$(CC) $(LDFLAGS) -o $@ $^ -lpaho-mqtt3as -lcrypto -lmbedtls -lmbedx509 -lmbedcrypto -lcjson -lpthread -lm
+
 # A guardian that reports the digest of another binary as its own (GUARDIAN_TEST_LIAR in
 # guardian/attest_tpm.c): the attack the TPM stops, for tests/integration/test_attest_tpm.c only.
 # Never installed.
@@ -168,6 +173,8 @@ $(BUILD)/guardian-probe: $(BUILD)/obj/guardian/main.o $(BUILD)/obj/guardian/adap
 
 # bench_attest makes TPM evidence as tests/unit/fake_quote.h does (the service's cost is the same).
 $(BUILD)/bench_attest: $(BUILD)/obj/tests/unit/fake_quote.o
+# bench_fleet runs build/fleetsim's simulated devices against real guardian-service instances.
+$(BUILD)/bench_fleet: | $(BUILD)/fleetsim
 
 $(BUILD)/bench_%: $(BUILD)/obj/bench/bench_%.o $(HARN_OBJ) $(EVERY_LIB)
 	$(Q)$(call quiet,LD,$@)$(CC) $(LDFLAGS) -o $@ $^ $(LIBS) $(SERVICE_LIBS)

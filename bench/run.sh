@@ -24,8 +24,12 @@ echo "== the sandbox: guardian's CPU with it and without"
 GUARDIAN_BUILD=${GUARDIAN_BUILD:-$BUILD} "$BUILD/bench_sandbox" "$S" 2
 echo "== attestation: one service instance, in process, file and TPM evidence"
 "$BUILD/bench_attest" 5
+echo "== attestation: one service instance, in process, each store backend against the files store"
+"$BUILD/bench_store_attest" 8
+echo "== attestation: a fleet over MQTT: 1, 3 and 4 serve instances on one store, each backend"
+GUARDIAN_BUILD=${GUARDIAN_BUILD:-$BUILD} "$BUILD/bench_fleet" 10
 echo "== attestation store: SQLite writes of one attestation, by synchronous level"
-"$BUILD/bench_store" 3 default full
+"$BUILD/bench_store" 3 default normal
 echo "== attestation: the device's evidence, TPM quote against the file key"
 "$BUILD/bench_tpm"
 echo "== attestation: round trip on loopback, file and TPM backends"

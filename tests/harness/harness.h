@@ -188,4 +188,34 @@ pid_t h_guardian_launched(const char *program, const char *config, const char *l
 			cr_skip_test("%s", h_swtpm_missing());                                     \
 	} while (0)
 
+/*
+ * A fleet bed (fleet.c): guardian-service's directory <name>-svc in the work directory, made by
+ * `init` with 'init_args' (e.g. "--store sqlite"; NULL for none); mosquitto on 'port' with one
+ * test-only TLS listener on loopback without per-device ACLs (fleetsim's devices share
+ * connections); up to H_FLEET_MAX `serve` instances on the directory. Setup commands log to
+ * 'steps'. Every process is registered: h_cleanup() stops what h_fleet_down() did not.
+ */
+#define H_FLEET_MAX 8
+struct h_fleet {
+	char name[32], svc[256], pki[256], steps[320];
+	int port;
+	pid_t broker;
+	pid_t serve[H_FLEET_MAX];
+	char serve_log[H_FLEET_MAX][320];
+	int nserve;
+};
+/* Needs nothing before it (makes the demo PKI for the broker's certificate). 0 or -1. */
+int h_fleet_up(struct h_fleet *f, const char *name, const char *init_args);
+/* Starts 'n' more `serve` instances, each until it says it is ready. 0 or -1. */
+int h_fleet_serve(struct h_fleet *f, int n);
+/* Runs $GUARDIAN_BUILD/fleetsim on the bed with 'args' (split on spaces), its output into
+ * 'outfile', up to 'timeout_ms'. Its exit status, or -1 (it was stopped). */
+int h_fleet_run(struct h_fleet *f, const char *args, const char *outfile, int timeout_ms);
+/* A figure of fleetsim's "fleetsim-result:" line in 'outfile' ("ok", "rate", ...), or -1. */
+double h_fleet_result(const char *outfile, const char *key);
+/* How many certificates instance 'i' issued (its log's decisions). */
+size_t h_fleet_answered(const struct h_fleet *f, int i);
+/* Stops the instances and the broker. */
+void h_fleet_down(struct h_fleet *f);
+
 #endif
