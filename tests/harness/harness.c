@@ -682,6 +682,138 @@ long h_status_kb(pid_t pid, const char *field)
 	return kb;
 }
 
+/* Reads /proc/<pid>/<what> into 'buf', NUL-terminated; returns its length, or -1. */
+static ssize_t proc_read(const char *pid, const char *what, char *buf, size_t cap)
+{
+	char path[300];
+	size_t len;
+	FILE *f;
+
+	snprintf(path, sizeof(path), "/proc/%s/%s", pid, what);
+	f = fopen(path, "r");
+	if (f == NULL)
+		return -1;
+	len = fread(buf, 1, cap - 1, f);
+	fclose(f);
+	buf[len] = '\0';
+	return (ssize_t)len;
+}
+
+/* The words of /proc/<pid>/cmdline, up to 'max', into 'args' (pointing into 'buf'); returns how
+ * many (0 if the process is gone). */
+static int proc_args(const char *pid, char *buf, size_t cap, const char **args, int max)
+{
+	ssize_t len = proc_read(pid, "cmdline", buf, cap);
+	int n = 0;
+
+	for (size_t at = 0; len > 0 && at < (size_t)len && n < max; at += strlen(buf + at) + 1)
+		args[n++] = buf + at;
+	return n;
+}
+
+/* A field of /proc/<pid>/status up to the first of 'stop' into 'out'; returns 'out' ("" if
+ * absent). */
+static const char *proc_status(pid_t pid, const char *field, const char *stop, char *out,
+			       size_t cap)
+{
+	char path[64], key[64], *text;
+	const char *at;
+
+	out[0] = '\0';
+	snprintf(path, sizeof(path), "/proc/%d/status", (int)pid);
+	text = h_read(path);
+	if (text == NULL)
+		return out;
+	snprintf(key, sizeof(key), "\n%s:", field);
+	at = strstr(text, key);
+	if (at != NULL) {
+		at += strlen(key);
+		at += strspn(at, " \t");
+		snprintf(out, cap, "%.*s", (int)strcspn(at, stop), at);
+	}
+	free(text);
+	return out;
+}
+
+const char *h_proc_status(pid_t pid, const char *field, char *out, size_t cap)
+{
+	return proc_status(pid, field, " \t\n", out, cap);
+}
+
+const char *h_proc_status_line(pid_t pid, const char *field, char *out, size_t cap)
+{
+	return proc_status(pid, field, "\n", out, cap);
+}
+
+/* One look for h_child_process: the pid, 0 if there is none, -1 if /proc cannot be listed. */
+static pid_t child_process_once(pid_t parent, const char *subcommand, const char *adapter,
+				pid_t not_this)
+{
+	DIR *d = opendir("/proc");
+	struct dirent *e;
+	pid_t found = 0;
+
+	if (d == NULL)
+		return -1;
+	while (found == 0 && (e = readdir(d)) != NULL) {
+		char buf[4096], state;
+		const char *args[6] = { 0 };
+		int ppid = 0, n;
+
+		if (e->d_name[0] < '1' || e->d_name[0] > '9' || atoi(e->d_name) == not_this)
+			continue;
+		if (proc_read(e->d_name, "stat", buf, sizeof(buf)) < 0 ||
+		    strrchr(buf, ')') == NULL ||
+		    sscanf(strrchr(buf, ')') + 1, " %c %d", &state, &ppid) != 2 || ppid != parent ||
+		    state == 'Z')
+			continue;
+		n = proc_args(e->d_name, buf, sizeof(buf), args, 6);
+		if (n >= 2 && strcmp(args[1], subcommand) == 0 &&
+		    (adapter == NULL || (n == 6 && strcmp(args[4], adapter) == 0)))
+			found = (pid_t)atoi(e->d_name);
+	}
+	closedir(d);
+	return found;
+}
+
+pid_t h_child_process(pid_t parent, const char *subcommand, const char *adapter, pid_t not_this,
+		      int timeout_ms)
+{
+	int64_t end = h_ms() + timeout_ms;
+	pid_t p;
+
+	while ((p = child_process_once(parent, subcommand, adapter, not_this)) == 0) {
+		if (h_ms() >= end)
+			return 0;
+		h_sleep_ms(50);
+	}
+	return p;
+}
+
+bool h_process_runs(pid_t pid, const char *subcommand)
+{
+	char name[16], buf[4096];
+	const char *args[2];
+
+	snprintf(name, sizeof(name), "%d", (int)pid);
+	return proc_args(name, buf, sizeof(buf), args, 2) == 2 && strcmp(args[1], subcommand) == 0;
+}
+
+bool h_gone(pid_t pid, int timeout_ms)
+{
+	int64_t end = h_ms() + timeout_ms;
+	char state[64];
+
+	for (;;) {
+		h_proc_status(pid, "State", state, sizeof(state));
+		if (state[0] == '\0' || state[0] == 'Z')
+			return true;
+		if (h_ms() >= end)
+			return false;
+		h_sleep_ms(50);
+	}
+}
+
 /*
  * Counts the points of messages stamped within [from_ms, to_ms) (UTC), so the
  * window is exact whatever the delivery delay. Each line is "topic {json}";

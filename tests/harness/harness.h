@@ -129,6 +129,26 @@ void h_sleep_ms(int ms);
 long long h_cpu_ns(pid_t pid);
 /* A field of /proc/<pid>/status in kB (VmHWM, VmRSS); -1 if absent. */
 long h_status_kb(pid_t pid, const char *field);
+/*
+ * What /proc says of a process, for the sandbox and compartment suites. A field of
+ * /proc/<pid>/status ("CapEff", "Seccomp", "State"): h_proc_status copies its first word into
+ * 'out', h_proc_status_line the whole rest of its line, tabs and all ("Uid": real, effective,
+ * saved, file system). Both return 'out', "" when the field or the process is absent.
+ */
+const char *h_proc_status(pid_t pid, const char *field, char *out, size_t cap);
+const char *h_proc_status_line(pid_t pid, const char *field, char *out, size_t cap);
+/*
+ * Waits up to 'timeout_ms' (0: looks once) for a live child of 'parent' other than 'not_this'
+ * (0: any) whose cmdline's argv[1] is 'subcommand' ("adapter-child", "uplink-child") and, unless
+ * 'adapter' is NULL, whose argv[4] is 'adapter' (guardian adapter-child FILE INDEX NAME SHA256).
+ * Returns its pid, 0 if none came, or -1 if /proc cannot be listed.
+ */
+pid_t h_child_process(pid_t parent, const char *subcommand, const char *adapter, pid_t not_this,
+		      int timeout_ms);
+/* Whether 'pid' runs 'subcommand' (its cmdline's argv[1]). */
+bool h_process_runs(pid_t pid, const char *subcommand);
+/* Whether 'pid' is gone, or a zombie nobody waits for yet, within 'timeout_ms'. */
+bool h_gone(pid_t pid, int timeout_ms);
 /* UTC milliseconds. */
 int64_t h_wall_ms(void);
 /* Points and messages in a subscriber's file whose message "ts" lies in [from_ms, to_ms). */

@@ -1,9 +1,7 @@
 /* test_compartments_users.c: the children under users of their own ("sandbox": {"adapter_user",
  * "uplink_user"}): what /proc says of each child and of guardian, telemetry and a write through
  * them, the uplink's spool across a kill of its child, and the configs refused at start. */
-#include <cjson/cJSON.h>
 #include <criterion/criterion.h>
-#include <dirent.h>
 #include <pwd.h>
 #include <signal.h>
 #include <stdio.h>
@@ -14,6 +12,7 @@
 #include <unistd.h>
 
 #include "../harness/harness.h"
+#include "compartments.h"
 #include "site.h"
 
 #define DEVICE "press-16"
@@ -54,86 +53,6 @@ static void need_root_and_users(void)
 		cr_skip_test(ADAPTER_USER " and " UPLINK_USER " are not two users other than root");
 }
 
-/* The rest of the line 'name' of /proc/<pid>/status, tabs and all ("" if absent). */
-static const char *status_line(pid_t pid, const char *name, char *out, size_t cap)
-{
-	char path[64], key[64], *text;
-	const char *at;
-
-	out[0] = '\0';
-	snprintf(path, sizeof(path), "/proc/%d/status", (int)pid);
-	text = h_read(path);
-	if (text == NULL)
-		return out;
-	snprintf(key, sizeof(key), "\n%s:", name);
-	at = strstr(text, key);
-	if (at != NULL) {
-		at += strlen(key);
-		at += strspn(at, " \t");
-		snprintf(out, cap, "%.*s", (int)strcspn(at, "\n"), at);
-	}
-	free(text);
-	return out;
-}
-
-/* The live child of 'parent' whose argv[1] is 'kind' and, for adapters, argv[4] is 'name'. */
-static pid_t child_of(pid_t parent, const char *kind, const char *name)
-{
-	DIR *d = opendir("/proc");
-	struct dirent *e;
-	pid_t found = 0;
-
-	cr_assert_not_null(d);
-	while (found == 0 && (e = readdir(d)) != NULL) {
-		char path[300], buf[4096], state;
-		const char *args[6] = { 0 };
-		int ppid = 0, n = 0;
-		FILE *f;
-		size_t len;
-
-		if (e->d_name[0] < '1' || e->d_name[0] > '9')
-			continue;
-		snprintf(path, sizeof(path), "/proc/%s/stat", e->d_name);
-		f = fopen(path, "r");
-		if (f == NULL)
-			continue;
-		len = fread(buf, 1, sizeof(buf) - 1, f);
-		fclose(f);
-		buf[len] = '\0';
-		if (strrchr(buf, ')') == NULL ||
-		    sscanf(strrchr(buf, ')') + 1, " %c %d", &state, &ppid) != 2 || ppid != parent ||
-		    state == 'Z')
-			continue;
-		snprintf(path, sizeof(path), "/proc/%s/cmdline", e->d_name);
-		f = fopen(path, "r");
-		if (f == NULL)
-			continue;
-		len = fread(buf, 1, sizeof(buf) - 1, f);
-		fclose(f);
-		buf[len] = '\0';
-		for (size_t at = 0; at < len && n < 6; at += strlen(buf + at) + 1)
-			args[n++] = buf + at;
-		if (n >= 2 && strcmp(args[1], kind) == 0 &&
-		    (name == NULL || (n == 6 && strcmp(args[4], name) == 0)))
-			found = (pid_t)atoi(e->d_name);
-	}
-	closedir(d);
-	return found;
-}
-
-static pid_t wait_child(pid_t parent, const char *kind, const char *name, pid_t not, int ms)
-{
-	int64_t end = h_ms() + ms;
-	pid_t p;
-
-	while ((p = child_of(parent, kind, name)) == 0 || p == not ) {
-		if (h_ms() >= end)
-			return 0;
-		h_sleep_ms(50);
-	}
-	return p;
-}
-
 /* Runs as 'uid' (real, effective, saved and file system), no capability at all, no_new_privs,
  * a seccomp filter. */
 static void expect_child_as(pid_t pid, uid_t uid, const char *what)
@@ -142,17 +61,16 @@ static void expect_child_as(pid_t pid, uid_t uid, const char *what)
 
 	snprintf(want, sizeof(want), "%u\t%u\t%u\t%u", (unsigned)uid, (unsigned)uid, (unsigned)uid,
 		 (unsigned)uid);
-	cr_expect_str_eq(status_line(pid, "Uid", v, sizeof(v)), want, "%s: Uid is %s", what, v);
-	cr_expect_str_eq(status_line(pid, "CapEff", v, sizeof(v)), "0000000000000000", "%s", what);
-	cr_expect_str_eq(status_line(pid, "CapPrm", v, sizeof(v)), "0000000000000000", "%s", what);
-	cr_expect_str_eq(status_line(pid, "CapInh", v, sizeof(v)), "0000000000000000", "%s", what);
-	cr_expect_str_eq(status_line(pid, "CapAmb", v, sizeof(v)), "0000000000000000", "%s", what);
-	cr_expect_str_eq(status_line(pid, "CapBnd", v, sizeof(v)), "0000000000000000", "%s", what);
-	cr_expect_str_eq(status_line(pid, "NoNewPrivs", v, sizeof(v)), "1", "%s", what);
-	cr_expect_str_eq(status_line(pid, "Seccomp", v, sizeof(v)), "2", "%s", what);
+	cr_expect_str_eq(h_proc_status_line(pid, "Uid", v, sizeof(v)), want, "%s: Uid is %s", what,
+			 v);
+	cr_expect_str_eq(h_proc_status_line(pid, "CapInh", v, sizeof(v)), "0000000000000000", "%s",
+			 what);
+	cr_expect_str_eq(h_proc_status_line(pid, "CapAmb", v, sizeof(v)), "0000000000000000", "%s",
+			 what);
+	it_expect_confined(pid, what);
 }
 
-static int bport;
+static struct it_bed bed;
 
 /* The uplink's files readable by UPLINK_USER: the work directory searchable, its key its own. */
 static void pki_for_the_uplink_user(void)
@@ -162,72 +80,16 @@ static void pki_for_the_uplink_user(void)
 		     0);
 }
 
-/* The site with 'sandbox' (a top-level member with its comma, or ""), written to site.json. */
-static void write_site(const char *sandbox, int mport, const char *tty_gd)
-{
-	char text[8192];
-
-	snprintf(text, sizeof(text),
-		 "{\"version\":1,\"connections\":[\"localhost:%d\"],"
-		 "\"function_codes\":{\"plc1\":[1,2,3,4,6]},"
-		 "\"uplink\":[{\"points\":\"plc1/*\",\"action\":\"allow\"},"
-		 "{\"points\":\"scale/*\",\"action\":\"allow\"}],"
-		 "\"downlink\":[{\"points\":\"plc1/setpoint\",\"action\":\"allow\","
-		 "\"range\":{\"min\":0,\"max\":1000}}]}",
-		 bport);
-	h_write(h_path("policy.json"), text);
-	snprintf(text, sizeof(text),
-		 "{\"device_id\":\"" DEVICE "\",\"policy\":\"policy.json\",\"state_dir\":\"state\","
-		 "%s"
-		 "\"uplink\":{\"host\":\"localhost\",\"port\":%d,\"ca_file\":\"pki/ca.crt\","
-		 "\"cert_file\":\"pki/device.crt\",\"key_file\":\"pki/device.key\","
-		 "\"health_interval_ms\":1000},"
-		 "\"adapters\":[{\"name\":\"plc1\",\"type\":\"modbus-tcp\",\"host\":\"127.0.0.1\","
-		 "\"port\":%d,\"poll_interval_ms\":100,\"points\":["
-		 "{\"name\":\"counter\",\"address\":0},"
-		 "{\"name\":\"setpoint\",\"address\":120,\"writable\":true}]},"
-		 "{\"name\":\"scale\",\"type\":\"uart\",\"device\":\"%s\",\"baud\":115200,"
-		 "\"framing\":{\"mode\":\"delimiter\",\"delimiter\":\"\\r\\n\",\"max_len\":80},"
-		 "\"checksum\":{\"type\":\"xor8\",\"encoding\":\"hex\",\"separator\":\"*\"},"
-		 "\"timeout_ms\":2000,\"backoff_min_ms\":200,\"backoff_max_ms\":1000,"
-		 "\"regex\":\"^ST,(OK|OVL),([-+0-9.]+),kg,([-+0-9.]+),C,([0-9]+)$\","
-		 "\"points\":[{\"name\":\"status\",\"group\":1,\"type\":\"string\"},"
-		 "{\"name\":\"weight\",\"group\":2,\"unit\":\"kg\"}]}]}",
-		 sandbox, bport, mport, tty_gd);
-	h_write(h_path("site.json"), text);
-}
-
 /* Broker, viewer, plcsim (setpoint 500 at 120), serialsim on a pty pair, guardian with 'sandbox';
  * returns guardian once telemetry of both adapters arrived. */
 static pid_t start_all(const char *sandbox)
 {
-	int mport = h_free_port();
-	char simargs[512], bin[300], site[256], tty_sim[256], tty_gd[256];
-	const char *argv[] = { bin, "run", "-c", site, NULL };
 	pid_t gd;
 
-	bport = h_free_port();
-	cr_assert_gt(h_mosquitto(bport), 0);
-	cr_assert_gt(h_subscribe(bport, "guardian/" DEVICE "/#", h_path("sub.out"), false), 0);
-	snprintf(simargs, sizeof(simargs), "--tcp 127.0.0.1:%d --start 5 --step-ms 0", mport);
-	cr_assert_gt(h_plcsim(simargs, h_path("plcsim.log")), 0);
-	snprintf(tty_sim, sizeof(tty_sim), "%s", h_path("tty-sim"));
-	snprintf(tty_gd, sizeof(tty_gd), "%s", h_path("tty-gd"));
-	cr_assert_gt(h_pty_pair(tty_sim, tty_gd), 0, "socat could not make a pty pair");
-	snprintf(simargs, sizeof(simargs),
-		 "--device %s --mode text --checksum xor8 --interval-ms 100", tty_sim);
-	{
-		char cmd[1024];
-		const char *sh[] = { "/bin/sh", "-c", cmd, NULL };
-
-		snprintf(cmd, sizeof(cmd), "exec %s/serialsim %s", h_build(), simargs);
-		cr_assert_gt(h_spawn(h_path("sim.log"), sh), 0);
-	}
-	write_site(sandbox, mport, tty_gd);
-	snprintf(site, sizeof(site), "%s", h_path("site.json"));
-	snprintf(bin, sizeof(bin), "%s/guardian", h_build());
-	gd = h_spawn(h_path("guardian.log"), argv);
-	cr_assert_gt(gd, 0);
+	it_bed_up(&bed, DEVICE);
+	it_bed_serialsim(&bed);
+	it_bed_site(&bed, sandbox, 100);
+	gd = it_bed_guardian("guardian");
 	cr_assert_eq(h_wait_contains(h_path("sub.out"), "\"plc1/setpoint\",\"value\":500", 15000),
 		     0, "no Modbus telemetry; log:\n%s", h_read(h_path("guardian.log")));
 	cr_assert_eq(h_wait_contains(h_path("sub.out"), "\"scale/weight\"", 15000), 0,
@@ -235,82 +97,19 @@ static pid_t start_all(const char *sandbox)
 	return gd;
 }
 
-static void send_command(const char *json)
-{
-	char file[256], pki[256];
-
-	snprintf(file, sizeof(file), "%s", h_path("cmd.json"));
-	snprintf(pki, sizeof(pki), "%s", h_path("pki"));
-	h_write(file, json);
-	cr_assert_eq(h_sh("mosquitto_pub -h localhost -p %d --cafile '%s/ca.crt' --cert "
-			  "'%s/viewer.crt' --key '%s/viewer.key' -q 1 -t 'guardian/" DEVICE
-			  "/cmd' -f '%s'",
-			  bport, pki, pki, pki, file),
-		     0);
-}
-
-/* The telemetry seqs the viewer got: how many of 1..*max never arrived. */
-static size_t seq_holes(uint64_t *max)
-{
-	static const char topic[] = "guardian/" DEVICE "/telemetry ";
-	char *text = h_read(h_path("sub.out"));
-	unsigned char *seen = calloc(1 << 20, 1);
-	size_t holes = 0;
-
-	cr_assert_not_null(seen);
-	*max = 0;
-	for (char *line = text; line != NULL && *line != '\0';) {
-		char *eol = strchr(line, '\n');
-
-		if (eol != NULL)
-			*eol = '\0';
-		if (strncmp(line, topic, sizeof(topic) - 1) == 0) {
-			cJSON *doc = cJSON_Parse(line + sizeof(topic) - 1);
-			double seq = doc != NULL ? it_json_num(doc, "seq") : -1;
-
-			if (seq >= 1 && seq < (1 << 20)) {
-				seen[(size_t)seq] = 1;
-				if ((uint64_t)seq > *max)
-					*max = (uint64_t)seq;
-			}
-			cJSON_Delete(doc);
-		}
-		line = eol != NULL ? eol + 1 : NULL;
-	}
-	for (uint64_t s = 1; s <= *max; s++)
-		holes += seen[s] == 0;
-	free(seen);
-	free(text);
-	return holes;
-}
-
-/* Children guardian should have taken with it, killed at the end should it have not. */
-static void kill_leftover(pid_t p, const char *kind)
-{
-	char path[64], *cmd;
-
-	snprintf(path, sizeof(path), "/proc/%d/cmdline", (int)p);
-	cmd = h_read(path);
-	if (cmd != NULL && cmd[0] != '\0' && strstr(cmd + strlen(cmd) + 1, kind) != NULL)
-		kill(p, SIGKILL);
-	free(cmd);
-}
-
 Test(compartments_users, each_child_runs_as_its_own_user_with_no_capability)
 {
 	pid_t gd, plc, scale, up, up2;
 	struct stat st;
 	char v[128];
-	uint64_t max = 0;
-	size_t holes, before;
 
 	need_root_and_users();
 	pki_for_the_uplink_user();
 	gd = start_all("\"sandbox\":{\"adapter_user\":\"" ADAPTER_USER
 		       "\",\"uplink_user\":\"" UPLINK_USER "\"},");
-	plc = wait_child(gd, "adapter-child", "plc1", 0, 5000);
-	scale = wait_child(gd, "adapter-child", "scale", 0, 5000);
-	up = wait_child(gd, "uplink-child", NULL, 0, 5000);
+	plc = h_child_process(gd, "adapter-child", "plc1", 0, 5000);
+	scale = h_child_process(gd, "adapter-child", "scale", 0, 5000);
+	up = h_child_process(gd, "uplink-child", NULL, 0, 5000);
 	cr_assert_gt(plc, 0, "no child runs plc1; log:\n%s", h_read(h_path("guardian.log")));
 	cr_assert_gt(scale, 0, "no child runs scale; log:\n%s", h_read(h_path("guardian.log")));
 	cr_assert_gt(up, 0, "no uplink child; log:\n%s", h_read(h_path("guardian.log")));
@@ -319,12 +118,12 @@ Test(compartments_users, each_child_runs_as_its_own_user_with_no_capability)
 	expect_child_as(up, uplink_uid, "the uplink's child");
 	/* guardian: root still (no "user"), holding CAP_SETUID, CAP_SETGID and CAP_KILL permitted
 	 * only. */
-	cr_expect_str_eq(status_line(gd, "CapPrm", v, sizeof(v)), "00000000000000e0");
-	cr_expect_str_eq(status_line(gd, "CapEff", v, sizeof(v)), "0000000000000000");
-	cr_expect_str_eq(status_line(gd, "CapInh", v, sizeof(v)), "0000000000000000");
-	cr_expect_str_eq(status_line(gd, "CapAmb", v, sizeof(v)), "0000000000000000");
-	cr_expect_str_eq(status_line(gd, "CapBnd", v, sizeof(v)), "0000000000000000");
-	cr_expect_str_eq(status_line(gd, "NoNewPrivs", v, sizeof(v)), "1");
+	cr_expect_str_eq(h_proc_status_line(gd, "CapPrm", v, sizeof(v)), "00000000000000e0");
+	cr_expect_str_eq(h_proc_status_line(gd, "CapEff", v, sizeof(v)), "0000000000000000");
+	cr_expect_str_eq(h_proc_status_line(gd, "CapInh", v, sizeof(v)), "0000000000000000");
+	cr_expect_str_eq(h_proc_status_line(gd, "CapAmb", v, sizeof(v)), "0000000000000000");
+	cr_expect_str_eq(h_proc_status_line(gd, "CapBnd", v, sizeof(v)), "0000000000000000");
+	cr_expect_str_eq(h_proc_status_line(gd, "NoNewPrivs", v, sizeof(v)), "1");
 	/* The uplink's directories are its user's. */
 	cr_expect_eq(stat(h_path("state/spool"), &st), 0);
 	cr_expect_eq(st.st_uid, uplink_uid, "the spool belongs to uid %u", (unsigned)st.st_uid);
@@ -337,32 +136,23 @@ Test(compartments_users, each_child_runs_as_its_own_user_with_no_capability)
 	cr_assert_eq(h_wait_contains(h_path("guardian.log"),
 				     "subscribed to guardian/" DEVICE "/cmd", 10000),
 		     0, "never subscribed to commands:\n%s", h_read(h_path("guardian.log")));
-	send_command("{\"id\":\"w1\",\"point\":\"plc1/setpoint\",\"value\":600}");
+	it_bed_command(&bed, "{\"id\":\"w1\",\"point\":\"plc1/setpoint\",\"value\":600}");
 	cr_expect_eq(h_wait_contains(h_path("sub.out"), "\"plc1/setpoint\",\"value\":600", 10000),
 		     0, "the accepted write never reached the PLC; log:\n%s",
 		     h_read(h_path("guardian.log")));
 
 	/* The uplink's child killed: another, as its user, takes its spool over; nothing lost. */
 	cr_assert_eq(kill(up, SIGKILL), 0);
-	up2 = wait_child(gd, "uplink-child", NULL, up, 10000);
+	up2 = h_child_process(gd, "uplink-child", NULL, up, 10000);
 	cr_assert_gt(up2, 0, "the uplink child was not started again; log:\n%s",
 		     h_read(h_path("guardian.log")));
 	expect_child_as(up2, uplink_uid, "the uplink's second child");
-	before = h_count(h_path("sub.out"), "/telemetry ");
-	cr_expect_eq(h_wait_count(h_path("sub.out"), "/telemetry ", before + 10, 15000), 0,
-		     "telemetry did not resume; log:\n%s", h_read(h_path("guardian.log")));
-	cr_expect_eq(h_stop(gd, 15000), 0, "guardian did not stop cleanly; log:\n%s",
-		     h_read(h_path("guardian.log")));
-	cr_expect_eq(h_wait_contains(h_path("sub.out"), "\"reason\":\"stopped\"", 10000), 0);
-	holes = seq_holes(&max);
-	cr_expect_gt(max, 10);
-	cr_expect_eq(holes, 0, "%zu of seq 1..%llu never arrived; log:\n%s", holes,
-		     (unsigned long long)max, h_read(h_path("guardian.log")));
+	it_bed_expect_resumed_and_nothing_lost(&bed, gd);
 	cr_expect_eq(h_count(h_path("guardian.log"), "sandbox: denied"), 0, "log:\n%s",
 		     h_read(h_path("guardian.log")));
-	kill_leftover(plc, "adapter-child");
-	kill_leftover(scale, "adapter-child");
-	kill_leftover(up2, "uplink-child");
+	it_kill_leftover(plc, "adapter-child");
+	it_kill_leftover(scale, "adapter-child");
+	it_kill_leftover(up2, "uplink-child");
 }
 
 /*
@@ -378,8 +168,8 @@ Test(compartments_users, a_hung_child_of_its_own_user_is_killed_at_the_stop)
 	pki_for_the_uplink_user();
 	gd = start_all("\"sandbox\":{\"adapter_user\":\"" ADAPTER_USER
 		       "\",\"uplink_user\":\"" UPLINK_USER "\"},");
-	plc = wait_child(gd, "adapter-child", "plc1", 0, 5000);
-	up = wait_child(gd, "uplink-child", NULL, 0, 5000);
+	plc = h_child_process(gd, "adapter-child", "plc1", 0, 5000);
+	up = h_child_process(gd, "uplink-child", NULL, 0, 5000);
 	cr_assert_gt(plc, 0, "no child runs plc1; log:\n%s", h_read(h_path("guardian.log")));
 	cr_assert_gt(up, 0, "no uplink child; log:\n%s", h_read(h_path("guardian.log")));
 	cr_assert_eq(kill(plc, SIGSTOP), 0);
@@ -388,8 +178,8 @@ Test(compartments_users, a_hung_child_of_its_own_user_is_killed_at_the_stop)
 		     h_read(h_path("guardian.log")));
 	cr_expect_eq(h_count(h_path("guardian.log"), "cannot kill"), 0, "log:\n%s",
 		     h_read(h_path("guardian.log")));
-	kill_leftover(plc, "adapter-child");
-	kill_leftover(up, "uplink-child");
+	it_kill_leftover(plc, "adapter-child");
+	it_kill_leftover(up, "uplink-child");
 }
 
 /* guardian run -c site.json with 'sandbox' exits 1 at start, its log (and guardian check's
@@ -401,8 +191,12 @@ static void expect_refused(const char *sandbox, const char *needle)
 	pid_t gd;
 	int status;
 
-	bport = h_free_port();
-	write_site(sandbox, h_free_port(), "/dev/null");
+	struct it_bed b = { .device = DEVICE,
+			    .bport = h_free_port(),
+			    .mport = h_free_port(),
+			    .tty_gd = "/dev/null" };
+
+	it_bed_site(&b, sandbox, 100);
 	snprintf(site, sizeof(site), "%s", h_path("site.json"));
 	snprintf(bin, sizeof(bin), "%s/guardian", h_build());
 	snprintf(out, sizeof(out), "%s", h_path("refused.log"));
@@ -478,8 +272,9 @@ static pid_t start_as_user(bool caps, const char *log)
 	snprintf(cmd, sizeof(cmd),
 		 "exec setpriv --reuid=" GUARDIAN_USER " --regid=" GUARDIAN_USER
 		 " --clear-groups %s -- '%s/guardian' run -c '%s'",
-		 caps ? "--inh-caps=+setuid,+setgid,+kill --ambient-caps=+setuid,+setgid,+kill" : "", h_build(),
-		 h_path("site.json"));
+		 caps ? "--inh-caps=+setuid,+setgid,+kill --ambient-caps=+setuid,+setgid,+kill"
+		      : "",
+		 h_build(), h_path("site.json"));
 	return h_spawn(log, sh);
 }
 
@@ -488,8 +283,8 @@ Test(compartments_users, started_as_a_user_it_needs_the_three_capabilities_and_t
 	const struct passwd *pw;
 	uid_t guardian_uid;
 	pid_t gd, plc, up;
-	int mport, status;
-	char v[128], want[128], tty_sim[256], tty_gd[256], simargs[512];
+	int status;
+	char v[128], want[128];
 
 	need_root_and_users();
 	pw = getpwnam(GUARDIAN_USER);
@@ -498,18 +293,11 @@ Test(compartments_users, started_as_a_user_it_needs_the_three_capabilities_and_t
 	guardian_uid = pw->pw_uid;
 	pki_for_the_uplink_user();
 	/* What guardian's user reads: the site, the policy, the CA; its state directory. */
-	mport = h_free_port();
-	bport = h_free_port();
-	cr_assert_gt(h_mosquitto(bport), 0);
-	cr_assert_gt(h_subscribe(bport, "guardian/" DEVICE "/#", h_path("sub.out"), false), 0);
-	snprintf(simargs, sizeof(simargs), "--tcp 127.0.0.1:%d --start 5 --step-ms 0", mport);
-	cr_assert_gt(h_plcsim(simargs, h_path("plcsim.log")), 0);
-	snprintf(tty_sim, sizeof(tty_sim), "%s", h_path("tty-sim"));
-	snprintf(tty_gd, sizeof(tty_gd), "%s", h_path("tty-gd"));
-	cr_assert_gt(h_pty_pair(tty_sim, tty_gd), 0, "socat could not make a pty pair");
-	write_site("\"sandbox\":{\"adapter_user\":\"" ADAPTER_USER
-		   "\",\"uplink_user\":\"" UPLINK_USER "\"},",
-		   mport, tty_gd);
+	it_bed_up(&bed, DEVICE);
+	it_bed_site(&bed,
+		    "\"sandbox\":{\"adapter_user\":\"" ADAPTER_USER
+		    "\",\"uplink_user\":\"" UPLINK_USER "\"},",
+		    100);
 	cr_assert_eq(
 		h_sh("chmod 644 '%s' '%s' && mkdir -m 700 '%s' && chown " GUARDIAN_USER ": '%s'",
 		     h_path("site.json"), h_path("policy.json"), h_path("state"), h_path("state")),
@@ -543,52 +331,44 @@ Test(compartments_users, started_as_a_user_it_needs_the_three_capabilities_and_t
 	/* Made as it says (and the serial line its): it runs, the children as their users. */
 	cr_assert_eq(h_sh("cd '%s' && mkdir -m 700 uplink spool && chown " UPLINK_USER
 			  ": uplink spool && chown " GUARDIAN_USER " \"$(readlink -f '%s')\"",
-			  h_path("state"), tty_gd),
+			  h_path("state"), bed.tty_gd),
 		     0);
-	snprintf(simargs, sizeof(simargs),
-		 "--device %s --mode text --checksum xor8 --interval-ms 100", tty_sim);
-	{
-		char cmd[1024];
-		const char *sh[] = { "/bin/sh", "-c", cmd, NULL };
-
-		snprintf(cmd, sizeof(cmd), "exec %s/serialsim %s", h_build(), simargs);
-		cr_assert_gt(h_spawn(h_path("sim.log"), sh), 0);
-	}
+	it_bed_serialsim(&bed);
 	gd = start_as_user(true, h_path("guardian.log"));
 	cr_assert_gt(gd, 0);
 	cr_assert_eq(h_wait_contains(h_path("sub.out"), "\"plc1/setpoint\",\"value\":500", 15000),
 		     0, "no Modbus telemetry; log:\n%s", h_read(h_path("guardian.log")));
 	cr_expect_eq(h_wait_contains(h_path("sub.out"), "\"scale/weight\"", 15000), 0,
 		     "no serial telemetry; log:\n%s", h_read(h_path("guardian.log")));
-	plc = wait_child(gd, "adapter-child", "plc1", 0, 5000);
-	up = wait_child(gd, "uplink-child", NULL, 0, 5000);
+	plc = h_child_process(gd, "adapter-child", "plc1", 0, 5000);
+	up = h_child_process(gd, "uplink-child", NULL, 0, 5000);
 	cr_assert_gt(plc, 0, "no child runs plc1; log:\n%s", h_read(h_path("guardian.log")));
 	cr_assert_gt(up, 0, "no uplink child; log:\n%s", h_read(h_path("guardian.log")));
 	snprintf(want, sizeof(want), "%u\t%u\t%u\t%u", (unsigned)guardian_uid,
 		 (unsigned)guardian_uid, (unsigned)guardian_uid, (unsigned)guardian_uid);
-	cr_expect_str_eq(status_line(gd, "Uid", v, sizeof(v)), want);
-	cr_expect_str_eq(status_line(gd, "CapPrm", v, sizeof(v)), "00000000000000e0");
-	cr_expect_str_eq(status_line(gd, "CapEff", v, sizeof(v)), "0000000000000000");
-	cr_expect_str_eq(status_line(gd, "CapAmb", v, sizeof(v)), "0000000000000000");
-	cr_expect_str_eq(status_line(gd, "CapInh", v, sizeof(v)), "0000000000000000");
+	cr_expect_str_eq(h_proc_status_line(gd, "Uid", v, sizeof(v)), want);
+	cr_expect_str_eq(h_proc_status_line(gd, "CapPrm", v, sizeof(v)), "00000000000000e0");
+	cr_expect_str_eq(h_proc_status_line(gd, "CapEff", v, sizeof(v)), "0000000000000000");
+	cr_expect_str_eq(h_proc_status_line(gd, "CapAmb", v, sizeof(v)), "0000000000000000");
+	cr_expect_str_eq(h_proc_status_line(gd, "CapInh", v, sizeof(v)), "0000000000000000");
 	/* The children: their users, no capability (the bounding set stays: clearing it needs
 	 * CAP_SETPCAP, which a user does not get; nothing can be raised up to it). */
 	snprintf(want, sizeof(want), "%u\t%u\t%u\t%u", (unsigned)adapter_uid, (unsigned)adapter_uid,
 		 (unsigned)adapter_uid, (unsigned)adapter_uid);
-	cr_expect_str_eq(status_line(plc, "Uid", v, sizeof(v)), want);
+	cr_expect_str_eq(h_proc_status_line(plc, "Uid", v, sizeof(v)), want);
 	snprintf(want, sizeof(want), "%u\t%u\t%u\t%u", (unsigned)uplink_uid, (unsigned)uplink_uid,
 		 (unsigned)uplink_uid, (unsigned)uplink_uid);
-	cr_expect_str_eq(status_line(up, "Uid", v, sizeof(v)), want);
-	cr_expect_str_eq(status_line(plc, "CapPrm", v, sizeof(v)), "0000000000000000");
-	cr_expect_str_eq(status_line(plc, "CapEff", v, sizeof(v)), "0000000000000000");
-	cr_expect_str_eq(status_line(up, "CapPrm", v, sizeof(v)), "0000000000000000");
-	cr_expect_str_eq(status_line(up, "CapEff", v, sizeof(v)), "0000000000000000");
-	cr_expect_str_eq(status_line(up, "NoNewPrivs", v, sizeof(v)), "1");
-	cr_expect_str_eq(status_line(plc, "Seccomp", v, sizeof(v)), "2");
+	cr_expect_str_eq(h_proc_status_line(up, "Uid", v, sizeof(v)), want);
+	cr_expect_str_eq(h_proc_status_line(plc, "CapPrm", v, sizeof(v)), "0000000000000000");
+	cr_expect_str_eq(h_proc_status_line(plc, "CapEff", v, sizeof(v)), "0000000000000000");
+	cr_expect_str_eq(h_proc_status_line(up, "CapPrm", v, sizeof(v)), "0000000000000000");
+	cr_expect_str_eq(h_proc_status_line(up, "CapEff", v, sizeof(v)), "0000000000000000");
+	cr_expect_str_eq(h_proc_status_line(up, "NoNewPrivs", v, sizeof(v)), "1");
+	cr_expect_str_eq(h_proc_status_line(plc, "Seccomp", v, sizeof(v)), "2");
 	cr_expect_eq(h_stop(gd, 15000), 0, "guardian did not stop cleanly; log:\n%s",
 		     h_read(h_path("guardian.log")));
-	kill_leftover(plc, "adapter-child");
-	kill_leftover(up, "uplink-child");
+	it_kill_leftover(plc, "adapter-child");
+	it_kill_leftover(up, "uplink-child");
 }
 
 /* Attested: guardian hands the operational key and certificate to the uplink's child, which
@@ -620,12 +400,12 @@ Test(compartments_users, attested_the_uplink_child_keeps_its_credentials_as_its_
 	it_wait_messages(h_path("sub.out"), 5, 30000);
 	cr_expect_eq(h_wait_contains(h_path("sub.out"), "\"state\":\"attested\"", 10000), 0,
 		     "health does not say attested; log:\n%s", h_read(h_path("guardian.log")));
-	up = wait_child(b.gd, "uplink-child", NULL, 0, 5000);
+	up = h_child_process(b.gd, "uplink-child", NULL, 0, 5000);
 	cr_assert_gt(up, 0, "no uplink child; log:\n%s", h_read(h_path("guardian.log")));
 	expect_child_as(up, uplink_uid, "the uplink's child");
 	snprintf(path, sizeof(path), "%s/uplink/op.key", b.state);
 	cr_expect_eq(stat(path, &st), 0, "%s", path);
 	cr_expect_eq(st.st_uid, uplink_uid, "%s belongs to uid %u", path, (unsigned)st.st_uid);
 	cr_expect_eq(st.st_mode & 0777, 0600);
-	kill_leftover(up, "uplink-child");
+	it_kill_leftover(up, "uplink-child");
 }

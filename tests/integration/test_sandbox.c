@@ -21,28 +21,6 @@ static void setup(void)
 
 TestSuite(sandbox, .init = setup, .fini = it_teardown, .timeout = 90);
 
-/* A field of /proc/<pid>/status, its first word ("" if absent). */
-static const char *status_of(pid_t pid, const char *name, char *out, size_t cap)
-{
-	char path[64], key[64], *text;
-	const char *at;
-
-	out[0] = '\0';
-	snprintf(path, sizeof(path), "/proc/%d/status", (int)pid);
-	text = h_read(path);
-	if (text == NULL)
-		return out;
-	snprintf(key, sizeof(key), "\n%s:", name);
-	at = strstr(text, key);
-	if (at != NULL) {
-		at += strlen(key);
-		at += strspn(at, " \t");
-		snprintf(out, cap, "%.*s", (int)strcspn(at, " \t\n"), at);
-	}
-	free(text);
-	return out;
-}
-
 /* site.json with 'member' ("\"sandbox\":{...}") added at the top level. */
 static const char *with_member(const char *site, const char *member)
 {
@@ -116,13 +94,13 @@ Test(sandbox, running_guardian_has_no_privileges_and_telemetry_flows)
 	cr_expect_eq(h_count(h_path("guardian.log"), "sandbox: profile gateway"), 1,
 		     "no line that says the sandbox was entered; log:\n%s",
 		     h_read(h_path("guardian.log")));
-	cr_expect_str_eq(status_of(gd, "NoNewPrivs", v, sizeof(v)), "1");
-	cr_expect_str_eq(status_of(gd, "Seccomp", v, sizeof(v)), "2");
-	cr_expect_str_eq(status_of(gd, "CapEff", v, sizeof(v)), "0000000000000000");
-	cr_expect_str_eq(status_of(gd, "CapPrm", v, sizeof(v)), "0000000000000000");
-	cr_expect_str_eq(status_of(gd, "CapAmb", v, sizeof(v)), "0000000000000000");
+	cr_expect_str_eq(h_proc_status(gd, "NoNewPrivs", v, sizeof(v)), "1");
+	cr_expect_str_eq(h_proc_status(gd, "Seccomp", v, sizeof(v)), "2");
+	cr_expect_str_eq(h_proc_status(gd, "CapEff", v, sizeof(v)), "0000000000000000");
+	cr_expect_str_eq(h_proc_status(gd, "CapPrm", v, sizeof(v)), "0000000000000000");
+	cr_expect_str_eq(h_proc_status(gd, "CapAmb", v, sizeof(v)), "0000000000000000");
 	if (geteuid() == 0)
-		cr_expect_str_eq(status_of(gd, "CapBnd", v, sizeof(v)), "0000000000000000");
+		cr_expect_str_eq(h_proc_status(gd, "CapBnd", v, sizeof(v)), "0000000000000000");
 	else
 		cr_log_info("not root: CapBnd not checked (clearing it needs CAP_SETPCAP)");
 	expect_health_sandbox("seccomp");
@@ -151,8 +129,8 @@ Test(sandbox, turned_off_it_runs_unconfined_and_health_says_off)
 			h_path("guardian.log"));
 	cr_assert_gt(gd, 0);
 	it_wait_messages(h_path("sub.out"), 3, 15000);
-	cr_expect_str_eq(status_of(gd, "Seccomp", v, sizeof(v)), "0");
-	cr_expect_str_eq(status_of(gd, "NoNewPrivs", v, sizeof(v)), "0");
+	cr_expect_str_eq(h_proc_status(gd, "Seccomp", v, sizeof(v)), "0");
+	cr_expect_str_eq(h_proc_status(gd, "NoNewPrivs", v, sizeof(v)), "0");
 	expect_health_sandbox("off");
 	cr_expect_gt(h_count(h_path("guardian.log"), "sandbox: off"), 0);
 	expect_clean_stop(gd);
@@ -208,9 +186,9 @@ Test(sandbox, as_another_user_it_runs_as_that_user)
 	cr_assert_gt(gd, 0);
 	it_wait_messages(h_path("sub.out"), 3, 15000);
 	snprintf(want, sizeof(want), "%u", (unsigned)pw->pw_uid);
-	cr_expect_str_eq(status_of(gd, "Uid", v, sizeof(v)), want);
-	cr_expect_str_eq(status_of(gd, "CapBnd", v, sizeof(v)), "0000000000000000");
-	cr_expect_str_eq(status_of(gd, "Seccomp", v, sizeof(v)), "2");
+	cr_expect_str_eq(h_proc_status(gd, "Uid", v, sizeof(v)), want);
+	cr_expect_str_eq(h_proc_status(gd, "CapBnd", v, sizeof(v)), "0000000000000000");
+	cr_expect_str_eq(h_proc_status(gd, "Seccomp", v, sizeof(v)), "2");
 	expect_health_sandbox("seccomp");
 	expect_clean_stop(gd);
 }
