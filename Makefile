@@ -140,7 +140,10 @@ $(BUILD)/launch-probe: $(BUILD)/obj/tests/helpers/launch_probe.o $(call link_lib
 
 # The fleet load generator: simulated devices attesting over MQTT against real guardian-service
 # instances (tests/integration/test_fleet.c, bench/bench_fleet.c). Never installed.
-$(BUILD)/fleetsim: $(BUILD)/obj/tests/helpers/fleetsim.o $(call link_libs,proto)
+# What their simulated devices' evidence holds (tests/helpers/sim_evidence.c): fleetsim and the
+# attestation benchmarks share it.
+SIM_OBJ = $(BUILD)/obj/tests/helpers/sim_evidence.o
+$(BUILD)/fleetsim: $(BUILD)/obj/tests/helpers/fleetsim.o $(SIM_OBJ) $(call link_libs,proto)
 	$(Q)$(call quiet,LD,$@)$(CC) $(LDFLAGS) -o $@ $^ -lpaho-mqtt3as -lcrypto -lmbedtls -lmbedx509 -lmbedcrypto -lcjson -lpthread -lm
 
 # A guardian that reports the digest of another binary as its own (GUARDIAN_TEST_LIAR in
@@ -172,12 +175,14 @@ $(BUILD)/guardian-probe: $(BUILD)/obj/guardian/main.o $(BUILD)/obj/guardian/adap
 	$(Q)$(call quiet,LD,$@)$(CC) $(LDFLAGS) -o $@ $^ $(LIBS)
 
 # bench_attest makes TPM evidence as tests/unit/fake_quote.h does (the service's cost is the same).
-$(BUILD)/bench_attest: $(BUILD)/obj/tests/unit/fake_quote.o
+$(BUILD)/bench_attest: $(BUILD)/obj/tests/unit/fake_quote.o $(SIM_OBJ)
+$(BUILD)/bench_store_attest: $(SIM_OBJ)
 # bench_fleet runs build/fleetsim's simulated devices against real guardian-service instances.
 $(BUILD)/bench_fleet: | $(BUILD)/fleetsim
 
+# The objects first, then the archives: a bench's own extra objects (above) use them too.
 $(BUILD)/bench_%: $(BUILD)/obj/bench/bench_%.o $(HARN_OBJ) $(EVERY_LIB)
-	$(Q)$(call quiet,LD,$@)$(CC) $(LDFLAGS) -o $@ $^ $(LIBS) $(SERVICE_LIBS)
+	$(Q)$(call quiet,LD,$@)$(CC) $(LDFLAGS) -o $@ $(filter-out %.a,$^) $(filter %.a,$^) $(LIBS) $(SERVICE_LIBS)
 
 # Installs the Debian packages that are missing (needs root or sudo).
 deps:

@@ -15,6 +15,7 @@
 
 #include "../service/service.h"
 #include "../tests/unit/fake_quote.h"
+#include "../tests/helpers/sim_evidence.h"
 
 #define NDEVICES 64  /* simulated devices, each with its own enrolled identity */
 #define BATCH	 128 /* evidence built (untimed) before the service handles it (timed) */
@@ -122,22 +123,6 @@ static int quote_with(void *ctx, const uint8_t qualifying[32], uint8_t *attest, 
 		return GD_EINVAL;
 	*attest_len = n;
 	return 0;
-}
-
-static void sample_log(struct meas_log *log)
-{
-	static const char *const items[][2] = { { "exe", "/usr/bin/guardian" },
-						{ "config", "/etc/guardian/site.json" },
-						{ "policy", "/etc/guardian/policy.json" },
-						{ "file", "/etc/guardian/ca.crt" } };
-	uint8_t d[32];
-
-	meas_init(log);
-	for (size_t i = 0; i < 4; i++) {
-		memset(d, (int)(0x11 * (i + 1)), sizeof(d));
-		if (meas_add(log, items[i][0], items[i][1], d) != 0)
-			die("meas_add");
-	}
 }
 
 /* The device's side of a round, untimed: claims with a fresh op key, signed. */
@@ -276,7 +261,8 @@ int main(int argc, char **argv)
 		enroll(s, &devs[i], i, false);
 		enroll(s, &tpm_devs[i], i, true);
 	}
-	sample_log(&log);
+	if (sim_sample_log(&log, 0x11) != 0)
+		die("meas_add");
 	memcpy(quoted_pcr, log.reg, sizeof(quoted_pcr));
 	json = meas_log_json(&log);
 	if (json == NULL ||

@@ -29,6 +29,7 @@
 #include "../service/service.h"
 #include "../tests/harness/h_postgres.h"
 #include "../tests/harness/harness.h"
+#include "../tests/helpers/sim_evidence.h"
 
 #define NDEVICES 64  /* simulated devices, each with its own enrolled identity */
 #define BATCH	 128 /* evidence built (untimed) before the service handles it (timed) */
@@ -117,22 +118,6 @@ static int remove_one(const char *path, const struct stat *st, int flag, struct 
 	return remove(path);
 }
 
-/* The device's side, with OpenSSL (untimed; fast, so the run measures the service more). */
-static int sign_with(void *ctx, const uint8_t digest[32], uint8_t *sig, size_t cap, size_t *len)
-{
-	EVP_PKEY_CTX *pctx = EVP_PKEY_CTX_new(ctx, NULL);
-	size_t n = cap;
-	int rc = GD_EINVAL;
-
-	if (pctx != NULL && EVP_PKEY_sign_init(pctx) > 0 &&
-	    EVP_PKEY_sign(pctx, sig, &n, digest, 32) > 0) {
-		*len = n;
-		rc = 0;
-	}
-	EVP_PKEY_CTX_free(pctx);
-	return rc;
-}
-
 static char *pem_of(EVP_PKEY *key, X509_REQ *req)
 {
 	BIO *bio = BIO_new(BIO_s_mem());
@@ -188,28 +173,12 @@ static char *device_evidence(struct sim_device *d, const char *nonce_json)
 	snprintf(ev.swversion, sizeof(ev.swversion), "0.1.0");
 	ev.iat = gd_now_ms() / 1000;
 	ev.log = sample;
-	env = evidence_envelope_build(&ev, sign_with, d->identity);
+	env = evidence_envelope_build(&ev, sim_sign_with, d->identity);
 	if (env == NULL)
 		die("evidence_envelope_build");
 	free(pub);
 	EVP_PKEY_free(op);
 	return env;
-}
-
-static void sample_log(struct meas_log *log)
-{
-	static const char *const items[][2] = { { "exe", "/usr/bin/guardian" },
-						{ "config", "/etc/guardian/site.json" },
-						{ "policy", "/etc/guardian/policy.json" },
-						{ "file", "/etc/guardian/ca.crt" } };
-	uint8_t d[32];
-
-	meas_init(log);
-	for (size_t i = 0; i < 4; i++) {
-		memset(d, (int)(0x11 * (i + 1)), sizeof(d));
-		if (meas_add(log, items[i][0], items[i][1], d) != 0)
-			die("meas_add");
-	}
 }
 
 static void bed_up(struct bed *b, const char *store, const char *tmp)
@@ -325,7 +294,8 @@ int main(int argc, char **argv)
 			  : (h_postgres_missing() == NULL ? "files sqlite sqlite-normal postgresql"
 							  : "files sqlite sqlite-normal"));
 	log_set_level(LOG_LEVEL_WARN);
-	sample_log(&sample);
+	if (sim_sample_log(&sample, 0x11) != 0)
+		die("meas_add");
 	if (mkdtemp(tmp) == NULL)
 		die(strerror(errno));
 	for (char *s = strtok_r(stores, " ", &save); s != NULL && n < MAXSTORE;

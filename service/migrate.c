@@ -19,49 +19,63 @@ static bool same_text(const char *a, const char *b)
 	return (a == NULL && b == NULL) || (a != NULL && b != NULL && strcmp(a, b) == 0);
 }
 
-/* Each enrolled device, its attestation key and what it runs. */
-static int import_devices(struct store *from, struct store *to, struct import_counts *n, char *why,
-			  size_t cap)
+/* What one device's import does: 0 or a gd_err with 'why'. */
+typedef int import_one_fn(struct store *from, struct store *to, const char *dev, int64_t now_s,
+			  struct import_counts *n, char *why, size_t cap);
+
+/* 'one' for each name 'list' gives of 'from' (store_device_list, store_report_list), until one
+ * fails; 'now_s' is passed on (UTC seconds; 0 where 'one' has no use for it). */
+static int import_each(struct store *from, struct store *to,
+		       int (*list)(struct store *, char ***, size_t *, char *, size_t),
+		       import_one_fn *one, int64_t now_s, struct import_counts *n, char *why,
+		       size_t cap)
 {
 	char **names = NULL;
 	size_t count = 0;
-	int rc = store_device_list(from, &names, &count, why, cap);
+	int rc = list(from, &names, &count, why, cap);
 
-	for (size_t i = 0; rc == 0 && i < count; i++) {
-		char *cert = NULL, *ak = NULL, *have_cert = NULL, *have_ak = NULL;
-		char *inst = NULL, *have_inst = NULL;
-
-		rc = store_device_get(from, names[i], &cert, &ak, why, cap);
-		if (rc == STORE_NOTFOUND) { /* removed since the listing */
-			rc = 0;
-			continue;
-		}
-		if (rc == 0)
-			rc = store_device_get(to, names[i], &have_cert, &have_ak, why, cap);
-		if (rc == STORE_NOTFOUND)
-			rc = 0;
-		if (rc == 0 && (!same_text(cert, have_cert) || !same_text(ak, have_ak))) {
-			rc = store_device_put(to, names[i], cert, ak, why, cap);
-			n->devices += rc == 0;
-		}
-		if (rc == 0)
-			rc = store_installed_get(from, names[i], &inst, why, cap);
-		if (rc == 0)
-			rc = store_installed_get(to, names[i], &have_inst, why, cap);
-		if (rc == STORE_NOTFOUND)
-			rc = 0;
-		if (rc == 0 && inst != NULL && !same_text(inst, have_inst)) {
-			rc = store_installed_put(to, names[i], inst, why, cap);
-			n->installed += rc == 0;
-		}
-		free(cert);
-		free(ak);
-		free(have_cert);
-		free(have_ak);
-		free(inst);
-		free(have_inst);
-	}
+	for (size_t i = 0; rc == 0 && i < count; i++)
+		rc = one(from, to, names[i], now_s, n, why, cap);
 	store_strings_free(names, count);
+	return rc;
+}
+
+/* An enrolled device, its attestation key and what it runs. */
+static int import_device(struct store *from, struct store *to, const char *dev, int64_t now_s,
+			 struct import_counts *n, char *why, size_t cap)
+{
+	char *cert = NULL, *ak = NULL, *have_cert = NULL, *have_ak = NULL;
+	char *inst = NULL, *have_inst = NULL;
+	int rc;
+
+	(void)now_s;
+	rc = store_device_get(from, dev, &cert, &ak, why, cap);
+	if (rc == STORE_NOTFOUND) /* removed since the listing */
+		return 0;
+	if (rc == 0)
+		rc = store_device_get(to, dev, &have_cert, &have_ak, why, cap);
+	if (rc == STORE_NOTFOUND)
+		rc = 0;
+	if (rc == 0 && (!same_text(cert, have_cert) || !same_text(ak, have_ak))) {
+		rc = store_device_put(to, dev, cert, ak, why, cap);
+		n->devices += rc == 0;
+	}
+	if (rc == 0)
+		rc = store_installed_get(from, dev, &inst, why, cap);
+	if (rc == 0)
+		rc = store_installed_get(to, dev, &have_inst, why, cap);
+	if (rc == STORE_NOTFOUND)
+		rc = 0;
+	if (rc == 0 && inst != NULL && !same_text(inst, have_inst)) {
+		rc = store_installed_put(to, dev, inst, why, cap);
+		n->installed += rc == 0;
+	}
+	free(cert);
+	free(ak);
+	free(have_cert);
+	free(have_ak);
+	free(inst);
+	free(have_inst);
 	return rc;
 }
 
@@ -93,61 +107,46 @@ static int import_references(struct store *from, struct store *to, struct import
 	return rc;
 }
 
-/* Each device's unexpired certificates, revoked or in force, in the order issued. */
-static int import_certs(struct store *from, struct store *to, struct import_counts *n, char *why,
-			size_t cap)
+/* A device's certificates unexpired at 'now_s', revoked or in force, in the order issued. */
+static int import_certs(struct store *from, struct store *to, const char *dev, int64_t now_s,
+			struct import_counts *n, char *why, size_t cap)
 {
-	int64_t now_s = gd_now_ms() / 1000;
-	char **names = NULL;
-	size_t count = 0;
-	int rc = store_device_list(from, &names, &count, why, cap);
+	struct store_cert *certs = NULL;
+	size_t ncerts = 0;
+	int rc = store_cert_list(from, dev, now_s, &certs, &ncerts, why, cap);
 
-	for (size_t i = 0; rc == 0 && i < count; i++) {
-		struct store_cert *certs = NULL;
-		size_t ncerts = 0;
-
-		rc = store_cert_list(from, names[i], now_s, &certs, &ncerts, why, cap);
-		for (size_t j = 0; rc == 0 && j < ncerts; j++) {
-			rc = store_cert_import(to, names[i], &certs[j], why, cap);
-			if (rc == 1) {
-				n->certificates++;
-				n->revocations += certs[j].revoked_s != 0;
-				rc = 0;
-			}
+	for (size_t j = 0; rc == 0 && j < ncerts; j++) {
+		rc = store_cert_import(to, dev, &certs[j], why, cap);
+		if (rc == 1) {
+			n->certificates++;
+			n->revocations += certs[j].revoked_s != 0;
+			rc = 0;
 		}
-		free(certs);
 	}
-	store_strings_free(names, count);
+	free(certs);
 	return rc;
 }
 
-/* Each enrolled device's release record (what was last published to it), unless the same. */
-static int import_releases(struct store *from, struct store *to, struct import_counts *n, char *why,
-			   size_t cap)
+/* A device's release record (what was last published to it), unless the same. */
+static int import_release(struct store *from, struct store *to, const char *dev, int64_t now_s,
+			  struct import_counts *n, char *why, size_t cap)
 {
-	char **names = NULL;
-	size_t count = 0;
-	int rc = store_device_list(from, &names, &count, why, cap);
+	struct store_release r, have;
+	int rc;
 
-	for (size_t i = 0; rc == 0 && i < count; i++) {
-		struct store_release r, have;
-
-		rc = store_release_get(from, names[i], &r, why, cap);
-		if (rc == STORE_NOTFOUND) {
-			rc = 0;
-			continue;
-		}
-		if (rc == 0)
-			rc = store_release_get(to, names[i], &have, why, cap);
-		if (rc == 0 && have.version == r.version && strcmp(have.sha256, r.sha256) == 0 &&
-		    have.ts_ms == r.ts_ms && have.withdrawn == r.withdrawn)
-			continue;
-		if (rc == 0 || rc == STORE_NOTFOUND) {
-			rc = store_release_put(to, names[i], &r, why, cap);
-			n->releases += rc == 0;
-		}
+	(void)now_s;
+	rc = store_release_get(from, dev, &r, why, cap);
+	if (rc == STORE_NOTFOUND)
+		return 0;
+	if (rc == 0)
+		rc = store_release_get(to, dev, &have, why, cap);
+	if (rc == 0 && have.version == r.version && strcmp(have.sha256, r.sha256) == 0 &&
+	    have.ts_ms == r.ts_ms && have.withdrawn == r.withdrawn)
+		return 0;
+	if (rc == 0 || rc == STORE_NOTFOUND) {
+		rc = store_release_put(to, dev, &r, why, cap);
+		n->releases += rc == 0;
 	}
-	store_strings_free(names, count);
 	return rc;
 }
 
@@ -166,31 +165,24 @@ static int replace_doc(const char *old_json, char **next, void *ctx, char *why, 
 	return 0;
 }
 
-/* Each device's report document. */
-static int import_reports(struct store *from, struct store *to, struct import_counts *n, char *why,
-			  size_t cap)
+/* A device's report document. */
+static int import_report(struct store *from, struct store *to, const char *dev, int64_t now_s,
+			 struct import_counts *n, char *why, size_t cap)
 {
-	char **devs = NULL;
-	size_t count = 0;
-	int rc = store_report_list(from, &devs, &count, why, cap);
+	char *doc = NULL;
+	int rc;
 
-	for (size_t i = 0; rc == 0 && i < count; i++) {
-		char *doc = NULL;
-
-		rc = store_report_get(from, devs[i], &doc, why, cap);
-		if (rc == STORE_NOTFOUND) {
-			rc = 0;
-			continue;
-		}
-		if (rc == 0)
-			rc = store_report_update(to, devs[i], replace_doc, doc, why, cap);
-		if (rc == 0)
-			n->reports++;
-		else if (rc == UNCHANGED)
-			rc = 0;
-		free(doc);
-	}
-	store_strings_free(devs, count);
+	(void)now_s;
+	rc = store_report_get(from, dev, &doc, why, cap);
+	if (rc == STORE_NOTFOUND)
+		return 0;
+	if (rc == 0)
+		rc = store_report_update(to, dev, replace_doc, doc, why, cap);
+	if (rc == 0)
+		n->reports++;
+	else if (rc == UNCHANGED)
+		rc = 0;
+	free(doc);
 	return rc;
 }
 
@@ -204,15 +196,16 @@ int service_migrate_import(const char *dir, struct store *to, FILE *out, char *w
 	rc = store_open(dir, &files, false, &from, why, cap);
 	if (rc != 0)
 		return rc;
-	rc = import_devices(from, to, &n, why, cap);
+	rc = import_each(from, to, store_device_list, import_device, 0, &n, why, cap);
 	if (rc == 0)
 		rc = import_references(from, to, &n, why, cap);
 	if (rc == 0)
-		rc = import_certs(from, to, &n, why, cap);
+		rc = import_each(from, to, store_device_list, import_certs, gd_now_ms() / 1000, &n,
+				 why, cap);
 	if (rc == 0)
-		rc = import_reports(from, to, &n, why, cap);
+		rc = import_each(from, to, store_report_list, import_report, 0, &n, why, cap);
 	if (rc == 0)
-		rc = import_releases(from, to, &n, why, cap);
+		rc = import_each(from, to, store_device_list, import_release, 0, &n, why, cap);
 	store_close(from);
 	if (rc != 0)
 		return rc < 0 ? rc : GD_EIO;

@@ -84,6 +84,19 @@ void store_strings_free(char **v, size_t n)
 	free(v);
 }
 
+void *store_grow(void *v, size_t len, size_t *room, size_t first, size_t size)
+{
+	size_t more = *room ? *room * 2 : first;
+	void *bigger;
+
+	if (len < *room)
+		return v;
+	bigger = realloc(v, more * size);
+	if (bigger != NULL)
+		*room = more;
+	return bigger;
+}
+
 /* Calls the backend's 'fn', or says it has none. */
 #define DISPATCH(fn, ...)                                                                          \
 	do {                                                                                       \

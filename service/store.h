@@ -18,9 +18,11 @@
 
 #include "../proto/evidence.h" /* NONCE_LEN */
 
-#define STORE_NOTFOUND	     1
-#define STORE_SCHEMA_VERSION 1 /* what this build reads and writes; `migrate` brings a database here */
-#define STORE_MAX_PER_DEVICE 64 /* unexpired certificates kept per device; older ones are forgotten */
+#define STORE_NOTFOUND 1
+#define STORE_SCHEMA_VERSION                                                                       \
+	1 /* what this build reads and writes; `migrate` brings a database here */
+#define STORE_MAX_PER_DEVICE                                                                       \
+	64 /* unexpired certificates kept per device; older ones are forgotten */
 
 enum store_backend {
 	STORE_FILES,	/* "files": the service directory */
@@ -38,7 +40,8 @@ enum store_sqlite_synchronous {
 /* The "store" object of service.json. Strings owned (service_config_release frees them). */
 struct store_config {
 	enum store_backend backend;
-	char *path;	/* sqlite: the database file, resolved against the service dir; NULL: service.db */
+	char *path; /* sqlite: the database file, resolved against the service dir; NULL: service.db
+		     */
 	char *conninfo; /* postgresql: the connection string; NULL for the others */
 	enum store_sqlite_synchronous sqlite_synchronous; /* sqlite only */
 };
@@ -88,7 +91,8 @@ int store_device_put(struct store *st, const char *name, const char *cert_pem, c
 /* The enrolled names, sorted (malloc'd array of malloc'd strings, *n of them). */
 int store_device_list(struct store *st, char ***names, size_t *n, char *why, size_t cap);
 /* What the device last said it runs: a JSON document (publish.c's), replaced, and read back. */
-int store_installed_put(struct store *st, const char *name, const char *json, char *why, size_t cap);
+int store_installed_put(struct store *st, const char *name, const char *json, char *why,
+			size_t cap);
 int store_installed_get(struct store *st, const char *name, char **json, char *why, size_t cap);
 
 /* ---- nonces ----------------------------------------------------------------------------- */

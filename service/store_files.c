@@ -92,16 +92,32 @@ static int make_sub(struct store *st, const char *sub, char *why, size_t cap)
 	return 0;
 }
 
+/* name_path of a file to write, and its <dir>/<sub> made. 0, GD_EINVAL or GD_EIO with 'why'. */
+static int write_path(struct store *st, char *buf, const char *sub, const char *name,
+		      const char *suffix, char *why, size_t cap)
+{
+	if (!name_path(st, buf, sub, name, suffix, why, cap))
+		return GD_EINVAL;
+	return make_sub(st, sub, why, cap);
+}
+
+/* After reading 'path' failed with errno: 'missing' when it does not exist, else GD_EIO with
+ * 'why'. */
+static int read_failed(const char *path, int missing, char *why, size_t cap)
+{
+	if (errno == ENOENT)
+		return missing;
+	gd_whyf(why, cap, "store files: %s: cannot read: %s", path, strerror(errno));
+	return GD_EIO;
+}
+
 /* Reads 'path' into *out (malloc'd). 0, STORE_NOTFOUND, or GD_EIO with 'why'. */
 static int read_text(const char *path, char **out, char *why, size_t cap)
 {
 	*out = gd_read_file(path);
 	if (*out != NULL)
 		return 0;
-	if (errno == ENOENT)
-		return STORE_NOTFOUND;
-	gd_whyf(why, cap, "store files: %s: cannot read: %s", path, strerror(errno));
-	return GD_EIO;
+	return read_failed(path, STORE_NOTFOUND, why, cap);
 }
 
 static int names_cmp(const void *a, const void *b)
@@ -127,15 +143,11 @@ static int list_names(struct store *st, const char *sub, const char *suffix, cha
 	*count = 0;
 	snprintf(path, sizeof(path), "%s/%s", st->dir, sub);
 	d = opendir(path);
-	if (d == NULL) {
-		if (errno == ENOENT)
-			return 0;
-		gd_whyf(why, cap, "store files: %s: cannot read: %s", path, strerror(errno));
-		return GD_EIO;
-	}
+	if (d == NULL)
+		return read_failed(path, 0, why, cap);
 	while ((e = readdir(d)) != NULL) {
 		size_t len = strlen(e->d_name);
-		char *name;
+		char *name, **more;
 
 		if (len <= slen || e->d_name[0] == '.' ||
 		    strcmp(e->d_name + len - slen, suffix) != 0)
@@ -149,17 +161,13 @@ static int list_names(struct store *st, const char *sub, const char *suffix, cha
 			free(name);
 			continue;
 		}
-		if (n == room) {
-			char **more =
-				realloc(names, (room = room ? room * 2 : 16) * sizeof(*names));
-
-			if (more == NULL) {
-				free(name);
-				rc = GD_ENOMEM;
-				break;
-			}
-			names = more;
+		more = store_grow(names, n, &room, 16, sizeof(*names));
+		if (more == NULL) {
+			free(name);
+			rc = GD_ENOMEM;
+			break;
 		}
+		names = more;
 		names[n++] = name;
 	}
 	closedir(d);
@@ -187,6 +195,15 @@ static int lock_take(const char *path, char *why, size_t cap)
 		return -1;
 	}
 	return fd;
+}
+
+/* Takes certs.lock, held while certs/ and revoked.log are read or changed: as lock_take. */
+static int certs_lock(struct store *st, char *why, size_t cap)
+{
+	char path[PATH_CAP];
+
+	snprintf(path, sizeof(path), "%s/%s", st->dir, CERTS_LOCK);
+	return lock_take(path, why, cap);
 }
 
 /* ---- open, close, schema ------------------------------------------------------------------ */
@@ -270,9 +287,7 @@ static int files_device_put(struct store *st, const char *name, const char *cert
 	char path[PATH_CAP];
 	int rc;
 
-	if (!name_path(st, path, "devices", name, ".ak.pem", why, cap))
-		return GD_EINVAL;
-	rc = make_sub(st, "devices", why, cap);
+	rc = write_path(st, path, "devices", name, ".ak.pem", why, cap);
 	if (rc != 0)
 		return rc;
 	/* The key first: a failure after it leaves the device stricter, never laxer. */
@@ -401,12 +416,8 @@ static int files_nonce_sweep(struct store *st, int64_t before_ms, char *why, siz
 
 	snprintf(dir, sizeof(dir), "%s/nonces", st->dir);
 	d = opendir(dir);
-	if (d == NULL) {
-		if (errno == ENOENT)
-			return 0;
-		gd_whyf(why, cap, "store files: %s: cannot read: %s", dir, strerror(errno));
-		return GD_EIO;
-	}
+	if (d == NULL)
+		return read_failed(dir, 0, why, cap);
 	while ((e = readdir(d)) != NULL) {
 		uint8_t nonce[NONCE_LEN];
 
@@ -462,9 +473,7 @@ static int files_reference_put(struct store *st, const char *label, const char *
 	uint64_t before;
 	int rc;
 
-	if (!name_path(st, path, "references", label, ".json", why, cap))
-		return GD_EINVAL;
-	rc = make_sub(st, "references", why, cap);
+	rc = write_path(st, path, "references", label, ".json", why, cap);
 	if (rc != 0)
 		return rc;
 	before = refs_mtime_ns(st);
@@ -568,12 +577,8 @@ static int certs_read(const char *path, struct issued *list, char *why, size_t c
 	int n = 0;
 
 	text = gd_read_file(path);
-	if (text == NULL) {
-		if (errno == ENOENT)
-			return 0;
-		gd_whyf(why, cap, "store files: %s: cannot read: %s", path, strerror(errno));
-		return GD_EIO;
-	}
+	if (text == NULL)
+		return read_failed(path, 0, why, cap);
 	for (char *line = strtok_r(text, "\n", &save); line != NULL && n < STORE_MAX_PER_DEVICE;
 	     line = strtok_r(NULL, "\n", &save)) {
 		char hex[2 * 16 + 2];
@@ -695,7 +700,6 @@ static int revoke_locked(struct store *st, const char *dev, enum store_revoke_re
 static int revoke_with_lock(struct store *st, const char *dev, enum store_revoke_reason reason,
 			    const struct issued *fresh, int64_t now_s, char *why, size_t cap)
 {
-	char path[PATH_CAP];
 	int fd, rc;
 
 	if (dev == NULL || !conf_valid_name(dev) || dev[0] == '.') {
@@ -703,8 +707,7 @@ static int revoke_with_lock(struct store *st, const char *dev, enum store_revoke
 			dev == NULL ? "" : dev);
 		return GD_EINVAL;
 	}
-	snprintf(path, sizeof(path), "%s/%s", st->dir, CERTS_LOCK);
-	fd = lock_take(path, why, cap);
+	fd = certs_lock(st, why, cap);
 	if (fd < 0)
 		return GD_EIO;
 	rc = revoke_locked(st, dev, reason, fresh, now_s, why, cap);
@@ -759,12 +762,8 @@ static int log_load(struct store *st, int64_t now_s, struct store_revoked **out,
 	*out = NULL;
 	snprintf(path, sizeof(path), "%s/%s", st->dir, REVOKED_LOG);
 	text = gd_read_file(path);
-	if (text == NULL) {
-		if (errno == ENOENT)
-			return 0;
-		gd_whyf(why, cap, "store files: %s: cannot read: %s", path, strerror(errno));
-		return GD_EIO;
-	}
+	if (text == NULL)
+		return read_failed(path, 0, why, cap);
 	keep = malloc(strlen(text) + 1);
 	if (keep == NULL) {
 		rc = GD_ENOMEM;
@@ -774,7 +773,7 @@ static int log_load(struct store *st, int64_t now_s, struct store_revoked **out,
 	     line = strtok_r(NULL, "\n", &save)) {
 		char hex[2 * 16 + 2], word[16], dev[64];
 		long long not_after, at;
-		struct store_revoked e = { .reason = STORE_REVOKE_SUPERSEDED };
+		struct store_revoked e = { .reason = STORE_REVOKE_SUPERSEDED }, *bigger;
 
 		lines++;
 		if (sscanf(line, "%33s %lld %lld %15s %63s", hex, &not_after, &at, word, dev) < 4 ||
@@ -792,16 +791,12 @@ static int log_load(struct store *st, int64_t now_s, struct store_revoked **out,
 		/* A line from before the device was logged has none. */
 		if (sscanf(line, "%*s %*s %*s %*s %63s", dev) == 1)
 			snprintf(e.dev, sizeof(e.dev), "%s", dev);
-		if (n == room) {
-			struct store_revoked *bigger =
-				realloc(list, (room = room ? room * 2 : 64) * sizeof(*list));
-
-			if (bigger == NULL) {
-				rc = GD_ENOMEM;
-				goto out;
-			}
-			list = bigger;
+		bigger = store_grow(list, n, &room, 64, sizeof(*list));
+		if (bigger == NULL) {
+			rc = GD_ENOMEM;
+			goto out;
 		}
+		list = bigger;
 		list[n++] = e;
 		kept += (size_t)sprintf(keep + kept, "%s\n", line);
 	}
@@ -833,13 +828,11 @@ out:
 static int files_cert_revoked(struct store *st, int64_t now_s, struct store_revoked **out,
 			      size_t *n, char *why, size_t cap)
 {
-	char path[PATH_CAP];
 	int fd, rc;
 
 	*out = NULL;
 	*n = 0;
-	snprintf(path, sizeof(path), "%s/%s", st->dir, CERTS_LOCK);
-	fd = lock_take(path, why, cap);
+	fd = certs_lock(st, why, cap);
 	if (fd < 0)
 		return GD_EIO;
 	rc = log_load(st, now_s, out, why, cap);
@@ -855,15 +848,14 @@ static int files_cert_list(struct store *st, const char *dev, int64_t now_s,
 {
 	struct issued list[STORE_MAX_PER_DEVICE];
 	struct store_revoked *revoked = NULL;
-	char path[PATH_CAP], lock[PATH_CAP];
+	char path[PATH_CAP];
 	int fd, n, nrevoked = 0, rc = 0;
 
 	*out = NULL;
 	*count = 0;
 	if (!certs_path(st, dev, path, why, cap))
 		return GD_EINVAL;
-	snprintf(lock, sizeof(lock), "%s/%s", st->dir, CERTS_LOCK);
-	fd = lock_take(lock, why, cap);
+	fd = certs_lock(st, why, cap);
 	if (fd < 0)
 		return GD_EIO;
 	n = certs_read(path, list, why, cap);
@@ -904,14 +896,13 @@ static int files_cert_import(struct store *st, const char *dev, const struct sto
 			     char *why, size_t cap)
 {
 	struct issued list[STORE_MAX_PER_DEVICE + 1];
-	char path[PATH_CAP], lock[PATH_CAP], line[REVOKE_LINE], hex[2 * 16 + 1];
+	char path[PATH_CAP], line[REVOKE_LINE], hex[2 * 16 + 1];
 	int64_t now_s = gd_now_ms() / 1000;
 	int fd, n, rc = 1;
 
 	if (!certs_path(st, dev, path, why, cap))
 		return GD_EINVAL;
-	snprintf(lock, sizeof(lock), "%s/%s", st->dir, CERTS_LOCK);
-	fd = lock_take(lock, why, cap);
+	fd = certs_lock(st, why, cap);
 	if (fd < 0)
 		return GD_EIO;
 	n = certs_read(path, list, why, cap);
@@ -954,9 +945,7 @@ static int files_release_put(struct store *st, const char *dev, const struct sto
 	char path[PATH_CAP], text[256];
 	int n, rc;
 
-	if (!name_path(st, path, "devices", dev, ".release.json", why, cap))
-		return GD_EINVAL;
-	rc = make_sub(st, "devices", why, cap);
+	rc = write_path(st, path, "devices", dev, ".release.json", why, cap);
 	if (rc != 0)
 		return rc;
 	n = snprintf(text, sizeof(text),
@@ -1018,12 +1007,10 @@ static int files_report_update(struct store *st, const char *dev, store_merge_fn
 	char *old = NULL, *next = NULL;
 	int fd = -1, rc;
 
-	if (!name_path(st, path, "reports", dev, ".json", why, cap))
-		return GD_EINVAL;
-	snprintf(lock, sizeof(lock), "%s/reports/%s", st->dir, REPORTS_LOCK);
-	rc = make_sub(st, "reports", why, cap);
+	rc = write_path(st, path, "reports", dev, ".json", why, cap);
 	if (rc != 0)
 		return rc;
+	snprintf(lock, sizeof(lock), "%s/reports/%s", st->dir, REPORTS_LOCK);
 	fd = lock_take(lock, why, cap);
 	if (fd < 0)
 		return GD_EIO;

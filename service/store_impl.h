@@ -20,7 +20,8 @@ struct store_ops {
 	int (*device_list)(struct store *st, char ***names, size_t *n, char *why, size_t cap);
 	int (*installed_put)(struct store *st, const char *name, const char *json, char *why,
 			     size_t cap);
-	int (*installed_get)(struct store *st, const char *name, char **json, char *why, size_t cap);
+	int (*installed_get)(struct store *st, const char *name, char **json, char *why,
+			     size_t cap);
 	int (*nonce_consume)(struct store *st, const uint8_t nonce[NONCE_LEN], int64_t ts_ms,
 			     const uint8_t tag[16], bool *duplicate, char *why, size_t cap);
 	int (*nonce_sweep)(struct store *st, int64_t before_ms, char *why, size_t cap);
@@ -64,5 +65,12 @@ struct store {
 };
 
 extern const struct store_ops store_files_ops, store_sqlite_ops, store_pg_ops;
+
+/*
+ * For a backend's growing array 'v' of 'len' elements of 'size' bytes in room for *room: 'v'
+ * while there is room for one more, else 'v' realloc'd to twice the room ('first' elements the
+ * first time) and *room updated. NULL when out of memory: 'v' is left as it was.
+ */
+void *store_grow(void *v, size_t len, size_t *room, size_t first, size_t size);
 
 #endif

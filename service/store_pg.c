@@ -491,6 +491,37 @@ oom:
 	return GD_ENOMEM;
 }
 
+/* The text field of the one row statement 'id' finds for 'key', malloc'd into *out.
+ * 0, STORE_NOTFOUND or a gd_err with 'why'. */
+static int text_get(struct pg *pg, enum stmt id, const char *key, char **out, char *why, size_t cap)
+{
+	struct params p = { .n = 0 };
+	PGresult *res = NULL;
+	int rc;
+
+	*out = NULL;
+	param_text(&p, key);
+	rc = run(pg, id, &p, false, &res, why, cap);
+	if (rc != 0)
+		return rc;
+	rc = PQntuples(res) == 0 ? STORE_NOTFOUND : field_dup(res, 0, 0, out, why, cap);
+	PQclear(res);
+	return rc;
+}
+
+/* The first column of every row statement 'id' returns, as column_strings gives it. */
+static int first_column(struct pg *pg, enum stmt id, char ***out, size_t *n, char *why, size_t cap)
+{
+	PGresult *res = NULL;
+	int rc = run(pg, id, NULL, false, &res, why, cap);
+
+	if (rc != 0)
+		return rc;
+	rc = column_strings(res, 0, out, n, why, cap);
+	PQclear(res);
+	return rc;
+}
+
 /* ---- schema ----------------------------------------------------------------------------- */
 
 /* The version the database holds: 0 when it has no schema_version table. */
@@ -764,14 +795,7 @@ static int pg_device_put(struct store *st, const char *name, const char *cert_pe
 
 static int pg_device_list(struct store *st, char ***names, size_t *n, char *why, size_t cap)
 {
-	PGresult *res = NULL;
-	int rc = run(st->impl, S_DEVICE_LIST, NULL, false, &res, why, cap);
-
-	if (rc != 0)
-		return rc;
-	rc = column_strings(res, 0, names, n, why, cap);
-	PQclear(res);
-	return rc;
+	return first_column(st->impl, S_DEVICE_LIST, names, n, why, cap);
 }
 
 static int pg_installed_put(struct store *st, const char *name, const char *json, char *why,
@@ -797,18 +821,7 @@ static int pg_installed_put(struct store *st, const char *name, const char *json
 
 static int pg_installed_get(struct store *st, const char *name, char **json, char *why, size_t cap)
 {
-	struct params p = { .n = 0 };
-	PGresult *res = NULL;
-	int rc;
-
-	*json = NULL;
-	param_text(&p, name);
-	rc = run(st->impl, S_INSTALLED_GET, &p, false, &res, why, cap);
-	if (rc != 0)
-		return rc;
-	rc = PQntuples(res) == 0 ? STORE_NOTFOUND : field_dup(res, 0, 0, json, why, cap);
-	PQclear(res);
-	return rc;
+	return text_get(st->impl, S_INSTALLED_GET, name, json, why, cap);
 }
 
 /* ---- nonces ----------------------------------------------------------------------------- */
@@ -1004,11 +1017,13 @@ static int pg_cert_revoke_device(struct store *st, const char *dev, enum store_r
 	return rc != 0 ? rc : c.revoked;
 }
 
-static int pg_cert_revoked(struct store *st, int64_t now_s, struct store_revoked **out, size_t *n,
-			   char *why, size_t cap)
+/*
+ * Runs certificate query 'id' with 'p': its rows (serial in hex, not_after, revoked, reason and,
+ * where the query has one, the device) into *out (malloc'd, *n). 0 or a gd_err with 'why'.
+ */
+static int cert_rows(struct pg *pg, enum stmt id, const struct params *p,
+		     struct store_revoked **out, size_t *n, char *why, size_t cap)
 {
-	struct pg *pg = st->impl;
-	struct params p = { .n = 0 };
 	PGresult *res = NULL;
 	struct store_revoked *v;
 	size_t rows;
@@ -1016,79 +1031,80 @@ static int pg_cert_revoked(struct store *st, int64_t now_s, struct store_revoked
 
 	*out = NULL;
 	*n = 0;
-	param_int(&p, now_s - SKEW_S);
-	rc = run(pg, S_CERT_REVOKED, &p, false, &res, why, cap);
+	rc = run(pg, id, p, false, &res, why, cap);
 	if (rc != 0)
 		return rc;
 	rows = (size_t)PQntuples(res);
 	v = calloc(rows + 1, sizeof(*v));
 	if (v == NULL) {
-		PQclear(res);
 		gd_whyf(why, cap, "out of memory");
-		return GD_ENOMEM;
+		rc = GD_ENOMEM;
+		goto out;
 	}
 	for (size_t i = 0; i < rows; i++) {
 		int r = (int)i;
 
 		if (!gd_hex_decode(PQgetvalue(res, r, 0), v[i].serial, sizeof(v[i].serial), '\0')) {
-			gd_whyf(why, cap, "%s: cert_revoked: serial %s is not 16 bytes", pg->where,
-				PQgetvalue(res, r, 0));
-			free(v);
-			PQclear(res);
-			return GD_EPROTO;
+			gd_whyf(why, cap, "%s: %s: serial %s is not 16 bytes", pg->where,
+				stmts[id].name, PQgetvalue(res, r, 0));
+			rc = GD_EPROTO;
+			goto out;
 		}
 		v[i].not_after_s = strtoll(PQgetvalue(res, r, 1), NULL, 10);
 		v[i].revoked_s = strtoll(PQgetvalue(res, r, 2), NULL, 10);
 		v[i].reason = (enum store_revoke_reason)atoi(PQgetvalue(res, r, 3));
-		snprintf(v[i].dev, sizeof(v[i].dev), "%s", PQgetvalue(res, r, 4));
+		if (PQnfields(res) > 4)
+			snprintf(v[i].dev, sizeof(v[i].dev), "%s", PQgetvalue(res, r, 4));
 	}
-	PQclear(res);
 	*out = v;
 	*n = rows;
-	return 0;
+	v = NULL;
+out:
+	free(v);
+	PQclear(res);
+	return rc;
+}
+
+static int pg_cert_revoked(struct store *st, int64_t now_s, struct store_revoked **out, size_t *n,
+			   char *why, size_t cap)
+{
+	struct params p = { .n = 0 };
+
+	param_int(&p, now_s - SKEW_S);
+	return cert_rows(st->impl, S_CERT_REVOKED, &p, out, n, why, cap);
 }
 
 static int pg_cert_list(struct store *st, const char *dev, int64_t now_s, struct store_cert **out,
 			size_t *n, char *why, size_t cap)
 {
-	struct pg *pg = st->impl;
 	struct params p = { .n = 0 };
-	PGresult *res = NULL;
+	struct store_revoked *rows = NULL;
 	struct store_cert *v;
-	size_t rows;
+	size_t count = 0;
 	int rc;
 
 	*out = NULL;
 	*n = 0;
 	param_text(&p, dev);
 	param_int(&p, now_s - SKEW_S);
-	rc = run(pg, S_CERT_LIST, &p, false, &res, why, cap);
+	rc = cert_rows(st->impl, S_CERT_LIST, &p, &rows, &count, why, cap);
 	if (rc != 0)
 		return rc;
-	rows = (size_t)PQntuples(res);
-	v = calloc(rows + 1, sizeof(*v));
+	v = calloc(count + 1, sizeof(*v));
 	if (v == NULL) {
-		PQclear(res);
+		free(rows);
 		gd_whyf(why, cap, "out of memory");
 		return GD_ENOMEM;
 	}
-	for (size_t i = 0; i < rows; i++) {
-		int r = (int)i;
-
-		if (!gd_hex_decode(PQgetvalue(res, r, 0), v[i].serial, sizeof(v[i].serial), '\0')) {
-			gd_whyf(why, cap, "%s: cert_list: serial %s is not 16 bytes", pg->where,
-				PQgetvalue(res, r, 0));
-			free(v);
-			PQclear(res);
-			return GD_EPROTO;
-		}
-		v[i].not_after_s = strtoll(PQgetvalue(res, r, 1), NULL, 10);
-		v[i].revoked_s = strtoll(PQgetvalue(res, r, 2), NULL, 10);
-		v[i].reason = (enum store_revoke_reason)atoi(PQgetvalue(res, r, 3));
+	for (size_t i = 0; i < count; i++) {
+		memcpy(v[i].serial, rows[i].serial, sizeof(v[i].serial));
+		v[i].not_after_s = rows[i].not_after_s;
+		v[i].revoked_s = rows[i].revoked_s;
+		v[i].reason = rows[i].reason;
 	}
-	PQclear(res);
+	free(rows);
 	*out = v;
-	*n = rows;
+	*n = count;
 	return 0;
 }
 
@@ -1296,30 +1312,12 @@ static int pg_report_update(struct store *st, const char *dev, store_merge_fn *m
 
 static int pg_report_get(struct store *st, const char *dev, char **json, char *why, size_t cap)
 {
-	struct params p = { .n = 0 };
-	PGresult *res = NULL;
-	int rc;
-
-	*json = NULL;
-	param_text(&p, dev);
-	rc = run(st->impl, S_REPORT_GET, &p, false, &res, why, cap);
-	if (rc != 0)
-		return rc;
-	rc = PQntuples(res) == 0 ? STORE_NOTFOUND : field_dup(res, 0, 0, json, why, cap);
-	PQclear(res);
-	return rc;
+	return text_get(st->impl, S_REPORT_GET, dev, json, why, cap);
 }
 
 static int pg_report_list(struct store *st, char ***devs, size_t *n, char *why, size_t cap)
 {
-	PGresult *res = NULL;
-	int rc = run(st->impl, S_REPORT_LIST, NULL, false, &res, why, cap);
-
-	if (rc != 0)
-		return rc;
-	rc = column_strings(res, 0, devs, n, why, cap);
-	PQclear(res);
-	return rc;
+	return first_column(st->impl, S_REPORT_LIST, devs, n, why, cap);
 }
 
 const struct store_ops store_pg_ops = {

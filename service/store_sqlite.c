@@ -295,16 +295,14 @@ static int collect_strings(struct sqlite_store *ss, sqlite3_stmt *s, char ***out
 	*out = NULL;
 	*n = 0;
 	while ((step = sqlite3_step(s)) == SQLITE_ROW) {
-		if (len == room) {
-			char **bigger = realloc(v, (room = room ? room * 2 : 16) * sizeof(*v));
+		char **bigger = store_grow(v, len, &room, 16, sizeof(*v));
 
-			if (bigger == NULL) {
-				gd_whyf(why, cap, "out of memory");
-				rc = GD_ENOMEM;
-				goto fail;
-			}
-			v = bigger;
+		if (bigger == NULL) {
+			gd_whyf(why, cap, "out of memory");
+			rc = GD_ENOMEM;
+			goto fail;
 		}
+		v = bigger;
 		rc = column_dup(s, 0, &v[len], why, cap);
 		if (rc != 0)
 			goto fail;
@@ -926,6 +924,18 @@ static int sqlite_cert_revoke_device(struct store *st, const char *dev,
 	return rc != 0 ? rc : revoked;
 }
 
+/* A certificate row's columns (serial, not_after, revoked, reason) into the fields given; a
+ * serial that is not 16 bytes reads as zeros, a NULL revoked as 0 (in force). */
+static void cert_columns(sqlite3_stmt *s, uint8_t serial[16], int64_t *not_after_s,
+			 int64_t *revoked_s, enum store_revoke_reason *reason)
+{
+	if (sqlite3_column_bytes(s, 0) == 16)
+		memcpy(serial, sqlite3_column_blob(s, 0), 16);
+	*not_after_s = sqlite3_column_int64(s, 1);
+	*revoked_s = sqlite3_column_int64(s, 2);
+	*reason = (enum store_revoke_reason)sqlite3_column_int(s, 3);
+}
+
 static int sqlite_cert_revoked(struct store *st, int64_t now_s, struct store_revoked **out,
 			       size_t *n, char *why, size_t cap)
 {
@@ -948,26 +958,17 @@ static int sqlite_cert_revoked(struct store *st, int64_t now_s, struct store_rev
 	if (rc == 0 && s == NULL)
 		rc = GD_EIO;
 	while (rc == 0 && (step = sqlite3_step(s)) == SQLITE_ROW) {
-		struct store_revoked *e;
+		struct store_revoked *e, *bigger = store_grow(v, len, &room, 64, sizeof(*v));
 
-		if (len == room) {
-			struct store_revoked *bigger =
-				realloc(v, (room = room ? room * 2 : 64) * sizeof(*v));
-
-			if (bigger == NULL) {
-				gd_whyf(why, cap, "out of memory");
-				rc = GD_ENOMEM;
-				break;
-			}
-			v = bigger;
+		if (bigger == NULL) {
+			gd_whyf(why, cap, "out of memory");
+			rc = GD_ENOMEM;
+			break;
 		}
+		v = bigger;
 		e = &v[len++];
 		memset(e, 0, sizeof(*e));
-		if (sqlite3_column_bytes(s, 0) == (int)sizeof(e->serial))
-			memcpy(e->serial, sqlite3_column_blob(s, 0), sizeof(e->serial));
-		e->not_after_s = sqlite3_column_int64(s, 1);
-		e->revoked_s = sqlite3_column_int64(s, 2);
-		e->reason = (enum store_revoke_reason)sqlite3_column_int(s, 3);
+		cert_columns(s, e->serial, &e->not_after_s, &e->revoked_s, &e->reason);
 		snprintf(e->dev, sizeof(e->dev), "%s", (const char *)sqlite3_column_text(s, 4));
 	}
 	if (rc == 0 && step != SQLITE_DONE)
@@ -1001,26 +1002,17 @@ static int sqlite_cert_list(struct store *st, const char *dev, int64_t now_s,
 	    (rc = bind_int(ss, s, 2, now_s - SKEW_S, why, cap)) != 0)
 		return rc;
 	while ((step = sqlite3_step(s)) == SQLITE_ROW) {
-		struct store_cert *c;
+		struct store_cert *c, *bigger = store_grow(v, len, &room, 16, sizeof(*v));
 
-		if (len == room) {
-			struct store_cert *bigger =
-				realloc(v, (room = room ? room * 2 : 16) * sizeof(*v));
-
-			if (bigger == NULL) {
-				gd_whyf(why, cap, "out of memory");
-				rc = GD_ENOMEM;
-				break;
-			}
-			v = bigger;
+		if (bigger == NULL) {
+			gd_whyf(why, cap, "out of memory");
+			rc = GD_ENOMEM;
+			break;
 		}
+		v = bigger;
 		c = &v[len++];
 		memset(c, 0, sizeof(*c));
-		if (sqlite3_column_bytes(s, 0) == (int)sizeof(c->serial))
-			memcpy(c->serial, sqlite3_column_blob(s, 0), sizeof(c->serial));
-		c->not_after_s = sqlite3_column_int64(s, 1);
-		c->revoked_s = sqlite3_column_int64(s, 2); /* NULL reads 0: in force */
-		c->reason = (enum store_revoke_reason)sqlite3_column_int(s, 3);
+		cert_columns(s, c->serial, &c->not_after_s, &c->revoked_s, &c->reason);
 	}
 	if (rc == 0 && step != SQLITE_DONE)
 		rc = fail(ss, step, "cannot read a device's certificates", why, cap);

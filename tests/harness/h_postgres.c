@@ -96,6 +96,17 @@ static _Noreturn void exec_copy(const char *const argv[])
 	_exit(127);
 }
 
+/* Waits for the child 'pid': its exit status, 128 + the signal that ended it, or -1. */
+static int wait_status(pid_t pid)
+{
+	int status;
+
+	while (waitpid(pid, &status, 0) < 0)
+		if (errno != EINTR)
+			return -1;
+	return WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status);
+}
+
 /*
  * Runs argv (argv[0] a path) in 'cwd', as the server user when we are root, with stdout and
  * stderr appended to 'log' (NULL: /dev/null). Its exit status, or -1.
@@ -103,7 +114,6 @@ static _Noreturn void exec_copy(const char *const argv[])
 static int run_as_server(const char *cwd, const char *log, const char *const argv[])
 {
 	const struct passwd *pw = geteuid() == 0 ? getpwnam(SERVER_USER) : NULL;
-	int status;
 	pid_t pid;
 
 	fflush(NULL);
@@ -136,10 +146,7 @@ static int run_as_server(const char *cwd, const char *log, const char *const arg
 		}
 		exec_copy(argv);
 	}
-	while (waitpid(pid, &status, 0) < 0)
-		if (errno != EINTR)
-			return -1;
-	return WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status);
+	return wait_status(pid);
 }
 
 /* The last non-empty line of 'path' (for a failure's why), or "". */
@@ -381,7 +388,6 @@ int h_postgres_sql(const char *conninfo, const char *sql)
 {
 	const char *argv[] = { program("psql"), "-X", "-q", "-v", "ON_ERROR_STOP=1", "-d",
 			       conninfo,	"-c", sql,  NULL };
-	int status;
 	pid_t pid;
 
 	fflush(NULL);
@@ -397,10 +403,7 @@ int h_postgres_sql(const char *conninfo, const char *sql)
 		}
 		exec_copy(argv);
 	}
-	while (waitpid(pid, &status, 0) < 0)
-		if (errno != EINTR)
-			return -1;
-	return WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status);
+	return wait_status(pid);
 }
 
 int h_postgres_createdb(const char *dir, char *conninfo, size_t cap)

@@ -49,6 +49,7 @@
 #include "../../base/base.h"
 #include "../../proto/evidence.h"
 #include "../../proto/mqtt_tls.h"
+#include "sim_evidence.h"
 
 #define FLEET_SUBSCRIBE_CHUNK 64 /* topics per SUBSCRIBE */
 #define FLEET_REASONS	      16
@@ -350,23 +351,6 @@ static void enroll_all(void)
 	}
 }
 
-/* The log every device reports and the reference recorded for it: the bench's sample. */
-static void sample_log(struct meas_log *log)
-{
-	static const char *const items[][2] = { { "exe", "/usr/bin/guardian" },
-						{ "config", "/etc/guardian/site.json" },
-						{ "policy", "/etc/guardian/policy.json" },
-						{ "file", "/etc/guardian/ca.crt" } };
-	uint8_t digest[32];
-
-	meas_init(log);
-	for (size_t i = 0; i < 4; i++) {
-		memset(digest, (int)(0x21 * (i + 1)), sizeof(digest));
-		if (meas_add(log, items[i][0], items[i][1], digest) != 0)
-			die("meas_add");
-	}
-}
-
 static void add_reference(const struct meas_log *log)
 {
 	char path[600], *json = meas_log_json(log);
@@ -384,21 +368,6 @@ static void add_reference(const struct meas_log *log)
 }
 
 /* ---- evidence --------------------------------------------------------------------------- */
-
-static int sign_with(void *ctx, const uint8_t digest[32], uint8_t *sig, size_t cap, size_t *len)
-{
-	EVP_PKEY_CTX *pctx = EVP_PKEY_CTX_new(ctx, NULL);
-	size_t n = cap;
-	int rc = GD_EINVAL;
-
-	if (pctx != NULL && EVP_PKEY_sign_init(pctx) > 0 &&
-	    EVP_PKEY_sign(pctx, sig, &n, digest, 32) > 0) {
-		*len = n;
-		rc = 0;
-	}
-	EVP_PKEY_CTX_free(pctx);
-	return rc;
-}
 
 /* A fresh operational key's public half, PEM, into 'out'. */
 static void op_public_pem(char *out, size_t cap)
@@ -432,7 +401,7 @@ static char *build_evidence(struct device *d, const struct meas_log *log, int64_
 	ev.iat = iat_s;
 	ev.log = *log;
 	op_public_pem(ev.op_pub, sizeof(ev.op_pub));
-	env = evidence_envelope_build(&ev, sign_with, d->identity);
+	env = evidence_envelope_build(&ev, sim_sign_with, d->identity);
 	if (env == NULL)
 		die("%s: cannot build the evidence", d->name);
 	return env;
@@ -1114,7 +1083,9 @@ int main(int argc, char **argv)
 	conns = xcalloc((size_t)opt.nconns, sizeof(*conns));
 	t = mono_us();
 	enroll_all();
-	sample_log(&log);
+	/* The log every device reports and the reference recorded for it. */
+	if (sim_sample_log(&log, 0x21) != 0)
+		die("meas_add");
 	add_reference(&log);
 	printf("fleetsim: %d devices enrolled in %.1f s\n", opt.ndevices,
 	       (double)(mono_us() - t) / 1e6);

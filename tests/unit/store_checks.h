@@ -6,11 +6,11 @@
 
 #include "../../service/store.h"
 
-void store_check_devices(struct store *st);	/* get/put/list, AK kept, installed */
-void store_check_nonces(struct store *st);	/* consume, used, duplicate tag, sweep */
-void store_check_references(struct store *st);	/* put/replace/remove/all sorted, generation */
-void store_check_certs(struct store *st);	/* issued supersedes, revoke, expiry, the CRL list */
-void store_check_reports(struct store *st);	/* update merge, refusal changes nothing, list */
+void store_check_devices(struct store *st);    /* get/put/list, AK kept, installed */
+void store_check_nonces(struct store *st);     /* consume, used, duplicate tag, sweep */
+void store_check_references(struct store *st); /* put/replace/remove/all sorted, generation */
+void store_check_certs(struct store *st);      /* issued supersedes, revoke, expiry, the CRL list */
+void store_check_reports(struct store *st);    /* update merge, refusal changes nothing, list */
 /* release put/get: per device, replaced, a withdrawal keeps the version, bad input refused */
 void store_check_releases(struct store *st);
 /*

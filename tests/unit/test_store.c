@@ -33,78 +33,41 @@ static void teardown(void)
 	h_cleanup();
 }
 
-/* One Test per check, on a fresh store of 'cfg'. */
-#define STORE_TESTS(suite, cfg)                                                                    \
-	TestSuite(suite, .fini = teardown, .timeout = 120);                                        \
-	Test(suite, devices)                                                                       \
+/* A Test of check 'name' (store_checks.h) on a fresh store of 'cfg'. */
+#define STORE_CHECK(suite, cfg, name)                                                              \
+	Test(suite, name)                                                                          \
 	{                                                                                          \
 		struct store *st = fresh(&cfg);                                                    \
-		store_check_devices(st);                                                           \
-		store_close(st);                                                                   \
-	}                                                                                          \
-	Test(suite, nonces)                                                                        \
-	{                                                                                          \
-		struct store *st = fresh(&cfg);                                                    \
-		store_check_nonces(st);                                                            \
-		store_close(st);                                                                   \
-	}                                                                                          \
-	Test(suite, references)                                                                    \
-	{                                                                                          \
-		struct store *st = fresh(&cfg);                                                    \
-		store_check_references(st);                                                        \
-		store_close(st);                                                                   \
-	}                                                                                          \
-	Test(suite, certs)                                                                         \
-	{                                                                                          \
-		struct store *st = fresh(&cfg);                                                    \
-		store_check_certs(st);                                                             \
-		store_close(st);                                                                   \
-	}                                                                                          \
-	Test(suite, reports)                                                                       \
-	{                                                                                          \
-		struct store *st = fresh(&cfg);                                                    \
-		store_check_reports(st);                                                           \
-		store_close(st);                                                                   \
-	}                                                                                          \
-	Test(suite, releases)                                                                      \
-	{                                                                                          \
-		struct store *st = fresh(&cfg);                                                    \
-		store_check_releases(st);                                                          \
-		store_close(st);                                                                   \
-	}                                                                                          \
-	Test(suite, reopen_keeps)                                                                  \
-	{                                                                                          \
-		store_check_reopen(h_dir(), &cfg);                                                 \
-	}                                                                                          \
-	Test(suite, two_handles)                                                                   \
-	{                                                                                          \
-		store_check_two_handles(h_dir(), &cfg);                                            \
-	}                                                                                          \
-	Test(suite, nonce_race)                                                                    \
-	{                                                                                          \
-		store_check_nonce_race(h_dir(), &cfg);                                             \
-	}                                                                                          \
-	Test(suite, cert_race)                                                                     \
-	{                                                                                          \
-		store_check_cert_race(h_dir(), &cfg);                                              \
-	}                                                                                          \
-	Test(suite, report_race)                                                                   \
-	{                                                                                          \
-		store_check_report_race(h_dir(), &cfg);                                            \
-	}                                                                                          \
-	Test(suite, attest_record)                                                                 \
-	{                                                                                          \
-		struct store *st = fresh(&cfg);                                                    \
-		store_check_attest_record(st);                                                     \
+		store_check_##name(st);                                                            \
 		store_close(st);                                                                   \
 	}
 
+/* A Test of a check that opens its own stores of 'cfg' in the test's directory. */
+#define DIR_CHECK(suite, cfg, test, name)                                                          \
+	Test(suite, test)                                                                          \
+	{                                                                                          \
+		store_check_##name(h_dir(), &cfg);                                                 \
+	}
+
+/* One Test per check, on a fresh store of 'cfg'. */
+#define STORE_TESTS(suite, cfg)                                                                    \
+	TestSuite(suite, .fini = teardown, .timeout = 120);                                        \
+	STORE_CHECK(suite, cfg, devices)                                                           \
+	STORE_CHECK(suite, cfg, nonces)                                                            \
+	STORE_CHECK(suite, cfg, references)                                                        \
+	STORE_CHECK(suite, cfg, certs)                                                             \
+	STORE_CHECK(suite, cfg, reports)                                                           \
+	STORE_CHECK(suite, cfg, releases)                                                          \
+	DIR_CHECK(suite, cfg, reopen_keeps, reopen)                                                \
+	DIR_CHECK(suite, cfg, two_handles, two_handles)                                            \
+	DIR_CHECK(suite, cfg, nonce_race, nonce_race)                                              \
+	DIR_CHECK(suite, cfg, cert_race, cert_race)                                                \
+	DIR_CHECK(suite, cfg, report_race, report_race)                                            \
+	STORE_CHECK(suite, cfg, attest_record)
+
 STORE_TESTS(store_sqlite, sqlite_cfg)
 /* N processes, one decision each on one nonce: on the databases (files take no such race). */
-Test(store_sqlite, attest_race)
-{
-	store_check_attest_race(h_dir(), &sqlite_cfg);
-}
+DIR_CHECK(store_sqlite, sqlite_cfg, attest_race, attest_race)
 STORE_TESTS(store_files, files_cfg)
 
 /* ---- SQLite's schema -------------------------------------------------------------------- */

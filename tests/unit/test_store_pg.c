@@ -324,6 +324,8 @@ CONFIG_CHECK_TEST(reopen)
 CONFIG_CHECK_TEST(two_handles) /* two instances on one database */
 CONFIG_CHECK_TEST(nonce_race)  /* 32 processes, one nonce: exactly one wins */
 CONFIG_CHECK_TEST(attest_race) /* 32 processes, one decision each on one nonce: one certificate */
+CONFIG_CHECK_TEST(cert_race)   /* instances issuing to one device: one certificate in force */
+CONFIG_CHECK_TEST(report_race) /* read-modify-writes of one report at once: none lost */
 
 /* A merge that has the server end every other connection to the database: the store's, in the
  * middle of its transaction. */
@@ -401,143 +403,6 @@ Test(store_pg, cert_import)
 	cr_assert_eq(store_cert_issued(st, "gd-1", (uint8_t[16]){ 0x41, 4 }, now + 86400, now, why,
 				       sizeof(why)),
 		     1, "%s", why);
-	store_close(st);
-}
-
-/* What a racer does with its own store: 0, or non-zero with 'why'. */
-typedef int racer_fn(struct store *st, int i, char *why, size_t cap);
-
-/* 'n' processes, each with its own store on 'cfg', connected first and then released together
- * by the end of one pipe, run 'body'; each must succeed. */
-static void race(const struct store_config *cfg, int n, racer_fn *body)
-{
-	int ready[2], release[2], readied = 0;
-	pid_t pids[16];
-	char byte;
-
-	cr_assert_leq(n, 16);
-	cr_assert_eq(pipe(ready), 0);
-	cr_assert_eq(pipe(release), 0);
-	fflush(NULL);
-	for (int i = 0; i < n; i++) {
-		pids[i] = fork();
-		cr_assert_geq(pids[i], 0);
-		if (pids[i] == 0) {
-			struct store *st = NULL;
-			char why[512] = "";
-			int rc;
-
-			alarm(120); /* whatever becomes of the parent, this process ends */
-			close(ready[0]);
-			close(release[1]);
-			rc = store_open(h_dir(), cfg, false, &st, why, sizeof(why));
-			if (write(ready[1], "r", 1) != 1 || rc != 0 ||
-			    read(release[0], &byte, 1) != 0) {
-				fprintf(stderr, "racer %d: %s\n", i, why);
-				_exit(1);
-			}
-			rc = body(st, i, why, sizeof(why));
-			if (rc != 0)
-				fprintf(stderr, "racer %d: %d: %s\n", i, rc, why);
-			store_close(st);
-			_exit(rc == 0 ? 0 : 1);
-		}
-	}
-	close(ready[1]);
-	close(release[0]);
-	while (readied < n && read(ready[0], &byte, 1) == 1)
-		readied++;
-	close(ready[0]);
-	close(release[1]); /* every racer's read() returns now */
-	for (int i = 0; i < n; i++) {
-		int status = 0;
-
-		cr_assert_eq(waitpid(pids[i], &status, 0), pids[i]);
-		cr_expect(WIFEXITED(status) && WEXITSTATUS(status) == 0,
-			  "racer %d failed (its stderr above)", i);
-	}
-	cr_assert_eq(readied, n);
-}
-
-enum { CERT_RACERS = 8, CERTS_EACH = 5, CERT_NOW = 1763744523 };
-
-/* CERTS_EACH certificates for one device, each from its own racer. */
-static int issue_certs(struct store *st, int i, char *why, size_t cap)
-{
-	for (int k = 0; k < CERTS_EACH; k++) {
-		uint8_t serial[16] = { 0x40, (uint8_t)i, (uint8_t)k };
-		int rc = store_cert_issued(st, "raced", serial, CERT_NOW + 86400, CERT_NOW + k, why,
-					   cap);
-
-		if (rc < 0)
-			return rc;
-	}
-	return 0;
-}
-
-/* Instances issuing to one device at once take turns: one certificate stays in force, every
- * other is revoked as superseded. */
-Test(store_pg, cert_race)
-{
-	char conninfo[256], why[512];
-	struct store_config cfg;
-	struct store *st = fresh_store(conninfo, sizeof(conninfo), &cfg);
-	struct store_revoked *list = NULL;
-	size_t n = 0;
-
-	race(&cfg, CERT_RACERS, issue_certs);
-	cr_assert_eq(store_cert_revoked(st, CERT_NOW + 10, &list, &n, why, sizeof(why)), 0, "%s",
-		     why);
-	free(list);
-	cr_assert_eq(n, CERT_RACERS * CERTS_EACH - 1, "%zu superseded, expected %d", n,
-		     CERT_RACERS * CERTS_EACH - 1);
-	cr_assert_eq(store_cert_revoke_device(st, "raced", STORE_REVOKE_REFUSED, CERT_NOW + 20, why,
-					      sizeof(why)),
-		     1, "not exactly one certificate in force (%s)", why);
-	store_close(st);
-}
-
-enum { REPORT_RACERS = 8, REPORTS_EACH = 10 };
-
-/* {"n": N} becomes {"n": N + 1}. */
-static int count_up(const char *old_json, char **next, void *ctx, char *why, size_t cap)
-{
-	int n = 0;
-
-	(void)ctx;
-	if (old_json != NULL && sscanf(old_json, "{\"n\": %d}", &n) != 1) {
-		snprintf(why, cap, "not a count: %s", old_json);
-		return -1;
-	}
-	if (asprintf(next, "{\"n\": %d}", n + 1) < 0)
-		return -1;
-	return 0;
-}
-
-static int report_many(struct store *st, int i, char *why, size_t cap)
-{
-	(void)i;
-	for (int k = 0; k < REPORTS_EACH; k++) {
-		int rc = store_report_update(st, "raced", count_up, NULL, why, cap);
-
-		if (rc != 0)
-			return rc;
-	}
-	return 0;
-}
-
-/* Read-modify-writes of one report from instances at once: none lost. */
-Test(store_pg, report_race)
-{
-	char conninfo[256], why[512], want[32], *json = NULL;
-	struct store_config cfg;
-	struct store *st = fresh_store(conninfo, sizeof(conninfo), &cfg);
-
-	race(&cfg, REPORT_RACERS, report_many);
-	cr_assert_eq(store_report_get(st, "raced", &json, why, sizeof(why)), 0, "%s", why);
-	snprintf(want, sizeof(want), "{\"n\": %d}", REPORT_RACERS * REPORTS_EACH);
-	cr_assert_str_eq(json, want, "updates were lost");
-	free(json);
 	store_close(st);
 }
 
