@@ -370,8 +370,9 @@ static int enter_sandbox(const struct gd_config *cfg)
 	log_info(SUBSYS,
 		 "sandbox: profile gateway as uid %u: %s, no_new_privs, seccomp allow-list%s",
 		 (unsigned)getuid(),
-		 sb.keep_caps != 0 ? "CAP_SETUID, CAP_SETGID and CAP_KILL permitted only, none effective"
-				   : "no capabilities",
+		 sb.keep_caps != 0
+			 ? "CAP_SETUID, CAP_SETGID and CAP_KILL permitted only, none effective"
+			 : "no capabilities",
 		 sb.spawn ? "; each adapter in a child process of its own" : "");
 	if (cfg->sandbox.adapter_user != NULL)
 		log_info(SUBSYS, "sandbox: the adapters' children run as %s (uid %u)",

@@ -157,7 +157,8 @@ static int confine_files(const char *state_dir, const struct uplink_config *ucfg
 	if (abi < 1) {
 		/* EOPNOTSUPP: built in but off; ENOSYS: not built; EPERM: a seccomp filter above
 		 * guardian (systemd's SystemCallFilter=, a container's) refuses the call. */
-		gd_whyf(why, cap, "Landlock is not available to guardian: %s%s", strerror(abi_errno),
+		gd_whyf(why, cap, "Landlock is not available to guardian: %s%s",
+			strerror(abi_errno),
 			abi_errno == EPERM ? " (a system call filter around guardian refuses it: "
 					     "see SystemCallFilter= in guardian.service)"
 					   : "");

@@ -140,7 +140,8 @@ static int own_dir(const char *dir, const char *key, const char *user, uid_t uid
 	if (fd < 0 || fstat(fd, &st) != 0 || (!may_chown && st.st_uid != uid)) {
 		gd_whyf(why, cap,
 			"%s: the uplink's directory %s must belong to its user %s (uid %u)%s%s; as "
-			"root: mkdir -p %s && chown -R %s: %s && chmod 700 %s (or start guardian as "
+			"root: mkdir -p %s && chown -R %s: %s && chmod 700 %s (or start guardian "
+			"as "
 			"root, which does it)",
 			key, dir, user, (unsigned)uid, fd < 0 ? ": " : "",
 			fd < 0 ? strerror(errno) : "", dir, user, dir, dir);
