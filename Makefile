@@ -206,7 +206,7 @@ check: deps
 # the console, telemetry and commands use it, and that send commands and writes. A report in any
 # child's log fails the test (h_cleanup). tests/tsan.supp names what is suppressed, and why: only
 # libraries that are not instrumented, never guardian's own code.
-TSAN_SUITES = reload order commands writes
+TSAN_SUITES = reload order commands writes compartments compartments_uplink
 # The test runner itself is built without: Criterion cannot map its arena under ThreadSanitizer.
 tsan: deps
 	@$(MAKE) --no-print-directory BUILD=build/tsan TSAN=1 CFLAGS="-O1 -g" all

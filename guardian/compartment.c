@@ -420,13 +420,24 @@ void compartment_detach(struct runner *r)
 
 /* ---- the child's start and end ------------------------------------------------------------- */
 
-/* In the child between clone and execveat: only system calls, nothing that takes a lock (raw
- * ones for the ids: the C library's setresuid would wait on the parent's threads). */
+/* The child's end before execveat: a raw exit, like every call there. */
+static _Noreturn void child_fail(void)
+{
+	syscall(SYS_exit_group, 127);
+	__builtin_unreachable();
+}
+
+/*
+ * In the child between clone and execveat: raw system calls only, no C library wrapper. Nothing
+ * there may take a lock another thread of the parent held at the clone (the C library's
+ * setresuid would wait on the parent's threads), and a sanitizer's interceptors, which believe
+ * they still run in the parent's thread, must not see the calls either.
+ */
 static _Noreturn void child_exec(int chan, const struct cm_spawn *sp, pid_t parent)
 {
 	const int from[] = { chan, sp->link, config_fd, sp->spool_dir, sp->creds_dir };
 	const int to[] = { CM_FD_CHANNEL, CM_FD_LINK, CM_FD_CONFIG, CM_FD_SPOOL, CM_FD_CREDS };
-	int moved[5];
+	long moved[5];
 
 	if (sp->as_user) {
 		struct __user_cap_header_struct hdr = { .version = _LINUX_CAPABILITY_VERSION_3 };
@@ -436,33 +447,35 @@ static _Noreturn void child_exec(int chan, const struct cm_spawn *sp, pid_t pare
 		if (syscall(SYS_capset, &hdr, caps) != 0 || syscall(SYS_setgroups, 0, NULL) != 0 ||
 		    syscall(SYS_setresgid, sp->gid, sp->gid, sp->gid) != 0 ||
 		    syscall(SYS_setresuid, sp->uid, sp->uid, sp->uid) != 0)
-			_exit(127);
-		if (getuid() != sp->uid || geteuid() != sp->uid || getgid() != sp->gid ||
-		    getegid() != sp->gid)
-			_exit(127);
+			child_fail();
+		if (syscall(SYS_getuid) != (long)sp->uid || syscall(SYS_geteuid) != (long)sp->uid ||
+		    syscall(SYS_getgid) != (long)sp->gid || syscall(SYS_getegid) != (long)sp->gid)
+			child_fail();
 	}
 	/* Ends with the thread that started it, and so with guardian, even by -9. After the
 	 * change of user, which clears it. */
-	if (prctl(PR_SET_PDEATHSIG, SIGKILL, 0, 0, 0) != 0 || getppid() != parent)
-		_exit(127);
-	/* Above every target first, so that no dup2 closes another's source. */
+	if (syscall(SYS_prctl, PR_SET_PDEATHSIG, SIGKILL, 0, 0, 0) != 0 ||
+	    syscall(SYS_getppid) != (long)parent)
+		child_fail();
+	/* Above every target first, so that no dup3 closes another's source. */
 	for (size_t i = 0; i < 5; i++) {
-		moved[i] = from[i] >= 0 ? fcntl(from[i], F_DUPFD, CM_FD_CREDS + 1) : -1;
+		moved[i] =
+			from[i] >= 0 ? syscall(SYS_fcntl, from[i], F_DUPFD, CM_FD_CREDS + 1) : -1;
 		if (from[i] >= 0 && moved[i] < 0)
-			_exit(127);
+			child_fail();
 	}
 	for (size_t i = 0; i < 5; i++) {
-		if (moved[i] >= 0 && dup2(moved[i], to[i]) < 0)
-			_exit(127);
+		if (moved[i] >= 0 && syscall(SYS_dup3, moved[i], to[i], 0) < 0)
+			child_fail();
 		if (moved[i] < 0)
-			close(to[i]);
+			syscall(SYS_close, to[i]);
 	}
 	/* Nothing else crosses: not the spool, the audit log, the keys' files, a device. */
-	close_range(CM_FD_CREDS + 1, GD_SANDBOX_EXEC_FD - 1, 0);
-	close_range(GD_SANDBOX_EXEC_FD + 1, ~0u, 0);
+	syscall(SYS_close_range, CM_FD_CREDS + 1, GD_SANDBOX_EXEC_FD - 1, 0);
+	syscall(SYS_close_range, GD_SANDBOX_EXEC_FD + 1, ~0u, 0);
 	syscall(SYS_execveat, GD_SANDBOX_EXEC_FD, gd_sandbox_exec_path, sp->argv, environ,
 		AT_EMPTY_PATH);
-	_exit(127);
+	child_fail();
 }
 
 int compartment_spawn(const struct cm_spawn *sp, pid_t *pid_out, int *pidfd_out, int *sock)
