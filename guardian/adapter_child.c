@@ -273,6 +273,7 @@ int adapter_child_main(int argc, char **argv)
 	char *end;
 	int rc;
 
+	compartment_child_signals();
 	/* The runner thread's mask came across the exec: this process takes its signals. */
 	sigemptyset(&none);
 	sigprocmask(SIG_SETMASK, &none, NULL);

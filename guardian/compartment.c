@@ -542,6 +542,16 @@ static int spawn(struct compartment *cp, int link)
 	return 0;
 }
 
+void compartment_child_signals(void)
+{
+	static const int sigs[] = { SIGINT, SIGTERM, SIGHUP };
+	struct sigaction ign = { .sa_handler = SIG_IGN };
+
+	sigemptyset(&ign.sa_mask);
+	for (size_t i = 0; i < sizeof(sigs) / sizeof(sigs[0]); i++)
+		sigaction(sigs[i], &ign, NULL);
+}
+
 int compartment_kill(int pidfd, pid_t pid)
 {
 	struct __user_cap_header_struct hdr = { .version = _LINUX_CAPABILITY_VERSION_3 };

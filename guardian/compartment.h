@@ -99,6 +99,13 @@ int cm_decode(const uint8_t *buf, size_t len, uint32_t seq, bool from_child, siz
 /* The child: `guardian adapter-child FILE INDEX NAME SHA256` (main.c calls it). Its exit code. */
 int adapter_child_main(int argc, char **argv);
 
+/*
+ * In a child, first: SIGINT, SIGTERM and SIGHUP ignored. A child is guardian's to stop (STOP, its
+ * channel closed, SIGKILL; the parent-death signal when guardian dies): a Ctrl-C or a signal to
+ * the whole process group reaches guardian, which stops its children in order.
+ */
+void compartment_child_signals(void);
+
 struct gd_config;
 struct conf;
 

@@ -375,6 +375,7 @@ int uplink_child_main(int argc, char **argv)
 	socklen_t len = sizeof(type);
 	uint64_t last;
 
+	compartment_child_signals();
 	if (argc != 5 || getsockopt(CHANNEL_FD, SOL_SOCKET, SO_TYPE, &type, &len) != 0 ||
 	    type != SOCK_SEQPACKET) {
 		fprintf(stderr, "guardian uplink-child: not for people: guardian run starts it\n");

@@ -139,6 +139,43 @@ Test(compartments, a_stop_ends_every_child)
 	it_kill_leftover(scale, "adapter-child");
 }
 
+/*
+ * A signal to the whole process group (Ctrl-C in a terminal, systemd's default stop) reaches the
+ * children too: they leave their stop to guardian, which ends them in order, without a word of
+ * a child killed by a signal.
+ */
+Test(compartments, a_signal_to_the_group_is_guardians_to_act_on)
+{
+	pid_t gd = start_all("guardian", ""), plc, scale, up;
+	int status;
+
+	plc = h_child_process(gd, "adapter-child", "plc1", 0, 5000);
+	scale = h_child_process(gd, "adapter-child", "scale", 0, 5000);
+	up = h_child_process(gd, "uplink-child", NULL, 0, 5000);
+	cr_assert_gt(plc, 0);
+	cr_assert_gt(scale, 0);
+	cr_assert_gt(up, 0);
+	cr_assert_eq(kill(plc, SIGTERM), 0);
+	cr_assert_eq(kill(scale, SIGINT), 0);
+	cr_assert_eq(kill(up, SIGTERM), 0);
+	h_sleep_ms(300);
+	cr_expect(h_process_runs(plc, "adapter-child") && h_process_runs(scale, "adapter-child") &&
+			  h_process_runs(up, "uplink-child"),
+		  "a child ended on a signal meant for guardian; log:\n%s",
+		  h_read(h_path("guardian.log")));
+	status = h_stop(gd, 10000);
+	cr_expect(WIFEXITED(status) && WEXITSTATUS(status) == 0,
+		  "guardian did not exit 0 on SIGTERM (status 0x%x); log:\n%s", status,
+		  h_read(h_path("guardian.log")));
+	cr_expect_eq(h_count(h_path("guardian.log"), "exited with signal"), 0, "log:\n%s",
+		     h_read(h_path("guardian.log")));
+	cr_expect(h_gone(plc, 3000) && h_gone(scale, 3000) && h_gone(up, 3000),
+		  "a child outlived guardian's stop");
+	it_kill_leftover(plc, "adapter-child");
+	it_kill_leftover(scale, "adapter-child");
+	it_kill_leftover(up, "uplink-child");
+}
+
 Test(compartments, turned_off_the_adapters_are_threads)
 {
 	pid_t gd = start_all("guardian", "\"sandbox\":{\"compartments\":false},");
